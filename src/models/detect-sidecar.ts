@@ -1,0 +1,81 @@
+/**
+ * The `<checkpoint>.yaml` ldm config A1111 reads next to a checkpoint. Treated as hostile: size
+ * limited, alias expansion bounded, and only the few fields detection needs are read (and type
+ * checked) — nothing in it is ever instantiated.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { parse } from 'yaml';
+import { UserError } from '../util/errors.js';
+
+/** Real ldm configs are 2–4 KB; anything near this is not a config. */
+export const MAX_SIDECAR_BYTES = 256 * 1024;
+
+export interface SidecarConfig {
+  path: string;
+  /** `model.params.parameterization`; ldm's default when absent is "eps". */
+  parameterization: 'eps' | 'v';
+  num_heads?: number;
+  num_head_channels?: number;
+  /** `model.target`, e.g. `ldm.models.diffusion.ddpm.LatentDiffusion` (reported, never used to load code). */
+  target?: string;
+}
+
+/** A1111's rule: the sidecar of `dir/name.ext` is `dir/name.yaml`. */
+export function sidecarPathFor(checkpointPath: string): string | undefined {
+  const p = checkpointPath.replace(/\.[^./\\]+$/, '') + '.yaml';
+  return p !== checkpointPath && existsSync(p) ? p : undefined;
+}
+
+function field(obj: unknown, key: string): unknown {
+  return obj !== null && typeof obj === 'object' && !Array.isArray(obj)
+    ? (obj as Record<string, unknown>)[key]
+    : undefined;
+}
+
+function positiveInt(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
+}
+
+export function parseSidecarText(path: string, text: string): SidecarConfig {
+  let doc: unknown;
+  try {
+    doc = parse(text, { maxAliasCount: 50, schema: 'core', uniqueKeys: true });
+  } catch (e) {
+    throw new UserError(`${path}: not a valid YAML config (${(e as Error).message.split('\n')[0]})`);
+  }
+  const model = field(doc, 'model');
+  const params = field(model, 'params');
+  if (params === undefined) {
+    throw new UserError(
+      `${path}: not an ldm config (no model.params); remove or fix the .yaml next to the checkpoint`,
+    );
+  }
+  const param = field(params, 'parameterization');
+  if (param !== undefined && param !== 'eps' && param !== 'v') {
+    throw new UserError(
+      `${path}: model.params.parameterization must be "eps" or "v", not ${JSON.stringify(param)}`,
+    );
+  }
+  const unet = field(field(params, 'unet_config'), 'params');
+  const cfg: SidecarConfig = { path, parameterization: param === 'v' ? 'v' : 'eps' };
+  const heads = positiveInt(field(unet, 'num_heads'));
+  const headCh = positiveInt(field(unet, 'num_head_channels'));
+  if (heads !== undefined) cfg.num_heads = heads;
+  if (headCh !== undefined) cfg.num_head_channels = headCh;
+  const target = field(model, 'target');
+  if (typeof target === 'string' && target.length < 200) cfg.target = target;
+  return cfg;
+}
+
+export function readSidecar(path: string): SidecarConfig {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (e) {
+    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (size > MAX_SIDECAR_BYTES) {
+    throw new UserError(`${path}: ${size} bytes is too large for an ldm config (limit ${MAX_SIDECAR_BYTES})`);
+  }
+  return parseSidecarText(path, readFileSync(path, 'utf8'));
+}
