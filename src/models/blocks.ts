@@ -1,0 +1,159 @@
+/**
+ * Building blocks shared by the networks, each mirroring one ldm module and reading its weights
+ * under the module's checkpoint key prefix.
+ */
+import type { GraphBuilder, Value } from '../onnx/builder.js';
+import {
+  add,
+  attention,
+  conv2d,
+  fromTokens,
+  gelu,
+  groupNorm,
+  layerNorm,
+  linear,
+  mul,
+  reshape,
+  silu,
+  splitEqual,
+  toTokens,
+  upsampleNearest2x,
+  type AttentionImpl,
+} from '../onnx/ops.js';
+
+/** Numerics of the ldm modules (all from the upstream code). */
+export const UNET_GN_EPS = 1e-5;
+export const TRANSFORMER_GN_EPS = 1e-6;
+export const VAE_GN_EPS = 1e-6;
+export const LN_EPS = 1e-5;
+export const GROUPS = 32;
+
+/**
+ * openaimodel ResBlock: GN→SiLU→conv, + Linear(SiLU(emb)), GN→SiLU→conv, skip (1×1 conv when
+ * the channel count changes). `embAct` is SiLU(emb), shared by every block.
+ */
+export function unetResBlock(
+  g: GraphBuilder,
+  p: string,
+  x: Value,
+  embAct: Value,
+  inCh: number,
+  outCh: number,
+  embDim: number,
+): Value {
+  let h = silu(g, groupNorm(g, x, `${p}.in_layers.0`, inCh, GROUPS, UNET_GN_EPS), p);
+  h = conv2d(g, h, `${p}.in_layers.2`, inCh, outCh, 3);
+  const e = linear(g, embAct, `${p}.emb_layers.1`, embDim, outCh);
+  h = add(g, h, reshape(g, e, [0, outCh, 1, 1], p), p);
+  h = silu(g, groupNorm(g, h, `${p}.out_layers.0`, outCh, GROUPS, UNET_GN_EPS), p);
+  h = conv2d(g, h, `${p}.out_layers.3`, outCh, outCh, 3);
+  const skip = inCh === outCh ? x : conv2d(g, x, `${p}.skip_connection`, inCh, outCh, 1);
+  return add(g, skip, h, p);
+}
+
+export interface AttentionContext {
+  /** Cross-attention context for keys and values [B, T, contextDim]. */
+  context: Value;
+  /** Separate key/value contexts (hypernetworks); default `context`. */
+  contextK?: Value;
+  contextV?: Value;
+  impl: AttentionImpl;
+}
+
+/** ldm CrossAttention (attn1: self, context = x; attn2: cross). */
+export function crossAttention(
+  g: GraphBuilder,
+  p: string,
+  x: Value,
+  kIn: Value,
+  vIn: Value,
+  dim: number,
+  kvDim: number,
+  heads: number,
+  impl: AttentionImpl,
+): Value {
+  const headDim = dim / heads;
+  const q = linear(g, x, `${p}.to_q`, dim, dim, false);
+  const k = linear(g, kIn, `${p}.to_k`, kvDim, dim, false);
+  const v = linear(g, vIn, `${p}.to_v`, kvDim, dim, false);
+  const o = attention(g, q, k, v, heads, headDim, impl, p);
+  return linear(g, o, `${p}.to_out.0`, dim, dim);
+}
+
+/** GEGLU feed-forward: proj → [h, gate], h·GELU(gate), Linear. */
+function feedForward(g: GraphBuilder, p: string, x: Value, dim: number): Value {
+  const inner = dim * 4;
+  const proj = linear(g, x, `${p}.net.0.proj`, dim, inner * 2);
+  const [h, gate] = splitEqual(g, proj, -1, [inner, inner], `${p}.net.0`);
+  return linear(g, mul(g, h!, gelu(g, gate!, `${p}.net.0`), `${p}.net.0`), `${p}.net.2`, inner, dim);
+}
+
+/** ldm BasicTransformerBlock. */
+function transformerBlock(
+  g: GraphBuilder,
+  p: string,
+  x: Value,
+  dim: number,
+  heads: number,
+  contextDim: number,
+  ctx: AttentionContext,
+): Value {
+  let n = layerNorm(g, x, `${p}.norm1`, dim, LN_EPS);
+  x = add(g, crossAttention(g, `${p}.attn1`, n, n, n, dim, dim, heads, ctx.impl), x, p);
+  n = layerNorm(g, x, `${p}.norm2`, dim, LN_EPS);
+  const kc = ctx.contextK ?? ctx.context;
+  const vc = ctx.contextV ?? ctx.context;
+  x = add(g, crossAttention(g, `${p}.attn2`, n, kc, vc, dim, contextDim, heads, ctx.impl), x, p);
+  n = layerNorm(g, x, `${p}.norm3`, dim, LN_EPS);
+  return add(g, feedForward(g, `${p}.ff`, n, dim), x, p);
+}
+
+/** ldm SpatialTransformer: GN, proj_in (1×1 conv or Linear), transformer blocks, proj_out, residual. */
+export function spatialTransformer(
+  g: GraphBuilder,
+  p: string,
+  x: Value,
+  channels: number,
+  heads: number,
+  depth: number,
+  contextDim: number,
+  linearProj: boolean,
+  ctx: AttentionContext,
+): Value {
+  const n = groupNorm(g, x, `${p}.norm`, channels, GROUPS, TRANSFORMER_GN_EPS);
+  let t: Value;
+  if (linearProj) t = linear(g, toTokens(g, n, p), `${p}.proj_in`, channels, channels);
+  else t = toTokens(g, conv2d(g, n, `${p}.proj_in`, channels, channels, 1), p);
+  for (let i = 0; i < depth; i++) {
+    t = transformerBlock(g, `${p}.transformer_blocks.${i}`, t, channels, heads, contextDim, ctx);
+  }
+  let out: Value;
+  if (linearProj) out = fromTokens(g, linear(g, t, `${p}.proj_out`, channels, channels), x, p);
+  else out = conv2d(g, fromTokens(g, t, x, p), `${p}.proj_out`, channels, channels, 1);
+  return add(g, out, x, p);
+}
+
+/** Nearest ×2 then 3×3 conv (UNet `conv`, VAE `conv`). */
+export function upsample(g: GraphBuilder, p: string, x: Value, ch: number): Value {
+  return conv2d(g, upsampleNearest2x(g, x, p), `${p}.conv`, ch, ch, 3);
+}
+
+/** model.py ResnetBlock (VAE, no time embedding). */
+export function vaeResnetBlock(g: GraphBuilder, p: string, x: Value, inCh: number, outCh: number): Value {
+  let h = silu(g, groupNorm(g, x, `${p}.norm1`, inCh, GROUPS, VAE_GN_EPS), p);
+  h = conv2d(g, h, `${p}.conv1`, inCh, outCh, 3);
+  h = silu(g, groupNorm(g, h, `${p}.norm2`, outCh, GROUPS, VAE_GN_EPS), p);
+  h = conv2d(g, h, `${p}.conv2`, outCh, outCh, 3);
+  const skip = inCh === outCh ? x : conv2d(g, x, `${p}.nin_shortcut`, inCh, outCh, 1);
+  return add(g, skip, h, p);
+}
+
+/** model.py AttnBlock: single-head self-attention over H·W positions with 1×1 conv q/k/v/proj_out. */
+export function vaeAttnBlock(g: GraphBuilder, p: string, x: Value, ch: number, impl: AttentionImpl): Value {
+  const n = groupNorm(g, x, `${p}.norm`, ch, GROUPS, VAE_GN_EPS);
+  const q = toTokens(g, conv2d(g, n, `${p}.q`, ch, ch, 1), `${p}.q`);
+  const k = toTokens(g, conv2d(g, n, `${p}.k`, ch, ch, 1), `${p}.k`);
+  const v = toTokens(g, conv2d(g, n, `${p}.v`, ch, ch, 1), `${p}.v`);
+  const o = fromTokens(g, attention(g, q, k, v, 1, ch, impl, p), x, p);
+  return add(g, x, conv2d(g, o, `${p}.proj_out`, ch, ch, 1), p);
+}

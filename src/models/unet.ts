@@ -1,0 +1,218 @@
+/**
+ * The ldm UNetModel (openaimodel.py) as an ONNX graph, laid out like the checkpoint's
+ * `model.diffusion_model.*` key tree: input_blocks, middle_block, output_blocks, out.
+ */
+import type { TensorSource } from '../formats/tensor.js';
+import { GraphBuilder, type Value } from '../onnx/builder.js';
+import {
+  add,
+  concat,
+  conv2d,
+  groupNorm,
+  linear,
+  mul,
+  reshape,
+  silu,
+  upsampleNearest2x,
+  type AttentionImpl,
+} from '../onnx/ops.js';
+import { GROUPS, spatialTransformer, unetResBlock, UNET_GN_EPS, type AttentionContext } from './blocks.js';
+import type { UNetConfig } from './config.js';
+
+export interface UNetBuildOptions {
+  /** Checkpoint key prefix of the UNet (default `model.diffusion_model`). */
+  prefix?: string;
+  attention?: AttentionImpl;
+  /** Add every block's output as a graph output named by its key prefix. */
+  debug?: boolean;
+  /** Add ControlNet residual inputs `control.0 … control.{n-1}` (one per skip) and `control.middle`. */
+  controlInputs?: boolean;
+  /** Add `context_k` / `context_v` inputs used by cross-attention keys/values (hypernetworks). */
+  separateKV?: boolean;
+}
+
+/** Input/output names of the UNet graph. */
+export const UNET_IO = { x: 'x', t: 'timesteps', context: 'context', eps: 'eps' } as const;
+
+/**
+ * ldm timestep_embedding: cat(cos(t·f), sin(t·f)), f_i = exp(-ln(max_period)·i/half), in float32
+ * as torch computes it (the frequency table rounded through float32 at each step).
+ */
+export function timestepEmbedding(g: GraphBuilder, t: Value, dim: number, maxPeriod = 10000): Value {
+  const half = Math.floor(dim / 2);
+  if (half * 2 !== dim) throw new Error(`timestep embedding of odd width ${dim} is not supported`);
+  const freqs = new Float32Array(half);
+  const c = Math.fround(-Math.log(maxPeriod));
+  for (let i = 0; i < half; i++) freqs[i] = Math.fround(Math.exp(Math.fround(Math.fround(c * i) / half)));
+  const args = mul(g, reshape(g, t, [-1, 1], 'timestep_embedding'), g.constF32(freqs, [1, half], 'freqs'));
+  return concat(
+    g,
+    [
+      g.op1('Cos', [args], {}, { name: 'timestep_embedding' }),
+      g.op1('Sin', [args], {}, { name: 'timestep_embedding' }),
+    ],
+    1,
+    'timestep_embedding',
+  );
+}
+
+/** time_embed: Linear(mc → 4mc), SiLU, Linear(4mc → 4mc). */
+export function timeEmbed(g: GraphBuilder, p: string, emb: Value, mc: number): Value {
+  const h = silu(g, linear(g, emb, `${p}.time_embed.0`, mc, mc * 4), `${p}.time_embed`);
+  return linear(g, h, `${p}.time_embed.2`, mc * 4, mc * 4);
+}
+
+/** A graph t [N] → `embedding` [N, mc], `time_embed_out` [N, 4mc] (for conformance checks and tools). */
+export function buildTimestepEmbeddingGraph(
+  src: TensorSource,
+  cfg: UNetConfig,
+  prefix = 'model.diffusion_model',
+) {
+  const g = new GraphBuilder('UNet time embedding', src);
+  const t = g.input('t', 'float32', ['n']);
+  const emb = timestepEmbedding(g, t, cfg.modelChannels);
+  g.output(emb, 'embedding', 'float32', ['n', cfg.modelChannels]);
+  g.output(timeEmbed(g, prefix, emb, cfg.modelChannels), 'time_embed_out', 'float32', [
+    'n',
+    cfg.modelChannels * 4,
+  ]);
+  return g;
+}
+
+function headsFor(cfg: UNetConfig, ch: number): number {
+  if (cfg.numHeadChannels > 0) return ch / cfg.numHeadChannels;
+  return cfg.numHeads;
+}
+
+/** Names of the debug outputs the graph gets with `debug: true`, in graph order. */
+export function unetBlockNames(cfg: UNetConfig, prefix = 'model.diffusion_model'): string[] {
+  const nIn = 1 + cfg.channelMult.length * cfg.numResBlocks + (cfg.channelMult.length - 1);
+  const names = [`${prefix}.time_embed`];
+  for (let i = 0; i < nIn; i++) names.push(`${prefix}.input_blocks.${i}`);
+  names.push(`${prefix}.middle_block`);
+  for (let i = 0; i < nIn; i++) names.push(`${prefix}.output_blocks.${i}`);
+  names.push(`${prefix}.out`);
+  return names;
+}
+
+/** Build the UNet graph: x [B, C, H, W], timesteps [B] (float), context [B, T, ctx] → eps. */
+export function buildUNetGraph(
+  src: TensorSource,
+  cfg: UNetConfig,
+  opts: UNetBuildOptions = {},
+): GraphBuilder {
+  const p = opts.prefix ?? 'model.diffusion_model';
+  const impl = opts.attention ?? 'mha';
+  const g = new GraphBuilder('UNet', src);
+  const mc = cfg.modelChannels;
+  const embDim = mc * 4;
+  const levels = cfg.channelMult.length;
+  if (levels < 1 || cfg.numResBlocks < 1)
+    throw new Error('UNet config needs at least one level and one ResBlock');
+
+  const x = g.input(UNET_IO.x, 'float32', ['batch', cfg.inChannels, 'height', 'width']);
+  const t = g.input(UNET_IO.t, 'float32', ['batch']);
+  const context = g.input(UNET_IO.context, 'float32', ['batch', 'tokens', cfg.contextDim]);
+  const ctx: AttentionContext = { context, impl };
+  if (opts.separateKV) {
+    ctx.contextK = g.input('context_k', 'float32', ['batch', 'tokens', cfg.contextDim]);
+    ctx.contextV = g.input('context_v', 'float32', ['batch', 'tokens', cfg.contextDim]);
+  }
+  const debug = (v: Value, name: string) => {
+    if (opts.debug) g.output(v, name);
+  };
+
+  const emb = timeEmbed(g, p, timestepEmbedding(g, t, mc), mc);
+  debug(emb, `${p}.time_embed`);
+  const embAct = silu(g, emb, `${p}.emb_act`);
+
+  const transformer = (bp: string, h: Value, ch: number) =>
+    spatialTransformer(
+      g,
+      bp,
+      h,
+      ch,
+      headsFor(cfg, ch),
+      cfg.transformerDepth,
+      cfg.contextDim,
+      cfg.useLinearInProjection,
+      ctx,
+    );
+
+  // Input blocks.
+  const skips: { v: Value; ch: number }[] = [];
+  let h = conv2d(g, x, `${p}.input_blocks.0.0`, cfg.inChannels, mc, 3);
+  let ch = mc;
+  let ds = 1;
+  let idx = 0;
+  debug(h, `${p}.input_blocks.0`);
+  skips.push({ v: h, ch });
+  for (let level = 0; level < levels; level++) {
+    for (let r = 0; r < cfg.numResBlocks; r++) {
+      idx++;
+      const bp = `${p}.input_blocks.${idx}`;
+      const outCh = cfg.channelMult[level]! * mc;
+      h = unetResBlock(g, `${bp}.0`, h, embAct, ch, outCh, embDim);
+      ch = outCh;
+      if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.1`, h, ch);
+      debug(h, bp);
+      skips.push({ v: h, ch });
+    }
+    if (level !== levels - 1) {
+      idx++;
+      const bp = `${p}.input_blocks.${idx}`;
+      h = conv2d(g, h, `${bp}.0.op`, ch, ch, 3, { stride: 2, pad: 1 });
+      ds *= 2;
+      debug(h, bp);
+      skips.push({ v: h, ch });
+    }
+  }
+
+  // Middle block.
+  const mp = `${p}.middle_block`;
+  h = unetResBlock(g, `${mp}.0`, h, embAct, ch, ch, embDim);
+  h = transformer(`${mp}.1`, h, ch);
+  h = unetResBlock(g, `${mp}.2`, h, embAct, ch, ch, embDim);
+  if (opts.controlInputs) {
+    h = add(g, h, g.input('control.middle', 'float32', ['batch', ch, 'mid_height', 'mid_width']), mp);
+  }
+  debug(h, mp);
+
+  // Output blocks.
+  idx = 0;
+  for (let level = levels - 1; level >= 0; level--) {
+    for (let r = 0; r <= cfg.numResBlocks; r++) {
+      const bp = `${p}.output_blocks.${idx}`;
+      const skipIndex = skips.length - 1;
+      const skip = skips.pop()!;
+      let sv = skip.v;
+      if (opts.controlInputs) {
+        const c = g.input(`control.${skipIndex}`, 'float32', [
+          'batch',
+          skip.ch,
+          `control_${skipIndex}_h`,
+          `control_${skipIndex}_w`,
+        ]);
+        sv = add(g, sv, c, bp);
+      }
+      const cat = concat(g, [h, sv], 1, bp);
+      const outCh = cfg.channelMult[level]! * mc;
+      h = unetResBlock(g, `${bp}.0`, cat, embAct, ch + skip.ch, outCh, embDim);
+      ch = outCh;
+      let sub = 1;
+      if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.${sub++}`, h, ch);
+      if (level > 0 && r === cfg.numResBlocks) {
+        h = conv2d(g, upsampleNearest2x(g, h, bp), `${bp}.${sub}.conv`, ch, ch, 3);
+        ds /= 2;
+      }
+      debug(h, bp);
+      idx++;
+    }
+  }
+
+  h = silu(g, groupNorm(g, h, `${p}.out.0`, ch, GROUPS, UNET_GN_EPS), `${p}.out`);
+  h = conv2d(g, h, `${p}.out.2`, ch, cfg.outChannels, 3);
+  debug(h, `${p}.out`);
+  g.output(h, UNET_IO.eps, 'float32', ['batch', cfg.outChannels, 'height', 'width']);
+  return g;
+}

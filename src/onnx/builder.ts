@@ -1,0 +1,260 @@
+/**
+ * A small typed ONNX graph builder. Values are named edges; weights ("params") are declared by
+ * their checkpoint key with the shape the network expects, checked against the TensorSource at
+ * build time so a wrong checkpoint fails with the tensor's name, not deep inside onnxruntime.
+ * How param bytes reach onnxruntime (in place in the checkpoint, or a converted cache file) is
+ * decided later by runtime/weights.ts; the builder only records which key each initializer reads.
+ */
+import type { TensorSource } from '../formats/tensor.js';
+import { numel } from '../formats/tensor.js';
+import { UserError } from '../util/errors.js';
+import {
+  AttributeType,
+  OnnxDataType,
+  type AttributeProtoObj,
+  type ModelProtoObj,
+  type NodeProtoObj,
+  type TensorProtoObj,
+  type ValueInfoProtoObj,
+} from './proto.js';
+
+export const OPSET = 17;
+export const MS_DOMAIN = 'com.microsoft';
+
+/** A dimension: a fixed size or a symbolic name (free dimension). */
+export type Dim = number | string;
+
+export type ElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8' | 'bool';
+
+const ELEM_CODE: Record<ElemType, number> = {
+  float32: OnnxDataType.FLOAT,
+  float16: OnnxDataType.FLOAT16,
+  int64: OnnxDataType.INT64,
+  int32: OnnxDataType.INT32,
+  uint8: OnnxDataType.UINT8,
+  bool: OnnxDataType.BOOL,
+};
+
+/** An edge of the graph. */
+export interface Value {
+  readonly name: string;
+}
+
+export type AttrValue = number | string | number[] | string[] | { float: number } | { floats: number[] };
+
+/** A weight read from the checkpoint: key, the dims the graph sees (same element count), source shape. */
+export interface ParamInit {
+  name: string;
+  key: string;
+  dims: number[];
+}
+
+/** A small constant made by the builder, stored inside the model file. */
+export interface InlineInit {
+  name: string;
+  elemType: ElemType;
+  dims: number[];
+  data: Uint8Array;
+}
+
+/** Serialised param: either a TensorProto pointing at external data, or one with raw bytes. */
+export type ParamResolver = (p: ParamInit) => TensorProtoObj;
+
+export class GraphBuilder {
+  readonly nodes: NodeProtoObj[] = [];
+  readonly params = new Map<string, ParamInit>();
+  readonly inlines: InlineInit[] = [];
+  private readonly inputs: ValueInfoProtoObj[] = [];
+  private readonly outputs: ValueInfoProtoObj[] = [];
+  private readonly names = new Set<string>();
+  private readonly constCache = new Map<string, Value>();
+  private counter = 0;
+  private usesMs = false;
+
+  constructor(
+    readonly graphName: string,
+    /** Where params come from; shapes are checked against it. */
+    readonly source: TensorSource,
+  ) {}
+
+  private fresh(base: string): string {
+    let name = base;
+    while (this.names.has(name)) name = `${base}_${++this.counter}`;
+    this.names.add(name);
+    return name;
+  }
+
+  input(name: string, elemType: ElemType, dims: Dim[]): Value {
+    if (this.names.has(name)) throw new Error(`graph ${this.graphName}: duplicate name ${name}`);
+    this.names.add(name);
+    this.inputs.push(valueInfo(name, elemType, dims));
+    return { name };
+  }
+
+  /** Expose `v` as a graph output called `name` (an Identity node is added when the name differs). */
+  output(v: Value, name: string, elemType: ElemType = 'float32', dims: Dim[] = []): void {
+    let out = v;
+    if (v.name !== name) {
+      if (this.names.has(name)) throw new Error(`graph ${this.graphName}: duplicate output name ${name}`);
+      this.names.add(name);
+      this.nodes.push(node('Identity', [v.name], [name], `${name}/Identity`));
+      out = { name };
+    }
+    const info = valueInfo(out.name, elemType, dims);
+    if (dims.length === 0) delete (info.type.tensorType as { shape?: unknown }).shape;
+    this.outputs.push(info);
+  }
+
+  /**
+   * A weight from the checkpoint. `shape` is what the network needs; a missing tensor or one of
+   * another shape is a UserError naming the tensor. `view` reinterprets it with other dims of the
+   * same size (e.g. a GroupNorm gamma [C] seen as [C,1,1]) at no cost.
+   */
+  param(key: string, shape: readonly number[], view?: readonly number[]): Value {
+    const existing = this.params.get(key);
+    const dims = [...(view ?? shape)];
+    if (existing && sameDims(existing.dims, dims)) return { name: existing.name };
+    const info = this.source.info(key);
+    if (!info) {
+      throw new UserError(
+        `${this.source.path}: tensor "${key}" is missing (needed by the ${this.graphName}); ` +
+          'is this a Stable Diffusion 1.x checkpoint, and is the file complete?',
+      );
+    }
+    if (!sameDims(info.shape, shape)) {
+      throw new UserError(
+        `${this.source.path}: tensor "${key}" has shape [${info.shape.join(',')}] but the ${this.graphName} ` +
+          `needs [${shape.join(',')}]; the checkpoint does not match the detected architecture`,
+      );
+    }
+    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') {
+      throw new UserError(`${this.source.path}: tensor "${key}" is ${info.dtype}, expected a float tensor`);
+    }
+    if (view && numel(view) !== numel(shape))
+      throw new Error(`param ${key}: view ${view} does not fit ${shape}`);
+    const name = this.fresh(existing ? `${key}#${dims.join('x')}` : key);
+    this.params.set(existing ? name : key, { name, key, dims });
+    return { name };
+  }
+
+  /** An inline float32 constant (small: scales, shapes, masks). */
+  constF32(values: ArrayLike<number>, dims: number[], hint = 'const'): Value {
+    const data = Float32Array.from(values);
+    return this.inline('float32', dims, new Uint8Array(data.buffer), hint);
+  }
+
+  constI64(values: ArrayLike<number>, dims: number[] = [values.length], hint = 'shape'): Value {
+    const data = BigInt64Array.from(Array.from(values, (v) => BigInt(v)));
+    return this.inline('int64', dims, new Uint8Array(data.buffer), hint);
+  }
+
+  private inline(elemType: ElemType, dims: number[], data: Uint8Array, hint: string): Value {
+    const cacheKey = `${elemType}|${dims.join(',')}|${Buffer.from(data).toString('base64')}`;
+    const hit = data.byteLength <= 4096 ? this.constCache.get(cacheKey) : undefined;
+    if (hit) return hit;
+    const name = this.fresh(`const/${hint}`);
+    this.inlines.push({ name, elemType, dims, data });
+    const v = { name };
+    if (data.byteLength <= 4096) this.constCache.set(cacheKey, v);
+    return v;
+  }
+
+  /** Add a node; returns its outputs. `name` is the layer (checkpoint key prefix) used in node names. */
+  op(
+    opType: string,
+    inputs: (Value | null)[],
+    attrs: Record<string, AttrValue> = {},
+    opts: { name?: string; outputs?: number; domain?: string } = {},
+  ): Value[] {
+    const layer = opts.name ?? opType;
+    const nOut = opts.outputs ?? 1;
+    const outs: string[] = [];
+    for (let i = 0; i < nOut; i++) outs.push(this.fresh(`${layer}/${opType}${nOut > 1 ? `:${i}` : ''}`));
+    const n = node(
+      opType,
+      inputs.map((v) => (v ? v.name : '')),
+      outs,
+      this.fresh(`${layer}/${opType}#node`),
+    );
+    if (opts.domain) {
+      n.domain = opts.domain;
+      if (opts.domain === MS_DOMAIN) this.usesMs = true;
+    }
+    n.attribute = Object.entries(attrs).map(([k, v]) => attribute(k, v));
+    this.nodes.push(n);
+    return outs.map((name) => ({ name }));
+  }
+
+  /** Single-output convenience. */
+  op1(
+    opType: string,
+    inputs: (Value | null)[],
+    attrs: Record<string, AttrValue> = {},
+    opts: { name?: string; domain?: string } = {},
+  ): Value {
+    return this.op(opType, inputs, attrs, opts)[0]!;
+  }
+
+  /** The ModelProto with params serialised by `resolve`. */
+  toModel(resolve: ParamResolver, metadata: Record<string, string> = {}): ModelProtoObj {
+    const initializer: TensorProtoObj[] = [];
+    for (const p of this.params.values()) initializer.push(resolve(p));
+    for (const c of this.inlines) {
+      initializer.push({ name: c.name, dims: c.dims, dataType: ELEM_CODE[c.elemType], rawData: c.data });
+    }
+    const opsetImport = [{ domain: '', version: OPSET }];
+    if (this.usesMs) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+    return {
+      irVersion: 8,
+      producerName: 'sdstudio',
+      producerVersion: '1',
+      opsetImport,
+      metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
+      graph: {
+        name: this.graphName,
+        node: this.nodes,
+        initializer,
+        input: this.inputs,
+        output: this.outputs,
+      },
+    };
+  }
+}
+
+function sameDims(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function node(opType: string, input: string[], output: string[], name: string): NodeProtoObj {
+  return { opType, input, output, name, attribute: [] };
+}
+
+function valueInfo(name: string, elemType: ElemType, dims: Dim[]): ValueInfoProtoObj {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: ELEM_CODE[elemType],
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function attribute(name: string, v: AttrValue): AttributeProtoObj {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) throw new Error(`attribute ${name}: use {float: x} for floats`);
+    return { name, type: AttributeType.INT, i: v };
+  }
+  if (typeof v === 'string') return { name, type: AttributeType.STRING, s: new TextEncoder().encode(v) };
+  if (Array.isArray(v)) {
+    if (v.every((x) => typeof x === 'number')) return { name, type: AttributeType.INTS, ints: v as number[] };
+    return {
+      name,
+      type: AttributeType.STRINGS,
+      strings: (v as string[]).map((s) => new TextEncoder().encode(s)),
+    };
+  }
+  if ('float' in v) return { name, type: AttributeType.FLOAT, f: v.float };
+  return { name, type: AttributeType.FLOATS, floats: v.floats };
+}

@@ -1,0 +1,233 @@
+/**
+ * Where a graph's weights live when onnxruntime loads it. onnxruntime maps external-data files
+ * instead of copying them, but only files inside one folder: it refuses absolute locations, `..`
+ * and symlinks that leave the folder. So every graph's params come from exactly one folder:
+ *
+ * - in place: all params are F32 tensors of one `.safetensors` file → the model's external data
+ *   points straight into the checkpoint (folder = its directory). No conversion, no copy.
+ * - weights cache: otherwise (F16/BF16 on CPU, .ckpt, in-memory sources) the params are converted
+ *   to float32 once into `<cacheDir>/<entry>/weights.bin`, keyed by the checkpoint's identity
+ *   (real path, size, mtime), the graph version and the list of params. The entry is written in a
+ *   temporary folder and renamed into place, so a half-written entry is never used.
+ *   The cache has a size limit; the least recently used entries are removed beyond it.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  mkdir,
+  open,
+  readFile,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import type { TensorSource } from '../formats/tensor.js';
+import type { GraphBuilder, ParamInit } from '../onnx/builder.js';
+import { encodeModel, OnnxDataType, type TensorProtoObj } from '../onnx/proto.js';
+
+/** Bump when the meaning of a cache entry changes (layout, dtype, param transforms). */
+export const WEIGHTS_CACHE_VERSION = 1;
+const ALIGN = 64;
+const DEFAULT_LIMIT_BYTES = 20 * 1024 ** 3;
+
+export interface WeightsCacheOptions {
+  /** Cache folder; default `$SDSTUDIO_CACHE/weights` or `~/.cache/sdstudio/weights`. */
+  cacheDir?: string;
+  /** Total size above which least-recently-used entries are removed (default 20 GiB or `$SDSTUDIO_CACHE_LIMIT_GB`). */
+  limitBytes?: number;
+}
+
+/** A serialised model plus the folder its external data is resolved against. */
+export interface PreparedModel {
+  bytes: Uint8Array;
+  externalFolder: string;
+  /** 'in-place' | 'cache' | 'cache-hit' — how the weights were placed (for logs and tests). */
+  placement: 'in-place' | 'cache' | 'cache-hit';
+  /** Cache entry folder, when the weights are in the cache. */
+  cacheEntry?: string;
+}
+
+export function defaultCacheDir(): string {
+  const base = process.env.SDSTUDIO_CACHE ?? join(homedir(), '.cache', 'sdstudio');
+  return join(base, 'weights');
+}
+
+function limitFromEnv(): number {
+  const gb = Number(process.env.SDSTUDIO_CACHE_LIMIT_GB);
+  return Number.isFinite(gb) && gb > 0 ? gb * 1024 ** 3 : DEFAULT_LIMIT_BYTES;
+}
+
+function external(p: ParamInit, location: string, offset: number, length: number): TensorProtoObj {
+  return {
+    name: p.name,
+    dims: p.dims,
+    dataType: OnnxDataType.FLOAT,
+    dataLocation: 1,
+    externalData: [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  };
+}
+
+/** The single file holding every param as F32 bytes, when the source allows in-place use. */
+function inPlaceFile(source: TensorSource, params: ParamInit[]): string | undefined {
+  if (source.format !== 'safetensors') return undefined;
+  let file: string | undefined;
+  for (const p of params) {
+    const info = source.info(p.key);
+    const loc = source.location(p.key);
+    if (!info || info.dtype !== 'F32' || !loc) return undefined;
+    if (file !== undefined && loc.path !== file) return undefined;
+    file = loc.path;
+  }
+  return file;
+}
+
+/** Serialise `g`, placing its weights in place or in the weights cache. */
+export async function prepareModel(
+  g: GraphBuilder,
+  graphVersion: string,
+  opts: WeightsCacheOptions = {},
+): Promise<PreparedModel> {
+  const params = [...g.params.values()];
+  const source = g.source;
+  const file = inPlaceFile(source, params);
+  if (file !== undefined) {
+    const folder = dirname(file);
+    const name = basename(file);
+    const model = g.toModel((p) => {
+      const loc = source.location(p.key)!;
+      return external(p, name, loc.offset, loc.length);
+    });
+    return { bytes: encodeModel(model), externalFolder: folder, placement: 'in-place' };
+  }
+  const cache = new WeightsCache(opts);
+  const { entry, index, hit } = await cache.ensure(source, params, graphVersion);
+  const model = g.toModel((p) => {
+    const slot = index[p.key];
+    if (!slot) throw new Error(`weights cache entry ${entry} lacks ${p.key}`);
+    return external(p, 'weights.bin', slot[0], slot[1]);
+  });
+  return {
+    bytes: encodeModel(model),
+    externalFolder: entry,
+    placement: hit ? 'cache-hit' : 'cache',
+    cacheEntry: entry,
+  };
+}
+
+type CacheIndex = Record<string, [offset: number, length: number]>;
+
+/** Identity of a source: real path + size + mtime of the file; undefined when it has none on disk. */
+async function sourceIdentity(source: TensorSource): Promise<string | undefined> {
+  if (source.format === 'memory') return undefined;
+  try {
+    const real = await realpath(source.path);
+    const st = await stat(real);
+    return `${real}|${st.size}|${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export class WeightsCache {
+  readonly dir: string;
+  readonly limitBytes: number;
+
+  constructor(opts: WeightsCacheOptions = {}) {
+    this.dir = opts.cacheDir ?? defaultCacheDir();
+    this.limitBytes = opts.limitBytes ?? limitFromEnv();
+  }
+
+  /** Make sure an entry with `params` converted to F32 exists; returns its folder and index. */
+  async ensure(
+    source: TensorSource,
+    params: ParamInit[],
+    graphVersion: string,
+  ): Promise<{ entry: string; index: CacheIndex; hit: boolean }> {
+    const keys = [...new Set(params.map((p) => p.key))].sort();
+    const identity = (await sourceIdentity(source)) ?? `memory:${randomUUID()}`;
+    const hash = createHash('sha256')
+      .update(JSON.stringify([WEIGHTS_CACHE_VERSION, graphVersion, identity, keys]))
+      .digest('hex')
+      .slice(0, 32);
+    const entry = join(this.dir, hash);
+    await mkdir(this.dir, { recursive: true });
+    try {
+      const index = JSON.parse(await readFile(join(entry, 'index.json'), 'utf8')) as CacheIndex;
+      const now = new Date();
+      await utimes(join(entry, 'index.json'), now, now).catch(() => undefined);
+      return { entry, index, hit: true };
+    } catch {
+      // not cached yet (or unreadable): write it
+    }
+    const tmp = join(this.dir, `.tmp-${hash}-${process.pid}-${randomUUID().slice(0, 8)}`);
+    await mkdir(tmp, { recursive: true });
+    try {
+      const index: CacheIndex = {};
+      const fh = await open(join(tmp, 'weights.bin'), 'w');
+      try {
+        let pos = 0;
+        for (const key of keys) {
+          const data = await source.readFloat32(key);
+          const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          pos = Math.ceil(pos / ALIGN) * ALIGN;
+          let done = 0;
+          while (done < bytes.byteLength) {
+            const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, pos + done);
+            done += bytesWritten;
+          }
+          index[key] = [pos, bytes.byteLength];
+          pos += bytes.byteLength;
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await writeFile(join(tmp, 'index.json'), JSON.stringify(index));
+      try {
+        await rename(tmp, entry);
+      } catch {
+        // Another process finished the same entry first: use theirs.
+        await rm(tmp, { recursive: true, force: true });
+      }
+      const final = JSON.parse(await readFile(join(entry, 'index.json'), 'utf8')) as CacheIndex;
+      await this.evict(entry);
+      return { entry, index: final, hit: false };
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** Remove least-recently-used entries until the cache fits its limit (never `keep`). */
+  async evict(keep: string): Promise<void> {
+    const entries: { path: string; size: number; used: number }[] = [];
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      if (name.startsWith('.tmp-')) continue;
+      const path = join(this.dir, name);
+      try {
+        const w = await stat(join(path, 'weights.bin'));
+        const i = await stat(join(path, 'index.json'));
+        entries.push({ path, size: w.size, used: i.mtimeMs });
+      } catch {
+        continue;
+      }
+    }
+    let total = entries.reduce((s, e) => s + e.size, 0);
+    entries.sort((a, b) => a.used - b.used);
+    for (const e of entries) {
+      if (total <= this.limitBytes) break;
+      if (e.path === keep) continue;
+      await rm(e.path, { recursive: true, force: true });
+      total -= e.size;
+    }
+  }
+}
