@@ -1,0 +1,20 @@
+/** A1111's LCM sampler: jump to the model's x0 each step and re-noise to the next sigma. */
+import { lin2 } from '../ops.js';
+import type { SamplerContext } from '../types.js';
+
+export async function sampleLcm(
+  ctx: SamplerContext,
+  x: Float32Array,
+  sigmas: readonly number[],
+): Promise<Float32Array> {
+  const total = sigmas.length - 1;
+  for (let i = 0; i < total; i++) {
+    const sigma = sigmas[i]!;
+    const next = sigmas[i + 1]!;
+    const denoised = await ctx.model(x, sigma);
+    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
+    x = denoised;
+    if (next > 0) x = lin2(1, x, next, ctx.noise.sample(sigma, next));
+  }
+  return x;
+}
