@@ -1,0 +1,83 @@
+import { parseArgs } from 'node:util';
+import type { CliCommand } from '../command.js';
+import { inspectFile, type InspectReport } from '../../tools/inspect.js';
+import { progressBar } from '../../util/progress.js';
+import { UserError } from '../../util/errors.js';
+
+const usage = `Usage: sdstudio inspect FILE [--json] [--v-pred] [--yaml CONFIG.yaml] [--no-hash]
+
+Say what a model file is: kind (checkpoint, lora, embedding, hypernetwork, vae, controlnet,
+upscaler), SD family, prediction type, variant, components with parameter counts, dtypes,
+hyper-parameters, hashes (sha256, A1111 "Model hash", legacy hash) and safetensors metadata.
+
+  --json       print one JSON object
+  --v-pred     treat the model as v-prediction (SD2 768-v files look like eps ones)
+  --yaml PATH  ldm config sidecar to use (default: FILE's stem + .yaml, when present)
+  --no-hash    skip hashing (instant on huge files; hashes are cached anyway)
+`;
+
+function millions(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}K` : String(n);
+}
+
+function human(path: string, r: InspectReport): string {
+  const lines = [`${path}`, `  kind:         ${r.kind}`];
+  if (r.architecture) lines.push(`  architecture: ${r.architecture}`);
+  if (r.prediction) lines.push(`  prediction:   ${r.prediction}`);
+  if (r.kind === 'checkpoint') lines.push(`  variant:      ${r.variant}`);
+  lines.push(
+    `  components:   ${Object.entries(r.components)
+      .map(([k, v]) => `${k} ${millions(v)}`)
+      .join(', ')}`,
+  );
+  lines.push(
+    `  tensors:      ${r.tensors} (${Object.entries(r.dtypes)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')})`,
+  );
+  if (r.hash)
+    lines.push(`  hash:         ${r.hash.autov2} (sha256 ${r.hash.sha256}, legacy ${r.hash.legacy})`);
+  for (const [name, cfg] of Object.entries(r.config)) lines.push(`  ${name}: ${JSON.stringify(cfg)}`);
+  const meta = Object.keys(r.metadata);
+  if (meta.length > 0)
+    lines.push(
+      `  metadata:     ${meta.length} keys (${meta.slice(0, 8).join(', ')}${meta.length > 8 ? ', …' : ''})`,
+    );
+  return lines.join('\n') + '\n';
+}
+
+const command: CliCommand = {
+  name: 'inspect',
+  summary: 'say what a model file is (kind, architecture, components, hashes, metadata)',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean' },
+        'v-pred': { type: 'boolean' },
+        yaml: { type: 'string' },
+        'no-hash': { type: 'boolean' },
+      },
+    });
+    if (positionals.length !== 1)
+      throw new UserError('give exactly one FILE to inspect (see `sdstudio inspect --help`)');
+    const file = positionals[0]!;
+    let bar: ReturnType<typeof progressBar> | undefined;
+    const report = await inspectFile(file, {
+      vPred: values['v-pred'],
+      yamlPath: values.yaml,
+      noHash: values['no-hash'],
+      onHashProgress: (done, total) => {
+        bar ??= progressBar(Math.ceil(total / 2 ** 20), { label: 'hashing', unit: 'MB' });
+        bar.update(Math.floor(done / 2 ** 20));
+        if (done >= total) bar.finish();
+      },
+    });
+    process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : human(file, report));
+    return 0;
+  },
+};
+
+export default command;

@@ -1,0 +1,99 @@
+/**
+ * The model converter: any model file in, `.safetensors` out, tensor by tensor. The output header
+ * is computed from the input's names, dtypes and shapes first; then each tensor is read, cast and
+ * written at its offset, so memory holds one tensor at a time whatever the file size.
+ */
+import { castFloats, convertTensor, isFloatDType } from '../formats/dtype.js';
+import { openModel } from '../formats/open.js';
+import { writeSafetensors } from '../formats/safetensors.js';
+import type { DType, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
+import { isPrunedKey, withA1111Names } from './keys.js';
+import { checkOutputPath } from './output.js';
+
+export type TargetDType = 'fp16' | 'bf16' | 'fp32';
+
+export const TARGET_DTYPES: Record<TargetDType, DType> = { fp16: 'F16', bf16: 'BF16', fp32: 'F32' };
+
+export interface ConvertOptions {
+  /** Round every float tensor to this dtype; integer tensors are never changed. Default: keep. */
+  dtype?: TargetDType;
+  /** Drop EMA weights, training state and known junk keys. */
+  prune?: boolean;
+  /** Drop the VAE (`first_stage_model.*`). */
+  noVae?: boolean;
+  onProgress?: (done: number, total: number, name: string) => void;
+}
+
+export interface ConvertResult {
+  tensors: number;
+  dropped: number;
+  out: string;
+}
+
+/** CLIP's position ids are integers; some merged files store them as floats. Keep them exact. */
+function isPositionIds(name: string): boolean {
+  return name.endsWith('embeddings.position_ids');
+}
+
+export function outputDType(name: string, dtype: DType, target: DType | undefined): DType {
+  if (isPositionIds(name) && isFloatDType(dtype)) return 'I64';
+  if (target && isFloatDType(dtype)) return target;
+  return dtype;
+}
+
+/** The tensors to write, in output form, given the options. */
+export function convertPlan(
+  source: TensorSource,
+  opts: ConvertOptions,
+): { infos: TensorInfo[]; dropped: number } {
+  const target = opts.dtype ? TARGET_DTYPES[opts.dtype] : undefined;
+  const infos: TensorInfo[] = [];
+  let dropped = 0;
+  for (const name of source.keys()) {
+    if ((opts.prune && isPrunedKey(name)) || (opts.noVae && name.startsWith('first_stage_model.'))) {
+      dropped++;
+      continue;
+    }
+    const info = source.info(name)!;
+    infos.push({ name, dtype: outputDType(name, info.dtype, target), shape: info.shape });
+  }
+  return { infos, dropped };
+}
+
+export function castTo(t: Tensor, dtype: DType): Tensor {
+  if (t.dtype === dtype) return t;
+  if (isFloatDType(t.dtype) && !isFloatDType(dtype)) {
+    // position_ids stored as floats: round (not truncate) back to the integers they were.
+    const values = convertTensor(t, 'F64');
+    const f = new Float64Array(values.data.buffer, values.data.byteOffset, values.data.byteLength / 8);
+    for (let i = 0; i < f.length; i++) f[i] = Math.round(f[i]!);
+    return convertTensor(values, dtype);
+  }
+  return castFloats(t, dtype);
+}
+
+export async function convertModel(
+  inPath: string,
+  outPath: string,
+  opts: ConvertOptions = {},
+): Promise<ConvertResult> {
+  const out = checkOutputPath(outPath, [inPath]);
+  const raw = await openModel(inPath);
+  try {
+    const source = withA1111Names(raw);
+    const { infos, dropped } = convertPlan(source, opts);
+    const metadata = { ...source.metadata, format: 'pt' };
+    async function* tensors(): AsyncGenerator<[string, Tensor]> {
+      let done = 0;
+      for (const info of infos) {
+        const t = await source.read(info.name);
+        yield [info.name, castTo(t, info.dtype)];
+        opts.onProgress?.(++done, infos.length, info.name);
+      }
+    }
+    await writeSafetensors(out, tensors(), metadata, { infos });
+    return { tensors: infos.length, dropped, out };
+  } finally {
+    await raw.close();
+  }
+}
