@@ -97,8 +97,21 @@ export class GraphBuilder {
     if (v.name !== name) {
       if (this.names.has(name)) throw new Error(`graph ${this.graphName}: duplicate output name ${name}`);
       this.names.add(name);
-      this.nodes.push(node('Identity', [v.name], [name], `${name}/Identity`));
-      out = { name };
+      const producer = this.nodes.find((n) => n.output.includes(v.name));
+      const alreadyOut = this.outputs.some((o) => o.name === v.name);
+      if (producer && !alreadyOut) {
+        // Rename the edge itself: an Identity feeding a graph output trips onnxruntime's
+        // Pad→Conv fusion when the value has other consumers (invalid graph at level 'basic').
+        const old = v.name;
+        for (const n of this.nodes) {
+          n.input = n.input.map((s) => (s === old ? name : s));
+          n.output = n.output.map((s) => (s === old ? name : s));
+        }
+        (v as { name: string }).name = name;
+      } else {
+        this.nodes.push(node('Identity', [v.name], [name], `${name}/Identity`));
+        out = { name };
+      }
     }
     const info = valueInfo(out.name, elemType, dims);
     if (dims.length === 0) delete (info.type.tensorType as { shape?: unknown }).shape;

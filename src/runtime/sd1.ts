@@ -1,0 +1,313 @@
+/**
+ * The engine's front: an SD 1.x checkpoint as three runnable networks. Sessions are created
+ * lazily (the first call of each part builds its graph and opens its session) and kept until
+ * `release()`. All tensors are float32 NCHW / [B, T, W] with explicit dims.
+ */
+import type ort from 'onnxruntime-node';
+import { openModel } from '../formats/open.js';
+import type { TensorSource } from '../formats/tensor.js';
+import type { GraphBuilder } from '../onnx/builder.js';
+import type { AttentionImpl } from '../onnx/ops.js';
+import {
+  buildClipTextEncoderGraph,
+  buildClipTokenEmbeddingGraph,
+  clipHiddenName,
+  clipNormedName,
+  CLIP_IO,
+} from '../models/clip-text.js';
+import { sd1ConfigFromTensors, type Sd1Config } from '../models/config.js';
+import {
+  buildTimestepEmbeddingGraph,
+  buildUNetGraph,
+  UNET_IO,
+  type UNetBuildOptions,
+} from '../models/unet.js';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/vae.js';
+import { UserError } from '../util/errors.js';
+import { createSession, f32, i64, type SessionOptions } from './session.js';
+import { decodeTiled, encodeTiled, type TileOptions } from './tiling.js';
+import { prepareModel, type WeightsCacheOptions } from './weights.js';
+
+export interface TensorF32 {
+  data: Float32Array;
+  dims: number[];
+}
+
+export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
+  /** Hyper-parameters; default: read from the checkpoint's shapes (`sd1ConfigFromTensors`). */
+  config?: Sd1Config;
+  /** Attention kernel for UNet/VAE (default 'mha': onnxruntime's memory-efficient contrib op). */
+  attention?: AttentionImpl;
+  /** Build UNet/VAE graphs that also output every block (names = checkpoint key prefixes). */
+  debug?: boolean;
+}
+
+export interface UNetInputs {
+  /** Latent [B, C, H, W]. */
+  x: TensorF32;
+  /** Timesteps [B] (fractional allowed). */
+  t: TensorF32;
+  /** Cross-attention context [B, 77·k, contextDim]. */
+  context: TensorF32;
+  /** ControlNet residuals: one per skip connection (input block order) plus the middle block. */
+  control?: { skips: TensorF32[]; middle: TensorF32 };
+  /** Separate key/value contexts (hypernetworks). */
+  contextK?: TensorF32;
+  contextV?: TensorF32;
+}
+
+export interface VaePosterior {
+  moments: TensorF32;
+  mean: TensorF32;
+  logvar: TensorF32;
+  std: TensorF32;
+  /** mean + std·noise (no 0.18215 scale). */
+  sample: TensorF32;
+}
+
+/** Graph versions: part of the weights-cache key and of the session cache key. */
+const GRAPH_VERSION = { text: 'clip-1', unet: 'unet-1', vae: 'vae-1' };
+
+export class Sd1Model {
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private released = false;
+
+  constructor(
+    readonly source: TensorSource,
+    readonly config: Sd1Config,
+    private readonly opts: Sd1LoadOptions,
+    private readonly ownsSource: boolean,
+  ) {}
+
+  private session(key: string, version: string, build: () => GraphBuilder): Promise<ort.InferenceSession> {
+    if (this.released) throw new Error('this model has been released');
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = (async () => createSession(await prepareModel(build(), version, this.opts), this.opts))();
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  private async run(
+    session: Promise<ort.InferenceSession>,
+    feeds: Record<string, ort.Tensor>,
+    outputs: string[],
+  ): Promise<Record<string, TensorF32>> {
+    const res = await (await session).run(feeds, outputs);
+    const out: Record<string, TensorF32> = {};
+    for (const name of outputs)
+      out[name] = { data: res[name]!.data as Float32Array, dims: [...res[name]!.dims] };
+    return out;
+  }
+
+  // ---- text encoder ----
+
+  private checkIds(ids: Int32Array | BigInt64Array, batch: number): BigInt64Array {
+    const T = this.config.text.maxPositions;
+    if (ids.length !== batch * T) {
+      throw new UserError(`token ids: expected ${batch}×${T} = ${batch * T} ids, got ${ids.length}`);
+    }
+    const out = ids instanceof BigInt64Array ? ids : BigInt64Array.from(ids, (v) => BigInt(v));
+    const vocab = BigInt(this.config.text.vocabSize);
+    for (const v of out) {
+      if (v < 0n || v >= vocab)
+        throw new UserError(`token id ${v} is outside the vocabulary (0..${vocab - 1n})`);
+    }
+    return out;
+  }
+
+  /** Token ids [batch, 77] → token embeddings [batch, 77, W] (splice textual-inversion vectors here). */
+  async tokenEmbeddings(ids: Int32Array | BigInt64Array, batch: number): Promise<TensorF32> {
+    const s = this.session('clip-embed', GRAPH_VERSION.text, () =>
+      buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text),
+    );
+    const r = await this.run(
+      s,
+      { [CLIP_IO.ids]: i64(this.checkIds(ids, batch), [batch, this.config.text.maxPositions]) },
+      [CLIP_IO.embeds],
+    );
+    return r[CLIP_IO.embeds]!;
+  }
+
+  /** Names of the text encoder outputs: `hidden_states.i` and `normed.i`, i = 0..layers. */
+  textOutputNames(): string[] {
+    const names: string[] = [];
+    for (let i = 0; i <= this.config.text.layers; i++) names.push(clipHiddenName(i), clipNormedName(i));
+    return names;
+  }
+
+  /** Run the text transformer on token embeddings [B, 77, W] and return the named outputs. */
+  async textOutputs(embeds: TensorF32, outputs: string[]): Promise<Record<string, TensorF32>> {
+    const s = this.session('clip-encoder', GRAPH_VERSION.text, () =>
+      buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text),
+    );
+    return this.run(s, { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) }, outputs);
+  }
+
+  /**
+   * Conditioning from token embeddings, A1111 style: clip skip 1 = last_hidden_state, clip skip N
+   * = final_layer_norm(hidden_states[-N]).
+   */
+  async encodeEmbeddings(embeds: TensorF32, clipSkip = 1): Promise<TensorF32> {
+    const L = this.config.text.layers;
+    if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > L) {
+      throw new UserError(`clip skip must be an integer from 1 to ${L}, got ${clipSkip}`);
+    }
+    const name = clipNormedName(L + 1 - clipSkip);
+    return (await this.textOutputs(embeds, [name]))[name]!;
+  }
+
+  async encodeIds(ids: Int32Array | BigInt64Array, batch: number, clipSkip = 1): Promise<TensorF32> {
+    return this.encodeEmbeddings(await this.tokenEmbeddings(ids, batch), clipSkip);
+  }
+
+  // ---- UNet ----
+
+  private unetSession(variant: Pick<UNetBuildOptions, 'controlInputs' | 'separateKV' | 'debug'>) {
+    const key = `unet|${variant.controlInputs ? 'c' : ''}${variant.separateKV ? 'kv' : ''}${variant.debug ? 'd' : ''}`;
+    return this.session(key, GRAPH_VERSION.unet, () =>
+      buildUNetGraph(this.source, this.config.unet, {
+        ...variant,
+        prefix: this.config.prefixes.unet,
+        attention: this.opts.attention,
+      }),
+    );
+  }
+
+  private unetFeeds(inp: UNetInputs): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {
+      [UNET_IO.x]: f32(inp.x.data, inp.x.dims),
+      [UNET_IO.t]: f32(inp.t.data, inp.t.dims),
+      [UNET_IO.context]: f32(inp.context.data, inp.context.dims),
+    };
+    if (inp.control) {
+      inp.control.skips.forEach((c, i) => (feeds[`control.${i}`] = f32(c.data, c.dims)));
+      feeds['control.middle'] = f32(inp.control.middle.data, inp.control.middle.dims);
+    }
+    if (inp.contextK || inp.contextV) {
+      const k = inp.contextK ?? inp.context;
+      const v = inp.contextV ?? inp.context;
+      feeds.context_k = f32(k.data, k.dims);
+      feeds.context_v = f32(v.data, v.dims);
+    }
+    return feeds;
+  }
+
+  /** eps = UNet(x, t, context[, extras]). */
+  async unet(inp: UNetInputs): Promise<TensorF32> {
+    return (await this.unetOutputs(inp, [UNET_IO.eps]))[UNET_IO.eps]!;
+  }
+
+  /** Named UNet outputs (`eps`, and with `debug` the block outputs named by key prefix). */
+  async unetOutputs(inp: UNetInputs, outputs: string[]): Promise<Record<string, TensorF32>> {
+    const s = this.unetSession({
+      controlInputs: !!inp.control,
+      separateKV: !!(inp.contextK || inp.contextV),
+      debug: !!this.opts.debug && outputs.some((o) => o !== UNET_IO.eps),
+    });
+    return this.run(s, this.unetFeeds(inp), outputs);
+  }
+
+  /** ldm timestep_embedding and time_embed MLP for timesteps t [N]. */
+  async timeEmbedding(t: TensorF32): Promise<{ embedding: TensorF32; timeEmbedOut: TensorF32 }> {
+    const s = this.session('time-embed', GRAPH_VERSION.unet, () =>
+      buildTimestepEmbeddingGraph(this.source, this.config.unet, this.config.prefixes.unet),
+    );
+    const r = await this.run(s, { t: f32(t.data, t.dims) }, ['embedding', 'time_embed_out']);
+    return { embedding: r.embedding!, timeEmbedOut: r.time_embed_out! };
+  }
+
+  // ---- VAE ----
+
+  private vaeDecoderSession() {
+    return this.session(`vae-dec${this.opts.debug ? '|d' : ''}`, GRAPH_VERSION.vae, () =>
+      buildVaeDecoderGraph(this.source, this.config.vae, {
+        prefix: this.config.prefixes.vae,
+        attention: this.opts.attention,
+        debug: this.opts.debug,
+      }),
+    );
+  }
+
+  private vaeEncoderSession() {
+    return this.session(`vae-enc${this.opts.debug ? '|d' : ''}`, GRAPH_VERSION.vae, () =>
+      buildVaeEncoderGraph(this.source, this.config.vae, {
+        prefix: this.config.prefixes.vae,
+        attention: this.opts.attention,
+        debug: this.opts.debug,
+      }),
+    );
+  }
+
+  /** Named decoder outputs (`image`, and with `debug` every sub-module by key prefix). */
+  async vaeDecodeOutputs(z: TensorF32, outputs: string[]): Promise<Record<string, TensorF32>> {
+    return this.run(this.vaeDecoderSession(), { [VAE_IO.decoder.z]: f32(z.data, z.dims) }, outputs);
+  }
+
+  /**
+   * Latent z [B, 4, h, w] (already divided by the scale factor) → image [B, 3, 8h, 8w] in about
+   * [-1, 1], not clamped. `tiled` decodes in overlapping tiles to bound memory on large images.
+   */
+  async vaeDecode(z: TensorF32, tiled?: boolean | TileOptions): Promise<TensorF32> {
+    const whole = async (zt: TensorF32) =>
+      (await this.vaeDecodeOutputs(zt, [VAE_IO.decoder.image]))[VAE_IO.decoder.image]!;
+    if (!tiled) return whole(z);
+    return decodeTiled(z, whole, tiled === true ? {} : tiled);
+  }
+
+  /** Named encoder outputs (moments, mean, logvar, std, sample; debug sub-modules). */
+  async vaeEncodeOutputs(image: TensorF32, noise: TensorF32 | undefined, outputs: string[]) {
+    const [b, , h, w] = image.dims as [number, number, number, number];
+    if (h % 8 !== 0 || w % 8 !== 0)
+      throw new UserError(`image size ${w}×${h} must be a multiple of 8 to encode`);
+    const nd = [b, this.config.vae.embedDim, h / 8, w / 8];
+    const n = noise ?? { data: new Float32Array(nd.reduce((a, c) => a * c, 1)), dims: nd };
+    return this.run(
+      this.vaeEncoderSession(),
+      { [VAE_IO.encoder.image]: f32(image.data, image.dims), [VAE_IO.encoder.noise]: f32(n.data, n.dims) },
+      outputs,
+    );
+  }
+
+  /** Image [B, 3, H, W] in [-1, 1] → posterior; `sample` uses `noise` (zeros when absent). */
+  async vaeEncode(image: TensorF32, noise?: TensorF32, tiled?: boolean | TileOptions): Promise<VaePosterior> {
+    const names = ['moments', 'mean', 'logvar', 'std', 'sample'] as const;
+    const whole = async (img: TensorF32, nz: TensorF32 | undefined) => {
+      const r = await this.vaeEncodeOutputs(img, nz, [...names]);
+      return { moments: r.moments!, mean: r.mean!, logvar: r.logvar!, std: r.std!, sample: r.sample! };
+    };
+    if (!tiled) return whole(image, noise);
+    return encodeTiled(image, noise, whole, tiled === true ? {} : tiled);
+  }
+
+  /** Release every session (and the checkpoint, when this model opened it). */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) {
+      try {
+        await (await s).release();
+      } catch {
+        // a session that failed to open has nothing to release
+      }
+    }
+    if (this.ownsSource) await this.source.close();
+  }
+}
+
+/** Open an SD 1.x checkpoint (path or TensorSource); sessions open lazily on first use. */
+export async function loadSd1(source: string | TensorSource, opts: Sd1LoadOptions = {}): Promise<Sd1Model> {
+  const owns = typeof source === 'string';
+  const src = typeof source === 'string' ? await openModel(source) : source;
+  try {
+    const config = opts.config ?? sd1ConfigFromTensors(src);
+    return new Sd1Model(src, config, opts, owns);
+  } catch (e) {
+    if (owns) await src.close();
+    throw e;
+  }
+}

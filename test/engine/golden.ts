@@ -1,0 +1,101 @@
+/** Reading the tiny-sd goldens and comparing at a case's tolerance (shared by the engine tests). */
+import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { openSafetensors } from '../../src/formats/safetensors.js';
+import type { TensorSource } from '../../src/formats/tensor.js';
+import type { TensorF32 } from '../../src/runtime/sd1.js';
+import { goldenPath } from '../helpers/golden.js';
+
+export interface Tolerance {
+  max_abs: number;
+  rel_l2?: number;
+  max_fraction_differing?: number;
+}
+
+export interface GoldenCase {
+  kind: string;
+  checkpoint: string;
+  config: string;
+  file: string;
+  name?: string;
+  inputs?: Record<string, string>;
+  outputs?: Record<string, string | string[]> | string[];
+  intermediates?: string[];
+  same_inputs_as?: Record<string, string>;
+  tolerance: Tolerance | Record<string, Tolerance>;
+  [k: string]: unknown;
+}
+
+export const TINY = 'tiny-sd';
+
+export function loadCases(): GoldenCase[] {
+  const j = JSON.parse(readFileSync(goldenPath(TINY, 'cases.json'), 'utf8')) as { cases: GoldenCase[] };
+  return j.cases;
+}
+
+/** The ldm `scale_factor` from a checkpoint's yaml sidecar. */
+export function scaleFactor(configFile: string): number {
+  const y = parseYaml(readFileSync(goldenPath(TINY, configFile), 'utf8')) as {
+    model: { params: { scale_factor: number } };
+  };
+  return y.model.params.scale_factor;
+}
+
+const opened = new Map<string, Promise<TensorSource>>();
+
+export function goldenFile(file: string): Promise<TensorSource> {
+  let s = opened.get(file);
+  if (!s) {
+    s = openSafetensors(goldenPath(TINY, file));
+    opened.set(file, s);
+  }
+  return s;
+}
+
+export async function closeGoldenFiles(): Promise<void> {
+  for (const s of opened.values()) await (await s).close();
+  opened.clear();
+}
+
+export async function goldenTensor(file: string, name: string): Promise<TensorF32> {
+  const src = await goldenFile(file);
+  const info = src.info(name);
+  if (!info) throw new Error(`${file} has no tensor ${name}`);
+  return { data: await src.readFloat32(name), dims: info.shape };
+}
+
+export async function goldenIds(file: string, name: string): Promise<{ ids: BigInt64Array; dims: number[] }> {
+  const src = await goldenFile(file);
+  const t = await src.read(name);
+  if (t.dtype !== 'I64') throw new Error(`${file}:${name} is ${t.dtype}, expected I64`);
+  return {
+    ids: new BigInt64Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength)),
+    dims: t.shape,
+  };
+}
+
+/** max|a−b| and ‖a−b‖/‖b‖; NaN anywhere gives NaN. */
+export function errors(ours: Float32Array, ref: Float32Array): { maxAbs: number; relL2: number } {
+  let maxAbs = 0;
+  let d2 = 0;
+  let r2 = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const e = ours[i]! - ref[i]!;
+    if (Number.isNaN(e)) return { maxAbs: NaN, relL2: NaN };
+    maxAbs = Math.max(maxAbs, Math.abs(e));
+    d2 += e * e;
+    r2 += ref[i]! * ref[i]!;
+  }
+  return { maxAbs, relL2: Math.sqrt(d2 / r2) };
+}
+
+export function expectClose(label: string, ours: TensorF32, ref: TensorF32, tol: Tolerance): void {
+  expect(ours.dims, `${label}: shape`).toEqual(ref.dims);
+  expect(ours.data.length, `${label}: length`).toBe(ref.data.length);
+  const { maxAbs, relL2 } = errors(ours.data, ref.data);
+  expect(maxAbs <= tol.max_abs, `${label}: max_abs ${maxAbs} > ${tol.max_abs}`).toBe(true);
+  if (tol.rel_l2 !== undefined) {
+    expect(relL2 <= tol.rel_l2, `${label}: rel_l2 ${relL2} > ${tol.rel_l2}`).toBe(true);
+  }
+}
