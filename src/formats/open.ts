@@ -5,6 +5,7 @@
 import { open, stat } from 'node:fs/promises';
 import { UserError } from '../util/errors.js';
 import { openSafetensors } from './safetensors.js';
+import { openCheckpoint } from './torch.js';
 import type { TensorSource } from './tensor.js';
 
 export { MemoryTensorSource } from './memory.js';
@@ -30,7 +31,9 @@ export async function sniffModelFile(path: string): Promise<ModelFileKind> {
     if (b.length >= 4 && b[0] === 0x80 && b[2] === 0x8a && b[3] === 0x0a) return 'torch-legacy';
     // safetensors: u64 header length then '{'.
     if (b.length >= 9 && b[8] === 0x7b && b.readBigUInt64LE(0) < BigInt(st.size)) return 'safetensors';
-    if (b.length >= 2 && b[0] === 0x80 && b[1] >= 2 && b[1] <= 5) return 'pickle';
+    // Any other pickle (protocol 2+ header, or protocol 0/1 starting with a common opcode).
+    if (b.length >= 2 && ((b[0] === 0x80 && b[1]! <= 5) || [0x28, 0x63, 0x7d, 0x5d].includes(b[0]!)))
+      return 'pickle';
     return 'unknown';
   } finally {
     await fh.close();
@@ -43,6 +46,10 @@ export async function openModel(path: string): Promise<TensorSource> {
   switch (kind) {
     case 'safetensors':
       return openSafetensors(path);
+    case 'torch-zip':
+    case 'torch-legacy':
+    case 'pickle':
+      return openCheckpoint(path);
     case 'unknown':
       throw new UserError(
         `${path}: not a recognised model file (expected .safetensors, a PyTorch .ckpt/.pt/.bin or a diffusers folder)`,
