@@ -155,7 +155,6 @@ function fixSegment(text: string, unescapeHtml: boolean): string {
 }
 
 const MAX_DECODE_LENGTH = 1_000_000;
-// eslint-disable-next-line no-control-regex
 const RE_UNTOUCHED = /^[\x20-\x25\x27-\x7e\t\n]*$/;
 
 /** ftfy's `fix_text(text)` with its default configuration (as far as described above). */

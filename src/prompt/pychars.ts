@@ -16,7 +16,7 @@ export const PY_DIGIT = '\\p{Nd}';
 
 const RE_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu');
 const RE_DIGIT = /\p{Nd}/u;
-const RE_NON_ASCII_DIGIT = /[^\x00-\x7f]/gu;
+const RE_NON_ASCII_DIGIT = /\P{ASCII}/gu;
 
 /** Python's `str.strip()` with no arguments. */
 export function pyStrip(s: string): string {
