@@ -208,30 +208,48 @@ export function betaSigmas(n: number, sigmaMin: number, sigmaMax: number, alpha 
   return appendZero(out);
 }
 
-/** A1111's LCMCompVisDenoiser: the model's schedule thinned to 50 "original" steps. */
-export function lcmSigmas(n: number, alphasCumprod: Float32Array, originalSteps = 50): number[] {
-  const total = alphasCumprod.length;
-  const skip = Math.floor(total / originalSteps);
-  const valid = new Float32Array(originalSteps);
-  for (let x = 0; x < originalSteps; x++) valid[originalSteps - 1 - x] = alphasCumprod[total - 1 - x * skip]!;
-  const inner = new DiscreteSchedule(valid);
-  const quantizedT = (sigma: number): number => {
+/**
+ * A1111's LCMCompVisDenoiser schedule: the model's schedule thinned to 50 "original" steps, with
+ * quantized sigma → t (nearest of the 50, mapped back to the model's 0..999 timesteps).
+ */
+export class LcmSchedule {
+  readonly inner: DiscreteSchedule;
+  readonly skip: number;
+
+  constructor(
+    alphasCumprod: Float32Array,
+    readonly originalSteps = 50,
+  ) {
+    const total = alphasCumprod.length;
+    this.skip = Math.floor(total / originalSteps);
+    const valid = new Float32Array(originalSteps);
+    for (let x = 0; x < originalSteps; x++)
+      valid[originalSteps - 1 - x] = alphasCumprod[total - 1 - x * this.skip]!;
+    this.inner = new DiscreteSchedule(valid);
+  }
+
+  sigmaToT(sigma: number): number {
     const ls = Math.log(sigma);
+    const table = this.inner.logSigmas;
     let best = 0;
-    for (let i = 1; i < inner.logSigmas.length; i++) {
-      if (Math.abs(ls - inner.logSigmas[i]!) < Math.abs(ls - inner.logSigmas[best]!)) best = i;
-    }
-    return best * skip + (skip - 1);
-  };
-  const start = quantizedT(inner.sigmaMax);
-  const end = quantizedT(inner.sigmaMin);
-  const ts = linspaceF32(start, end, n);
-  return appendZero(
-    Array.from(ts, (t) => {
-      const tt = Math.min(originalSteps - 1, Math.max(0, f32((t - (skip - 1)) / skip)));
-      return inner.tToSigma(tt);
-    }),
-  );
+    for (let i = 1; i < table.length; i++)
+      if (Math.abs(ls - table[i]!) < Math.abs(ls - table[best]!)) best = i;
+    return best * this.skip + (this.skip - 1);
+  }
+
+  tToSigma(t: number): number {
+    const tt = Math.min(this.originalSteps - 1, Math.max(0, f32((t - (this.skip - 1)) / this.skip)));
+    return this.inner.tToSigma(tt);
+  }
+
+  getSigmas(n: number): number[] {
+    const ts = linspaceF32(this.sigmaToT(this.inner.sigmaMax), this.sigmaToT(this.inner.sigmaMin), n);
+    return appendZero(Array.from(ts, (t) => this.tToSigma(t)));
+  }
+}
+
+export function lcmSigmas(n: number, alphasCumprod: Float32Array, originalSteps = 50): number[] {
+  return new LcmSchedule(alphasCumprod, originalSteps).getSigmas(n);
 }
 
 /** A1111's DDIM/PLMS timesteps: clip(range(0, 1000, 1000 // steps) + 1, 0, 999). */

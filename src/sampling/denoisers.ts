@@ -1,0 +1,183 @@
+/**
+ * Model wrappers between the network and the samplers: classifier-free guidance with A1111's
+ * composable AND, and k-diffusion's CompVis wrappers for eps- and v-prediction networks.
+ */
+import type { DiscreteSchedule, LcmSchedule } from './schedules.js';
+
+/**
+ * The network on a batch of n items: latents [n, C, H, W] (already scaled by c_in), one model
+ * timestep per item (fractional for k-diffusion samplers), one conditioning per item.
+ */
+export type UnetFn<C> = (x: Float32Array, t: Float32Array, conds: readonly C[]) => Promise<Float32Array>;
+
+/** A batched model output function: latents [B, ...] with one sigma (or timestep) per item. */
+export type BatchedFn<C> = (
+  x: Float32Array,
+  level: Float32Array,
+  conds: readonly C[],
+) => Promise<Float32Array>;
+
+export type Parameterization = 'eps' | 'v';
+
+/**
+ * k-diffusion's CompVisDenoiser / CompVisVDenoiser: x0 = c_skip·x + c_out·F(c_in·x, t(sigma)),
+ * eps: c_skip = 1, c_out = -sigma; v: c_skip = 1/(sigma²+1), c_out = -sigma/√(sigma²+1); c_in = 1/√(sigma²+1).
+ */
+export function compVisDenoiser<C>(
+  unet: UnetFn<C>,
+  schedule: DiscreteSchedule,
+  parameterization: Parameterization,
+): BatchedFn<C> {
+  return async (x, sigmas, conds) => {
+    const n = sigmas.length;
+    const per = x.length / n;
+    const xin = new Float32Array(x.length);
+    const t = new Float32Array(n);
+    for (let b = 0; b < n; b++) {
+      const s = sigmas[b]!;
+      const cIn = 1 / Math.sqrt(s * s + 1);
+      t[b] = schedule.sigmaToT(s);
+      for (let i = b * per; i < (b + 1) * per; i++) xin[i] = x[i]! * cIn;
+    }
+    const out = await unet(xin, t, conds);
+    const den = new Float32Array(x.length);
+    for (let b = 0; b < n; b++) {
+      const s = sigmas[b]!;
+      const cSkip = parameterization === 'v' ? 1 / (s * s + 1) : 1;
+      const cOut = parameterization === 'v' ? -s / Math.sqrt(s * s + 1) : -s;
+      for (let i = b * per; i < (b + 1) * per; i++) den[i] = cSkip * x[i]! + cOut * out[i]!;
+    }
+    return den;
+  };
+}
+
+/**
+ * A1111's LCMCompVisDenoiser: the eps wrapper at the quantized LCM timestep, then LCM's boundary
+ * condition c_skip·x + c_out·x0 with sigma_data 0.5 and the timestep scaled by 10.
+ */
+export function lcmDenoiser<C>(unet: UnetFn<C>, schedule: LcmSchedule): BatchedFn<C> {
+  return async (x, sigmas, conds) => {
+    const n = sigmas.length;
+    const per = x.length / n;
+    const xin = new Float32Array(x.length);
+    const t = new Float32Array(n);
+    for (let b = 0; b < n; b++) {
+      const s = sigmas[b]!;
+      t[b] = schedule.sigmaToT(s);
+      const cIn = 1 / Math.sqrt(s * s + 1);
+      for (let i = b * per; i < (b + 1) * per; i++) xin[i] = x[i]! * cIn;
+    }
+    const eps = await unet(xin, t, conds);
+    const out = new Float32Array(x.length);
+    for (let b = 0; b < n; b++) {
+      const s = sigmas[b]!;
+      const st = t[b]! * 10;
+      const cSkip = 0.25 / (st * st + 0.25);
+      const cOut = st / Math.sqrt(st * st + 0.25);
+      for (let i = b * per; i < (b + 1) * per; i++) out[i] = cOut * (x[i]! - s * eps[i]!) + cSkip * x[i]!;
+    }
+    return out;
+  };
+}
+
+/**
+ * A1111's timestep denoisers for DDIM/PLMS/UniPC: eps straight from the network, or for
+ * v-prediction eps = √ᾱ_t·v + √(1-ᾱ_t)·x with ᾱ at the integer part of t.
+ */
+export function timestepsDenoiser<C>(
+  unet: UnetFn<C>,
+  alphasCumprod: Float32Array,
+  parameterization: Parameterization,
+): BatchedFn<C> {
+  return async (x, ts, conds) => {
+    const out = await unet(x, ts, conds);
+    if (parameterization === 'eps') return out;
+    const n = ts.length;
+    const per = x.length / n;
+    const eps = new Float32Array(x.length);
+    for (let b = 0; b < n; b++) {
+      const idx = Math.min(alphasCumprod.length - 1, Math.max(0, Math.trunc(ts[b]!)));
+      const a = alphasCumprod[idx]!;
+      const sa = Math.sqrt(a);
+      const sb = Math.sqrt(1 - a);
+      for (let i = b * per; i < (b + 1) * per; i++) eps[i] = sa * out[i]! + sb * x[i]!;
+    }
+    return eps;
+  };
+}
+
+/** One sub-prompt of an AND-composed prompt. */
+export interface WeightedCond<C> {
+  cond: C;
+  weight: number;
+}
+
+export interface CfgOptions<C> {
+  /** Per image: its prompt's AND parts with weights (a plain prompt is one part of weight 1). */
+  conds: readonly (readonly WeightedCond<C>[])[];
+  /** Per image: the negative prompt's conditioning. */
+  uncond: readonly C[];
+  scale: number;
+  /** Largest batch handed to the network at once (A1111 batch_cond_uncond); default all at once. */
+  maxBatch?: number;
+  /** Inpainting: denoised = init·mask + (1 - mask)·denoised, per element of one image. */
+  mask?: { mask: Float32Array; initLatent: Float32Array };
+}
+
+/**
+ * A1111's CFGDenoiser: every image is run with each of its conds and once with its uncond, then
+ * denoised_i = uncond_i + Σ_k (cond_ik - uncond_i)·weight_k·scale. Works on x0 (k-diffusion) and on
+ * eps (timestep samplers) alike, since the combination is linear.
+ */
+export function cfgDenoiser<C>(
+  inner: BatchedFn<C>,
+  opts: CfgOptions<C>,
+): (x: Float32Array, level: number) => Promise<Float32Array> {
+  const batch = opts.conds.length;
+  if (batch === 0 || opts.uncond.length !== batch) {
+    throw new Error(`CFG needs one uncond per image (${opts.uncond.length} for ${batch} images)`);
+  }
+  return async (x, level) => {
+    const per = x.length / batch;
+    const items: { image: number; cond: C }[] = [];
+    opts.conds.forEach((parts, i) => parts.forEach((p) => items.push({ image: i, cond: p.cond })));
+    opts.uncond.forEach((u, i) => items.push({ image: i, cond: u }));
+    const out = new Float32Array(items.length * per);
+    const chunk = Math.max(1, opts.maxBatch ?? items.length);
+    for (let a = 0; a < items.length; a += chunk) {
+      const part = items.slice(a, a + chunk);
+      const xin = new Float32Array(part.length * per);
+      part.forEach((it, k) => xin.set(x.subarray(it.image * per, (it.image + 1) * per), k * per));
+      const res = await inner(
+        xin,
+        new Float32Array(part.length).fill(level),
+        part.map((it) => it.cond),
+      );
+      out.set(res, a * per);
+    }
+    const uncondAt = items.length - batch;
+    const den = new Float32Array(x.length);
+    let condIndex = 0;
+    for (let i = 0; i < batch; i++) {
+      const u = out.subarray((uncondAt + i) * per, (uncondAt + i + 1) * per);
+      const d = den.subarray(i * per, (i + 1) * per);
+      d.set(u);
+      for (const p of opts.conds[i]!) {
+        const c = out.subarray(condIndex * per, (condIndex + 1) * per);
+        const w = p.weight * opts.scale;
+        for (let k = 0; k < per; k++) d[k] = d[k]! + (c[k]! - u[k]!) * w;
+        condIndex++;
+      }
+    }
+    if (opts.mask) {
+      const { mask, initLatent } = opts.mask;
+      for (let i = 0; i < batch; i++) {
+        for (let k = 0; k < per; k++) {
+          const m = mask.length === x.length ? mask[i * per + k]! : mask[k % mask.length]!;
+          den[i * per + k] = initLatent[i * per + k]! * m + (1 - m) * den[i * per + k]!;
+        }
+      }
+    }
+    return den;
+  };
+}
