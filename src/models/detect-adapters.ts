@@ -125,6 +125,8 @@ export function loraArchitecture(
       if (ctx === 1280) return 'sdxl-refiner';
     }
   }
+  // A1111's NetworkOnDisk rule: kohya files with metadata but no base version are SD1 trainings.
+  if (Object.keys(metadata).some((k) => k.startsWith('ss_'))) return 'sd1';
   return null;
 }
 
