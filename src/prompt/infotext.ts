@@ -13,7 +13,8 @@ import {
   V180_HR_STYLES,
 } from './infotext-version.js';
 import { extractStylesFromPrompt, type PromptStyle } from './styles.js';
-import { PY_W, PY_WS, pyStrip } from './pytext.js';
+import { PY_SPACE as PY_WS, PY_WORD as PY_W, pyStrip } from './pychars.js';
+import { parsePromptAttention, PromptSyntaxError } from './attention.js';
 
 export type InfotextValue = string | number | boolean | null | undefined;
 
@@ -133,61 +134,17 @@ function restoreOldHiresFixParams(res: Map<string, unknown>): void {
   res.set('Hires resize-2', height);
 }
 
-// --- prompt_parser.parse_prompt_attention, only as far as infotext needs it: does any part of
-// --- the prompt carry a weight other than 1? (Emphasis is filled in only then.)
-
-const RE_ATTENTION = new RegExp(
-  String.raw`\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:[${PY_WS}]*([+-]?[.\p{Nd}]+)[${PY_WS}]*\)|\)|\]|[^\\()[\]:]+|:`,
-  'gu',
-);
-const RE_BREAK = new RegExp(`[${PY_WS}]*(?<![${PY_W}])BREAK(?![${PY_W}])[${PY_WS}]*`, 'u');
-
-function pyFloat(s: string): number {
-  let t = '';
-  for (const ch of s) t += ch === '.' || ch === '+' || ch === '-' ? ch : String(digitValue(ch));
-  if (!/^[+-]?(?:\d+\.?\d*|\.\d+)$/.test(t)) return NaN;
-  return Number(t);
-}
-
-/** [text, weight] runs of a prompt, as A1111's parse_prompt_attention (BREAK has weight -1). */
-function attentionRuns(text: string): [string, number][] {
-  const res: [string, number][] = [];
-  const round: number[] = [];
-  const square: number[] = [];
-  const multiply = (start: number, m: number): void => {
-    for (let p = start; p < res.length; p++) res[p][1] *= m;
-  };
-  for (const m of text.matchAll(RE_ATTENTION)) {
-    const t = m[0];
-    const weight = m[1];
-    if (t.startsWith('\\')) res.push([t.slice(1), 1.0]);
-    else if (t === '(') round.push(res.length);
-    else if (t === '[') square.push(res.length);
-    else if (weight !== undefined && round.length > 0) multiply(round.pop()!, pyFloat(weight));
-    else if (t === ')' && round.length > 0) multiply(round.pop()!, 1.1);
-    else if (t === ']' && square.length > 0) multiply(square.pop()!, 1 / 1.1);
-    else {
-      t.split(RE_BREAK).forEach((part, i) => {
-        if (i > 0) res.push(['BREAK', -1]);
-        res.push([part, 1.0]);
-      });
-    }
-  }
-  for (const pos of round) multiply(pos, 1.1);
-  for (const pos of square) multiply(pos, 1 / 1.1);
-  if (res.length === 0) res.push(['', 1.0]);
-  let i = 0;
-  while (i + 1 < res.length) {
-    if (res[i][1] === res[i + 1][1]) {
-      res[i][0] += res[i + 1][0];
-      res.splice(i + 1, 1);
-    } else i++;
-  }
-  return res;
-}
-
+/** Emphasis is filled in only when some part of a prompt has a weight other than 1 (BREAK aside). */
 function usesEmphasis(...prompts: string[]): boolean {
-  return prompts.some((p) => attentionRuns(p).some(([t, w]) => !(w === 1.0 || t === 'BREAK')));
+  return prompts.some((p) => {
+    try {
+      return parsePromptAttention(p).some(([t, w]) => !(w === 1.0 || t === 'BREAK'));
+    } catch (err) {
+      // A weight like (x:1.2.3) makes A1111's parser raise; we read the infotext anyway.
+      if (err instanceof PromptSyntaxError) return true;
+      throw err;
+    }
+  });
 }
 
 export interface ParseInfotextOptions {

@@ -6,7 +6,7 @@
 import { copyFile, open, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { UserError } from '../util/errors.js';
-import { PY_WS, pyStrip, pyStripChars } from './pytext.js';
+import { PY_SPACE as PY_WS, pyStrip } from './pychars.js';
 
 export interface PromptStyle {
   name: string;
@@ -19,6 +19,15 @@ export const MAX_STYLES_FILE_BYTES = 64 * 1024 * 1024;
 
 const RE_MULTIPLE_COMMAS = new RegExp(`(?:,+[${PY_WS}]+)+,?`, 'gu');
 const RE_MULTIPLE_SPACES = new RegExp(`[${PY_WS}]{2,}`, 'gu');
+
+/** Python's `str.strip(chars)`. */
+function pyStripChars(s: string, chars: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && chars.includes(s[a])) a++;
+  while (b > a && chars.includes(s[b - 1])) b--;
+  return s.slice(a, b);
+}
 
 /** styles.clean_text: collapse runs of commas and of whitespace, trim commas and spaces. */
 export function cleanStyleText(text: string): string {
