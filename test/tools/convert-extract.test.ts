@@ -1,0 +1,194 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { convertTensor, toFloat32 } from '../../src/formats/dtype.js';
+import { openModel } from '../../src/formats/open.js';
+import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
+import type { Tensor, TensorSource } from '../../src/formats/tensor.js';
+import { detectModel } from '../../src/models/detect.js';
+import { convertModel } from '../../src/tools/convert.js';
+import { extractPart } from '../../src/tools/extract.js';
+import { UserError } from '../../src/util/errors.js';
+import { goldenPath } from '../helpers/golden.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sdstudio-convert-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
+const tinyFp16 = goldenPath('tiny-sd', 'tiny-sd-fp16.safetensors');
+const tinyCkpt = goldenPath('formats', 'tiny-sd-fp16.ckpt');
+
+async function withSource<T>(path: string, f: (s: TensorSource) => Promise<T>): Promise<T> {
+  const s = await openModel(path);
+  try {
+    return await f(s);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Every tensor of `a` equals the tensor of the same name in `b`, byte for byte (same dtype and shape). */
+async function expectIdentical(a: string, b: string): Promise<void> {
+  await withSource(a, (sa) =>
+    withSource(b, async (sb) => {
+      expect(sa.keys()).toEqual(sb.keys());
+      for (const k of sa.keys()) {
+        const ta = await sa.read(k);
+        const tb = await sb.read(k);
+        expect(ta.dtype, k).toBe(tb.dtype);
+        expect(ta.shape, k).toEqual(tb.shape);
+        expect(Buffer.from(ta.data).equals(Buffer.from(tb.data)), k).toBe(true);
+      }
+    }),
+  );
+}
+
+describe('convertModel', () => {
+  it('fp32 -> fp16 equals the golden fp16 checkpoint bit for bit (position_ids stay I64)', async () => {
+    const out = join(dir, 'fp16.safetensors');
+    const r = await convertModel(tiny, out, { dtype: 'fp16' });
+    expect(r.dropped).toBe(0);
+    await expectIdentical(out, tinyFp16);
+  });
+
+  it('a .ckpt (state_dict unwrapped) converts to the same tensors as its safetensors twin', async () => {
+    const out = join(dir, 'from-ckpt.safetensors');
+    await convertModel(tinyCkpt, out);
+    await expectIdentical(out, tinyFp16);
+    const s = await openSafetensors(out);
+    expect(s.metadata.format).toBe('pt');
+    await s.close();
+  });
+
+  it('bf16 rounds floats only; --no-vae drops the VAE', async () => {
+    const out = join(dir, 'bf16.safetensors');
+    await convertModel(tiny, out, { dtype: 'bf16', noVae: true });
+    await withSource(tiny, (src) =>
+      withSource(out, async (conv) => {
+        const kept = src.keys().filter((k) => !k.startsWith('first_stage_model.'));
+        expect(conv.keys()).toEqual(kept);
+        for (const k of kept) {
+          const t = await src.read(k);
+          const c = await conv.read(k);
+          if (t.dtype === 'F32') {
+            expect(c.dtype).toBe('BF16');
+            expect(Buffer.from(c.data).equals(Buffer.from(convertTensor(t, 'BF16').data)), k).toBe(true);
+          } else {
+            expect(c.dtype).toBe(t.dtype);
+            expect(Buffer.from(c.data).equals(Buffer.from(t.data))).toBe(true);
+          }
+        }
+      }),
+    );
+  });
+
+  it('--prune drops EMA and junk keys and keeps the rest; float position_ids become integers again', async () => {
+    const input = join(dir, 'with-ema.safetensors');
+    const f32 = (values: number[], shape: number[]): Tensor => ({
+      dtype: 'F32',
+      shape,
+      data: new Uint8Array(new Float32Array(values).buffer),
+    });
+    await withSource(tiny, async (src) => {
+      const keep = [
+        'model.diffusion_model.out.2.bias',
+        'first_stage_model.post_quant_conv.bias',
+        'alphas_cumprod',
+      ];
+      const entries: [string, Tensor][] = [];
+      for (const k of keep) entries.push([k, await src.read(k)]);
+      entries.push(['model_ema.diffusion_modelout2bias', f32([1, 2, 3, 4], [4])]);
+      entries.push(['model_ema.num_updates', { dtype: 'I64', shape: [], data: new Uint8Array(8) }]);
+      entries.push(['embedding_manager.embedder.x', f32([1], [1])]);
+      entries.push([
+        'cond_stage_model.transformer.text_model.embeddings.position_ids',
+        f32([0, 1, 2.0000002], [1, 3]),
+      ]);
+      await writeSafetensors(input, entries);
+    });
+    const out = join(dir, 'pruned.safetensors');
+    const r = await convertModel(input, out, { prune: true });
+    expect(r.dropped).toBe(3);
+    await withSource(out, async (s) => {
+      expect(s.keys()).toEqual([
+        'alphas_cumprod',
+        'cond_stage_model.transformer.text_model.embeddings.position_ids',
+        'first_stage_model.post_quant_conv.bias',
+        'model.diffusion_model.out.2.bias',
+      ]);
+      const ids = await s.read('cond_stage_model.transformer.text_model.embeddings.position_ids');
+      expect(ids.dtype).toBe('I64');
+      expect([...new BigInt64Array(ids.data.slice().buffer)]).toEqual([0n, 1n, 2n]);
+    });
+  });
+
+  it('bad input: one clear UserError and no output file left behind', async () => {
+    await expect(convertModel(join(dir, 'missing.ckpt'), join(dir, 'x.safetensors'))).rejects.toThrow(
+      UserError,
+    );
+    await expect(convertModel(tiny, join(dir, 'out.ckpt'))).rejects.toThrow(/\.safetensors/);
+    await expect(
+      convertModel(goldenPath('formats', 'malicious', 'os_system_p0.pkl'), join(dir, 'm.safetensors')),
+    ).rejects.toThrow(UserError);
+    await expect(convertModel(tiny, join(dir, 'no-such-dir', 'x.safetensors'))).rejects.toThrow(UserError);
+    expect(
+      readdirSync(dir).filter((f) => f.includes('.tmp-') || f === 'x.safetensors' || f === 'm.safetensors'),
+    ).toEqual([]);
+  });
+});
+
+describe('extractPart', () => {
+  it('vae: first_stage_model. stripped, detected as a VAE with the checkpoint VAE config, bytes unchanged', async () => {
+    const out = join(dir, 'vae.safetensors');
+    await extractPart(tiny, 'vae', out);
+    await withSource(tiny, (src) =>
+      withSource(out, async (vae) => {
+        const info = detectModel(vae);
+        expect(info.kind).toBe('vae');
+        expect(info.config.vae).toEqual(detectModel(src).config.vae);
+        const names = src.keys().filter((k) => k.startsWith('first_stage_model.'));
+        expect(vae.keys()).toEqual(names.map((k) => k.slice('first_stage_model.'.length)).sort());
+        for (const k of names) {
+          const a = await src.read(k);
+          const b = await vae.read(k.slice('first_stage_model.'.length));
+          expect(Buffer.from(a.data).equals(Buffer.from(b.data))).toBe(true);
+        }
+      }),
+    );
+  });
+
+  it('unet: bare ldm names, same UNet config; text-encoder: HF CLIPTextModel names, same config', async () => {
+    const unet = join(dir, 'unet.safetensors');
+    const te = join(dir, 'te.safetensors');
+    await extractPart(tinyCkpt, 'unet', unet);
+    await extractPart(tinyCkpt, 'text-encoder', te);
+    await withSource(tinyCkpt, (src) =>
+      withSource(unet, (u) =>
+        withSource(te, async (t) => {
+          const full = detectModel(src);
+          const ui = detectModel(u);
+          expect(u.keys().every((k) => !k.startsWith('model.'))).toBe(true);
+          expect(ui.config.unet).toEqual(full.config.unet);
+          expect(ui.components).toEqual({ unet: full.components.unet });
+          const ti = detectModel(t);
+          expect(t.keys().every((k) => k.startsWith('text_model.'))).toBe(true);
+          expect(ti.config.text_encoder).toEqual(full.config.text_encoder);
+          expect(ti.components).toEqual({ text_encoder: full.components.text_encoder });
+          const k = 'text_model.final_layer_norm.weight';
+          expect(toFloat32(await t.read(k))).toEqual(
+            toFloat32(await src.read('cond_stage_model.transformer.' + k)),
+          );
+        }),
+      ),
+    );
+  });
+
+  it('a part the file does not have, or an unknown part, is a UserError', async () => {
+    await expect(
+      extractPart(join(dir, 'vae.safetensors'), 'unet', join(dir, 'u2.safetensors')),
+    ).rejects.toThrow(/no unet/);
+    await expect(extractPart(tiny, 'clip' as never, join(dir, 'u3.safetensors'))).rejects.toThrow(UserError);
+    expect(existsSync(join(dir, 'u2.safetensors'))).toBe(false);
+  });
+});
