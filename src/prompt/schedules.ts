@@ -17,6 +17,7 @@
  * length of a final stray run, as in `[a:b:5]]`), we take one of the results A1111 can give.
  * A prompt the grammar rejects is returned unchanged, as A1111 does.
  */
+import { PY_SPACE } from './pychars.js';
 
 /** One `[end_at_step, text]` entry: the text is used up to and including step `end_at_step`. */
 export type ScheduleEntry = [endAtStep: number, text: string];
@@ -37,7 +38,7 @@ interface Item {
   nodes: Node[];
 }
 
-const SPACE = /[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/u;
+const SPACE = new RegExp(`[${PY_SPACE}]`, 'u');
 const STRAY = '[]():';
 const NOT_PLAIN = '\\[]():|';
 const RE_NUMBER = /[+-]?(?:[0-9]+[eE][+-]?[0-9]+|(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+)/y;
