@@ -1,0 +1,406 @@
+/**
+ * Textual-inversion embeddings, loaded as A1111 does (modules/textual_inversion/textual_inversion.py,
+ * EmbeddingDatabase.load_from_file + create_embedding_from_data, v1.10.1):
+ *  - `.pt` / `.bin`: `string_to_param` (A1111 and the original textual_inversion's ParameterDict),
+ *    or diffusers' `{token: tensor}`;
+ *  - `.safetensors`: `{emb_params: tensor}` or SDXL `{clip_l, clip_g}`;
+ *  - `.png` / `.webp` / `.avif`: A1111 embedding images (text chunk or data hidden in pixels).
+ * An embedding is named by its file name (images: by the name stored inside). Embeddings whose width
+ * does not fit the model are kept aside as "skipped" with a warning; files that cannot be read are
+ * reported and never stop the others from loading.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { readTorchFile } from '../formats/torch.js';
+import { openSafetensors } from '../formats/safetensors.js';
+import { toFloat32 } from '../formats/dtype.js';
+import type { Tensor } from '../formats/tensor.js';
+import { decodeTextChunk, isPng, readPngChunks } from './png-chunks.js';
+import {
+  embeddingFromBase64,
+  extractImageDataEmbed,
+  isJsonTensor,
+  type JsonTensor,
+} from './embedding-image.js';
+
+/** Files larger than this are not read as embeddings (a real one is kilobytes; this is a misplaced model). */
+export const MAX_EMBEDDING_FILE_BYTES = 256 * 1024 * 1024;
+const MAX_DIR_DEPTH = 32;
+
+export interface EmbeddingVectors {
+  /** count × width values, row-major. */
+  vectors: Float32Array;
+  count: number;
+  width: number;
+}
+
+export interface Embedding extends EmbeddingVectors {
+  /** The word that stands for it in a prompt. */
+  name: string;
+  /** SDXL embeddings: the rows for each text encoder (`vectors` is then clip_l ‖ clip_g per row). */
+  parts?: { clip_l: EmbeddingVectors; clip_g: EmbeddingVectors };
+  /** Training step, when the file says. */
+  step: number | null;
+  /** Short hash and name of the checkpoint it was trained on, when the file says. */
+  checkpoint: string | null;
+  checkpointName: string | null;
+  path: string;
+  /** sha256 of the file. */
+  sha256: string;
+  /** A1111's short hash (first 12 hex digits of the sha256), written as "TI hashes: name: hash". */
+  hash: string;
+}
+
+/** One entry of A1111's /sdapi/v1/embeddings answer. */
+export interface EmbeddingInfo {
+  step: number | null;
+  sd_checkpoint: string | null;
+  sd_checkpoint_name: string | null;
+  shape: number;
+  vectors: number;
+}
+
+type AnyTensor = Tensor | JsonTensor;
+
+function isTensor(v: unknown): v is Tensor {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as Tensor).dtype === 'string' &&
+    Array.isArray((v as Tensor).shape) &&
+    (v as Tensor).data instanceof Uint8Array
+  );
+}
+
+function isAnyTensor(v: unknown): v is AnyTensor {
+  return isTensor(v) || isJsonTensor(v);
+}
+
+function floats(t: AnyTensor): Float32Array {
+  return isJsonTensor(t) ? t.values : toFloat32(t);
+}
+
+/** A 1-D (one vector) or 2-D (rows of vectors) tensor as rows. */
+function asRows(t: AnyTensor, what: string): EmbeddingVectors {
+  const shape = t.shape;
+  if (shape.length === 1) return { vectors: floats(t), count: 1, width: shape[0] };
+  if (shape.length === 2) return { vectors: floats(t), count: shape[0], width: shape[1] };
+  throw new Error(`${what} has shape [${shape.join(', ')}]; an embedding is one vector or rows of vectors`);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !isAnyTensor(v);
+}
+
+function optNumber(v: unknown): number | null {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'bigint') return Number(v);
+  return null;
+}
+
+function optString(v: unknown): string | null {
+  return typeof v === 'string' ? v : null;
+}
+
+/** The part of an embedding that create_embedding_from_data derives from the file's data. */
+export interface EmbeddingData {
+  rows: EmbeddingVectors;
+  parts?: Embedding['parts'];
+  step: number | null;
+  checkpoint: string | null;
+  checkpointName: string | null;
+}
+
+/** create_embedding_from_data: recognise the layout and take the vectors out. */
+export function embeddingFromData(data: unknown, filename: string): EmbeddingData {
+  if (!isRecord(data)) {
+    throw new Error(
+      `couldn't identify ${filename} as neither textual inversion embedding nor diffuser concept`,
+    );
+  }
+  const meta = {
+    step: optNumber(data['step']),
+    checkpoint: optString(data['sd_checkpoint']),
+    checkpointName: optString(data['sd_checkpoint_name']),
+  };
+  if ('string_to_param' in data) {
+    let params = data['string_to_param'];
+    // torch.nn.ParameterDict (original textual_inversion files) keeps its tensors in _parameters.
+    if (isRecord(params) && isRecord(params['_parameters'])) params = params['_parameters'];
+    if (!isRecord(params)) throw new Error(`${filename}: string_to_param is not a dictionary`);
+    const values = Object.values(params);
+    if (values.length !== 1) throw new Error(`${filename}: embedding file has multiple terms in it`);
+    const emb = values[0];
+    if (!isAnyTensor(emb)) throw new Error(`${filename}: string_to_param holds no tensor`);
+    return { rows: asRows(emb, filename), ...meta };
+  }
+  if ('clip_g' in data && 'clip_l' in data) {
+    const g = data['clip_g'];
+    const l = data['clip_l'];
+    if (!isAnyTensor(g) || !isAnyTensor(l)) throw new Error(`${filename}: clip_g / clip_l are not tensors`);
+    const clip_g = asRows(g, `${filename} clip_g`);
+    const clip_l = asRows(l, `${filename} clip_l`);
+    if (clip_g.count !== clip_l.count) {
+      throw new Error(`${filename}: clip_l has ${clip_l.count} vectors but clip_g ${clip_g.count}`);
+    }
+    const width = clip_l.width + clip_g.width;
+    const vectors = new Float32Array(clip_g.count * width);
+    for (let r = 0; r < clip_g.count; r++) {
+      vectors.set(clip_l.vectors.subarray(r * clip_l.width, (r + 1) * clip_l.width), r * width);
+      vectors.set(
+        clip_g.vectors.subarray(r * clip_g.width, (r + 1) * clip_g.width),
+        r * width + clip_l.width,
+      );
+    }
+    return { rows: { vectors, count: clip_g.count, width }, parts: { clip_l, clip_g }, ...meta };
+  }
+  const values = Object.values(data);
+  if (values.length > 0 && isAnyTensor(values[0])) {
+    if (values.length !== 1) throw new Error(`${filename}: embedding file has multiple terms in it`);
+    return { rows: asRows(values[0] as AnyTensor, filename), ...meta };
+  }
+  throw new Error(
+    `couldn't identify ${filename} as neither textual inversion embedding nor diffuser concept`,
+  );
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+async function readSafetensorsDict(path: string): Promise<Record<string, Tensor>> {
+  const src = await openSafetensors(path);
+  try {
+    const keys = src.keys();
+    // Only the layouts A1111 accepts are read; anything else (a model in the wrong folder) stops here.
+    const wanted = keys.includes('clip_g') && keys.includes('clip_l') ? ['clip_l', 'clip_g'] : keys;
+    if (wanted.length !== 1 && wanted.length !== 2)
+      throw new Error(`${basename(path)}: embedding file has multiple terms in it`);
+    const out: Record<string, Tensor> = {};
+    for (const k of wanted) out[k] = await src.read(k);
+    return out;
+  } finally {
+    await src.close();
+  }
+}
+
+/** What an embedding image holds, or undefined when it holds no embedding. */
+async function readEmbeddingImage(path: string, bytes: Uint8Array): Promise<unknown> {
+  if (isPng(bytes)) {
+    for (const c of readPngChunks(bytes).chunks) {
+      if ((c.type === 'tEXt' || c.type === 'zTXt' || c.type === 'iTXt') && c.crcOk) {
+        const t = decodeTextChunk(c);
+        if (t.key === 'sd-ti-embedding') return embeddingFromBase64(t.text);
+      }
+    }
+  }
+  return extractImageDataEmbed(bytes);
+}
+
+const IMAGE_EXTS = new Set(['.PNG', '.WEBP', '.JXL', '.AVIF']);
+
+/**
+ * EmbeddingDatabase.load_from_file for one file: the embedding, or undefined for files that are not
+ * embeddings (other extensions, `*.preview.png`, images without embedded data). Throws an Error
+ * naming the file when it is an embedding file that cannot be read.
+ */
+export async function loadEmbeddingFile(path: string): Promise<Embedding | undefined> {
+  const filename = basename(path);
+  const ext = extname(filename).toUpperCase();
+  let name = filename.slice(0, filename.length - extname(filename).length);
+  const st = await stat(path);
+  if (st.size > MAX_EMBEDDING_FILE_BYTES) {
+    throw new Error(
+      `${filename} is ${st.size} bytes, too large for an embedding; is it a model in the wrong folder?`,
+    );
+  }
+  let data: unknown;
+  if (IMAGE_EXTS.has(ext)) {
+    if (extname(name).toUpperCase() === '.PREVIEW') return undefined;
+    if (ext === '.JXL') return undefined; // no JPEG XL decoder here; A1111 needs a plugin for it too
+    data = await readEmbeddingImage(path, await readFile(path));
+    if (data === undefined) return undefined;
+    if (isRecord(data) && typeof data['name'] === 'string') name = data['name'];
+  } else if (ext === '.BIN' || ext === '.PT') {
+    data = await readTorchFile(path);
+  } else if (ext === '.SAFETENSORS') {
+    data = await readSafetensorsDict(path);
+  } else return undefined;
+
+  const d = embeddingFromData(data, filename);
+  const sha256 = await sha256File(path);
+  return {
+    name,
+    ...d.rows,
+    parts: d.parts,
+    step: d.step,
+    checkpoint: d.checkpoint,
+    checkpointName: d.checkpointName,
+    path,
+    sha256,
+    hash: sha256.slice(0, 12),
+  };
+}
+
+export interface LoadEmbeddingsOptions {
+  /** Vector width the model's text encoder takes (768 SD1, 1024 SD2, 2048 SDXL); omit to accept all. */
+  expectedWidth?: number;
+}
+
+/** Files of a folder tree (symlinks followed, each real folder once), in a stable order. */
+async function walk(dir: string, depth: number, seen: Set<string>, out: string[]): Promise<void> {
+  if (depth > MAX_DIR_DEPTH) return;
+  let real: string;
+  try {
+    real = await realpath(dir);
+  } catch {
+    return;
+  }
+  if (seen.has(real)) return;
+  seen.add(real);
+  const entries = await readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      try {
+        const s = await stat(p);
+        isDir = s.isDirectory();
+        isFile = s.isFile();
+      } catch {
+        continue;
+      }
+    }
+    if (isDir) await walk(p, depth + 1, seen, out);
+    else if (isFile) out.push(p);
+  }
+}
+
+export class EmbeddingDatabase {
+  /** Embeddings usable with the model, by name. */
+  readonly loaded = new Map<string, Embedding>();
+  /** Embeddings of another width (e.g. SD2 ones on SD1), by name: listed, not used. */
+  readonly skipped = new Map<string, Embedding>();
+  /** Files that looked like embeddings but could not be read. */
+  readonly errors: { path: string; message: string }[] = [];
+  /** One line per skipped embedding or unreadable file, naming it. */
+  readonly warnings: string[] = [];
+
+  constructor(readonly expectedWidth?: number) {}
+
+  /** Loads every embedding under `dir` (sub-folders included). A missing folder is an empty database. */
+  static async loadDir(dir: string, options: LoadEmbeddingsOptions = {}): Promise<EmbeddingDatabase> {
+    const db = new EmbeddingDatabase(options.expectedWidth);
+    const files: string[] = [];
+    try {
+      if (!(await stat(dir)).isDirectory()) return db;
+    } catch {
+      return db;
+    }
+    await walk(dir, 0, new Set(), files);
+    for (const f of files) await db.addFile(f);
+    return db;
+  }
+
+  /** Loads one file into the database; never throws for a bad file (it is recorded in errors). */
+  async addFile(path: string): Promise<Embedding | undefined> {
+    try {
+      if ((await stat(path)).size === 0) return undefined;
+      const emb = await loadEmbeddingFile(path);
+      if (emb) this.add(emb);
+      return emb;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.errors.push({ path, message });
+      this.warnings.push(`could not load embedding ${basename(path)}: ${message}`);
+      return undefined;
+    }
+  }
+
+  /** Registers an embedding, or sets it aside when its width does not fit the model. */
+  add(emb: Embedding): void {
+    if (this.expectedWidth === undefined || this.expectedWidth === -1 || this.expectedWidth === emb.width) {
+      this.skipped.delete(emb.name);
+      this.loaded.set(emb.name, emb);
+    } else {
+      this.loaded.delete(emb.name);
+      this.skipped.set(emb.name, emb);
+      this.warnings.push(
+        `embedding "${emb.name}" (${basename(emb.path)}) has vectors of width ${emb.width} but the model takes ` +
+          `${this.expectedWidth}: skipped (it was trained for another model family)`,
+      );
+    }
+  }
+
+  get(name: string): Embedding | undefined {
+    return this.loaded.get(name);
+  }
+
+  /** A1111's /sdapi/v1/embeddings answer. */
+  list(): { loaded: Record<string, EmbeddingInfo>; skipped: Record<string, EmbeddingInfo> } {
+    const info = (m: Map<string, Embedding>): Record<string, EmbeddingInfo> => {
+      const out: Record<string, EmbeddingInfo> = {};
+      for (const [name, e] of m) {
+        Object.defineProperty(out, name, {
+          value: {
+            step: e.step,
+            sd_checkpoint: e.checkpoint,
+            sd_checkpoint_name: e.checkpointName,
+            shape: e.width,
+            vectors: e.count,
+          },
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return out;
+    };
+    return { loaded: info(this.loaded), skipped: info(this.skipped) };
+  }
+
+  /**
+   * A1111's ids_lookup: for each first token id, the (token ids, embedding) pairs of the loaded
+   * embeddings whose names start with it, longest first — what the prompt chunker matches against.
+   */
+  tokenIndex(tokenize: (text: string) => number[]): Map<number, { ids: number[]; embedding: Embedding }[]> {
+    const index = new Map<number, { ids: number[]; embedding: Embedding }[]>();
+    for (const emb of this.loaded.values()) {
+      const ids = tokenize(emb.name);
+      if (ids.length === 0) continue;
+      const list = index.get(ids[0]) ?? [];
+      list.push({ ids, embedding: emb });
+      index.set(ids[0], list);
+    }
+    for (const list of index.values()) list.sort((a, b) => b.ids.length - a.ids.length);
+    return index;
+  }
+
+  /**
+   * The "TI hashes" infotext value for the embeddings a prompt used, as A1111 writes it:
+   * `name: hash, …` with `:` and `,` removed from names.
+   */
+  static tiHashes(used: readonly Embedding[]): string {
+    return used.map((e) => `${e.name.replaceAll(':', '').replaceAll(',', '')}: ${e.hash}`).join(', ');
+  }
+}
+
+/** find_embedding_at_position: the embedding whose token ids start at `offset`, and how many tokens it covers. */
+export function findEmbeddingAtPosition(
+  index: Map<number, { ids: number[]; embedding: Embedding }[]>,
+  tokens: readonly number[],
+  offset: number,
+): { embedding: Embedding; length: number } | undefined {
+  const candidates = index.get(tokens[offset]);
+  if (!candidates) return undefined;
+  for (const { ids, embedding } of candidates) {
+    if (ids.every((id, i) => tokens[offset + i] === id)) return { embedding, length: ids.length };
+  }
+  return undefined;
+}
