@@ -1,0 +1,223 @@
+/**
+ * Finding and loading what a generation needs: the checkpoint (by name in models/Stable-diffusion
+ * or by path), an optional VAE swapped in (models/VAE, or "Automatic": a .vae.* file beside the
+ * checkpoint), the CLIP tokenizer, the noise schedule from the checkpoint's own alphas_cumprod.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, extname, join, resolve } from 'node:path';
+import { openModel } from '../formats/open.js';
+import type { TensorSource, TensorInfo, Tensor, FileLocation } from '../formats/tensor.js';
+import { ClipTokenizer } from '../prompt/tokenizer.js';
+import { readClipVocab, resolveClipVocab } from '../prompt/vocab.js';
+import { loadSd1, type Sd1Model } from '../runtime/sd1.js';
+import type { Provider } from '../runtime/session.js';
+import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
+import { hashFile } from '../tools/hash.js';
+import { UserError } from '../util/errors.js';
+
+export const MODEL_EXTENSIONS = ['.safetensors', '.ckpt', '.pt', '.bin'];
+const VAE_PREFIX = 'first_stage_model.';
+
+export interface LoadedModel {
+  engine: Sd1Model;
+  /** Checkpoint file stem (A1111 "Model"). */
+  name: string;
+  path: string;
+  /** First 10 hex of sha256 (A1111 "Model hash"); null when hashing was skipped. */
+  hash: string | null;
+  vae: { name: string; path: string; hash: string | null } | null;
+  schedule: DiscreteSchedule;
+  scaleFactor: number;
+  /** 9-channel inpainting UNet. */
+  inpainting: boolean;
+  latentChannels: number;
+  tokenizer: ClipTokenizer;
+  release(): Promise<void>;
+}
+
+function listModels(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      let st;
+      try {
+        st = statSync(p);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory() && depth < 4) walk(p, depth + 1);
+      else if (st.isFile() && MODEL_EXTENSIONS.includes(extname(name).toLowerCase())) out.push(p);
+    }
+  };
+  walk(dir, 0);
+  return out.sort();
+}
+
+/** Where checkpoints go under a data dir (A1111 layout). */
+export function checkpointDir(dataDir: string): string {
+  return join(dataDir, 'models', 'Stable-diffusion');
+}
+
+/**
+ * A checkpoint by path, or by name (file name or stem, case-insensitive) in models/Stable-diffusion.
+ * No name → the first checkpoint found. Missing → UserError saying where models go.
+ */
+export function findCheckpoint(nameOrPath: string | undefined, dataDir: string): string {
+  const dir = checkpointDir(dataDir);
+  if (nameOrPath && (nameOrPath.includes('/') || nameOrPath.includes('\\')) && existsSync(nameOrPath)) {
+    return resolve(nameOrPath);
+  }
+  const all = listModels(dir);
+  if (!nameOrPath) {
+    if (all.length > 0) return all[0]!;
+    throw new UserError(
+      `no model found: put an SD 1.5 checkpoint (.safetensors or .ckpt, e.g. v1-5-pruned-emaonly.safetensors ` +
+        `from Hugging Face or Civitai) in ${dir}, or pass --model PATH`,
+      4,
+    );
+  }
+  // A title like "name.safetensors [abcdef0123]" names the file.
+  const wanted = nameOrPath.replace(/\s*\[[0-9a-f]{8,10}\]$/i, '').toLowerCase();
+  const match = all.find((p) => {
+    const file = basename(p).toLowerCase();
+    return file === wanted || file.slice(0, -extname(file).length) === wanted;
+  });
+  if (match) return match;
+  if (existsSync(nameOrPath) && statSync(nameOrPath).isFile()) return resolve(nameOrPath);
+  throw new UserError(
+    `model "${nameOrPath}" not found in ${dir}` +
+      (all.length ? ` (found: ${all.map((p) => basename(p)).join(', ')})` : '') +
+      `; put the checkpoint there or pass --model PATH`,
+    4,
+  );
+}
+
+/** The VAE to use: "None"/undefined → none; "Automatic" → a .vae.* file beside the checkpoint; else by name in models/VAE or path. */
+export function findVae(name: string | undefined, checkpointPath: string, dataDir: string): string | null {
+  if (!name || name === 'None') return null;
+  if (name === 'Automatic') {
+    const stem = checkpointPath.slice(0, -extname(checkpointPath).length);
+    for (const ext of ['.vae.safetensors', '.vae.pt', '.vae.ckpt'])
+      if (existsSync(stem + ext)) return stem + ext;
+    return null;
+  }
+  const dir = join(dataDir, 'models', 'VAE');
+  const all = listModels(dir);
+  const match = all.find((p) => basename(p) === name || basename(p, extname(p)) === name);
+  if (match) return match;
+  if (existsSync(name) && statSync(name).isFile()) return resolve(name);
+  throw new UserError(`VAE "${name}" not found in ${dir}; put the file there or pass its path`, 4);
+}
+
+/** The checkpoint with its first_stage_model.* tensors taken from a separate VAE file. */
+class VaeOverlaySource implements TensorSource {
+  readonly path: string;
+  readonly format: TensorSource['format'];
+  readonly metadata: Record<string, string>;
+  private readonly vaeKey = new Map<string, string>();
+
+  constructor(
+    private readonly base: TensorSource,
+    private readonly vae: TensorSource,
+  ) {
+    this.path = `${base.path}+${vae.path}`;
+    this.format = base.format === 'safetensors' && vae.format === 'safetensors' ? 'safetensors' : 'memory';
+    this.metadata = base.metadata;
+    for (const k of vae.keys()) {
+      const full = k.startsWith(VAE_PREFIX) ? k : VAE_PREFIX + k;
+      if (/^first_stage_model\.(encoder|decoder|quant_conv|post_quant_conv)\./.test(full))
+        this.vaeKey.set(full, k);
+    }
+    if (!this.vaeKey.has(`${VAE_PREFIX}decoder.conv_in.weight`)) {
+      throw new UserError(`${vae.path} is not an SD VAE (no decoder.conv_in.weight in ldm layout)`);
+    }
+  }
+
+  keys(): string[] {
+    const own = this.base.keys().filter((k) => !this.vaeKey.has(k));
+    return [...own, ...this.vaeKey.keys()];
+  }
+  has(name: string): boolean {
+    return this.vaeKey.has(name) || this.base.has(name);
+  }
+  private route(name: string): [TensorSource, string] {
+    const k = this.vaeKey.get(name);
+    return k !== undefined ? [this.vae, k] : [this.base, name];
+  }
+  info(name: string): TensorInfo | undefined {
+    const [s, k] = this.route(name);
+    const i = s.info(k);
+    return i ? { ...i, name } : undefined;
+  }
+  read(name: string): Promise<Tensor> {
+    const [s, k] = this.route(name);
+    return s.read(k);
+  }
+  readFloat32(name: string): Promise<Float32Array> {
+    const [s, k] = this.route(name);
+    return s.readFloat32(k);
+  }
+  location(name: string): FileLocation | undefined {
+    const [s, k] = this.route(name);
+    return s.location(k);
+  }
+  async close(): Promise<void> {
+    await this.vae.close();
+    await this.base.close();
+  }
+}
+
+export interface LoadModelOptions {
+  checkpoint: string;
+  vaePath?: string | null;
+  provider?: Provider;
+  cacheDir?: string;
+  clipVocab?: string;
+  /** Compute the A1111 model hash for the infotext (cached by path+size+mtime). Default true. */
+  hash?: boolean;
+}
+
+export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
+  const vocabSource = await resolveClipVocab({ explicitPath: opts.clipVocab, modelPath: opts.checkpoint });
+  const tokenizer = new ClipTokenizer(readClipVocab(vocabSource));
+  const base = await openModel(opts.checkpoint);
+  let source: TensorSource = base;
+  let vaeSource: TensorSource | null = null;
+  try {
+    if (opts.vaePath) {
+      vaeSource = await openModel(opts.vaePath);
+      source = new VaeOverlaySource(base, vaeSource);
+    }
+    // A1111 uses the checkpoint's own alphas_cumprod buffer (so fp16 files get their rounded one).
+    const alphas = source.has('alphas_cumprod')
+      ? await source.readFloat32('alphas_cumprod')
+      : sdAlphasCumprod();
+    const engine = await loadSd1(source, { provider: opts.provider, cacheDir: opts.cacheDir });
+    const wantHash = opts.hash !== false;
+    const hash = wantHash ? (await hashFile(opts.checkpoint)).autov2 : null;
+    const vaeHash = opts.vaePath && wantHash ? (await hashFile(opts.vaePath)).autov2 : null;
+    const name = basename(opts.checkpoint, extname(opts.checkpoint));
+    const inChannels = engine.config.unet.inChannels;
+    return {
+      engine,
+      name,
+      path: opts.checkpoint,
+      hash,
+      vae: opts.vaePath ? { name: basename(opts.vaePath), path: opts.vaePath, hash: vaeHash } : null,
+      schedule: new DiscreteSchedule(alphas),
+      scaleFactor: 0.18215,
+      inpainting: inChannels === 9,
+      latentChannels: engine.config.unet.outChannels,
+      tokenizer,
+      async release() {
+        await engine.release();
+        await source.close();
+      },
+    };
+  } catch (e) {
+    await (vaeSource ? source.close() : base.close()).catch(() => undefined);
+    throw e;
+  }
+}
