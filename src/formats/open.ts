@@ -6,6 +6,7 @@ import { open, stat } from 'node:fs/promises';
 import { UserError } from '../util/errors.js';
 import { openSafetensors } from './safetensors.js';
 import { openCheckpoint } from './torch.js';
+import { openDiffusersFolder } from './diffusers.js';
 import type { TensorSource } from './tensor.js';
 
 export { MemoryTensorSource } from './memory.js';
@@ -50,11 +51,11 @@ export async function openModel(path: string): Promise<TensorSource> {
     case 'torch-legacy':
     case 'pickle':
       return openCheckpoint(path);
+    case 'diffusers':
+      return openDiffusersFolder(path);
     case 'unknown':
       throw new UserError(
         `${path}: not a recognised model file (expected .safetensors, a PyTorch .ckpt/.pt/.bin or a diffusers folder)`,
       );
-    default:
-      throw new UserError(`${path}: ${kind} files are not supported yet`);
   }
 }

@@ -61,19 +61,22 @@ function randomFloats(n: number): Float32Array {
 
 describe('float16', () => {
   it('decodes every half bit pattern exactly', () => {
+    const wrong: number[] = [];
     for (let h = 0; h < 65536; h++) {
       const want = halfValue(h);
       const got = float16BitsToFloat32(h);
-      if (Number.isNaN(want)) expect(Number.isNaN(got)).toBe(true);
-      else expect(got).toBe(want);
+      if (Number.isNaN(want) ? !Number.isNaN(got) : !Object.is(got, want)) wrong.push(h);
     }
+    expect(wrong).toEqual([]);
   });
 
   it('round-trips every finite half', () => {
+    const wrong: number[] = [];
     for (let h = 0; h < 65536; h++) {
       if (((h >> 10) & 31) === 31) continue;
-      expect(float32ToFloat16Bits(float16BitsToFloat32(h))).toBe(h);
+      if (float32ToFloat16Bits(float16BitsToFloat32(h)) !== h) wrong.push(h);
     }
+    expect(wrong).toEqual([]);
   });
 
   it('rounds to nearest even at the edges', () => {
@@ -109,11 +112,11 @@ describe('float16', () => {
   });
 
   it('matches an exhaustive-search oracle on random floats', () => {
-    const xs = randomFloats(20000);
-    for (const x of xs) {
-      if (Number.isNaN(x)) continue;
-      expect(float32ToFloat16Bits(x), `x=${x}`).toBe(nearestHalf(x));
+    const wrong: number[] = [];
+    for (const x of randomFloats(20000)) {
+      if (!Number.isNaN(x) && float32ToFloat16Bits(x) !== nearestHalf(x)) wrong.push(x);
     }
+    expect(wrong).toEqual([]);
   });
 });
 
@@ -144,12 +147,13 @@ describe('bfloat16', () => {
   });
 
   it('matches a nearest-value oracle on random floats', () => {
+    const wrong: number[] = [];
     for (const x of randomFloats(20000)) {
       if (Number.isNaN(x)) continue;
       const got = float32ToBF16Bits(x);
-      expect(got, `x=${x}`).toBe(nearestBF16(x));
-      expect(bf16BitsToFloat32(got)).toBe(bitsF32(got << 16));
+      if (got !== nearestBF16(x) || !Object.is(bf16BitsToFloat32(got), bitsF32(got << 16))) wrong.push(x);
     }
+    expect(wrong).toEqual([]);
   });
 });
 
@@ -224,7 +228,8 @@ describe('tensor conversion', () => {
 
   it('converts millions of elements per second', () => {
     const n = 4_000_000;
-    const x = new Float32Array(n).map((_, i) => Math.sin(i));
+    const x = new Float32Array(n);
+    for (let i = 0; i < n; i++) x[i] = Math.sin(i);
     const t0 = performance.now();
     const h = float32ArrayToTensor(x, [n], 'F16');
     const back = toFloat32(h);
