@@ -1,0 +1,87 @@
+/**
+ * From a prompt as typed to what the text encoder receives, in A1111's order: extra-network tags are
+ * cut out, the prompt is split on AND (positive prompts only), each part gets its prompt-editing
+ * schedule, and each scheduled text is chunked with its weights. The pipeline encodes every chunk,
+ * applies `applyEmphasis`, and switches texts at the listed steps.
+ */
+import {
+  tokenizeLine,
+  type ChunkEmbedding,
+  type ChunkOptions,
+  type ChunkTokenizer,
+  type EmbeddingIndex,
+  type EmbeddingLookup,
+  type PromptChunk,
+} from './chunking.js';
+import { parseExtraNetworks, type ExtraNetworkParams } from './extra-networks.js';
+import { getMulticondPromptList } from './multicond.js';
+import { getPromptSchedule } from './schedules.js';
+
+export interface ScheduledText<E extends ChunkEmbedding = ChunkEmbedding> {
+  /** Use this text up to and including this step. */
+  endAtStep: number;
+  text: string;
+  chunks: PromptChunk<E>[];
+  tokenCount: number;
+}
+
+export interface ConditioningPart<E extends ChunkEmbedding = ChunkEmbedding> {
+  /** AND weight (1 for a negative prompt). */
+  weight: number;
+  schedule: ScheduledText<E>[];
+}
+
+export interface ConditioningPlan<E extends ChunkEmbedding = ChunkEmbedding> {
+  /** The extra-network tags that were removed. */
+  networks: ExtraNetworkParams[];
+  parts: ConditioningPart<E>[];
+}
+
+export interface PlanOptions<E extends ChunkEmbedding = ChunkEmbedding> extends ChunkOptions {
+  tokenizer: ChunkTokenizer;
+  embeddings?: EmbeddingLookup<E> | EmbeddingIndex<E> | null;
+  steps: number;
+  /** Hires pass: `steps` is then the first pass's step count. */
+  hiresSteps?: number | null;
+  useOldScheduling?: boolean;
+  /** Split on AND (positive prompts); A1111 does not for negative prompts. */
+  composable?: boolean;
+}
+
+/** Plan the conditioning of one prompt. */
+export function planConditioning<E extends ChunkEmbedding = ChunkEmbedding>(
+  prompt: string,
+  opts: PlanOptions<E>,
+): ConditioningPlan<E> {
+  const { prompt: stripped, networks } = parseExtraNetworks(prompt);
+  const parts: [string, number][] =
+    opts.composable === false
+      ? [[stripped, 1.0]]
+      : (() => {
+          const { resIndexes, promptFlatList } = getMulticondPromptList([stripped]);
+          return resIndexes[0].map(([i, w]) => [promptFlatList[i], w] as [string, number]);
+        })();
+  const lines = new Map<string, { chunks: PromptChunk<E>[]; tokenCount: number }>();
+  const encode = (text: string) => {
+    let hit = lines.get(text);
+    if (!hit) lines.set(text, (hit = tokenizeLine(text, opts.tokenizer, opts.embeddings, opts)));
+    return hit;
+  };
+  return {
+    networks,
+    parts: parts.map(([text, weight]) => ({
+      weight,
+      schedule: getPromptSchedule(text, opts.steps, opts.hiresSteps, opts.useOldScheduling).map(
+        ([endAtStep, t]) => {
+          const { chunks, tokenCount } = encode(t);
+          return { endAtStep, text: t, chunks, tokenCount };
+        },
+      ),
+    })),
+  };
+}
+
+/** The entry of a schedule in force at `step` (A1111 `reconstruct_cond_batch`: first with step <= end). */
+export function entryAtStep<T extends { endAtStep: number }>(schedule: readonly T[], step: number): T {
+  return schedule.find((e) => step <= e.endAtStep) ?? schedule[0];
+}
