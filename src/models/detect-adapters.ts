@@ -26,6 +26,8 @@ export interface LoraConfig {
 const LORA_SUFFIXES: [RegExp, string][] = [
   [/\.(lora_down|lora_up|lora_mid|lora_A|lora_B)\.weight$/, 'lora'],
   [/\.lora\.(down|up)\.weight$/, 'lora'],
+  // Old diffusers attention-processor LoRAs: `…attn1.processor.to_q_lora.down.weight`.
+  [/_lora\.(down|up)\.weight$/, 'lora'],
   [/\.hada_(w1_a|w1_b|w2_a|w2_b|t1|t2)$/, 'loha'],
   [/\.lokr_(w1|w1_a|w1_b|w2|w2_a|w2_b|t2)$/, 'lokr'],
   [/\.on_input$/, 'ia3'],

@@ -3,6 +3,7 @@
  * sidecar, as A1111 reads): the kind of file, the SD family, prediction type, variant, which
  * components it holds and their hyper-parameters. Pure: reads no tensor data.
  *
+ * Kinds are tried in order: ControlNet, checkpoint, LoRA, VAE, embedding, hypernetwork, upscaler.
  * Checkpoint families follow A1111's `guess_model_config_from_state_dict` order (SDXL, SDXL
  * refiner, SD2 depth, SD2 by its OpenCLIP text tower, then SD1), extended to files without a text
  * encoder by the UNet's shapes.
@@ -129,6 +130,7 @@ export function detectModel(source: TensorSource, opts: DetectOptions = {}): Mod
   });
 
   // ControlNets first: old full-model ControlNet files also carry model.diffusion_model.*.
+  // Checkpoints come before LoRAs so that no weight name of a real model is read as a LoRA suffix.
   const control = detectControlNet(keys, shapeOf);
   if (control) {
     info.kind = 'controlnet';
@@ -137,15 +139,6 @@ export function detectModel(source: TensorSource, opts: DetectOptions = {}): Mod
     info.components = {
       controlnet: keys.filter((k) => k.startsWith(control.prefix)).reduce((s, k) => s + floatParams(k), 0),
     };
-    return info;
-  }
-
-  const lora = detectLora(keys, shapeOf);
-  if (lora) {
-    info.kind = 'lora';
-    info.config.lora = lora;
-    info.architecture = loraArchitecture(keys, shapeOf, source.metadata);
-    info.components = totalParams();
     return info;
   }
 
@@ -172,6 +165,15 @@ export function detectModel(source: TensorSource, opts: DetectOptions = {}): Mod
       info.components[comp] = (info.components[comp] ?? 0) + floatParams(k);
     }
     classifyCheckpoint(info, keys, shapeOf, sidecar, opts);
+    return info;
+  }
+
+  const lora = detectLora(keys, shapeOf);
+  if (lora) {
+    info.kind = 'lora';
+    info.config.lora = lora;
+    info.architecture = loraArchitecture(keys, shapeOf, source.metadata);
+    info.components = totalParams();
     return info;
   }
 
