@@ -192,3 +192,77 @@ describe('extractPart', () => {
     expect(existsSync(join(dir, 'u2.safetensors'))).toBe(false);
   });
 });
+
+describe('extractPart: OpenCLIP text towers become CLIPTextModel names', () => {
+  it('splits the packed in_proj into q/k/v, transposes the projection, keeps every value', async () => {
+    const w = 8;
+    const p = 'cond_stage_model.model.';
+    let seed = 1;
+    const rnd = (shape: number[]): Tensor => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const v = new Float32Array(n);
+      for (let i = 0; i < n; i++) v[i] = ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1;
+      return { dtype: 'F32', shape, data: new Uint8Array(v.buffer) };
+    };
+    const input = join(dir, 'openclip.safetensors');
+    const entries: [string, Tensor][] = [
+      [`${p}token_embedding.weight`, rnd([20, w])],
+      [`${p}positional_embedding`, rnd([5, w])],
+      [`${p}ln_final.weight`, rnd([w])],
+      [`${p}ln_final.bias`, rnd([w])],
+      [`${p}text_projection`, rnd([w, 6])],
+      [`${p}logit_scale`, rnd([])],
+    ];
+    for (const l of [0, 1]) {
+      const r = `${p}transformer.resblocks.${l}.`;
+      entries.push(
+        [`${r}attn.in_proj_weight`, rnd([3 * w, w])],
+        [`${r}attn.in_proj_bias`, rnd([3 * w])],
+        [`${r}attn.out_proj.weight`, rnd([w, w])],
+        [`${r}attn.out_proj.bias`, rnd([w])],
+        [`${r}ln_1.weight`, rnd([w])],
+        [`${r}ln_1.bias`, rnd([w])],
+        [`${r}ln_2.weight`, rnd([w])],
+        [`${r}ln_2.bias`, rnd([w])],
+        [`${r}mlp.c_fc.weight`, rnd([4 * w, w])],
+        [`${r}mlp.c_fc.bias`, rnd([4 * w])],
+        [`${r}mlp.c_proj.weight`, rnd([w, 4 * w])],
+        [`${r}mlp.c_proj.bias`, rnd([w])],
+      );
+    }
+    await writeSafetensors(input, entries);
+    const out = join(dir, 'openclip-hf.safetensors');
+    await extractPart(input, 'text-encoder', out);
+    const byName = new Map(entries);
+    await withSource(out, async (s) => {
+      const info = detectModel(s);
+      expect(info.config.text_encoder).toMatchObject({
+        layout: 'hf-clip',
+        vocab_size: 20,
+        max_position_embeddings: 5,
+        hidden_size: w,
+        num_hidden_layers: 2,
+        intermediate_size: 4 * w,
+      });
+      const f = async (k: string) => toFloat32(await s.read(k));
+      const src = (k: string) => toFloat32(byName.get(p + k)!);
+      for (const l of [0, 1]) {
+        const packed = src(`transformer.resblocks.${l}.attn.in_proj_weight`);
+        const bias = src(`transformer.resblocks.${l}.attn.in_proj_bias`);
+        for (const [j, name] of ['q_proj', 'k_proj', 'v_proj'].entries()) {
+          const base = `text_model.encoder.layers.${l}.self_attn.${name}.`;
+          expect(await f(base + 'weight')).toEqual(packed.slice(j * w * w, (j + 1) * w * w));
+          expect(await f(base + 'bias')).toEqual(bias.slice(j * w, (j + 1) * w));
+        }
+        expect(await f(`text_model.encoder.layers.${l}.mlp.fc2.weight`)).toEqual(
+          src(`transformer.resblocks.${l}.mlp.c_proj.weight`),
+        );
+      }
+      const proj = src('text_projection');
+      const t = await f('text_projection.weight');
+      expect(s.info('text_projection.weight')!.shape).toEqual([6, w]);
+      for (let i = 0; i < w; i++) for (let j = 0; j < 6; j++) expect(t[j * w + i]).toBe(proj[i * 6 + j]);
+      expect(s.has('logit_scale')).toBe(false);
+    });
+  });
+});
