@@ -29,17 +29,23 @@ import {
 export const MAX_EMBEDDING_FILE_BYTES = 256 * 1024 * 1024;
 const MAX_DIR_DEPTH = 32;
 
+/**
+ * Vectors of an embedding, named as in A1111's Embedding (and as the prompt chunker expects):
+ * `vectors` is how many token positions it takes, `shape` the width of each vector.
+ */
 export interface EmbeddingVectors {
-  /** count × width values, row-major. */
-  vectors: Float32Array;
-  count: number;
-  width: number;
+  /** vectors × shape values, row-major. */
+  vec: Float32Array;
+  /** Number of vectors (token positions). */
+  vectors: number;
+  /** Width of one vector (768 SD1, 1024 SD2, 2048 SDXL). */
+  shape: number;
 }
 
 export interface Embedding extends EmbeddingVectors {
   /** The word that stands for it in a prompt. */
   name: string;
-  /** SDXL embeddings: the rows for each text encoder (`vectors` is then clip_l ‖ clip_g per row). */
+  /** SDXL embeddings: the rows for each text encoder (`vec` is then clip_l ‖ clip_g per row). */
   parts?: { clip_l: EmbeddingVectors; clip_g: EmbeddingVectors };
   /** Training step, when the file says. */
   step: number | null;
@@ -85,8 +91,8 @@ function floats(t: AnyTensor): Float32Array {
 /** A 1-D (one vector) or 2-D (rows of vectors) tensor as rows. */
 function asRows(t: AnyTensor, what: string): EmbeddingVectors {
   const shape = t.shape;
-  if (shape.length === 1) return { vectors: floats(t), count: 1, width: shape[0] };
-  if (shape.length === 2) return { vectors: floats(t), count: shape[0], width: shape[1] };
+  if (shape.length === 1) return { vec: floats(t), vectors: 1, shape: shape[0] };
+  if (shape.length === 2) return { vec: floats(t), vectors: shape[0], shape: shape[1] };
   throw new Error(`${what} has shape [${shape.join(', ')}]; an embedding is one vector or rows of vectors`);
 }
 
@@ -142,19 +148,16 @@ export function embeddingFromData(data: unknown, filename: string): EmbeddingDat
     if (!isAnyTensor(g) || !isAnyTensor(l)) throw new Error(`${filename}: clip_g / clip_l are not tensors`);
     const clip_g = asRows(g, `${filename} clip_g`);
     const clip_l = asRows(l, `${filename} clip_l`);
-    if (clip_g.count !== clip_l.count) {
-      throw new Error(`${filename}: clip_l has ${clip_l.count} vectors but clip_g ${clip_g.count}`);
+    if (clip_g.vectors !== clip_l.vectors) {
+      throw new Error(`${filename}: clip_l has ${clip_l.vectors} vectors but clip_g ${clip_g.vectors}`);
     }
-    const width = clip_l.width + clip_g.width;
-    const vectors = new Float32Array(clip_g.count * width);
-    for (let r = 0; r < clip_g.count; r++) {
-      vectors.set(clip_l.vectors.subarray(r * clip_l.width, (r + 1) * clip_l.width), r * width);
-      vectors.set(
-        clip_g.vectors.subarray(r * clip_g.width, (r + 1) * clip_g.width),
-        r * width + clip_l.width,
-      );
+    const shape = clip_l.shape + clip_g.shape;
+    const vec = new Float32Array(clip_g.vectors * shape);
+    for (let r = 0; r < clip_g.vectors; r++) {
+      vec.set(clip_l.vec.subarray(r * clip_l.shape, (r + 1) * clip_l.shape), r * shape);
+      vec.set(clip_g.vec.subarray(r * clip_g.shape, (r + 1) * clip_g.shape), r * shape + clip_l.shape);
     }
-    return { rows: { vectors, count: clip_g.count, width }, parts: { clip_l, clip_g }, ...meta };
+    return { rows: { vec, vectors: clip_g.vectors, shape }, parts: { clip_l, clip_g }, ...meta };
   }
   const values = Object.values(data);
   if (values.length > 0 && isAnyTensor(values[0])) {
@@ -325,14 +328,14 @@ export class EmbeddingDatabase {
 
   /** Registers an embedding, or sets it aside when its width does not fit the model. */
   add(emb: Embedding): void {
-    if (this.expectedWidth === undefined || this.expectedWidth === -1 || this.expectedWidth === emb.width) {
+    if (this.expectedWidth === undefined || this.expectedWidth === -1 || this.expectedWidth === emb.shape) {
       this.skipped.delete(emb.name);
       this.loaded.set(emb.name, emb);
     } else {
       this.loaded.delete(emb.name);
       this.skipped.set(emb.name, emb);
       this.warnings.push(
-        `embedding "${emb.name}" (${basename(emb.path)}) has vectors of width ${emb.width} but the model takes ` +
+        `embedding "${emb.name}" (${basename(emb.path)}) has vectors of width ${emb.shape} but the model takes ` +
           `${this.expectedWidth}: skipped (it was trained for another model family)`,
       );
     }
@@ -352,8 +355,8 @@ export class EmbeddingDatabase {
             step: e.step,
             sd_checkpoint: e.checkpoint,
             sd_checkpoint_name: e.checkpointName,
-            shape: e.width,
-            vectors: e.count,
+            shape: e.shape,
+            vectors: e.vectors,
           },
           enumerable: true,
           writable: true,

@@ -10,6 +10,7 @@ import {
 } from '../../src/prompt/embeddings.js';
 import { lcgStream } from '../../src/prompt/embedding-image.js';
 import { ClipTokenizer } from '../../src/prompt/tokenizer.js';
+import type { EmbeddingLookup } from '../../src/prompt/chunking.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
 
 interface Expected {
@@ -28,10 +29,10 @@ const spec = JSON.parse(readFileSync(goldenPath('formats', 'embeddings.json'), '
 };
 
 function expectRows(actual: EmbeddingVectors, rows: number[][]): void {
-  expect(actual.count).toBe(rows.length);
-  expect(actual.width).toBe(rows[0].length);
+  expect(actual.vectors).toBe(rows.length);
+  expect(actual.shape).toBe(rows[0].length);
   // Exact: the files hold float32 values and the golden lists them exactly.
-  expect(Array.from(actual.vectors)).toEqual(rows.flat().map((v) => Math.fround(v)));
+  expect(Array.from(actual.vec)).toEqual(rows.flat().map((v) => Math.fround(v)));
 }
 
 describe('every golden embedding file loads as A1111 loads it', () => {
@@ -41,8 +42,8 @@ describe('every golden embedding file loads as A1111 loads it', () => {
       const emb = await loadEmbeddingFile(goldenPath('formats', file));
       expect(emb).toBeDefined();
       expect(emb!.name).toBe(exp.a1111_name);
-      expect(emb!.count).toBe(exp.vectors);
-      expect(emb!.width).toBe(exp.shape);
+      expect(emb!.vectors).toBe(exp.vectors);
+      expect(emb!.shape).toBe(exp.shape);
       expect(emb!.step).toBe(exp.step);
       expect(emb!.checkpoint).toBe(exp.sd_checkpoint);
       expect(emb!.checkpointName).toBe(exp.sd_checkpoint_name);
@@ -53,7 +54,7 @@ describe('every golden embedding file loads as A1111 loads it', () => {
         expectRows(emb!.parts!.clip_l, exp.vec.clip_l);
         expectRows(emb!.parts!.clip_g, exp.vec.clip_g);
         // Full-width rows are clip_l then clip_g, as SDXL concatenates the encoders' outputs.
-        expect(Array.from(emb!.vectors.subarray(0, emb!.width))).toEqual(
+        expect(Array.from(emb!.vec.subarray(0, emb!.shape))).toEqual(
           [...exp.vec.clip_l[0], ...exp.vec.clip_g[0]].map((v) => Math.fround(v)),
         );
       }
@@ -89,7 +90,10 @@ describe('EmbeddingDatabase', () => {
       if (e.shape !== 768) expect(db.warnings.join('\n')).toContain(e.a1111_name);
     }
     expect(db.errors.map((x) => x.path)).toEqual([join(dir, 'broken.pt')]);
-    expect(db.get('a1111-ti')?.count).toBe(3);
+    expect(db.get('a1111-ti')?.vectors).toBe(3);
+    // The prompt chunker takes the loaded map as it is.
+    const lookup: EmbeddingLookup = db.loaded;
+    expect(lookup instanceof Map && lookup.get('a1111-ti')?.vectors).toBe(3);
     expect(db.get('sdxl-ti')).toBeUndefined();
   });
   it('without an expected width everything loads; a missing folder is empty', async () => {
