@@ -5,7 +5,7 @@
  * How param bytes reach onnxruntime (in place in the checkpoint, or a converted cache file) is
  * decided later by runtime/weights.ts; the builder only records which key each initializer reads.
  */
-import type { TensorSource } from '../formats/tensor.js';
+import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
 import { numel } from '../formats/tensor.js';
 import { UserError } from '../util/errors.js';
 import {
@@ -47,6 +47,8 @@ export interface ParamInit {
   name: string;
   key: string;
   dims: number[];
+  /** Shape of the tensor in the checkpoint. */
+  shape: number[];
 }
 
 /** A small constant made by the builder, stored inside the model file. */
@@ -93,6 +95,9 @@ export class GraphBuilder {
 
   /** Expose `v` as a graph output called `name` (an Identity node is added when the name differs). */
   output(v: Value, name: string, elemType: ElemType = 'float32', dims: Dim[] = []): void {
+    if (this.outputs.some((o) => o.name === name)) {
+      throw new Error(`graph ${this.graphName}: duplicate output name ${name}`);
+    }
     let out = v;
     if (v.name !== name) {
       if (this.names.has(name)) throw new Error(`graph ${this.graphName}: duplicate output name ${name}`);
@@ -127,6 +132,12 @@ export class GraphBuilder {
     const existing = this.params.get(key);
     const dims = [...(view ?? shape)];
     if (existing && sameDims(existing.dims, dims)) return { name: existing.name };
+    if (this.source instanceof ShapeRecorder) {
+      this.source.record(key, shape);
+      const name = this.fresh(existing ? `${key}#${dims.join('x')}` : key);
+      this.params.set(existing ? name : key, { name, key, dims, shape: [...shape] });
+      return { name };
+    }
     const info = this.source.info(key);
     if (!info) {
       throw new UserError(
@@ -146,7 +157,7 @@ export class GraphBuilder {
     if (view && numel(view) !== numel(shape))
       throw new Error(`param ${key}: view ${view} does not fit ${shape}`);
     const name = this.fresh(existing ? `${key}#${dims.join('x')}` : key);
-    this.params.set(existing ? name : key, { name, key, dims });
+    this.params.set(existing ? name : key, { name, key, dims, shape: [...shape] });
     return { name };
   }
 
@@ -270,4 +281,39 @@ function attribute(name: string, v: AttrValue): AttributeProtoObj {
   }
   if ('float' in v) return { name, type: AttributeType.FLOAT, f: v.float };
   return { name, type: AttributeType.FLOATS, floats: v.floats };
+}
+
+/**
+ * A stand-in source that accepts every param and records the shape the network asks for: build
+ * a graph against it to learn a configuration's full weight list (random-weight benchmarks).
+ */
+export class ShapeRecorder implements TensorSource {
+  readonly path = '<shape recorder>';
+  readonly format = 'memory' as const;
+  readonly metadata: Record<string, string> = {};
+  readonly shapes = new Map<string, number[]>();
+
+  record(key: string, shape: readonly number[]): void {
+    this.shapes.set(key, [...shape]);
+  }
+  keys(): string[] {
+    return [...this.shapes.keys()].sort();
+  }
+  has(name: string): boolean {
+    return this.shapes.has(name);
+  }
+  info(name: string): TensorInfo | undefined {
+    const shape = this.shapes.get(name);
+    return shape && { name, dtype: 'F32', shape: [...shape] };
+  }
+  read(name: string): Promise<Tensor> {
+    return Promise.reject(new Error(`shape recorder holds no data (asked for ${name})`));
+  }
+  readFloat32(name: string): Promise<Float32Array> {
+    return Promise.reject(new Error(`shape recorder holds no data (asked for ${name})`));
+  }
+  location(): FileLocation | undefined {
+    return undefined;
+  }
+  async close(): Promise<void> {}
 }

@@ -282,6 +282,29 @@ export class Sd1Model {
     return encodeTiled(image, noise, whole, tiled === true ? {} : tiled);
   }
 
+  /**
+   * Open the default sessions of the given parts now (building graphs, mapping weights) instead of
+   * on first use, e.g. to load a checkpoint before the first job or to time session creation.
+   */
+  async open(parts: ('text' | 'unet' | 'vaeDecoder' | 'vaeEncoder')[]): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    for (const part of parts) {
+      if (part === 'text') {
+        pending.push(
+          this.session('clip-embed', GRAPH_VERSION.text, () =>
+            buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text),
+          ),
+          this.session('clip-encoder', GRAPH_VERSION.text, () =>
+            buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text),
+          ),
+        );
+      } else if (part === 'unet') pending.push(this.unetSession({}));
+      else if (part === 'vaeDecoder') pending.push(this.vaeDecoderSession());
+      else pending.push(this.vaeEncoderSession());
+    }
+    await Promise.all(pending);
+  }
+
   /** Release every session (and the checkpoint, when this model opened it). */
   async release(): Promise<void> {
     if (this.released) return;
