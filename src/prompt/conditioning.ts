@@ -5,11 +5,11 @@
  * applies `applyEmphasis`, and switches texts at the listed steps.
  */
 import {
+  EmbeddingIndex,
   tokenizeLine,
   type ChunkEmbedding,
   type ChunkOptions,
   type ChunkTokenizer,
-  type EmbeddingIndex,
   type EmbeddingLookup,
   type PromptChunk,
 } from './chunking.js';
@@ -61,10 +61,15 @@ export function planConditioning<E extends ChunkEmbedding = ChunkEmbedding>(
           const { resIndexes, promptFlatList } = getMulticondPromptList([stripped]);
           return resIndexes[0].map(([i, w]) => [promptFlatList[i], w] as [string, number]);
         })();
+  // Index the embeddings once for all texts of this prompt.
+  const embeddings =
+    opts.embeddings && !(opts.embeddings instanceof EmbeddingIndex)
+      ? new EmbeddingIndex(opts.embeddings, opts.tokenizer)
+      : opts.embeddings;
   const lines = new Map<string, { chunks: PromptChunk<E>[]; tokenCount: number }>();
   const encode = (text: string) => {
     let hit = lines.get(text);
-    if (!hit) lines.set(text, (hit = tokenizeLine(text, opts.tokenizer, opts.embeddings, opts)));
+    if (!hit) lines.set(text, (hit = tokenizeLine(text, opts.tokenizer, embeddings, opts)));
     return hit;
   };
   return {

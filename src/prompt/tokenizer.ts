@@ -6,7 +6,14 @@
 import { ftfyFixText } from './ftfy.js';
 import { pyHtmlUnescape } from './html-unescape.js';
 import { PY_SPACE, pyStrip } from './pychars.js';
-import { bytesToUnicode, clipVocabSourceAt, readClipVocab, type ClipVocab } from './vocab.js';
+import {
+  bytesToUnicode,
+  clipVocabSourceAt,
+  readClipVocab,
+  resolveClipVocab,
+  type ClipVocab,
+  type ResolveClipVocabOptions,
+} from './vocab.js';
 import { UserError } from '../util/errors.js';
 
 const RE_WHITESPACE = new RegExp(`[${PY_SPACE}]+`, 'gu');
@@ -45,6 +52,11 @@ export class ClipTokenizer {
     const source = clipVocabSourceAt(path);
     if (!source) throw new UserError(`CLIP vocabulary ${path} does not exist`);
     return new ClipTokenizer(readClipVocab(source));
+  }
+
+  /** Find the vocabulary as `resolveClipVocab` does (flag, environment, model folder, cache, download) and load it. */
+  static async resolve(opts: ResolveClipVocabOptions = {}): Promise<ClipTokenizer> {
+    return new ClipTokenizer(readClipVocab(await resolveClipVocab(opts)));
   }
 
   /** Token id of a vocabulary entry such as `,</w>`, if present. */

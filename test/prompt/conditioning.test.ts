@@ -26,6 +26,15 @@ describe('planConditioning', () => {
     expect(entryAtStep(plan.parts[0].schedule, 11).text).toBe(' a dog');
   });
 
+  it('splices embeddings by name in every scheduled text', () => {
+    const embeddings = new Map([['badhands', { name: 'badhands', vectors: 2 }]]);
+    const plan = planConditioning('[badhands:ok:5], cat', { tokenizer: tok, steps: 20, embeddings });
+    expect(plan.parts[0].schedule[0].chunks[0].fixes.map((f) => [f.offset, f.embedding.name])).toEqual([
+      [0, 'badhands'],
+    ]);
+    expect(plan.parts[0].schedule[1].chunks[0].fixes).toEqual([]);
+  });
+
   it('keeps AND as text for negative prompts', () => {
     const plan = planConditioning('blurry AND ugly', { tokenizer: tok, steps: 20, composable: false });
     expect(plan.parts).toHaveLength(1);

@@ -152,6 +152,11 @@ describe('CLIP vocabulary files', () => {
     expect(cached).toEqual({ kind: 'merges', path: join(cacheDir, CLIP_VOCAB_FILE) });
   });
 
+  it('loads a tokenizer through the same resolution', async () => {
+    const t = await ClipTokenizer.resolve({ explicitPath: clipVocabPath(), env: {}, download: false });
+    expect(t.encode(golden.cases[0].prompt)).toEqual(golden.cases[0].hf_path_ids);
+  });
+
   it('names the file and where to put it when it is missing and downloads are off', async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'sdstudio-cache-'));
     const err = await resolveClipVocab({ cacheDir, env: {}, download: false }).catch((e: unknown) => e);
