@@ -2,7 +2,7 @@
  * Noise sources for the samplers: A1111's (every draw from the images' own generators, via ImageRng)
  * and a Brownian-motion sampler for the SDE samplers, seeded per image as A1111 seeds its trees.
  */
-import { createGenerator, type NormalGenerator, type RandomSource } from './rng.js';
+import { PhiloxGenerator, type NormalGenerator } from './rng.js';
 import type { ImageRng } from './seeds.js';
 import type { NoiseSource } from './types.js';
 
@@ -14,6 +14,8 @@ export function imageRngNoise(rng: ImageRng, brownian?: BrownianNoise): NoiseSou
     skipRandnLike: () => rng.skip(),
   };
 }
+
+const BROWNIAN_STREAM_OFFSET = 2 ** 31;
 
 /**
  * One Brownian path W(t) on [sigmaMin, sigmaMax] per image (W(sigmaMin) = 0), refined lazily by
@@ -31,12 +33,14 @@ export class BrownianNoise {
     seeds: readonly number[],
     private readonly sigmaMin: number,
     private readonly sigmaMax: number,
-    source: RandomSource = 'GPU',
   ) {
     if (!(sigmaMin < sigmaMax))
       throw new Error(`Brownian noise needs sigmaMin < sigmaMax (${sigmaMin}, ${sigmaMax})`);
     this.paths = seeds.map((seed) => {
-      const gen = createGenerator(source, seed);
+      // The image's own generator made its initial latent from offsets 0, 1, ...; the path must be
+      // independent of that noise, so it reads the seed's Philox stream far from those offsets.
+      const gen = new PhiloxGenerator(seed);
+      gen.offset = BROWNIAN_STREAM_OFFSET;
       const end = gen.randn(numel);
       const scale = Math.sqrt(sigmaMax - sigmaMin);
       for (let i = 0; i < numel; i++) end[i] = end[i]! * scale;
