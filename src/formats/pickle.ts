@@ -42,6 +42,26 @@ export interface PyObject {
   [key: string]: unknown;
 }
 
+/**
+ * Marks values our own code made (allowed globals, storages): a pickle can reference them but
+ * never forge one from a dict, and SETITEM/BUILD/APPEND cannot change them.
+ */
+const INTERNAL = Symbol('sdstudio.pickle.internal');
+
+export function markInternal<T extends object>(o: T): T {
+  Object.defineProperty(o, INTERNAL, { value: true });
+  return o;
+}
+
+export function isInternal(x: unknown): boolean {
+  return typeof x === 'object' && x !== null && INTERNAL in x;
+}
+
+/** An allowed global that can be called (REDUCE / NEWOBJ / INST / OBJ). */
+export function isCallableGlobal(x: unknown): x is PyGlobal & { call: NonNullable<PyGlobal['call']> } {
+  return isInternal(x) && (x as PyGlobal).kind === 'global' && typeof (x as PyGlobal).call === 'function';
+}
+
 /** Python 2 module names that `pickle.Unpickler(fix_imports=True)` maps to Python 3 (the ones that matter here). */
 const PY2_MODULES: Record<string, string> = {
   __builtin__: 'builtins',
@@ -57,15 +77,16 @@ export function normaliseGlobal(module: string, name: string): [string, string] 
 }
 
 /** Turn a Python dict key into a JS object key. */
-export function dictKey(k: unknown, source: string): string {
+export function dictKey(k: unknown, source: string, depth = 0): string {
+  if (depth > 16) throw new UserError(`${source}: dictionary key nested too deeply`);
   if (typeof k === 'string') return k;
   if (typeof k === 'number' || typeof k === 'bigint') return String(k);
   if (typeof k === 'boolean') return k ? 'True' : 'False';
   if (k === null) return 'None';
-  if (typeof k === 'object' && (k as PyGlobal).kind === 'global') {
+  if (isInternal(k) && (k as PyGlobal).kind === 'global') {
     return `${(k as PyGlobal).module}.${(k as PyGlobal).name}`;
   }
-  if (Array.isArray(k)) return `(${k.map((x) => dictKey(x, source)).join(', ')})`;
+  if (Array.isArray(k)) return `(${k.map((x) => dictKey(x, source, depth + 1)).join(', ')})`;
   throw new UserError(`${source}: unsupported dictionary key in pickle`);
 }
 
@@ -76,13 +97,14 @@ export function setKey(obj: object, key: string, value: unknown): void {
 
 export function isPlainObject(x: unknown): x is Record<string, unknown> {
   return (
-    typeof x === 'object' &&
-    x !== null &&
-    !Array.isArray(x) &&
-    !(x instanceof Uint8Array) &&
-    !('kind' in x && (x as PyGlobal).kind === 'global')
+    typeof x === 'object' && x !== null && Object.getPrototypeOf(x) === Object.prototype && !isInternal(x)
   );
 }
+
+/** Longer integers are never in a model file, and decoding them costs quadratic time. */
+const MAX_LONG_BYTES = 1024;
+/** Python's own limit on int ↔ decimal string conversion. */
+const MAX_INT_DIGITS = 4300;
 
 /** Decode a little-endian two's-complement integer (LONG1/LONG4 payload). */
 function decodeLong(b: Uint8Array): number | bigint {
@@ -208,8 +230,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions, start = 0): Un
     return opts.findGlobal(m, n);
   };
   const callable = (f: unknown, what: string): PyGlobal => {
-    if (typeof f === 'object' && f !== null && (f as PyGlobal).kind === 'global' && (f as PyGlobal).call)
-      return f as PyGlobal;
+    if (isCallableGlobal(f)) return f;
     throw new UnsafeFileError(
       `${src}: the pickle calls something that is not an allowed constructor (${what})`,
     );
@@ -269,6 +290,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions, start = 0): Un
       case 0x49: {
         // INT (text); "00"/"01" are False/True in protocol 0
         const s = line();
+        if (s.length > MAX_INT_DIGITS) throw corrupt('integer too long');
         if (s === '00' || s === '01') stack.push(s === '01');
         else if (/^[+-]?\d+$/.test(s)) stack.push(narrow(BigInt(s)));
         else throw corrupt(`bad INT ${JSON.stringify(s.slice(0, 40))}`);
@@ -277,6 +299,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions, start = 0): Un
       case 0x4c: {
         // LONG (text)
         const s = line().replace(/L$/, '');
+        if (s.length > MAX_INT_DIGITS) throw corrupt('integer too long');
         if (!/^[+-]?\d+$/.test(s)) throw corrupt('bad LONG');
         stack.push(narrow(BigInt(s)));
         break;
@@ -288,6 +311,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions, start = 0): Un
         // LONG4
         const n = i32();
         if (n < 0) throw corrupt('negative LONG4 length');
+        if (n > MAX_LONG_BYTES) throw corrupt(`integer of ${n} bytes is too large`);
         stack.push(decodeLong(bytes(n)));
         break;
       }
@@ -580,9 +604,7 @@ function applyState(obj: unknown, state: unknown, corrupt: (why: string) => Erro
   if (Array.isArray(state) && state.length === 2 && (state[0] === null || isPlainObject(state[0]))) {
     [dictState, slotState] = state;
   }
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj) || obj instanceof Uint8Array) {
-    throw corrupt('BUILD on a value that takes no state');
-  }
+  if (!isPlainObject(obj)) throw corrupt('BUILD on a value that takes no state');
   const target = obj as PyObject & { __setstate__?: (s: unknown) => void };
   if (typeof target.__setstate__ === 'function') {
     target.__setstate__(state);

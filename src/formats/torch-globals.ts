@@ -5,7 +5,15 @@
  * other unknown global refuses it with the global's name so the user can report it.
  */
 import { UnsafeFileError, UserError } from '../util/errors.js';
-import { type PyGlobal, type PyObject, setKey, dictKey } from './pickle.js';
+import {
+  dictKey,
+  isCallableGlobal,
+  isInternal,
+  markInternal,
+  setKey,
+  type PyGlobal,
+  type PyObject,
+} from './pickle.js';
 import type { DType } from './tensor.js';
 
 /** Storage classes torch pickles, by the dtype of their elements. */
@@ -145,7 +153,9 @@ export class LazyTensor {
     readonly stride: number[],
     readonly storageOffset: number,
     readonly storage: StorageRef,
-  ) {}
+  ) {
+    Object.freeze(this);
+  }
 }
 
 export interface GlobalContext {
@@ -154,8 +164,8 @@ export interface GlobalContext {
   maxExpandedBytes: number;
 }
 
-function global(module: string, name: string, call?: PyGlobal['call']): PyGlobal {
-  return { kind: 'global', module, name, call };
+function global(module: string, name: string, call?: PyGlobal['call'], extra: object = {}): PyGlobal {
+  return markInternal({ kind: 'global' as const, module, name, call, ...extra });
 }
 
 function asIntList(v: unknown, what: string, source: string): number[] {
@@ -181,7 +191,7 @@ const ELEMENT_BYTES: Record<DType, number> = {
 /** `_rebuild_tensor_v2(storage, storage_offset, size, stride, ...)`, checked before anything is read. */
 function rebuildTensor(args: unknown[], ctx: GlobalContext): LazyTensor {
   const [storage, offset, size, stride] = args;
-  if (typeof storage !== 'object' || storage === null || (storage as StorageRef).kind !== 'storage') {
+  if (!isInternal(storage) || (storage as StorageRef).kind !== 'storage') {
     throw new UserError(`${ctx.source}: tensor rebuilt from something that is not a storage`);
   }
   const st = storage as StorageRef;
@@ -307,16 +317,15 @@ export function torchGlobalResolver(ctx: GlobalContext): (module: string, name: 
       // (func, new_type, args, state): the tensor subclass is dropped, the tensor kept.
       return global(module, name, (args) => {
         const [func, , fargs] = args;
-        const f = func as PyGlobal;
-        if (!f || f.kind !== 'global' || !f.call || !Array.isArray(fargs)) {
+        if (!isCallableGlobal(func) || !Array.isArray(fargs)) {
           throw new UserError(`${src}: malformed _rebuild_from_type_v2`);
         }
-        return f.call(fargs);
+        return func.call(fargs);
       });
     }
     if (module === 'torch' || module === 'torch.storage') {
       if (name in STORAGE_DTYPES)
-        return { ...global(module, name), storageDType: STORAGE_DTYPES[name] } as PyGlobal;
+        return global(module, name, undefined, { storageDType: STORAGE_DTYPES[name] });
       if (name === 'Size')
         return global(module, name, (args) => (Array.isArray(args[0]) ? [...args[0]] : []));
       if (name === 'device') return global(module, name, (args) => args.map(String).join(':'));
@@ -368,9 +377,8 @@ export function torchGlobalResolver(ctx: GlobalContext): (module: string, name: 
     if (module === 'copyreg' && name === '_reconstructor') {
       // (cls, base, state): allowed only for our inert classes built on object.
       return global(module, name, (args) => {
-        const cls = args[0] as PyGlobal;
-        if (!cls || cls.kind !== 'global' || !cls.call)
-          throw new UnsafeFileError(`${src}: _reconstructor of a refused class`);
+        const cls = args[0];
+        if (!isCallableGlobal(cls)) throw new UnsafeFileError(`${src}: _reconstructor of a refused class`);
         return cls.call([]);
       });
     }

@@ -10,7 +10,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { UnsafeFileError, UserError } from '../util/errors.js';
 import { toFloat32 } from './dtype.js';
-import { isPlainObject, PickleTruncatedError, unpickle } from './pickle.js';
+import { isInternal, isPlainObject, markInternal, PickleTruncatedError, unpickle } from './pickle.js';
 import {
   DTYPE_BYTES,
   numel,
@@ -57,7 +57,7 @@ const ALLOWED_ENTRY =
   /^([^/]+)\/(data\.pkl|data\/\d+|version|byteorder|\.data\/[A-Za-z0-9_.]+|\.format_version|\.storage_alignment)$/;
 
 function storageDType(cls: unknown, source: string) {
-  const d = (cls as { storageDType?: keyof typeof DTYPE_BYTES } | null)?.storageDType;
+  const d = isInternal(cls) ? (cls as { storageDType?: keyof typeof DTYPE_BYTES }).storageDType : undefined;
   if (!d) throw new UserError(`${source}: storage of an unsupported type ${describe(cls)}`);
   return d;
 }
@@ -141,7 +141,13 @@ async function parseZip(path: string, fh: FileHandle): Promise<TorchFile> {
           `${source}: storage ${k} declares ${count} ${dtype} elements (${count * DTYPE_BYTES[dtype]} bytes) but its entry holds ${entry.size} bytes`,
         );
       }
-      const ref: StorageRef = { kind: 'storage', key: k, dtype, numel: count, fileOffset: entry.offset };
+      const ref: StorageRef = markInternal({
+        kind: 'storage',
+        key: k,
+        dtype,
+        numel: count,
+        fileOffset: entry.offset,
+      });
       storages.set(k, ref);
       return ref;
     },
@@ -204,7 +210,14 @@ async function parseLegacyFrom(
         }
         let root = storages.get(k);
         if (!root) {
-          root = { kind: 'storage', key: k, dtype, numel: count, fileOffset: -1, views: [] };
+          root = markInternal({
+            kind: 'storage' as const,
+            key: k,
+            dtype,
+            numel: count,
+            fileOffset: -1,
+            views: [],
+          });
           storages.set(k, root);
         } else if (root.dtype !== dtype || root.numel !== count) {
           throw new UnsafeFileError(`${path}: storage ${k} is declared twice differently`);
@@ -215,14 +228,14 @@ async function parseLegacyFrom(
         if (typeof off !== 'number' || typeof n !== 'number' || off < 0 || n < 0 || off + n > count) {
           throw new UnsafeFileError(`${path}: storage view outside storage ${k}`);
         }
-        const v: StorageRef & { viewOffset: number } = {
-          kind: 'storage',
+        const v: StorageRef & { viewOffset: number } = markInternal({
+          kind: 'storage' as const,
           key: k,
           dtype,
           numel: n,
           fileOffset: -1,
           viewOffset: off,
-        };
+        });
         root.views.push(v);
         return v;
       },

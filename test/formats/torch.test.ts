@@ -417,6 +417,108 @@ describe('hostile torch files', () => {
     }
   });
 
+  it('never lets pickle data forge or modify a storage, a global or a tensor', async () => {
+    const J = (n: number) => bytesOf(0x4a, new Uint8Array(new Int32Array([n]).buffer));
+    const storage = bytesOf(
+      0x28,
+      str('storage'),
+      'ctorch\nFloatStorage\n',
+      str('0'),
+      str('cpu'),
+      J(4),
+      0x74,
+      0x51,
+    );
+    const rebuild = 'ctorch._utils\n_rebuild_tensor_v2\n';
+    const cases: [string, Uint8Array, RegExp][] = [
+      [
+        'a dict posing as a storage',
+        bytesOf(
+          0x80,
+          2,
+          rebuild,
+          0x28,
+          0x7d,
+          0x28,
+          str('kind'),
+          str('storage'),
+          str('numel'),
+          J(1 << 30),
+          str('dtype'),
+          str('F32'),
+          str('fileOffset'),
+          J(0),
+          str('key'),
+          str('0'),
+          0x75,
+          J(0),
+          0x28,
+          J(1 << 28),
+          0x74,
+          0x28,
+          J(1),
+          0x74,
+          0x89,
+          0x74,
+          0x52,
+          0x2e,
+        ),
+        /not a storage/,
+      ],
+      ['SETITEM on a storage', bytesOf(0x80, 2, storage, str('numel'), J(1 << 30), 0x73, 0x2e), /non-dict/],
+      [
+        'BUILD on a storage',
+        bytesOf(0x80, 2, storage, 0x7d, str('numel'), J(1 << 30), 0x73, 0x62, 0x2e),
+        /takes no state/,
+      ],
+      [
+        'BUILD on a global',
+        bytesOf(0x80, 2, 'ctorch\nSize\n', 0x7d, str('call'), J(1), 0x73, 0x62, 0x2e),
+        /takes no state/,
+      ],
+      [
+        'a dict posing as a callable global',
+        bytesOf(
+          0x80,
+          2,
+          0x7d,
+          str('kind'),
+          str('global'),
+          0x73,
+          0x7d,
+          str('call'),
+          J(1),
+          0x73,
+          0x29,
+          0x52,
+          0x2e,
+        ),
+        /not an allowed constructor/,
+      ],
+      [
+        'a 100 kB integer',
+        bytesOf(
+          0x80,
+          2,
+          0x8b,
+          new Uint8Array(new Int32Array([100_000]).buffer),
+          new Uint8Array(100_000),
+          0x2e,
+        ),
+        /too large/,
+      ],
+    ];
+    for (const [what, pkl, msg] of cases) {
+      const p = zipFile(`forge-${what.replace(/\W+/g, '-')}.pt`, [
+        { name: 'a/data.pkl', data: pkl },
+        { name: 'a/data/0', data: f32x4 },
+      ]);
+      const e = await errorOf(readTorchFile(p));
+      expect(e, what).toBeInstanceOf(UserError);
+      expect(e.message, what).toMatch(msg);
+    }
+  });
+
   it('refuses a legacy file whose storage header lies about its size', async () => {
     const raw = Buffer.from(readFileSync(goldenPath('formats', 'state_dict_legacy.pt')));
     // Find the first storage header: the keys pickle ends with "].", then u64 count.
