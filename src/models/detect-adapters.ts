@@ -180,25 +180,47 @@ export function embeddingArchitecture(cfg: EmbeddingConfig): Arch | null {
 export interface HypernetworkConfig {
   /** Context widths the file has MLPs for (A1111 picks one by the attention input's last dim). */
   sizes: number[];
-  /** Linear layers per MLP. */
+  /** Linear layers per MLP (= len(layer_structure) - 1); LayerNorms are not counted. */
   linear_layers: number;
+  /** The hidden widths as multiples of the input width: A1111's layer_structure, read from shapes. */
+  layer_structure: number[];
+  /** LayerNorm after the hidden linears (`is_layer_norm`). */
+  layer_norm: boolean;
   legacy: boolean;
 }
 
 /** A1111 hypernetworks flattened: `<size>.<0|1>.linear.N.weight` (or legacy `linear1`/`linear2`). */
-export function detectHypernetwork(keys: readonly string[]): HypernetworkConfig | undefined {
+export function detectHypernetwork(
+  keys: readonly string[],
+  shapeOf: ShapeOf,
+): HypernetworkConfig | undefined {
   const sizes = new Set<number>();
   let legacy = false;
-  const linears = new Set<string>();
   for (const k of keys) {
     const m = /^(\d+)\.([01])\.(linear\.(\d+)|linear([12]))\.(weight|bias)$/.exec(k);
     if (!m) return undefined;
     sizes.add(Number(m[1]));
     if (m[5]) legacy = true;
-    if (m[1] === [...sizes][0]!.toString() && m[2] === '0' && m[6] === 'weight') linears.add(m[3]!);
   }
   if (sizes.size === 0) return undefined;
-  return { sizes: [...sizes].sort((a, b) => a - b), linear_layers: linears.size, legacy };
+  const sorted = [...sizes].sort((a, b) => a - b);
+  // The K MLP of the first size, in Sequential order: 2-D weights are Linear, 1-D are LayerNorm.
+  const first = `${sorted[0]}.0.`;
+  const layers = keys
+    .filter((k) => k.startsWith(first) && k.endsWith('.weight'))
+    .map((k) => ({ index: Number(/linear\.?(\d+)\.weight$/.exec(k)![1]), shape: shapeOf(k)! }))
+    .sort((a, b) => a.index - b.index);
+  const linears = layers.filter((l) => l.shape.length === 2);
+  const width = sorted[0]!;
+  const structure =
+    linears.length > 0 ? [linears[0]!.shape[1]! / width, ...linears.map((l) => l.shape[0]! / width)] : [];
+  return {
+    sizes: sorted,
+    linear_layers: linears.length,
+    layer_structure: structure,
+    layer_norm: layers.some((l) => l.shape.length === 1),
+    legacy,
+  };
 }
 
 // ---------------------------------------------------------------- ControlNet

@@ -193,7 +193,7 @@ export function detectModel(source: TensorSource, opts: DetectOptions = {}): Mod
     return info;
   }
 
-  const hn = detectHypernetwork(keys);
+  const hn = detectHypernetwork(keys, shapeOf);
   if (hn) {
     info.kind = 'hypernetwork';
     info.config.hypernetwork = hn;

@@ -4,6 +4,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { openModel } from '../formats/open.js';
+import { readTorchFile } from '../formats/torch.js';
 import { detectModel, type ModelInfo } from '../models/detect.js';
 import { sidecarPathFor } from '../models/detect-sidecar.js';
 import { UserError } from '../util/errors.js';
@@ -12,7 +13,10 @@ import { hashFile } from './hash.js';
 export interface InspectReport extends ModelInfo {
   /** null for a diffusers folder (not one file) or when hashing was skipped. */
   hash: { sha256: string; autov2: string; legacy: string; addnet?: string } | null;
-  /** safetensors `__metadata__`; strings that hold JSON objects/arrays are parsed, as A1111 shows them. */
+  /**
+   * safetensors `__metadata__` (strings holding JSON objects/arrays parsed, as A1111 shows them);
+   * for embedding / hypernetwork `.pt` files, their top-level settings (name, step, layer_structure…).
+   */
   metadata: Record<string, unknown>;
 }
 
@@ -41,6 +45,38 @@ export function parseMetadata(raw: Record<string, string>): Record<string, unkno
   return out;
 }
 
+/** Small .pt files (embeddings, hypernetworks) keep their settings next to the tensors. */
+const MAX_TREE_FILE_BYTES = 64 * 1024 * 1024;
+const MAX_FIELDS = 64;
+
+function plainValue(v: unknown): unknown {
+  if (typeof v === 'bigint') return Number(v);
+  if (v === null || ['string', 'number', 'boolean'].includes(typeof v)) {
+    return typeof v === 'string' && v.length > 1000 ? v.slice(0, 1000) + '…' : v;
+  }
+  if (Array.isArray(v) && v.length <= 64) {
+    const items = v.map(plainValue);
+    return items.every((x) => x !== undefined) ? items : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The top-level non-tensor fields of an embedding or hypernetwork `.pt` (name, step,
+ * sd_checkpoint, layer_structure, activation_func, …): what A1111 shows for such files.
+ */
+async function torchFields(path: string): Promise<Record<string, unknown>> {
+  const tree = await readTorchFile(path);
+  const out: Record<string, unknown> = {};
+  if (!tree || typeof tree !== 'object' || Array.isArray(tree)) return out;
+  for (const [k, v] of Object.entries(tree as Record<string, unknown>)) {
+    if (Object.keys(out).length >= MAX_FIELDS) break;
+    const plain = plainValue(v);
+    if (plain !== undefined && !/^\d+$/.test(k)) out[k] = plain;
+  }
+  return out;
+}
+
 export async function inspectFile(path: string, opts: InspectOptions = {}): Promise<InspectReport> {
   let isDir: boolean;
   try {
@@ -57,6 +93,10 @@ export async function inspectFile(path: string, opts: InspectOptions = {}): Prom
     metadata = source.metadata;
   } finally {
     await source.close();
+  }
+  let fields: Record<string, unknown> = parseMetadata(metadata);
+  if (source.format === 'ckpt' && (info.kind === 'embedding' || info.kind === 'hypernetwork')) {
+    if ((await stat(path)).size <= MAX_TREE_FILE_BYTES) fields = { ...fields, ...(await torchFields(path)) };
   }
   let hash: InspectReport['hash'] = null;
   if (!isDir && !opts.noHash) {
@@ -77,6 +117,6 @@ export async function inspectFile(path: string, opts: InspectOptions = {}): Prom
     tensors: info.tensors,
     hash,
     config: info.config,
-    metadata: parseMetadata(metadata),
+    metadata: fields,
   };
 }

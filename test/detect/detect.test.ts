@@ -347,7 +347,13 @@ describe('detect: adapters, embeddings, ControlNets', () => {
     'null',
   );
   const cases = JSON.parse(pyJson) as {
-    cases: { kind: string; adapter?: string; a1111_on_disk?: { sd_version: string } }[];
+    cases: {
+      kind: string;
+      adapter?: string;
+      file?: string;
+      a1111_on_disk?: { sd_version: string };
+      loaded_fields?: { sizes: number[]; layer_structure: number[]; add_layer_norm: boolean };
+    }[];
   };
 
   it('every adapter file has a known expected kind', () => {
@@ -364,6 +370,21 @@ describe('detect: adapters, embeddings, ControlNets', () => {
         expect(info.config.lora!.algorithms.length).toBeGreaterThan(0);
       }
       if (info.kind === 'hypernetwork') expect(info.config.hypernetwork!.sizes.length).toBeGreaterThan(0);
+    });
+  }
+
+  const hnCases = cases.cases.filter((c) => c.kind === 'hypernetwork' && c.file);
+  for (const c of hnCases) {
+    it(`${c.file}: sizes, layer structure and LayerNorm as A1111 loads them`, async () => {
+      const info = await detectFile(join(adapterDir, c.file!));
+      const loaded = c.loaded_fields!;
+      expect(info.kind).toBe('hypernetwork');
+      expect(info.config.hypernetwork).toMatchObject({
+        sizes: [...loaded.sizes].sort((a, b) => a - b),
+        layer_structure: loaded.layer_structure,
+        linear_layers: loaded.layer_structure.length - 1,
+        layer_norm: loaded.add_layer_norm,
+      });
     });
   }
 

@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { inspectFile, parseMetadata } from '../../src/tools/inspect.js';
+import { goldenPath } from '../helpers/golden.js';
+
+const cacheDir = mkdtempSync(join(tmpdir(), 'sdstudio-inspect-'));
+afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+
+describe('inspectFile', () => {
+  it('kohya metadata is shown parsed, as A1111 shows it', async () => {
+    const r = await inspectFile(goldenPath('adapters', 'lora_kohya.safetensors'), { cacheDir });
+    expect(r.kind).toBe('lora');
+    expect(typeof r.metadata.ss_tag_frequency).toBe('object');
+    expect(r.hash?.addnet).toMatch(/^[0-9a-f]{64}$/);
+    expect(parseMetadata({ a: '{"x": 1}', b: '{not json', c: 'plain' })).toEqual({
+      a: { x: 1 },
+      b: '{not json',
+      c: 'plain',
+    });
+  });
+
+  it('embedding .pt files report their A1111 fields (name, step, checkpoint)', async () => {
+    const listing = JSON.parse(readFileSync(goldenPath('formats', 'embeddings.json'), 'utf8')) as {
+      files: Record<string, { step: number | null; sd_checkpoint: string | null }>;
+    };
+    const pts = Object.entries(listing.files).filter(([f]) => f.endsWith('.pt'));
+    expect(pts.length).toBeGreaterThan(0);
+    for (const [f, e] of pts) {
+      const r = await inspectFile(goldenPath('formats', f), { noHash: true });
+      expect(r.kind).toBe('embedding');
+      expect(r.hash).toBeNull();
+      if (e.step !== null) expect(r.metadata.step, f).toBe(e.step);
+      if (e.sd_checkpoint !== null) expect(r.metadata.sd_checkpoint, f).toBe(e.sd_checkpoint);
+    }
+  });
+
+  it('hypernetwork .pt files report layer_structure and activation as saved', async () => {
+    const text = readFileSync(goldenPath('adapters', 'cases.json'), 'utf8').replace(
+      /\b(NaN|-?Infinity)\b/g,
+      'null',
+    );
+    const cases = (
+      JSON.parse(text) as {
+        cases: { kind: string; file?: string; created_with?: unknown }[];
+      }
+    ).cases.filter((c) => c.kind === 'hypernetwork' && c.file && typeof c.created_with === 'object');
+    expect(cases.length).toBeGreaterThan(0);
+    for (const c of cases) {
+      const made = c.created_with as { layer_structure: number[]; activation_func: string };
+      const r = await inspectFile(goldenPath('adapters', c.file!), { noHash: true });
+      expect(r.metadata.layer_structure).toEqual(made.layer_structure);
+      expect(r.metadata.activation_func).toBe(made.activation_func);
+    }
+  });
+});
