@@ -64,6 +64,49 @@ describe('safetensors golden files', () => {
   });
 });
 
+describe('safetensors embeddings', () => {
+  const emb = JSON.parse(readFileSync(goldenPath('formats', 'embeddings.json'), 'utf8')) as {
+    files: Record<string, { vec: number[][] | Record<string, number[][]> }>;
+  };
+  for (const [file, { vec }] of Object.entries(emb.files).filter(([f]) => f.endsWith('.safetensors'))) {
+    it(`${file}: holds the expected vectors`, async () => {
+      const src = await openModel(goldenPath('formats', file));
+      try {
+        if (Array.isArray(vec)) {
+          // a single-tensor file: its one tensor is the embedding
+          expect(src.keys().length).toBe(1);
+          expect(Array.from(await src.readFloat32(src.keys()[0]!))).toEqual(vec.flat());
+        } else {
+          for (const [name, rows] of Object.entries(vec)) {
+            expect(Array.from(await src.readFloat32(name)), name).toEqual(rows.flat());
+          }
+        }
+      } finally {
+        await src.close();
+      }
+    });
+  }
+});
+
+describe('truncated real files', () => {
+  it('every cut of a golden safetensors file is a clear error on open or read', async () => {
+    const raw = readFileSync(goldenPath('formats', 'state_dict.safetensors'));
+    for (const frac of [0, 0.001, 0.2, 0.5, 0.9, 0.999]) {
+      const p = join(dir, `cut-${frac}.safetensors`);
+      writeFileSync(p, raw.subarray(0, Math.floor(raw.length * frac)));
+      const err = await openSafetensors(p).then(
+        async (s) => {
+          await Promise.all(s.keys().map((k) => s.read(k)));
+          await s.close();
+          return undefined;
+        },
+        (e: unknown) => e,
+      );
+      expect(err, `cut at ${frac}`).toBeInstanceOf(UserError);
+    }
+  });
+});
+
 describe('writeSafetensors', () => {
   const tensors = new Map<string, Tensor>([
     ['b.weight', float32ArrayToTensor(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3], 'F16')],
