@@ -1,0 +1,231 @@
+/**
+ * `npm run bench`: the engine on a full-size SD 1.5 architecture with random weights
+ * (bench/random-sd15.ts; written once, then cached), each figure the median of `--runs` runs after
+ * `--warmup` runs of a fresh session, every probe in its own process.
+ *
+ *   npm run bench                         # table on stdout, progress on stderr
+ *   npm run bench -- --json               # exactly one JSON object on stdout
+ *   npm run bench -- --only unet512 --runs 3
+ *   npm run bench -- --attention plain --opt-level all --threads 2 --checkpoint my-sd15.safetensors
+ *
+ * Probes (--only, comma-separated): unet512 (512² batch 2), unet512b1, unet256 (256² batch 2),
+ * vae, text, txt2img; default all.
+ */
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import ort from 'onnxruntime-node';
+import type { AttentionImpl } from '../src/onnx/ops.js';
+import type { OptLevel } from '../src/runtime/session.js';
+import { machineInfo, runChild } from './measure.js';
+import {
+  probeText,
+  probeTxt2img,
+  probeUNet,
+  probeVaeDecode,
+  type ProbeOptions,
+  type SessionProbeResult,
+  type TextProbeResult,
+  type Txt2imgProbeResult,
+} from './probes.js';
+import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
+
+const PROBES = ['unet512', 'unet512b1', 'unet256', 'vae', 'text', 'txt2img'] as const;
+type ProbeName = (typeof PROBES)[number];
+
+/** The issue's targets on the reference machine (2 cores, AVX-512). */
+export const TARGETS = {
+  unet_s_per_step_512_b2: 4.4,
+  vae_decode_s_512: 7.5,
+  session_create_s: 10,
+  peak_rss_mb: 6 * 1024,
+} as const;
+
+const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N]
+       [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N]
+       [--steps N] [--checkpoint PATH]`;
+
+function fail(msg: string): never {
+  process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parse() {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        json: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        runs: { type: 'string', default: '3' },
+        warmup: { type: 'string', default: '2' },
+        steps: { type: 'string', default: '1' },
+        attention: { type: 'string' },
+        'opt-level': { type: 'string' },
+        threads: { type: 'string' },
+        checkpoint: { type: 'string' },
+        probe: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+    });
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const int = (name: string, s: string, min: number) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}, got "${s}"`);
+    return n;
+  };
+  const only = (v.only ?? PROBES.join(',')).split(',').map((s) => s.trim());
+  for (const p of only) if (!(PROBES as readonly string[]).includes(p)) fail(`unknown probe "${p}"`);
+  if (v.attention && v.attention !== 'mha' && v.attention !== 'plain')
+    fail('--attention must be mha or plain');
+  const levels = ['disabled', 'basic', 'extended', 'all'];
+  if (v['opt-level'] && !levels.includes(v['opt-level']))
+    fail(`--opt-level must be one of ${levels.join(', ')}`);
+  return {
+    json: v.json!,
+    only: only as ProbeName[],
+    probe: v.probe,
+    steps: int('steps', v.steps!, 1),
+    checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
+    probeOptions: {
+      runs: int('runs', v.runs!, 1),
+      warmup: int('warmup', v.warmup!, 0),
+      attention: v.attention as AttentionImpl | undefined,
+      optLevel: v['opt-level'] as OptLevel | undefined,
+      threads: v.threads === undefined ? undefined : int('threads', v.threads, 1),
+    },
+  };
+}
+
+type ProbeResult = SessionProbeResult | TextProbeResult | Txt2imgProbeResult;
+
+/** Child side: run one probe and print its JSON result as the last stdout line. */
+async function runProbe(name: ProbeName, opts: ProbeOptions, steps: number): Promise<ProbeResult> {
+  switch (name) {
+    case 'unet512':
+      return probeUNet(opts, 2, 64, 64);
+    case 'unet512b1':
+      return probeUNet(opts, 1, 64, 64);
+    case 'unet256':
+      return probeUNet(opts, 2, 32, 32);
+    case 'vae':
+      return probeVaeDecode(opts, 64, 64);
+    case 'text':
+      return probeText(opts);
+    case 'txt2img':
+      return probeTxt2img(opts, steps);
+  }
+}
+
+const round = (x: number | undefined, digits = 3) =>
+  x === undefined || !Number.isFinite(x) ? null : Math.round(x * 10 ** digits) / 10 ** digits;
+
+async function main(): Promise<void> {
+  const args = parse();
+  const self = fileURLToPath(import.meta.url);
+
+  if (args.probe) {
+    const opts: ProbeOptions = { checkpoint: args.checkpoint!, ...args.probeOptions };
+    const result = await runProbe(args.probe as ProbeName, opts, args.steps);
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
+
+  const machine = machineInfo();
+  const checkpoint = args.checkpoint ?? (await ensureRandomSd15());
+  process.stderr.write(
+    `bench: ${checkpoint}\nbench: ${machine.cores} cores (${machine.cpu_model}), load average ${machine.load_avg_1m}\n`,
+  );
+  const childArgs = (probe: ProbeName) => {
+    const a = ['--probe', probe, '--checkpoint', checkpoint, '--steps', String(args.steps)];
+    const o = args.probeOptions;
+    a.push('--runs', String(o.runs), '--warmup', String(o.warmup));
+    if (o.attention) a.push('--attention', o.attention);
+    if (o.optLevel) a.push('--opt-level', o.optLevel);
+    if (o.threads) a.push('--threads', String(o.threads));
+    return a;
+  };
+  const results: Partial<Record<ProbeName, ProbeResult>> = {};
+  for (const probe of args.only) {
+    process.stderr.write(`bench: ${probe}\n`);
+    results[probe] = runChild<ProbeResult>(self, childArgs(probe));
+  }
+
+  const unet512 = results.unet512 as SessionProbeResult | undefined;
+  const vae = results.vae as SessionProbeResult | undefined;
+  const text = results.text as TextProbeResult | undefined;
+  const txt2img = results.txt2img as Txt2imgProbeResult | undefined;
+  const created = (r: SessionProbeResult | undefined) =>
+    r ? r.build_s + r.prepare_s + r.create_s : undefined;
+  // SD 1.5 ready to generate = UNet + VAE decoder + text encoder sessions (each timed in a fresh process).
+  const sessionCreate =
+    unet512 && vae && text
+      ? created(unet512)! + created(vae)! + (text.first_call_s - text.median_s)
+      : undefined;
+  const peaks = Object.values(results).map((r) => r.peak_rss_mb);
+  const out = {
+    unet_s_per_step_512_b2: round(unet512?.median_s),
+    unet_s_per_step_512_b1: round((results.unet512b1 as SessionProbeResult | undefined)?.median_s),
+    unet_s_per_step_256_b2: round((results.unet256 as SessionProbeResult | undefined)?.median_s),
+    vae_decode_s_512: round(vae?.median_s),
+    text_encode_ms: round(text ? text.median_s * 1000 : undefined, 1),
+    session_create_s: round(sessionCreate, 2),
+    // The end-to-end figure when txt2img ran; otherwise the largest single probe's.
+    peak_rss_mb: round(txt2img?.peak_rss_mb ?? (peaks.length ? Math.max(...peaks) : undefined), 0),
+    unet_first_runs_s_512_b2: unet512?.warmup_s.map((x) => round(x)),
+    vae_first_runs_s_512: vae?.warmup_s.map((x) => round(x)),
+    unet_session_create_s_512_b2: round(created(unet512), 2),
+    txt2img_512_total_s: round(txt2img?.total_s, 2),
+    machine: { ...machine, load_avg_1m_end: machineInfo().load_avg_1m },
+    onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
+    options: {
+      runs: args.probeOptions.runs,
+      warmup: args.probeOptions.warmup,
+      attention: args.probeOptions.attention ?? 'engine default',
+      opt_level: args.probeOptions.optLevel ?? 'engine default',
+      threads: args.probeOptions.threads ?? 'onnxruntime default',
+      txt2img_steps: args.steps,
+    },
+    checkpoint: { path: checkpoint, random: !args.checkpoint, generator_version: RANDOM_SD15_VERSION },
+    targets: TARGETS,
+    probes: results,
+  };
+
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  const rows: [string, number | null, string, number | undefined][] = [
+    ['UNet 512² batch 2', out.unet_s_per_step_512_b2, 's/step', TARGETS.unet_s_per_step_512_b2],
+    ['UNet 512² batch 1', out.unet_s_per_step_512_b1, 's/step', undefined],
+    ['UNet 256² batch 2', out.unet_s_per_step_256_b2, 's/step', undefined],
+    ['VAE decode 512²', out.vae_decode_s_512, 's', TARGETS.vae_decode_s_512],
+    ['text encode (77 tokens)', out.text_encode_ms, 'ms', undefined],
+    ['session create + weights', out.session_create_s, 's', TARGETS.session_create_s],
+    ['peak RSS', out.peak_rss_mb, 'MB', TARGETS.peak_rss_mb],
+  ];
+  const lines = [
+    `SD 1.5 (${out.checkpoint.random ? 'random weights' : checkpoint}), onnxruntime ${out.onnxruntime}`,
+  ];
+  lines.push(`${machine.cores} cores, ${machine.cpu_model}, load average ${machine.load_avg_1m}`);
+  for (const [name, value, unit, target] of rows) {
+    if (value === null) continue;
+    const verdict = target === undefined ? '' : value <= target ? `  ≤ ${target} ✓` : `  > ${target} ✗`;
+    lines.push(`${name.padEnd(28)} ${String(value).padStart(9)} ${unit}${verdict}`);
+  }
+  if (out.unet_first_runs_s_512_b2)
+    lines.push(`UNet 512² b2 fresh-session runs: ${out.unet_first_runs_s_512_b2.join(', ')} s`);
+  if (out.vae_first_runs_s_512)
+    lines.push(`VAE 512² fresh-session runs: ${out.vae_first_runs_s_512.join(', ')} s`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+await main();
