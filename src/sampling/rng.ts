@@ -54,7 +54,8 @@ function mulHi(a: number, b: number): number {
   const t = aLo * bLo;
   const m1 = aHi * bLo + (t >>> 16);
   const m2 = aLo * bHi + (m1 & 0xffff);
-  return (aHi * bHi + Math.floor(m1 / 65536) + Math.floor(m2 / 65536)) >>> 0;
+  // m1, m2 < 2^32, so >>> 16 is an exact floor division.
+  return (aHi * bHi + (m1 >>> 16) + (m2 >>> 16)) >>> 0;
 }
 
 /** Philox4x32-10 on counter (c0, 0, c2, 0) with key (k0, k1); returns the first two output words. */
