@@ -158,7 +158,7 @@ export function toFloat32(t: Tensor): Float32Array {
   }
 }
 
-/** Encode float32 values as a tensor of a float dtype (RNE rounding). */
+/** Encode float32 values as a tensor of any dtype (floats round to nearest even, integers truncate). */
 export function float32ArrayToTensor(data: Float32Array, shape: number[], dtype: DType = 'F32'): Tensor {
   const n = numel(shape);
   if (data.length !== n) throw new Error(`${data.length} values do not fill shape ${JSON.stringify(shape)}`);
@@ -183,7 +183,8 @@ export function float32ArrayToTensor(data: Float32Array, shape: number[], dtype:
     case 'F64':
       return { dtype, shape: [...shape], data: new Uint8Array(Float64Array.from(data).buffer) };
     default:
-      throw new Error(`float32ArrayToTensor: ${dtype} is not a float dtype`);
+      // Integer targets: truncation toward zero, as convertTensor does.
+      return convertTensor(float32ArrayToTensor(data, shape, 'F32'), dtype);
   }
 }
 

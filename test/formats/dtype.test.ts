@@ -220,6 +220,8 @@ describe('tensor conversion', () => {
     const f = float32ArrayToTensor(new Float32Array([-2.7, 3.9, 0]), [3]);
     expect(Array.from(new Int32Array(convertTensor(f, 'I32').data.buffer))).toEqual([-2, 3, 0]);
     expect(Array.from(convertTensor(f, 'BOOL').data)).toEqual([1, 1, 0]);
+    const i16 = float32ArrayToTensor(new Float32Array([-2.7, 300]), [2], 'I16');
+    expect(Array.from(new Int16Array(i16.data.buffer))).toEqual([-2, 300]);
   });
 
   it('rejects a tensor whose bytes do not match its shape', () => {
