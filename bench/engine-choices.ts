@@ -35,11 +35,20 @@ const m = await loadSd1(ckpt, {
   optLevel: values.opt as OptLevel,
   threads: values.threads ? Number(values.threads) : undefined,
 });
+const part = values.part === 'vae' ? 'vaeDecoder' : values.part === 'unet' ? 'unet' : 'text';
+const c0 = performance.now();
+const cpu0 = process.cpuUsage();
+await m.open([part]);
+const sessionCreateS = (performance.now() - c0) / 1000;
+const createCpu = process.cpuUsage(cpu0);
+const rssAfterCreateMb = Math.round(process.memoryUsage().rss / 2 ** 20);
 const randn = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
 const times: number[] = [];
+const cpuTimes: number[] = [];
 let createS = 0;
 for (let i = 0; i < Number(values.runs) + 1; i++) {
   const t0 = performance.now();
+  const u0 = process.cpuUsage();
   if (values.part === 'unet') {
     await m.unet({
       x: { data: randn(batch * 4 * lat * lat), dims: [batch, 4, lat, lat] },
@@ -53,16 +62,24 @@ for (let i = 0; i < Number(values.runs) + 1; i++) {
     await m.encodeIds(ids, batch, 1);
   }
   const s = (performance.now() - t0) / 1000;
+  const u = process.cpuUsage(u0);
   if (i === 0) createS = s;
-  else times.push(s);
+  else {
+    times.push(s);
+    cpuTimes.push((u.user + u.system) / 1e6);
+  }
 }
 times.sort((a, b) => a - b);
 console.log(
   JSON.stringify({
     ...values,
+    session_create_s: +sessionCreateS.toFixed(2),
+    session_create_cpu_s: +((createCpu.user + createCpu.system) / 1e6).toFixed(2),
+    rss_after_create_mb: rssAfterCreateMb,
     first_call_s: +createS.toFixed(2),
     runs_s: times.map((t) => +t.toFixed(2)),
     median_s: +times[Math.floor(times.length / 2)]!.toFixed(2),
+    cpu_s_per_run: cpuTimes.map((t) => +t.toFixed(2)),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     cpu: cpus()[0]?.model,
   }),

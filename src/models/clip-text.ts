@@ -7,7 +7,7 @@
  *   `last_hidden_state` = normed.L; A1111 clip skip N = normed.(L+1-N).
  */
 import type { TensorSource } from '../formats/tensor.js';
-import { GraphBuilder, type Value } from '../onnx/builder.js';
+import { GraphBuilder, type GraphOptions, type Value } from '../onnx/builder.js';
 import { add, attention, layerNorm, linear, quickGelu, gelu } from '../onnx/ops.js';
 import type { ClipTextConfig } from './config.js';
 
@@ -25,8 +25,9 @@ export function buildClipTokenEmbeddingGraph(
   src: TensorSource,
   cfg: ClipTextConfig,
   prefix = 'cond_stage_model.transformer.text_model',
+  opts: GraphOptions = {},
 ): GraphBuilder {
-  const g = new GraphBuilder('CLIP token embedding', src);
+  const g = new GraphBuilder('CLIP token embedding', src, opts);
   const ids = g.input(CLIP_IO.ids, 'int64', ['batch', 'tokens']);
   const table = g.param(`${prefix}.embeddings.token_embedding.weight`, [cfg.vocabSize, cfg.width]);
   const emb = g.op1('Gather', [table, ids], { axis: 0 }, { name: `${prefix}.embeddings.token_embedding` });
@@ -39,8 +40,9 @@ export function buildClipTextEncoderGraph(
   src: TensorSource,
   cfg: ClipTextConfig,
   prefix = 'cond_stage_model.transformer.text_model',
+  opts: GraphOptions = {},
 ): GraphBuilder {
-  const g = new GraphBuilder('CLIP text encoder', src);
+  const g = new GraphBuilder('CLIP text encoder', src, opts);
   const T = cfg.maxPositions;
   const W = cfg.width;
   const dims = ['batch', T, W];

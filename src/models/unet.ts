@@ -3,7 +3,7 @@
  * `model.diffusion_model.*` key tree: input_blocks, middle_block, output_blocks, out.
  */
 import type { TensorSource } from '../formats/tensor.js';
-import { GraphBuilder, type Value } from '../onnx/builder.js';
+import { GraphBuilder, type GraphOptions, type Value } from '../onnx/builder.js';
 import {
   add,
   concat,
@@ -29,6 +29,8 @@ export interface UNetBuildOptions {
   controlInputs?: boolean;
   /** Add `context_k` / `context_v` inputs used by cross-attention keys/values (hypernetworks). */
   separateKV?: boolean;
+  /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
+  contribOps?: boolean;
 }
 
 /** Input/output names of the UNet graph. */
@@ -67,8 +69,9 @@ export function buildTimestepEmbeddingGraph(
   src: TensorSource,
   cfg: UNetConfig,
   prefix = 'model.diffusion_model',
+  opts: GraphOptions = {},
 ) {
-  const g = new GraphBuilder('UNet time embedding', src);
+  const g = new GraphBuilder('UNet time embedding', src, opts);
   const t = g.input('t', 'float32', ['n']);
   const emb = timestepEmbedding(g, t, cfg.modelChannels);
   g.output(emb, 'embedding', 'float32', ['n', cfg.modelChannels]);
@@ -103,7 +106,7 @@ export function buildUNetGraph(
 ): GraphBuilder {
   const p = opts.prefix ?? 'model.diffusion_model';
   const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('UNet', src);
+  const g = new GraphBuilder('UNet', src, { contribOps: opts.contribOps });
   const mc = cfg.modelChannels;
   const embDim = mc * 4;
   const levels = cfg.channelMult.length;

@@ -14,6 +14,8 @@ export interface VaeBuildOptions {
   attention?: AttentionImpl;
   /** Add every sub-module's output as a graph output named by its key prefix. */
   debug?: boolean;
+  /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
+  contribOps?: boolean;
 }
 
 export const VAE_IO = {
@@ -37,7 +39,7 @@ export function buildVaeDecoderGraph(
 ): GraphBuilder {
   const p = opts.prefix ?? 'first_stage_model';
   const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('VAE decoder', src);
+  const g = new GraphBuilder('VAE decoder', src, { contribOps: opts.contribOps });
   const debug = (v: Value, name: string) => {
     if (opts.debug) g.output(v, `${p}.${name}`);
   };
@@ -89,7 +91,7 @@ export function buildVaeEncoderGraph(
 ): GraphBuilder {
   const p = opts.prefix ?? 'first_stage_model';
   const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('VAE encoder', src);
+  const g = new GraphBuilder('VAE encoder', src, { contribOps: opts.contribOps });
   const debug = (v: Value, name: string) => {
     if (opts.debug) g.output(v, `${p}.${name}`);
   };

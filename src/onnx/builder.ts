@@ -35,7 +35,11 @@ const ELEM_CODE: Record<ElemType, number> = {
   bool: OnnxDataType.BOOL,
 };
 
-/** An edge of the graph. */
+export interface GraphOptions {
+  contribOps?: boolean;
+}
+
+/** An edge of the graph (its name changes when it is exposed as a named graph output). */
 export interface Value {
   readonly name: string;
 }
@@ -73,11 +77,20 @@ export class GraphBuilder {
   private counter = 0;
   private usesMs = false;
 
+  /**
+   * Whether com.microsoft contrib ops may be used (FusedMatMul, MultiHeadAttention): true for
+   * onnxruntime's CPU and CUDA providers; false gives standard ONNX ops only, for other providers.
+   */
+  readonly contribOps: boolean;
+
   constructor(
     readonly graphName: string,
     /** Where params come from; shapes are checked against it. */
     readonly source: TensorSource,
-  ) {}
+    opts: GraphOptions = {},
+  ) {
+    this.contribOps = opts.contribOps ?? true;
+  }
 
   private fresh(base: string): string {
     let name = base;

@@ -81,8 +81,8 @@ export function conv2d(
 }
 
 /**
- * torch Linear on the last axis: y = x·Wᵀ + b with W stored [out, in]. The transpose of the
- * initializer is constant-folded by onnxruntime at session creation and the MatMul prepacks it.
+ * torch Linear on the last axis: y = x·Wᵀ + b with W stored [out, in]. Without contrib ops the
+ * transpose of the initializer is constant-folded by onnxruntime at session creation.
  */
 export function linear(
   g: GraphBuilder,
@@ -93,8 +93,15 @@ export function linear(
   bias = true,
 ): Value {
   const w = g.param(`${prefix}.weight`, [outF, inF]);
-  const wt = transpose(g, w, [1, 0], prefix);
-  let y = g.op1('MatMul', [x, wt], {}, { name: prefix });
+  let y: Value;
+  if (g.contribOps) {
+    // FusedMatMul reads W as stored ([out, in], transB): no transposed copy at session creation
+    // (measured 6.1 s vs 10.1 s of CPU to create the SD 1.5 UNet session).
+    y = g.op1('FusedMatMul', [x, w], { transB: 1, alpha: { float: 1 } }, { name: prefix, domain: MS_DOMAIN });
+  } else {
+    const wt = transpose(g, w, [1, 0], prefix);
+    y = g.op1('MatMul', [x, wt], {}, { name: prefix });
+  }
   if (bias) y = add(g, y, g.param(`${prefix}.bias`, [outF]), prefix);
   return y;
 }
@@ -170,7 +177,7 @@ export function attention(
   name: string,
   mask?: Value,
 ): Value {
-  if (impl === 'mha' && !mask) {
+  if (impl === 'mha' && !mask && g.contribOps) {
     return g.op1(
       'MultiHeadAttention',
       [q, k, v],

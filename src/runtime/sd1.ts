@@ -6,7 +6,7 @@
 import type ort from 'onnxruntime-node';
 import { openModel } from '../formats/open.js';
 import type { TensorSource } from '../formats/tensor.js';
-import type { GraphBuilder } from '../onnx/builder.js';
+import type { GraphBuilder, GraphOptions } from '../onnx/builder.js';
 import type { AttentionImpl } from '../onnx/ops.js';
 import {
   buildClipTextEncoderGraph,
@@ -38,6 +38,8 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
   config?: Sd1Config;
   /** Attention kernel for UNet/VAE (default 'mha': onnxruntime's memory-efficient contrib op). */
   attention?: AttentionImpl;
+  /** Use com.microsoft contrib ops (default: on the CPU and CUDA providers, which implement them). */
+  contribOps?: boolean;
   /** Build UNet/VAE graphs that also output every block (names = checkpoint key prefixes). */
   debug?: boolean;
 }
@@ -71,13 +73,18 @@ const GRAPH_VERSION = { text: 'clip-1', unet: 'unet-1', vae: 'vae-1' };
 export class Sd1Model {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   private released = false;
+  /** Contrib ops only where onnxruntime implements them (CPU, CUDA). */
+  private readonly graphOpts: GraphOptions;
 
   constructor(
     readonly source: TensorSource,
     readonly config: Sd1Config,
     private readonly opts: Sd1LoadOptions,
     private readonly ownsSource: boolean,
-  ) {}
+  ) {
+    const provider = opts.provider ?? 'cpu';
+    this.graphOpts = { contribOps: opts.contribOps ?? (provider === 'cpu' || provider === 'cuda') };
+  }
 
   private session(key: string, version: string, build: () => GraphBuilder): Promise<ort.InferenceSession> {
     if (this.released) throw new Error('this model has been released');
@@ -121,7 +128,7 @@ export class Sd1Model {
   /** Token ids [batch, 77] → token embeddings [batch, 77, W] (splice textual-inversion vectors here). */
   async tokenEmbeddings(ids: Int32Array | BigInt64Array, batch: number): Promise<TensorF32> {
     const s = this.session('clip-embed', GRAPH_VERSION.text, () =>
-      buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text),
+      buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
     );
     const r = await this.run(
       s,
@@ -141,7 +148,7 @@ export class Sd1Model {
   /** Run the text transformer on token embeddings [B, 77, W] and return the named outputs. */
   async textOutputs(embeds: TensorF32, outputs: string[]): Promise<Record<string, TensorF32>> {
     const s = this.session('clip-encoder', GRAPH_VERSION.text, () =>
-      buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text),
+      buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
     );
     return this.run(s, { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) }, outputs);
   }
@@ -172,6 +179,7 @@ export class Sd1Model {
         ...variant,
         prefix: this.config.prefixes.unet,
         attention: this.opts.attention,
+        contribOps: this.graphOpts.contribOps,
       }),
     );
   }
@@ -213,7 +221,7 @@ export class Sd1Model {
   /** ldm timestep_embedding and time_embed MLP for timesteps t [N]. */
   async timeEmbedding(t: TensorF32): Promise<{ embedding: TensorF32; timeEmbedOut: TensorF32 }> {
     const s = this.session('time-embed', GRAPH_VERSION.unet, () =>
-      buildTimestepEmbeddingGraph(this.source, this.config.unet, this.config.prefixes.unet),
+      buildTimestepEmbeddingGraph(this.source, this.config.unet, this.config.prefixes.unet, this.graphOpts),
     );
     const r = await this.run(s, { t: f32(t.data, t.dims) }, ['embedding', 'time_embed_out']);
     return { embedding: r.embedding!, timeEmbedOut: r.time_embed_out! };
@@ -226,6 +234,7 @@ export class Sd1Model {
       buildVaeDecoderGraph(this.source, this.config.vae, {
         prefix: this.config.prefixes.vae,
         attention: this.opts.attention,
+        contribOps: this.graphOpts.contribOps,
         debug: this.opts.debug,
       }),
     );
@@ -236,6 +245,7 @@ export class Sd1Model {
       buildVaeEncoderGraph(this.source, this.config.vae, {
         prefix: this.config.prefixes.vae,
         attention: this.opts.attention,
+        contribOps: this.graphOpts.contribOps,
         debug: this.opts.debug,
       }),
     );
@@ -292,10 +302,20 @@ export class Sd1Model {
       if (part === 'text') {
         pending.push(
           this.session('clip-embed', GRAPH_VERSION.text, () =>
-            buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text),
+            buildClipTokenEmbeddingGraph(
+              this.source,
+              this.config.text,
+              this.config.prefixes.text,
+              this.graphOpts,
+            ),
           ),
           this.session('clip-encoder', GRAPH_VERSION.text, () =>
-            buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text),
+            buildClipTextEncoderGraph(
+              this.source,
+              this.config.text,
+              this.config.prefixes.text,
+              this.graphOpts,
+            ),
           ),
         );
       } else if (part === 'unet') pending.push(this.unetSession({}));

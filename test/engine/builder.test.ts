@@ -177,25 +177,33 @@ describe('sessions', () => {
     }
   });
 
-  it('MultiHeadAttention and plain attention agree on the UNet', async () => {
+  it('contrib ops (FusedMatMul, MultiHeadAttention) and standard ONNX ops agree on UNet and VAE', async () => {
     const cfg = sd1ConfigFromTensors(fp32);
     const x = {
       data: Float32Array.from({ length: 2 * 4 * 8 * 8 }, (_, i) => Math.sin(i)),
       dims: [2, 4, 8, 8],
     };
     const t = { data: new Float32Array([10, 900]), dims: [2] };
+    const n = 2 * 77 * cfg.unet.contextDim;
     const context = {
-      data: Float32Array.from({ length: 2 * 77 * cfg.unet.contextDim }, (_, i) => Math.cos(i)),
+      data: Float32Array.from({ length: n }, (_, i) => Math.cos(i)),
       dims: [2, 77, cfg.unet.contextDim],
     };
+    const variants = [
+      { contribOps: true, attention: 'mha' as const },
+      { contribOps: true, attention: 'plain' as const },
+      { contribOps: false, attention: 'mha' as const },
+    ];
     const outs = [];
-    for (const attention of ['mha', 'plain'] as const) {
-      const m = await loadSd1(fp32Path, { cacheDir, attention });
-      outs.push(await m.unet({ x, t, context }));
+    for (const v of variants) {
+      const m = await loadSd1(fp32Path, { cacheDir, ...v });
+      outs.push({ eps: await m.unet({ x, t, context }), image: await m.vaeDecode(x) });
       await m.release();
     }
-    const e = errors(outs[0]!.data, outs[1]!.data);
-    expect(e.relL2).toBeLessThan(1e-5);
+    for (const o of outs.slice(1)) {
+      expect(errors(o.eps.data, outs[0]!.eps.data).relL2).toBeLessThan(1e-5);
+      expect(errors(o.image.data, outs[0]!.image.data).relL2).toBeLessThan(1e-5);
+    }
   });
 
   it('ControlNet residual and separate key/value inputs change the output only when used', async () => {
