@@ -10,12 +10,20 @@
  * - --fp16 halves merged tensors (and, with no interpolation, every float tensor); --bake-vae
  *   replaces `first_stage_model.*` with a VAE file's tensors; --discard drops keys matching a regex;
  * - the recipe goes into the metadata as `sd_merge_recipe` / `sd_merge_models` JSON, as A1111 writes.
- * Arithmetic is float32 with float32 rounding after each operation, matching torch on float32
- * tensors; half inputs are computed in float32 and rounded once (torch rounds each op to half).
+ * Arithmetic follows torch's dtype rules step by step (see `mergeValues`), so results match A1111
+ * bit for bit for F32/F16/BF16 inputs, mixed ones included.
  * Streams: one tensor of each input in memory at a time.
  */
 import { basename, extname } from 'node:path';
-import { castFloats, float32ArrayToTensor, isFloatDType } from '../formats/dtype.js';
+import {
+  bf16BitsToFloat32,
+  castFloats,
+  float16BitsToFloat32,
+  float32ArrayToTensor,
+  float32ToBF16Bits,
+  float32ToFloat16Bits,
+  isFloatDType,
+} from '../formats/dtype.js';
 import { openModel } from '../formats/open.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import type { DType, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
@@ -83,7 +91,7 @@ function promote(...ds: DType[]): DType {
   for (const d of ds.slice(1)) {
     if (d === out) continue;
     const r = Math.max(RANK[out] ?? 2, RANK[d] ?? 2);
-    out = r === 3 ? 'F64' : r === 2 ? 'F32' : 'F32';
+    out = r === 3 ? 'F64' : 'F32';
   }
   return out;
 }
@@ -193,22 +201,53 @@ function mergePlan(
   return { steps, inpainting, pix2pix };
 }
 
-/** The merge arithmetic on float32 values, rounding to float32 after each op as torch does. */
+/** Round a value to a float dtype, as storing it in a tensor of that dtype does. */
+export function rounder(d: DType): (x: number) => number {
+  if (d === 'F16') return (x) => float16BitsToFloat32(float32ToFloat16Bits(x));
+  if (d === 'BF16') return (x) => bf16BitsToFloat32(float32ToBF16Bits(x));
+  if (d === 'F64') return (x) => x;
+  return Math.fround;
+}
+
+/** Input dtypes of one merged tensor: they decide where torch rounds. */
+export interface MergeDTypes {
+  a: DType;
+  b: DType;
+  c?: DType;
+}
+
+/**
+ * The merge arithmetic as torch evaluates A1111's expressions: `scalar * tensor` keeps the tensor's
+ * dtype (computed in float32, then rounded to it), `tensor ± tensor` gives the promoted dtype.
+ * Weighted sum: (1−M)·A + M·B; add difference: A + M·(B − C). Values come in as float32 (F64
+ * inputs lose their extra precision first).
+ */
 export function mergeValues(
   mode: Exclude<MergeMode, 'no-interp'>,
   alpha: number,
   a: Float32Array,
   b: Float32Array,
-  c?: Float32Array,
+  c: Float32Array | undefined,
+  dt: MergeDTypes = { a: 'F32', b: 'F32', c: 'F32' },
 ): Float32Array {
   const f = Math.fround;
   const out = new Float32Array(a.length);
   const m = f(alpha);
+  const ra = rounder(dt.a);
+  const rb = rounder(dt.b);
   if (mode === 'weighted-sum') {
     const w0 = f(1 - alpha);
-    for (let i = 0; i < a.length; i++) out[i] = f(f(w0 * a[i]!) + f(m * b[i]!));
+    const rsum = rounder(promote(dt.a, dt.b));
+    for (let i = 0; i < a.length; i++) out[i] = rsum(f(ra(f(w0 * a[i]!)) + rb(f(m * b[i]!))));
   } else {
-    for (let i = 0; i < a.length; i++) out[i] = f(a[i]! + f(m * f(b[i]! - (c ? c[i]! : 0))));
+    // A B key missing from C gets torch.zeros_like(B): the difference is B itself, in B's dtype.
+    const dDiff = c && dt.c ? promote(dt.b, dt.c) : dt.b;
+    const rdiff = rounder(dDiff);
+    const rsum = rounder(promote(dt.a, dDiff));
+    for (let i = 0; i < a.length; i++) {
+      const d = rdiff(f(b[i]! - (c ? c[i]! : 0)));
+      out[i] = rsum(f(a[i]! + rdiff(f(m * d))));
+    }
   }
   return out;
 }
@@ -221,6 +260,7 @@ function mergeFirstChannels(
   aShape: number[],
   b: Float32Array,
   c: Float32Array | undefined,
+  dt: MergeDTypes,
 ): Float32Array {
   const [o, cin, kh, kw] = aShape as [number, number, number, number];
   const k = kh * kw;
@@ -234,6 +274,7 @@ function mergeFirstChannels(
       a.subarray(aOff, aOff + 4 * k),
       b.subarray(bOff, bOff + 4 * k),
       c?.subarray(bOff, bOff + 4 * k),
+      dt,
     );
     out.set(merged, aOff);
   }
@@ -353,9 +394,14 @@ export async function mergeModels(
       const av = await a.readFloat32(key);
       const bv = await b!.readFloat32(key);
       const cv = mode === 'add-difference' && c!.has(key) ? await c!.readFloat32(key) : undefined;
+      const dt: MergeDTypes = {
+        a: a.info(key)!.dtype,
+        b: b!.info(key)!.dtype,
+        c: cv ? c!.info(key)!.dtype : undefined,
+      };
       const values = s.partial
-        ? mergeFirstChannels(mode, opts.alpha, av, s.info.shape, bv, cv)
-        : mergeValues(mode, opts.alpha, av, bv, cv);
+        ? mergeFirstChannels(mode, opts.alpha, av, s.info.shape, bv, cv, dt)
+        : mergeValues(mode, opts.alpha, av, bv, cv, dt);
       return float32ArrayToTensor(values, s.info.shape, s.info.dtype);
     }
     await writeSafetensors(out, tensors(), metadata, { infos: steps.map((s) => s.info) });

@@ -140,6 +140,30 @@ describe('mergeModels', () => {
     );
   });
 
+  it("mixed dtypes round where torch rounds: M·B in B's fp16, the sum in float32", async () => {
+    const out = join(dir, 'mixed.safetensors');
+    const alpha = 0.3;
+    await mergeModels({ a: A, b: C }, out, { mode: 'weighted-sum', alpha, cacheDir });
+    const h = (x: number) => toFloat32(float32ArrayToTensor(new Float32Array([x]), [1], 'F16'))[0]!;
+    await withSource(A, (a) =>
+      withSource(C, (c) =>
+        withSource(out, async (m) => {
+          for (const k of a.keys()) {
+            if (!k.includes('model') || k === SKIP) continue;
+            expect(m.info(k)!.dtype).toBe('F32');
+            const av = toFloat32(await a.read(k));
+            const cv = toFloat32(await c.read(k));
+            const mv = toFloat32(await m.read(k));
+            for (let i = 0; i < av.length; i++) {
+              const want = f(f(f(1 - alpha) * av[i]!) + h(f(f(alpha) * cv[i]!)));
+              if (mv[i] !== want) expect.fail(`${k}[${i}]: ${mv[i]} != ${want}`);
+            }
+          }
+        }),
+      ),
+    );
+  });
+
   it('records the recipe as A1111 does (sd_merge_recipe, sd_merge_models with hashes)', async () => {
     const out = join(dir, 'recipe.safetensors');
     const r = await mergeModels({ a: A, b: B }, out, {
