@@ -120,6 +120,11 @@ export interface CfgOptions<C> {
   scale: number;
   /** Largest batch handed to the network at once (A1111 batch_cond_uncond); default all at once. */
   maxBatch?: number;
+  /**
+   * A1111's "Negative Guidance minimum sigma" (s_min_uncond): on every second model call whose level
+   * is below it, the uncond pass is skipped and the prompt's own prediction is used unguided.
+   */
+  sMinUncond?: number;
   /** Inpainting: denoised = init·mask + (1 - mask)·denoised, per element of one image. */
   mask?: { mask: Float32Array; initLatent: Float32Array };
 }
@@ -137,11 +142,14 @@ export function cfgDenoiser<C>(
   if (batch === 0 || opts.uncond.length !== batch) {
     throw new Error(`CFG needs one uncond per image (${opts.uncond.length} for ${batch} images)`);
   }
+  let step = 0;
   return async (x, level) => {
     const per = x.length / batch;
+    const skipUncond = step % 2 === 1 && (opts.sMinUncond ?? 0) > 0 && level < opts.sMinUncond!;
+    step++;
     const items: { image: number; cond: C }[] = [];
     opts.conds.forEach((parts, i) => parts.forEach((p) => items.push({ image: i, cond: p.cond })));
-    opts.uncond.forEach((u, i) => items.push({ image: i, cond: u }));
+    if (!skipUncond) opts.uncond.forEach((u, i) => items.push({ image: i, cond: u }));
     const out = new Float32Array(items.length * per);
     const chunk = Math.max(1, opts.maxBatch ?? items.length);
     for (let a = 0; a < items.length; a += chunk) {
@@ -155,16 +163,20 @@ export function cfgDenoiser<C>(
       );
       out.set(res, a * per);
     }
-    const uncondAt = items.length - batch;
+    // Where each image's "uncond" prediction sits: after all conds, or (skipped) its first cond's.
+    const firstCond: number[] = [];
+    opts.conds.reduce((at, parts) => (firstCond.push(at), at + parts.length), 0);
+    const uncondIndex = (i: number): number => (skipUncond ? firstCond[i]! : items.length - batch + i);
+    const scale = skipUncond ? 1 : opts.scale;
     const den = new Float32Array(x.length);
     let condIndex = 0;
     for (let i = 0; i < batch; i++) {
-      const u = out.subarray((uncondAt + i) * per, (uncondAt + i + 1) * per);
+      const u = out.subarray(uncondIndex(i) * per, (uncondIndex(i) + 1) * per);
       const d = den.subarray(i * per, (i + 1) * per);
       d.set(u);
       for (const p of opts.conds[i]!) {
         const c = out.subarray(condIndex * per, (condIndex + 1) * per);
-        const w = p.weight * opts.scale;
+        const w = p.weight * scale;
         for (let k = 0; k < per; k++) d[k] = d[k]! + (c[k]! - u[k]!) * w;
         condIndex++;
       }

@@ -292,22 +292,21 @@ export function planSampling(req: PlanRequest): SamplingPlan {
       steps,
     };
   }
-  const sigmas =
-    sampler.kind === 'lcm' && scheduler === 'automatic'
-      ? lcmSigmasFor(req.schedule, steps + (discard ? 1 : 0))
-      : a1111Sigmas(req.schedule, {
-          ...req.scheduleOptions,
-          steps,
-          scheduler,
-          samplerScheduler: sampler.scheduler,
-          discardNextToLastSigma: sampler.discardNextToLastSigma,
-        });
+  // LCM samples with A1111's LCMCompVisDenoiser, whose 50-step table every scheduler then works on.
+  const sigmaModel = sampler.kind === 'lcm' ? new LcmSchedule(req.schedule.alphasCumprod) : req.schedule;
+  const sigmas = a1111Sigmas(sigmaModel, {
+    ...req.scheduleOptions,
+    steps,
+    scheduler,
+    samplerScheduler: sampler.scheduler,
+    discardNextToLastSigma: sampler.discardNextToLastSigma,
+  });
   if (!img2img) {
     return {
       ...base,
       sigmas,
-      sigmaMin: req.schedule.sigmaMin,
-      sigmaMax: req.schedule.sigmaMax,
+      sigmaMin: sigmaModel.sigmaMin,
+      sigmaMax: sigmaModel.sigmaMax,
       n: steps,
       steps,
     };
@@ -321,10 +320,6 @@ export function planSampling(req: PlanRequest): SamplingPlan {
     n: sched.length - 1,
     steps: tEnc + 1,
   };
-}
-
-function lcmSigmasFor(schedule: DiscreteSchedule, steps: number): number[] {
-  return new LcmSchedule(schedule.alphasCumprod).getSigmas(steps);
 }
 
 /**

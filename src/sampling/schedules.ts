@@ -42,11 +42,22 @@ function appendZero(values: ArrayLike<number>): number[] {
   return [...Array.from(values, (v) => f32(v)), 0];
 }
 
+/** What A1111's schedulers ask of the denoiser they build sigmas for (its `inner_model`). */
+export interface SigmaModel {
+  /** Ascending sigmas of the discrete timesteps. */
+  readonly sigmas: Float32Array;
+  readonly sigmaMin: number;
+  readonly sigmaMax: number;
+  sigmaToT(sigma: number): number;
+  tToSigma(t: number): number;
+  getSigmas(n: number): number[];
+}
+
 /**
  * k-diffusion's DiscreteSchedule over a model's alphas_cumprod (CompVisDenoiser): sigmas ascending
  * with the timestep index, conversions by log-sigma interpolation.
  */
-export class DiscreteSchedule {
+export class DiscreteSchedule implements SigmaModel {
   readonly sigmas: Float32Array;
   readonly logSigmas: Float32Array;
 
@@ -130,22 +141,12 @@ export function polyexponentialSigmas(n: number, sigmaMin: number, sigmaMax: num
 
 // ---------------------------------------------------------------- A1111 schedulers (sd_schedulers.py)
 
-export function sgmUniformSigmas(
-  n: number,
-  sigmaMin: number,
-  sigmaMax: number,
-  model: DiscreteSchedule,
-): number[] {
+export function sgmUniformSigmas(n: number, sigmaMin: number, sigmaMax: number, model: SigmaModel): number[] {
   const ts = linspaceF32(model.sigmaToT(sigmaMax), model.sigmaToT(sigmaMin), n + 1).subarray(0, n);
   return appendZero(Array.from(ts, (t) => model.tToSigma(t)));
 }
 
-export function normalSigmas(
-  n: number,
-  sigmaMin: number,
-  sigmaMax: number,
-  model: DiscreteSchedule,
-): number[] {
+export function normalSigmas(n: number, sigmaMin: number, sigmaMax: number, model: SigmaModel): number[] {
   const ts = linspaceF32(model.sigmaToT(sigmaMax), model.sigmaToT(sigmaMin), n);
   return appendZero(Array.from(ts, (t) => model.tToSigma(t)));
 }
@@ -184,7 +185,7 @@ export function alignYourStepsSigmas(n: number, isSdxl = false): number[] {
   return appendZero(out.reverse());
 }
 
-export function simpleSigmas(n: number, model: DiscreteSchedule): number[] {
+export function simpleSigmas(n: number, model: SigmaModel): number[] {
   const ss = model.sigmas.length / n;
   const out: number[] = [];
   for (let x = 0; x < n; x++) out.push(model.sigmas[model.sigmas.length - 1 - Math.trunc(x * ss)]!);
@@ -192,7 +193,7 @@ export function simpleSigmas(n: number, model: DiscreteSchedule): number[] {
 }
 
 /** DDIM-style uniform timesteps as sigmas; like A1111, the count is not always n. */
-export function ddimSigmas(n: number, model: DiscreteSchedule): number[] {
+export function ddimSigmas(n: number, model: SigmaModel): number[] {
   const ss = Math.max(Math.floor(model.sigmas.length / n), 1);
   const out: number[] = [];
   for (let x = 1; x < model.sigmas.length; x += ss) out.push(model.sigmas[x]!);
@@ -212,7 +213,7 @@ export function betaSigmas(n: number, sigmaMin: number, sigmaMax: number, alpha 
  * A1111's LCMCompVisDenoiser schedule: the model's schedule thinned to 50 "original" steps, with
  * quantized sigma → t (nearest of the 50, mapped back to the model's 0..999 timesteps).
  */
-export class LcmSchedule {
+export class LcmSchedule implements SigmaModel {
   readonly inner: DiscreteSchedule;
   readonly skip: number;
 
@@ -226,6 +227,18 @@ export class LcmSchedule {
     for (let x = 0; x < originalSteps; x++)
       valid[originalSteps - 1 - x] = alphasCumprod[total - 1 - x * this.skip]!;
     this.inner = new DiscreteSchedule(valid);
+  }
+
+  get sigmas(): Float32Array {
+    return this.inner.sigmas;
+  }
+
+  get sigmaMin(): number {
+    return this.inner.sigmaMin;
+  }
+
+  get sigmaMax(): number {
+    return this.inner.sigmaMax;
   }
 
   sigmaToT(sigma: number): number {
@@ -327,7 +340,7 @@ export interface ScheduleOptions {
 export function schedulerSigmas(
   name: SchedulerName,
   steps: number,
-  model: DiscreteSchedule,
+  model: SigmaModel,
   opts: ScheduleOptions = {},
 ): number[] {
   if (!Number.isSafeInteger(steps) || steps < 1 || steps > 10000) {
@@ -386,7 +399,7 @@ export interface A1111SigmasRequest extends ScheduleOptions {
 }
 
 /** A1111's KDiffusionSampler.get_sigmas. */
-export function a1111Sigmas(model: DiscreteSchedule, req: A1111SigmasRequest): number[] {
+export function a1111Sigmas(model: SigmaModel, req: A1111SigmasRequest): number[] {
   const discard = Boolean(req.discardNextToLastSigma || req.alwaysDiscardNextToLastSigma);
   const steps = req.steps + (discard ? 1 : 0);
   const name = req.scheduler === 'automatic' ? (req.samplerScheduler ?? 'automatic') : req.scheduler;

@@ -103,6 +103,27 @@ describe('classifier-free guidance (A1111 CFGDenoiser)', () => {
     }
   });
 
+  it('skips the uncond pass on every second call below s_min_uncond, unguided', async () => {
+    const seen: number[] = [];
+    const counting = async (x: Float32Array, level: Float32Array, conds: readonly number[]) => {
+      seen.push(conds.length);
+      return inner(x, level, conds);
+    };
+    const cfg = cfgDenoiser(counting, {
+      conds: [[{ cond: 10, weight: 1 }], [{ cond: 20, weight: 1 }]],
+      uncond: [1, 2],
+      scale: 7,
+      sMinUncond: 5,
+    });
+    const x = new Float32Array(2 * PER);
+    const first = await cfg(x, 3);
+    const second = await cfg(x, 3);
+    expect(seen).toEqual([4, 2]);
+    expect(first[0]).toBeCloseTo(1 + 9 * 7, 4);
+    expect(second[0]).toBeCloseTo(10, 5);
+    expect(second[PER]).toBeCloseTo(20, 5);
+  });
+
   it('keeps the unmasked region of the init latent when inpainting', async () => {
     const mask = Float32Array.from({ length: PER }, (_, i) => (i < PER / 2 ? 1 : 0));
     const initLatent = new Float32Array(2 * PER).fill(-4);

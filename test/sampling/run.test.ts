@@ -8,6 +8,7 @@ import {
   exponentialSigmas,
   karrasSigmas,
   lcmSigmas,
+  LcmSchedule,
   sdAlphasCumprod,
 } from '../../src/sampling/schedules.js';
 import { ImageRng } from '../../src/sampling/seeds.js';
@@ -34,6 +35,11 @@ describe('planSampling: what A1111 hands each sampler', () => {
       a1111Sigmas(schedule, { steps: 20, scheduler: 'karras', discardNextToLastSigma: true }),
     );
     expect(planSampling({ sampler: 'LCM', steps: 4, schedule }).sigmas).toEqual(lcmSigmas(4, ac));
+    // LCM with a schedule type: built over the LCM denoiser's own 50-step table, as A1111 does.
+    const lcm = new LcmSchedule(ac);
+    expect(planSampling({ sampler: 'LCM', steps: 4, schedule, scheduler: 'Karras' }).sigmas).toEqual(
+      karrasSigmas(4, lcm.sigmaMin, lcm.sigmaMax),
+    );
     expect(planSampling({ sampler: 'DDIM', steps: 20, schedule }).timesteps).toEqual(a1111Timesteps(20));
   });
 
