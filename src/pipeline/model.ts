@@ -3,7 +3,7 @@
  * or by path), an optional VAE swapped in (models/VAE, or "Automatic": a .vae.* file beside the
  * checkpoint), the CLIP tokenizer, the noise schedule from the checkpoint's own alphas_cumprod.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
 import { openModel } from '../formats/open.js';
 import type { TensorSource, TensorInfo, Tensor, FileLocation } from '../formats/tensor.js';
@@ -65,6 +65,11 @@ export function checkpointDir(dataDir: string): string {
  * No name → the first checkpoint found. Missing → UserError saying where models go.
  */
 export function findCheckpoint(nameOrPath: string | undefined, dataDir: string): string {
+  // Symlinked models are common; onnxruntime resolves links when it maps external data, so we do too.
+  return realpathSync(findCheckpointPath(nameOrPath, dataDir));
+}
+
+function findCheckpointPath(nameOrPath: string | undefined, dataDir: string): string {
   const dir = checkpointDir(dataDir);
   if (nameOrPath && (nameOrPath.includes('/') || nameOrPath.includes('\\')) && existsSync(nameOrPath)) {
     return resolve(nameOrPath);
@@ -96,6 +101,11 @@ export function findCheckpoint(nameOrPath: string | undefined, dataDir: string):
 
 /** The VAE to use: "None"/undefined → none; "Automatic" → a .vae.* file beside the checkpoint; else by name in models/VAE or path. */
 export function findVae(name: string | undefined, checkpointPath: string, dataDir: string): string | null {
+  const p = findVaePath(name, checkpointPath, dataDir);
+  return p === null ? null : realpathSync(p);
+}
+
+function findVaePath(name: string | undefined, checkpointPath: string, dataDir: string): string | null {
   if (!name || name === 'None') return null;
   if (name === 'Automatic') {
     const stem = checkpointPath.slice(0, -extname(checkpointPath).length);
