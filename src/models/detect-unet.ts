@@ -31,17 +31,27 @@ export interface UnetConfig {
   hint_channels?: number;
 }
 
-/** Highest N such that `${prefix}N.` has a key: counts numbered children. */
-export function countIndexed(keys: readonly string[], prefix: string): number {
-  let max = -1;
+/**
+ * The distinct N such that `${prefix}N.` has a key, ascending. Bounded by the number of keys, so a
+ * hostile name like `input_blocks.4000000000.x` cannot make a caller loop for ever.
+ */
+export function indicesUnder(keys: readonly string[], prefix: string): number[] {
+  const found = new Set<number>();
   for (const k of keys) {
     if (!k.startsWith(prefix)) continue;
     const rest = k.slice(prefix.length);
     const dot = rest.indexOf('.');
-    const n = Number(dot < 0 ? rest : rest.slice(0, dot));
-    if (Number.isInteger(n) && n > max) max = n;
+    const text = dot < 0 ? rest : rest.slice(0, dot);
+    const n = Number(text);
+    if (/^\d+$/.test(text) && Number.isSafeInteger(n)) found.add(n);
   }
-  return max + 1;
+  return [...found].sort((a, b) => a - b);
+}
+
+/** How many numbered children `${prefix}N.` there are (layers, blocks): highest N + 1. Never loop to it. */
+export function countIndexed(keys: readonly string[], prefix: string): number {
+  const found = indicesUnder(keys, prefix);
+  return found.length === 0 ? 0 : found[found.length - 1]! + 1;
 }
 
 /** The UNet config under `prefix`, or undefined when the keys are not an ldm UNet. */
@@ -58,12 +68,12 @@ export function detectUnet(
 
   // Walk input_blocks 1..N: ResBlocks (in_layers.2 = conv) and transformers, split into levels by
   // the Downsample blocks (`.0.op`).
-  const nBlocks = countIndexed(keys, `${prefix}input_blocks.`);
+  const blocks = indicesUnder(keys, `${prefix}input_blocks.`).filter((i) => i > 0);
   const levels: { channels: number; resBlocks: number; depths: number[] }[] = [];
   let current = { channels: modelChannels, resBlocks: 0, depths: [] as number[] };
   let linear = false;
   let contextDim: number | undefined;
-  for (let i = 1; i < nBlocks; i++) {
+  for (const i of blocks) {
     const p = `${prefix}input_blocks.${i}.`;
     if (shapeOf(`${p}0.op.weight`) || shapeOf(`${p}0.op.bias`)) {
       levels.push(current);

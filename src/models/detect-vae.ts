@@ -2,7 +2,7 @@
  * The ldm `AutoencoderKL` hyper-parameters from weight shapes. Names follow the ldm yaml
  * (`first_stage_config.params` + its `ddconfig`).
  */
-import { countIndexed, type ShapeOf } from './detect-unet.js';
+import { countIndexed, indicesUnder, type ShapeOf } from './detect-unet.js';
 
 export interface VaeConfig {
   embed_dim: number;
@@ -28,11 +28,11 @@ export function detectVae(keys: readonly string[], shapeOf: ShapeOf, prefix: str
   const decOut = shapeOf(`${prefix}decoder.conv_out.weight`);
   if (!convIn || !decIn || !encOut || !decOut || convIn.length !== 4) return undefined;
   const ch = convIn[0]!;
-  const levels = countIndexed(keys, `${prefix}encoder.down.`);
-  if (levels === 0 || ch <= 0) return undefined;
+  const levels = indicesUnder(keys, `${prefix}encoder.down.`);
+  if (levels.length === 0 || ch <= 0) return undefined;
   const chMult: number[] = [];
   const attn: number[] = [];
-  for (let i = 0; i < levels; i++) {
+  for (const i of levels) {
     const c = shapeOf(`${prefix}encoder.down.${i}.block.0.conv2.weight`);
     chMult.push(c ? c[0]! / ch : NaN);
     if (keys.some((k) => k.startsWith(`${prefix}encoder.down.${i}.attn.`))) attn.push(256 / 2 ** i);

@@ -321,6 +321,24 @@ describe('detect: parts, variants and families from shapes', () => {
     expect(swin.config.upscaler?.arch).toBe('SwinIR');
   });
 
+  it('absurd block indices in hostile names are handled without looping over them', () => {
+    const info = detectModel(
+      new ShapeSource({
+        'model.diffusion_model.input_blocks.0.0.weight': [32, 4, 3, 3],
+        'model.diffusion_model.input_blocks.4000000000.0.in_layers.2.weight': [32, 32, 3, 3],
+        'model.diffusion_model.input_blocks.99999999999999999999.0.op.weight': [32, 32, 3, 3],
+        'first_stage_model.encoder.conv_in.weight': [32, 3, 3, 3],
+        'first_stage_model.encoder.conv_out.weight': [8, 32, 3, 3],
+        'first_stage_model.decoder.conv_in.weight': [32, 4, 3, 3],
+        'first_stage_model.decoder.conv_out.weight': [3, 32, 3, 3],
+        'first_stage_model.encoder.down.9007199254740991.block.0.conv2.weight': [32, 32, 3, 3],
+      }),
+    );
+    expect(info.kind).toBe('checkpoint');
+    expect(info.config.unet?.num_res_blocks).toBe(1);
+    expect(info.config.vae?.ch_mult).toHaveLength(1);
+  });
+
   it('something else entirely is unknown', async () => {
     const info = await detectFile(goldenPath('formats', 'state_dict.safetensors'));
     expect(info.kind).toBe('unknown');
