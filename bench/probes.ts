@@ -1,21 +1,13 @@
 /**
  * What one benchmark child process measures. Each probe runs in a fresh process (bench/run.ts
- * spawns `bench/run.ts --probe NAME`) so its peak RSS is its own and its session is truly fresh.
- * UNet and VAE probes open their session with the engine's own building blocks (graph builder →
- * prepareModel → createSession, exactly what `Sd1Model` does lazily on first use) so that session
- * creation can be timed apart from the first run; text and txt2img go through `loadSd1`.
+ * spawns `bench/run.ts --probe NAME`) so its peak RSS is its own and its sessions are truly fresh.
+ * Everything goes through the engine's front, `loadSd1`: `open([...])` builds the graphs, places
+ * the weights and creates the sessions (timed on its own), then `unet` / `vaeDecode` / `encodeIds`
+ * run as the pipeline runs them.
  */
-import type ort from 'onnxruntime-node';
-import { openModel } from '../src/formats/open.js';
-import type { TensorSource } from '../src/formats/tensor.js';
-import { sd1ConfigFromTensors } from '../src/models/config.js';
-import { buildUNetGraph, UNET_IO } from '../src/models/unet.js';
-import { buildVaeDecoderGraph, VAE_IO } from '../src/models/vae.js';
-import type { GraphBuilder } from '../src/onnx/builder.js';
 import type { AttentionImpl } from '../src/onnx/ops.js';
-import { loadSd1 } from '../src/runtime/sd1.js';
-import { createSession, f32, type OptLevel } from '../src/runtime/session.js';
-import { prepareModel } from '../src/runtime/weights.js';
+import { loadSd1, type Sd1Model } from '../src/runtime/sd1.js';
+import type { OptLevel } from '../src/runtime/session.js';
 import { median, peakRssMb, timed } from './measure.js';
 
 export interface ProbeOptions {
@@ -39,9 +31,9 @@ export interface RunStats {
 
 export interface SessionProbeResult extends RunStats {
   probe: string;
-  build_s: number;
-  prepare_s: number;
+  /** `loadSd1` + `open([part])`: graph built, weights placed, session created. */
   create_s: number;
+  create_cpu_s: number;
   rss_after_create_mb: number;
   peak_rss_mb: number;
 }
@@ -90,29 +82,37 @@ async function measureRuns(
   };
 }
 
-/** Build → place weights → open a session, each step timed. */
-async function openSession(
-  label: string,
-  build: () => GraphBuilder,
-  version: string,
-  opts: ProbeOptions,
-): Promise<{ session: ort.InferenceSession; build_s: number; prepare_s: number; create_s: number }> {
-  const b = await timed(async () => build());
-  const p = await timed(() => prepareModel(b.value, version));
-  const c = await timed(() => createSession(p.value, { optLevel: opts.optLevel, threads: opts.threads }));
-  log(
-    `${label}: graph ${b.wall_s.toFixed(2)} s, weights (${p.value.placement}) ${p.wall_s.toFixed(2)} s, ` +
-      `session ${c.wall_s.toFixed(2)} s, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`,
-  );
-  return { session: c.value, build_s: b.wall_s, prepare_s: p.wall_s, create_s: c.wall_s };
-}
+type Part = 'text' | 'unet' | 'vaeDecoder';
 
-async function withSource<T>(path: string, fn: (src: TensorSource) => Promise<T>): Promise<T> {
-  const src = await openModel(path);
+/** Load the checkpoint and open the sessions of `parts`, timed; `fn` then uses the model. */
+async function withModel<T>(
+  label: string,
+  opts: ProbeOptions,
+  parts: Part[],
+  fn: (
+    model: Sd1Model,
+    created: { create_s: number; create_cpu_s: number; rss_after_create_mb: number },
+  ) => Promise<T>,
+): Promise<T> {
+  const c = await timed(async () => {
+    const model = await loadSd1(opts.checkpoint, {
+      attention: opts.attention,
+      optLevel: opts.optLevel,
+      threads: opts.threads,
+    });
+    await model.open(parts);
+    return model;
+  });
+  const model = c.value;
+  const rss_after_create_mb = process.memoryUsage().rss / 2 ** 20;
+  log(
+    `${label}: sessions (${parts.join(', ')}) created in ${c.wall_s.toFixed(2)} s ` +
+      `(cpu ${c.cpu_s.toFixed(2)} s), RSS ${rss_after_create_mb.toFixed(0)} MB`,
+  );
   try {
-    return await fn(src);
+    return await fn(model, { create_s: c.wall_s, create_cpu_s: c.cpu_s, rss_after_create_mb });
   } finally {
-    await src.close();
+    await model.release();
   }
 }
 
@@ -124,47 +124,44 @@ export function probeUNet(
   w: number,
 ): Promise<SessionProbeResult> {
   const label = `unet ${8 * w}x${8 * h} b${batch}`;
-  return withSource(opts.checkpoint, async (src) => {
-    const cfg = sd1ConfigFromTensors(src);
-    const s = await openSession(
-      label,
-      () => buildUNetGraph(src, cfg.unet, { attention: opts.attention }),
-      'bench-unet',
-      opts,
-    );
-    const rss_after_create_mb = process.memoryUsage().rss / 2 ** 20;
-    const feeds = {
-      [UNET_IO.x]: f32(noise(batch * cfg.unet.inChannels * h * w, 1), [batch, cfg.unet.inChannels, h, w]),
-      [UNET_IO.t]: f32(new Float32Array(batch).fill(500), [batch]),
-      [UNET_IO.context]: f32(noise(batch * 77 * cfg.unet.contextDim, 2), [batch, 77, cfg.unet.contextDim]),
+  return withModel(label, opts, ['unet'], async (model, created) => {
+    const u = model.config.unet;
+    const inputs = {
+      x: { data: noise(batch * u.inChannels * h * w, 1), dims: [batch, u.inChannels, h, w] },
+      t: { data: new Float32Array(batch).fill(500), dims: [batch] },
+      context: { data: noise(batch * 77 * u.contextDim, 2), dims: [batch, 77, u.contextDim] },
     };
-    const stats = await measureRuns(label, opts, () => s.session.run(feeds, [UNET_IO.eps]));
-    await s.session.release();
-    const { session: _s, ...times } = s;
-    return { probe: label, ...times, ...stats, rss_after_create_mb, peak_rss_mb: peakRssMb() };
+    const stats = await measureRuns(label, opts, () => model.unet(inputs));
+    return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb() };
   });
 }
 
 /** VAE decode of one latent to a (8·h) × (8·w) image. */
 export function probeVaeDecode(opts: ProbeOptions, h: number, w: number): Promise<SessionProbeResult> {
   const label = `vae decode ${8 * w}x${8 * h}`;
-  return withSource(opts.checkpoint, async (src) => {
-    const cfg = sd1ConfigFromTensors(src);
-    const s = await openSession(
-      label,
-      () => buildVaeDecoderGraph(src, cfg.vae, { attention: opts.attention }),
-      'bench-vae',
-      opts,
-    );
-    const rss_after_create_mb = process.memoryUsage().rss / 2 ** 20;
-    const feeds = {
-      [VAE_IO.decoder.z]: f32(noise(cfg.vae.embedDim * h * w, 3), [1, cfg.vae.embedDim, h, w]),
-    };
-    const stats = await measureRuns(label, opts, () => s.session.run(feeds, [VAE_IO.decoder.image]));
-    await s.session.release();
-    const { session: _s, ...times } = s;
-    return { probe: label, ...times, ...stats, rss_after_create_mb, peak_rss_mb: peakRssMb() };
+  return withModel(label, opts, ['vaeDecoder'], async (model, created) => {
+    const c = model.config.vae.embedDim;
+    const z = { data: noise(c * h * w, 3), dims: [1, c, h, w] };
+    const stats = await measureRuns(label, opts, () => model.vaeDecode(z));
+    return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb() };
   });
+}
+
+export interface CreateProbeResult {
+  probe: string;
+  create_s: number;
+  create_cpu_s: number;
+  rss_after_create_mb: number;
+  peak_rss_mb: number;
+}
+
+/** SD 1.5 ready to generate: text encoder, UNet and VAE decoder sessions opened from the file. */
+export function probeCreate(opts: ProbeOptions): Promise<CreateProbeResult> {
+  return withModel('create', opts, ['text', 'unet', 'vaeDecoder'], async (_model, created) => ({
+    probe: 'session create (text, unet, vae decoder)',
+    ...created,
+    peak_rss_mb: peakRssMb(),
+  }));
 }
 
 function promptIds(batch: number, tokens: number): Int32Array {
@@ -177,29 +174,15 @@ function promptIds(batch: number, tokens: number): Int32Array {
   return ids;
 }
 
-export interface TextProbeResult extends RunStats {
-  probe: string;
-  /** First call: token-embedding and encoder graphs built, sessions opened, one encode. */
-  first_call_s: number;
-  peak_rss_mb: number;
-}
+export type TextProbeResult = SessionProbeResult;
 
-/** One 77-token prompt through token embedding + text transformer (loadSd1().encodeIds). */
-export async function probeText(opts: ProbeOptions): Promise<TextProbeResult> {
-  const model = await loadSd1(opts.checkpoint, {
-    attention: opts.attention,
-    optLevel: opts.optLevel,
-    threads: opts.threads,
-  });
-  try {
+/** One 77-token prompt through token embedding + text transformer (`encodeIds`). */
+export function probeText(opts: ProbeOptions): Promise<TextProbeResult> {
+  return withModel('text encode', opts, ['text'], async (model, created) => {
     const ids = promptIds(1, 20);
-    const first = await timed(() => model.encodeIds(ids, 1));
-    log(`text encoder first call (sessions opened): ${first.wall_s.toFixed(2)} s`);
     const stats = await measureRuns('text encode', opts, () => model.encodeIds(ids, 1));
-    return { probe: 'text encode b1', first_call_s: first.wall_s, ...stats, peak_rss_mb: peakRssMb() };
-  } finally {
-    await model.release();
-  }
+    return { probe: 'text encode b1', ...created, ...stats, peak_rss_mb: peakRssMb() };
+  });
 }
 
 export interface Txt2imgProbeResult {

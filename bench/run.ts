@@ -8,8 +8,9 @@
  *   npm run bench -- --only unet512 --runs 3
  *   npm run bench -- --attention plain --opt-level all --threads 2 --checkpoint my-sd15.safetensors
  *
- * Probes (--only, comma-separated): unet512 (512² batch 2), unet512b1, unet256 (256² batch 2),
- * vae, text, txt2img; default all.
+ * Probes (--only, comma-separated): create (text + UNet + VAE decoder sessions from the file),
+ * unet512 (512² batch 2), unet512b1, unet256 (256² batch 2), vae (decode 512²), text (one
+ * 77-token prompt), txt2img (512², --steps UNet steps, for the end-to-end peak RSS); default all.
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,10 +20,12 @@ import type { AttentionImpl } from '../src/onnx/ops.js';
 import type { OptLevel } from '../src/runtime/session.js';
 import { machineInfo, runChild } from './measure.js';
 import {
+  probeCreate,
   probeText,
   probeTxt2img,
   probeUNet,
   probeVaeDecode,
+  type CreateProbeResult,
   type ProbeOptions,
   type SessionProbeResult,
   type TextProbeResult,
@@ -30,7 +33,7 @@ import {
 } from './probes.js';
 import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
 
-const PROBES = ['unet512', 'unet512b1', 'unet256', 'vae', 'text', 'txt2img'] as const;
+const PROBES = ['create', 'unet512', 'unet512b1', 'unet256', 'vae', 'text', 'txt2img'] as const;
 type ProbeName = (typeof PROBES)[number];
 
 /** The targets on the reference machine (2 cores, AVX-512). */
@@ -105,11 +108,13 @@ function parse() {
   };
 }
 
-type ProbeResult = SessionProbeResult | TextProbeResult | Txt2imgProbeResult;
+type ProbeResult = CreateProbeResult | SessionProbeResult | TextProbeResult | Txt2imgProbeResult;
 
 /** Child side: run one probe and print its JSON result as the last stdout line. */
 async function runProbe(name: ProbeName, opts: ProbeOptions, steps: number): Promise<ProbeResult> {
   switch (name) {
+    case 'create':
+      return probeCreate(opts);
     case 'unet512':
       return probeUNet(opts, 2, 64, 64);
     case 'unet512b1':
@@ -159,17 +164,11 @@ async function main(): Promise<void> {
     results[probe] = runChild<ProbeResult>(self, childArgs(probe));
   }
 
+  const create = results.create as CreateProbeResult | undefined;
   const unet512 = results.unet512 as SessionProbeResult | undefined;
   const vae = results.vae as SessionProbeResult | undefined;
   const text = results.text as TextProbeResult | undefined;
   const txt2img = results.txt2img as Txt2imgProbeResult | undefined;
-  const created = (r: SessionProbeResult | undefined) =>
-    r ? r.build_s + r.prepare_s + r.create_s : undefined;
-  // SD 1.5 ready to generate = UNet + VAE decoder + text encoder sessions (each timed in a fresh process).
-  const sessionCreate =
-    unet512 && vae && text
-      ? created(unet512)! + created(vae)! + (text.first_call_s - text.median_s)
-      : undefined;
   const peaks = Object.values(results).map((r) => r.peak_rss_mb);
   const out = {
     unet_s_per_step_512_b2: round(unet512?.median_s),
@@ -177,12 +176,13 @@ async function main(): Promise<void> {
     unet_s_per_step_256_b2: round((results.unet256 as SessionProbeResult | undefined)?.median_s),
     vae_decode_s_512: round(vae?.median_s),
     text_encode_ms: round(text ? text.median_s * 1000 : undefined, 1),
-    session_create_s: round(sessionCreate, 2),
+    session_create_s: round(create?.create_s, 2),
     // The end-to-end figure when txt2img ran; otherwise the largest single probe's.
     peak_rss_mb: round(txt2img?.peak_rss_mb ?? (peaks.length ? Math.max(...peaks) : undefined), 0),
     unet_first_runs_s_512_b2: unet512?.warmup_s.map((x) => round(x)),
     vae_first_runs_s_512: vae?.warmup_s.map((x) => round(x)),
-    unet_session_create_s_512_b2: round(created(unet512), 2),
+    session_create_rss_mb: round(create?.rss_after_create_mb, 0),
+    unet_session_create_s: round(unet512?.create_s, 2),
     txt2img_512_total_s: round(txt2img?.total_s, 2),
     machine: { ...machine, load_avg_1m_end: machineInfo().load_avg_1m },
     onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
