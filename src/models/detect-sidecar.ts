@@ -8,7 +8,7 @@ import { parse } from 'yaml';
 import { UserError } from '../util/errors.js';
 
 /** Real ldm configs are 2–4 KB; anything near this is not a config. */
-export const MAX_SIDECAR_BYTES = 256 * 1024;
+export const MAX_SIDECAR_BYTES = 64 * 1024;
 
 export interface SidecarConfig {
   path: string;
@@ -36,10 +36,40 @@ function positiveInt(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
 }
 
+/** ldm configs nest 6–8 levels; deep nesting only serves to make the parser crawl. */
+const MAX_FLOW_DEPTH = 64;
+
+/** Deepest `[`/`{` nesting outside quotes (a cheap over-estimate, checked before parsing). */
+function flowDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let quote = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === quote) quote = '';
+      else if (c === '\\' && quote === '"') i++;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '#') {
+      const nl = text.indexOf('\n', i);
+      i = nl < 0 ? text.length : nl;
+    } else if (c === '[' || c === '{') max = Math.max(max, ++depth);
+    else if (c === ']' || c === '}') depth = Math.max(0, depth - 1);
+  }
+  return max;
+}
+
 export function parseSidecarText(path: string, text: string): SidecarConfig {
+  if (text.length > MAX_SIDECAR_BYTES) {
+    throw new UserError(`${path}: too large for an ldm config (limit ${MAX_SIDECAR_BYTES} bytes)`);
+  }
+  // Flow collections (`[[[…`, `{a: {a: …`) and compact block sequences (`- - - …`) nest on one line.
+  if (flowDepth(text) > MAX_FLOW_DEPTH || new RegExp(`(?:-[ \\t]+){${MAX_FLOW_DEPTH},}`).test(text)) {
+    throw new UserError(`${path}: nests deeper than ${MAX_FLOW_DEPTH} levels; not an ldm config`);
+  }
   let doc: unknown;
   try {
-    doc = parse(text, { maxAliasCount: 50, schema: 'core', uniqueKeys: true });
+    doc = parse(text, { maxAliasCount: 50, schema: 'core', uniqueKeys: true, logLevel: 'error' });
   } catch (e) {
     throw new UserError(`${path}: not a valid YAML config (${(e as Error).message.split('\n')[0]})`);
   }

@@ -504,5 +504,16 @@ describe('detect: the yaml sidecar is read defensively', () => {
     expect(() => parseSidecarText('n.yaml', '- just a list')).toThrow(/ldm config/);
     expect(() => parseSidecarText('m.yaml', 'model: {params: [unclosed')).toThrow(UserError);
     expect(() => readSidecar(join(dir, 'missing.yaml'))).toThrow(UserError);
+    // Deep nesting makes YAML parsers crawl or overflow their stack: refused up front.
+    for (const deep of [
+      '['.repeat(20000),
+      '{a: '.repeat(10000),
+      '- '.repeat(20000) + 'x',
+      'model: ' + '['.repeat(65),
+    ]) {
+      const start = performance.now();
+      expect(() => parseSidecarText('deep.yaml', deep)).toThrow(/nests deeper/);
+      expect(performance.now() - start).toBeLessThan(2000);
+    }
   });
 });
