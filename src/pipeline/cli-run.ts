@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { parseInfotext } from '../prompt/infotext.js';
 import { readGenerationInfo } from '../prompt/image-metadata.js';
 import { loadStyles, type PromptStyle } from '../prompt/styles.js';
+import { EmbeddingDatabase } from '../prompt/embeddings.js';
 import { checkProvider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { progressBar, type Progress } from '../util/progress.js';
@@ -37,6 +38,7 @@ export const COMMON_USAGE = `Generation options (defaults are A1111's web UI def
   --clip-skip N            stop at the N-th last CLIP layer (default 1)
   --eta X, --ensd N, --rng GPU|CPU|NV   sampler eta, eta noise seed delta, random source
   --styles NAME            apply a style from <data-dir>/styles.csv (repeatable)
+  --embeddings-dir DIR     textual-inversion embeddings (default <data-dir>/embeddings)
   --params FILE.png        start from the parameters in an image's infotext; other flags override them
   --out DIR                outputs folder (default <data-dir>/outputs)
   --no-grid                do not save a grid of the job's images
@@ -97,6 +99,7 @@ const OPTIONS = {
   'clip-vocab': { type: 'string' },
   provider: { type: 'string' },
   'cache-dir': { type: 'string' },
+  'embeddings-dir': { type: 'string' },
   tiling: { type: 'boolean' },
   hires: { type: 'boolean' },
   'hires-scale': { type: 'string' },
@@ -293,7 +296,6 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     merged.denoising_strength = 0.7; // A1111's hires-fix slider default
   }
   const params = withDefaults(merged);
-  if (params.tiling) throw new UserError('--tiling (seamless images) is not supported yet');
 
   const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
   let checkpoint: string;
@@ -347,6 +349,13 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
   let bar: Progress | undefined;
   let barJob = -1;
   try {
+    const embeddings = await EmbeddingDatabase.loadDir(
+      resolve(values['embeddings-dir'] ?? join(dataDir, 'embeddings')),
+      {
+        expectedWidth: model.engine.config.text.width,
+      },
+    );
+    for (const w of embeddings.warnings) warn(w);
     const result = await generate(
       model,
       params,

@@ -12,12 +12,15 @@ import type { ClipTokenizer } from '../prompt/tokenizer.js';
 import type { Sd1Model, TensorF32 } from '../runtime/sd1.js';
 import type { ImageConditioning, ScheduledCond } from './denoiser.js';
 
-/** A textual-inversion embedding ready to splice: `vectors` rows of the text encoder's width. */
+/**
+ * A textual-inversion embedding ready to splice: `vectors` rows of the text encoder's width (the
+ * shape of prompt/embeddings.ts `Embedding`, so an EmbeddingDatabase's `loaded` map can be passed).
+ */
 export interface TextEmbedding {
   name: string;
   vectors: number;
   /** [vectors, width] row-major. */
-  data: Float32Array;
+  vec: Float32Array;
 }
 
 export interface ConditioningOptions {
@@ -61,8 +64,7 @@ export class Conditioner {
         for (const fix of c.fixes) {
           this.usedEmbeddings.add(fix.embedding.name);
           const n = Math.min(fix.embedding.vectors, T - (fix.offset + 1));
-          if (n > 0)
-            emb.data.set(fix.embedding.data.subarray(0, n * width), (b * T + fix.offset + 1) * width);
+          if (n > 0) emb.data.set(fix.embedding.vec.subarray(0, n * width), (b * T + fix.offset + 1) * width);
         }
       });
       const z = await this.o.model.encodeEmbeddings(emb, this.o.clipSkip);

@@ -85,7 +85,8 @@ export interface GenerateHooks {
   /** Every UNet call (tests use it to check interrupt latency). */
   onModelCall?: () => void;
   styles?: readonly PromptStyle[];
-  embeddings?: ReadonlyMap<string, TextEmbedding>;
+  /** Textual-inversion embeddings by name (an EmbeddingDatabase's `loaded`); `hash` feeds "TI hashes". */
+  embeddings?: ReadonlyMap<string, TextEmbedding & { hash?: string }>;
   /** Make a grid of the job's images when it has at least two. */
   grid?: boolean;
   warn?: (message: string) => void;
@@ -411,6 +412,16 @@ function upscalerKernel(name: string): 'lanczos3' | 'nearest' {
   return name === 'Nearest' ? 'nearest' : 'lanczos3';
 }
 
+/** A1111's "TI hashes" value for the embeddings the prompts used. */
+function tiHashes(used: ReadonlySet<string>, all: GenerateHooks['embeddings']): string | null {
+  const parts: string[] = [];
+  for (const name of used) {
+    const hash = all?.get(name)?.hash;
+    if (hash) parts.push(`${name.replaceAll(':', '').replaceAll(',', '')}: ${hash}`);
+  }
+  return parts.length ? parts.join(', ') : null;
+}
+
 /**
  * The UNet halves the latent at each level; A1111 patches its skip-connection concat to tolerate odd
  * sizes, our graphs do not yet, so sizes must divide evenly.
@@ -436,6 +447,8 @@ export async function generate(
   const p: GenerationParams = { ...params };
   const resolved = resolveSampler(p.sampler_name, p.scheduler);
   requireSampler(resolved.sampler);
+  if (p.tiling) throw new UserError('tiling (seamless images) is not supported yet; turn it off');
+  if (p.restore_faces) throw new UserError('face restoration is not available yet; turn restore_faces off');
   checkUnetSize(model, p.width, p.height, 'width/height');
   if (mode === 'txt2img' && p.enable_hr) {
     const t = hiresTargetSize(p);
@@ -646,7 +659,7 @@ export async function generate(
         modelName: model.name,
         vaeHash: model.vae?.hash ?? null,
         vaeName: model.vae?.name ?? null,
-        tiHashes: null,
+        tiHashes: tiHashes(conditioner.usedEmbeddings, hooks.embeddings),
         version: VERSION,
       });
       const infotext = formatInfotext({

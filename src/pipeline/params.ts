@@ -125,7 +125,6 @@ export const SAMPLERS: readonly SamplerInfo[] = [
   { name: 'DPM adaptive', aliases: ['k_dpm_ad'], usesEnsd: true, usesEta: true },
   { name: 'Restart', aliases: ['restart'], defaultScheduler: 'Karras' },
   { name: 'DDIM', aliases: ['ddim'] },
-  { name: 'DDIM CFG++', aliases: ['ddim_cfgpp'] },
   { name: 'PLMS', aliases: ['plms'] },
   { name: 'UniPC', aliases: ['unipc'] },
   { name: 'LCM', aliases: ['k_lcm'] },

@@ -11,6 +11,8 @@ import {
 } from '../../src/pipeline/params.js';
 import { paramsFromInfotext, paramsToInfotextFields } from '../../src/pipeline/infotext-fields.js';
 import { UserError } from '../../src/util/errors.js';
+import { SAMPLERS as REGISTRY } from '../../src/sampling/index.js';
+import { formatInfotext, parseInfotext } from '../../src/prompt/infotext.js';
 import { goldenPath } from '../helpers/golden.js';
 
 function expectUserError(fn: () => unknown, field: RegExp): void {
@@ -89,6 +91,15 @@ describe('withDefaults', () => {
 });
 
 describe('resolveSampler', () => {
+  it('lists exactly the samplers the sampling registry runs', () => {
+    expect(SAMPLERS.map((s) => s.name).sort()).toEqual(REGISTRY.map((s) => s.label).sort());
+    for (const s of SAMPLERS) {
+      const r = REGISTRY.find((x) => x.label === s.name)!;
+      expect(s.defaultScheduler?.toLowerCase(), s.name).toBe(r.scheduler);
+      expect(!!s.usesEnsd, s.name).toBe(r.usesEnsd);
+    }
+  });
+
   it('knows every A1111 sampler by name and alias', () => {
     for (const s of SAMPLERS) {
       expect(resolveSampler(s.name, 'Automatic').sampler).toBe(s.name);
@@ -188,7 +199,9 @@ describe('infotext fields', () => {
       override_settings: { CLIP_stop_at_last_layers: 2, eta_noise_seed_delta: 31337, randn_source: 'CPU' },
     });
     const f = paramsToInfotextFields(txt, { mode: 'txt2img' });
-    const back = paramsFromInfotext(toParsedShape(f, txt.prompt, txt.negative_prompt));
+    const back = paramsFromInfotext(
+      parseInfotext(formatInfotext({ prompt: txt.prompt, negativePrompt: txt.negative_prompt, params: f })),
+    );
     const merged = withDefaults({ ...back });
     for (const key of [
       'prompt',
@@ -226,7 +239,7 @@ describe('infotext fields', () => {
       denoising_strength: 0.4,
     });
     const g = paramsToInfotextFields(inp, { mode: 'img2img', inpaint: true });
-    const back2 = withDefaults(paramsFromInfotext(toParsedShape(g, 'x', '')));
+    const back2 = withDefaults(paramsFromInfotext(parseInfotext(formatInfotext({ prompt: 'x', params: g }))));
     for (const key of [
       'mask_blur_x',
       'mask_blur_y',
@@ -258,24 +271,3 @@ describe('infotext fields', () => {
     }
   });
 });
-
-/**
- * The dict shape A1111's parse_generation_parameters returns: string values, "WxH" split into -1/-2.
- * (The real parser lives in prompt/infotext.ts; this keeps the mapping test independent of it.)
- */
-function toParsedShape(
-  fields: Record<string, string | number | boolean>,
-  prompt: string,
-  negative: string,
-): Record<string, unknown> {
-  const d: Record<string, unknown> = { Prompt: prompt, 'Negative prompt': negative };
-  for (const [k, v] of Object.entries(fields)) {
-    const s = String(v);
-    const m = /^(\d+)x(\d+)$/.exec(s);
-    if (m) {
-      d[`${k}-1`] = m[1];
-      d[`${k}-2`] = m[2];
-    } else d[k] = s;
-  }
-  return d;
-}
