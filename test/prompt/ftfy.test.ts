@@ -9,6 +9,13 @@ describe('ftfy subset', () => {
     expect(ftfyFixText('itâ€™s')).toBe("it's");
   });
 
+  it('repairs only what the badness heuristic flags (values from ftfy 6.3.1)', () => {
+    expect(ftfyFixText('ß“quoted” é\u00a0“x')).toBe('ß"quoted" é\u00a0"x');
+    expect(ftfyFixText(')Ã ǈ')).toBe(')Ã Lj');
+    expect(ftfyFixText('cafĆ©Ć  la señor')).toBe('caféà  la señor');
+    expect(ftfyFixText('ÐšÐ¾ÑˆÐºÐ°')).toBe('Кошка');
+  });
+
   it('unescapes entities until stable, unless the text has a literal "<"', () => {
     expect(ftfyFixText('&amp;amp;')).toBe('&');
     expect(ftfyFixText('HTML entities &lt;3')).toBe('HTML entities <3');
