@@ -181,6 +181,8 @@ class VaeOverlaySource implements TensorSource {
 
 export interface LoadModelOptions {
   checkpoint: string;
+  /** Tensors to use instead of opening `checkpoint` (merged or patched models); the model is then not hashed. */
+  source?: TensorSource;
   vaePath?: string | null;
   provider?: Provider;
   cacheDir?: string;
@@ -192,7 +194,7 @@ export interface LoadModelOptions {
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   const vocabSource = await resolveClipVocab({ explicitPath: opts.clipVocab, modelPath: opts.checkpoint });
   const tokenizer = new ClipTokenizer(readClipVocab(vocabSource));
-  const base = await openModel(opts.checkpoint);
+  const base = opts.source ?? (await openModel(opts.checkpoint));
   let source: TensorSource = base;
   let vaeSource: TensorSource | null = null;
   try {
@@ -206,7 +208,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       : sdAlphasCumprod();
     const engine = await loadSd1(source, { provider: opts.provider, cacheDir: opts.cacheDir });
     const wantHash = opts.hash !== false;
-    const hash = wantHash ? (await hashFile(opts.checkpoint)).autov2 : null;
+    const hash = wantHash && !opts.source ? (await hashFile(opts.checkpoint)).autov2 : null;
     const vaeHash = opts.vaePath && wantHash ? (await hashFile(opts.vaePath)).autov2 : null;
     const name = basename(opts.checkpoint, extname(opts.checkpoint));
     const inChannels = engine.config.unet.inChannels;
