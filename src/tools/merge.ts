@@ -240,12 +240,13 @@ export function mergeValues(
     const rsum = rounder(promote(dt.a, dt.b));
     for (let i = 0; i < a.length; i++) out[i] = rsum(f(ra(f(w0 * a[i]!)) + rb(f(m * b[i]!))));
   } else {
-    // A B key missing from C gets torch.zeros_like(B): the difference is B itself, in B's dtype.
+    // A1111 replaces a B key missing from C by torch.zeros_like(B): a zero difference in B's
+    // dtype, so A comes out unchanged (only rounded to the promoted dtype).
     const dDiff = c && dt.c ? promote(dt.b, dt.c) : dt.b;
     const rdiff = rounder(dDiff);
     const rsum = rounder(promote(dt.a, dDiff));
     for (let i = 0; i < a.length; i++) {
-      const d = rdiff(f(b[i]! - (c ? c[i]! : 0)));
+      const d = c ? rdiff(f(b[i]! - c[i]!)) : 0;
       out[i] = rsum(f(a[i]! + rdiff(f(m * d))));
     }
   }

@@ -140,6 +140,43 @@ describe('mergeModels', () => {
     );
   });
 
+  it('add difference: a key missing from C is a zero difference (A kept), as A1111 does', async () => {
+    // C holds only some tensors: where it has the key, A + (B − C)·M; elsewhere B − C is zeros.
+    const partialC = goldenPath('adapters', 'extract_model_b_changed.safetensors');
+    const out = join(dir, 'ad-partial.safetensors');
+    const alpha = 0.5;
+    await mergeModels({ a: A, b: B, c: partialC }, out, { mode: 'add-difference', alpha, cacheDir });
+    let fromC = 0;
+    let keptA = 0;
+    await withSource(A, (a) =>
+      withSource(B, (b) =>
+        withSource(partialC, (c) =>
+          withSource(out, async (m) => {
+            for (const k of a.keys()) {
+              const av = toFloat32(await a.read(k));
+              const mv = toFloat32(await m.read(k));
+              const merged = k.includes('model') && k !== SKIP && c.has(k);
+              if (merged) {
+                const bv = toFloat32(await b.read(k));
+                const cv = toFloat32(await c.read(k));
+                for (let i = 0; i < av.length; i++) {
+                  const want = f(av[i]! + f(f(alpha) * f(bv[i]! - cv[i]!)));
+                  if (mv[i] !== want) expect.fail(`${k}[${i}]: ${mv[i]} != ${want}`);
+                }
+                fromC++;
+              } else {
+                expect(Buffer.from(mv.buffer).equals(Buffer.from(av.buffer)), k).toBe(true);
+                keptA++;
+              }
+            }
+          }),
+        ),
+      ),
+    );
+    expect(fromC).toBeGreaterThan(0);
+    expect(keptA).toBeGreaterThan(fromC);
+  });
+
   it("mixed dtypes round where torch rounds: M·B in B's fp16, the sum in float32", async () => {
     const out = join(dir, 'mixed.safetensors');
     const alpha = 0.3;
