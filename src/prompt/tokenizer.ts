@@ -117,39 +117,132 @@ export class ClipTokenizer {
   private merge(token: string): number[] {
     let chars = '';
     for (const b of Buffer.from(token, 'utf8')) chars += this.byteEncoder[b];
-    let word = Array.from(chars);
+    const word = Array.from(chars);
     word[word.length - 1] += '</w>';
-    while (word.length > 1) {
-      let best = -1;
-      let bestRank = Infinity;
-      for (let i = 0; i < word.length - 1; i++) {
-        const r = this.ranks.get(word[i] + ' ' + word[i + 1]);
-        if (r !== undefined && r < bestRank) {
-          bestRank = r;
-          best = i;
-        }
-      }
-      if (best < 0) break;
-      const first = word[best];
-      const second = word[best + 1];
-      // Merge every occurrence of the pair, left to right, as openai's loop does.
-      const next: string[] = [];
-      for (let i = 0; i < word.length;) {
-        if (i < word.length - 1 && word[i] === first && word[i + 1] === second) {
-          next.push(first + second);
-          i += 2;
-        } else {
-          next.push(word[i]);
-          i++;
-        }
-      }
-      word = next;
-    }
-    return word.map((piece) => {
+    const pieces = word.length > LONG_WORD ? mergeWithHeap(word, this.ranks) : mergeSimple(word, this.ranks);
+    return pieces.map((piece) => {
       const id = this.encoder.get(piece);
       if (id === undefined)
         throw new Error(`BPE produced ${JSON.stringify(piece)}, which the vocabulary lacks`);
       return id;
     });
   }
+}
+
+/** Above this many symbols a word is merged with a heap: same result, O(n log n) instead of O(n²). */
+const LONG_WORD = 64;
+
+/**
+ * openai's loop: take the lowest-ranked adjacent pair, merge every occurrence left to right, repeat.
+ */
+export function mergeSimple(word: string[], ranks: ReadonlyMap<string, number>): string[] {
+  while (word.length > 1) {
+    let best = -1;
+    let bestRank = Infinity;
+    for (let i = 0; i < word.length - 1; i++) {
+      const r = ranks.get(word[i] + ' ' + word[i + 1]);
+      if (r !== undefined && r < bestRank) {
+        bestRank = r;
+        best = i;
+      }
+    }
+    if (best < 0) break;
+    const first = word[best];
+    const second = word[best + 1];
+    const next: string[] = [];
+    for (let i = 0; i < word.length;) {
+      if (i < word.length - 1 && word[i] === first && word[i + 1] === second) {
+        next.push(first + second);
+        i += 2;
+      } else {
+        next.push(word[i]);
+        i++;
+      }
+    }
+    word = next;
+  }
+  return word;
+}
+
+/**
+ * The same merges in rounds driven by a heap of (rank, position): each round merges all current
+ * occurrences of the lowest-ranked pair left to right; pairs a round creates wait for later rounds,
+ * exactly as in openai's loop. Keeps hostile prompts (one 100k-letter "word") from taking minutes.
+ */
+export function mergeWithHeap(word: string[], ranks: ReadonlyMap<string, number>): string[] {
+  const n = word.length;
+  const sym = word.slice();
+  const next = new Int32Array(n);
+  const prev = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    next[i] = i + 1 < n ? i + 1 : -1;
+    prev[i] = i - 1;
+  }
+  // Heap of [rank, left, leftSym, rightSym], ordered by rank then position.
+  const heap: [number, number, string, string][] = [];
+  const less = (a: [number, number, string, string], b: [number, number, string, string]) =>
+    a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+  const push = (e: [number, number, string, string]) => {
+    heap.push(e);
+    for (let i = heap.length - 1; i > 0;) {
+      const p = (i - 1) >> 1;
+      if (!less(heap[i], heap[p])) break;
+      [heap[i], heap[p]] = [heap[p], heap[i]];
+      i = p;
+    }
+  };
+  const pop = () => {
+    const top = heap[0];
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      for (let i = 0; ;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && less(heap[l], heap[m])) m = l;
+        if (r < heap.length && less(heap[r], heap[m])) m = r;
+        if (m === i) break;
+        [heap[i], heap[m]] = [heap[m], heap[i]];
+        i = m;
+      }
+    }
+    return top;
+  };
+  const pushPair = (left: number) => {
+    const right = next[left];
+    if (left < 0 || right < 0) return;
+    const r = ranks.get(sym[left] + ' ' + sym[right]);
+    if (r !== undefined) push([r, left, sym[left], sym[right]]);
+  };
+  const valid = (e: [number, number, string, string]) =>
+    sym[e[1]] === e[2] && next[e[1]] >= 0 && sym[next[e[1]]] === e[3];
+  const alive = new Uint8Array(n).fill(1);
+  for (let i = 0; i + 1 < n; i++) pushPair(i);
+  while (heap.length > 0) {
+    const first = pop();
+    if (!alive[first[1]] || !valid(first)) continue;
+    const round = [first];
+    while (heap.length > 0 && heap[0][0] === first[0]) round.push(pop());
+    const created: number[] = [];
+    for (const e of round) {
+      const left = e[1];
+      if (!alive[left] || !valid(e)) continue;
+      const right = next[left];
+      sym[left] = e[2] + e[3];
+      alive[right] = 0;
+      next[left] = next[right];
+      if (next[right] >= 0) prev[next[right]] = left;
+      created.push(left);
+    }
+    // New neighbour pairs enter the heap only after the round, as openai recomputes pairs then.
+    for (const left of created) {
+      if (!alive[left]) continue;
+      if (prev[left] >= 0) pushPair(prev[left]);
+      pushPair(left);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i >= 0; i = next[i]) out.push(sym[i]);
+  return out;
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ClipTokenizer } from '../../src/prompt/tokenizer.js';
+import { ClipTokenizer, mergeSimple, mergeWithHeap } from '../../src/prompt/tokenizer.js';
 import { CLIP_VOCAB_FILE, resolveClipVocab, readClipVocab, bytesToUnicode } from '../../src/prompt/vocab.js';
 import { UserError } from '../../src/util/errors.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
@@ -105,6 +105,29 @@ describe('CLIP tokenizer behaviour', () => {
     let text = words;
     while (tok.encode(text).length < 1000) text += ' ' + words;
     expect(tok.encode(text).length).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('merges long words with the heap exactly as the openai loop does', () => {
+    const vocab = readClipVocab({ kind: 'merges', path: clipVocabPath() });
+    const ranks = new Map(vocab.merges.map(([a, b], i) => [a + ' ' + b, i]));
+    let seed = 99;
+    const rnd = () => (seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+    for (const alphabet of ['ab', 'aeiourstln', 'abcdefghijklmnopqrstuvwxyz', 'ssss']) {
+      for (let t = 0; t < 150; t++) {
+        const len = 1 + Math.floor(rnd() * 200);
+        const word = Array.from({ length: len }, () => alphabet[Math.floor(rnd() * alphabet.length)]);
+        word[len - 1] += '</w>';
+        expect(mergeWithHeap(word.slice(), ranks)).toEqual(mergeSimple(word.slice(), ranks));
+      }
+    }
+  });
+
+  it('tokenizes a hostile 50k-letter word', () => {
+    let seed = 5;
+    let word = '';
+    for (let i = 0; i < 50_000; i++)
+      word += String.fromCharCode(97 + ((seed = (seed * 1664525 + 1013904223) >>> 0) % 26));
+    expect(tok.encode(word).length).toBeGreaterThan(10_000);
   });
 
   it('keeps <|endoftext|> written in the text as the special token', () => {
