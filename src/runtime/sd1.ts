@@ -67,6 +67,25 @@ export interface VaePosterior {
   sample: TensorF32;
 }
 
+/**
+ * Check a tensor's dims against a pattern (null = any positive size) and its data length, so a
+ * caller's mistake is a clear UserError rather than an onnxruntime failure deep in the graph.
+ */
+export function expectDims(what: string, t: TensorF32, pattern: (number | null)[]): number[] {
+  const d = t.dims;
+  const ok =
+    d.length === pattern.length &&
+    d.every((v, i) => Number.isInteger(v) && v > 0 && (pattern[i] === null || pattern[i] === v));
+  if (!ok) {
+    const want = pattern.map((p) => (p === null ? '*' : String(p))).join(', ');
+    throw new UserError(`${what}: expected dims [${want}], got [${d.join(', ')}]`);
+  }
+  const n = d.reduce((a, v) => a * v, 1);
+  if (t.data.length !== n)
+    throw new UserError(`${what}: dims [${d.join(', ')}] need ${n} values, got ${t.data.length}`);
+  return d;
+}
+
 /** Graph versions: part of the weights-cache key and of the session cache key. */
 const GRAPH_VERSION = { text: 'clip-1', unet: 'unet-1', vae: 'vae-1' };
 
@@ -150,6 +169,8 @@ export class Sd1Model {
     const s = this.session('clip-encoder', GRAPH_VERSION.text, () =>
       buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
     );
+    const t = this.config.text;
+    expectDims('token embeddings', embeds, [null, t.maxPositions, t.width]);
     return this.run(s, { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) }, outputs);
   }
 
@@ -185,6 +206,18 @@ export class Sd1Model {
   }
 
   private unetFeeds(inp: UNetInputs): Record<string, ort.Tensor> {
+    const u = this.config.unet;
+    const [b, , h, w] = expectDims('UNet x', inp.x, [null, u.inChannels, null, null]);
+    const factor = 2 ** (u.channelMult.length - 1);
+    if (h! % factor !== 0 || w! % factor !== 0) {
+      throw new UserError(
+        `UNet x: latent size ${w}×${h} must be a multiple of ${factor} (image size a multiple of ${factor * 8})`,
+      );
+    }
+    expectDims('UNet timesteps', inp.t, [b!]);
+    expectDims('UNet context', inp.context, [b!, null, u.contextDim]);
+    if (inp.contextK) expectDims('UNet context_k', inp.contextK, [b!, inp.context.dims[1]!, u.contextDim]);
+    if (inp.contextV) expectDims('UNet context_v', inp.contextV, [b!, inp.context.dims[1]!, u.contextDim]);
     const feeds: Record<string, ort.Tensor> = {
       [UNET_IO.x]: f32(inp.x.data, inp.x.dims),
       [UNET_IO.t]: f32(inp.t.data, inp.t.dims),
@@ -253,6 +286,7 @@ export class Sd1Model {
 
   /** Named decoder outputs (`image`, and with `debug` every sub-module by key prefix). */
   async vaeDecodeOutputs(z: TensorF32, outputs: string[]): Promise<Record<string, TensorF32>> {
+    expectDims('VAE latent', z, [null, this.config.vae.embedDim, null, null]);
     return this.run(this.vaeDecoderSession(), { [VAE_IO.decoder.z]: f32(z.data, z.dims) }, outputs);
   }
 
@@ -269,7 +303,13 @@ export class Sd1Model {
 
   /** Named encoder outputs (moments, mean, logvar, std, sample; debug sub-modules). */
   async vaeEncodeOutputs(image: TensorF32, noise: TensorF32 | undefined, outputs: string[]) {
-    const [b, , h, w] = image.dims as [number, number, number, number];
+    const [b, , h, w] = expectDims('VAE image', image, [
+      null,
+      this.config.vae.inChannels,
+      null,
+      null,
+    ]) as number[] as [number, number, number, number];
+    if (noise) expectDims('VAE noise', noise, [b, this.config.vae.embedDim, h / 8, w / 8]);
     if (h % 8 !== 0 || w % 8 !== 0)
       throw new UserError(`image size ${w}×${h} must be a multiple of 8 to encode`);
     const nd = [b, this.config.vae.embedDim, h / 8, w / 8];

@@ -251,6 +251,35 @@ describe('sessions', () => {
   });
 });
 
+describe('bad inputs', () => {
+  it('wrong dims or data lengths are UserErrors naming the input', async () => {
+    const m = await loadSd1(fp32Path, { cacheDir });
+    try {
+      const ctxDim = m.config.unet.contextDim;
+      const t = { data: new Float32Array([1]), dims: [1] };
+      const context = { data: new Float32Array(77 * ctxDim), dims: [1, 77, ctxDim] };
+      const x = (dims: number[]) => ({ data: new Float32Array(dims.reduce((a, b) => a * b, 1)), dims });
+      await expect(m.unet({ x: x([1, 3, 8, 8]), t, context })).rejects.toThrow(
+        /UNet x: expected dims \[\*, 4/,
+      );
+      await expect(m.unet({ x: x([1, 4, 12, 8]), t, context })).rejects.toThrow(/multiple of 8/);
+      await expect(m.unet({ x: x([2, 4, 8, 8]), t, context })).rejects.toThrow(/UNet timesteps/);
+      await expect(
+        m.unet({ x: { data: new Float32Array(3), dims: [1, 4, 8, 8] }, t, context }),
+      ).rejects.toThrow(/need 256 values/);
+      await expect(m.vaeDecode(x([1, 3, 8, 8]))).rejects.toThrow(UserError);
+      await expect(m.vaeEncode(x([1, 3, 12, 16]))).rejects.toThrow(/multiple of 8/);
+      await expect(m.tokenEmbeddings(new Int32Array(77).fill(99999), 1)).rejects.toThrow(
+        /outside the vocabulary/,
+      );
+      await expect(m.encodeIds(new Int32Array(76), 1)).rejects.toThrow(/expected 1×77/);
+      await expect(m.encodeIds(new Int32Array(77), 1, 0)).rejects.toThrow(/clip skip/);
+    } finally {
+      await m.release();
+    }
+  });
+});
+
 describe('tiled VAE', () => {
   it('tiles cover the image with the requested overlap', () => {
     for (const [size, tile, overlap] of [
