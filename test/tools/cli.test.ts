@@ -1,22 +1,36 @@
-/** The model-tool commands run as a user runs them: `node bin/sdstudio.js …` in a subprocess. */
+/**
+ * The model-tool commands as a user runs them. A few checks spawn `node bin/sdstudio.js …` (each
+ * spawn costs about a second of CPU under tsx): the bin shim, exit codes and the one-line error of
+ * a real process. The rest go through the same `main(argv)` the bin calls, in this process, with
+ * stdout/stderr captured: same dispatch, flag parsing and error formatting, no process start.
+ */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import { openSafetensors } from '../../src/formats/safetensors.js';
 import { goldenPath, repoRoot } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const cacheDir = join(dir, 'cache');
 
-function sdstudio(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A real subprocess: `node bin/sdstudio.js args…`. */
+function spawnCli(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [join(repoRoot, 'bin', 'sdstudio.js'), ...args],
-      { cwd: repoRoot, env: { ...process.env, SDSTUDIO_CACHE: join(dir, 'cache') } },
+      { cwd: repoRoot, env: { ...process.env, SDSTUDIO_CACHE: cacheDir } },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });
@@ -25,13 +39,55 @@ function sdstudio(...args: string[]): Promise<{ code: number; stdout: string; st
   });
 }
 
-const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
+/**
+ * `main(argv)` in this process with stdout/stderr captured; an escaping error becomes what the
+ * bin prints for it (exit 70, "internal error"). Calls must not overlap (the streams are global).
+ */
+async function runCli(...args: string[]): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { write: outWrite } = process.stdout;
+  const { write: errWrite } = process.stderr;
+  const env = process.env.SDSTUDIO_CACHE;
+  process.stdout.write = ((chunk: string | Uint8Array) => out.push(String(chunk)) > 0) as typeof outWrite;
+  process.stderr.write = ((chunk: string | Uint8Array) => err.push(String(chunk)) > 0) as typeof errWrite;
+  process.env.SDSTUDIO_CACHE = cacheDir;
+  let code: number;
+  try {
+    code = await main(args);
+  } catch (e) {
+    err.push(`sdstudio: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    code = 70;
+  } finally {
+    process.stdout.write = outWrite;
+    process.stderr.write = errWrite;
+    if (env === undefined) delete process.env.SDSTUDIO_CACHE;
+    else process.env.SDSTUDIO_CACHE = env;
+  }
+  return { code, stdout: out.join(''), stderr: err.join('') };
+}
 
-describe('sdstudio model tools (subprocess)', () => {
-  it('inspect --json prints one object with the documented keys and the file hash', async () => {
-    const r = await sdstudio('inspect', tiny, '--json');
-    expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout) as Record<string, unknown>;
+function expectOneLineError(r: Run, what: string): void {
+  expect(r.code, what).not.toBe(0);
+  expect(r.stderr.trim().split('\n'), what).toHaveLength(1);
+  expect(r.stderr, what).not.toMatch(/internal error|at .*\.ts:\d+/);
+}
+
+const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
+const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+describe('sdstudio model tools', () => {
+  it('subprocess: inspect --json, convert, and a refused file exit as documented', async () => {
+    const fp16 = join(dir, 'fp16.safetensors');
+    const never = join(dir, 'never.safetensors');
+    const [inspect, convert, refused] = await Promise.all([
+      spawnCli('inspect', tiny, '--json'),
+      spawnCli('convert', tiny, fp16, '--fp16'),
+      spawnCli('convert', goldenPath('formats', 'malicious', 'os_system_p0.pkl'), never),
+    ]);
+
+    expect(inspect.code, inspect.stderr).toBe(0);
+    const report = JSON.parse(inspect.stdout) as Record<string, unknown>;
     expect(Object.keys(report)).toEqual([
       'kind',
       'architecture',
@@ -50,24 +106,33 @@ describe('sdstudio model tools (subprocess)', () => {
       prediction: 'eps',
       variant: 'normal',
     });
-    const sha = createHash('sha256').update(readFileSync(tiny)).digest('hex');
+    const sha = sha256Of(tiny);
     expect(report.hash).toMatchObject({ sha256: sha, autov2: sha.slice(0, 10) });
     // The sidecar next to the checkpoint was found and read.
     expect((report.config as { sidecar?: { path: string } }).sidecar?.path).toBe(
       tiny.replace(/\.safetensors$/, '.yaml'),
     );
+
+    expect(convert.code, convert.stderr).toBe(0);
+    expect(convert.stdout).toContain('wrote');
+    const s = await openSafetensors(fp16);
+    expect(new Set(s.header.tensors.map((t) => t.dtype))).toEqual(new Set(['F16', 'I64']));
+    await s.close();
+
+    expectOneLineError(refused, 'convert malicious pickle');
+    expect(refused.stderr).toMatch(/posix\.system|os\.system/);
+    expect(existsSync(never)).toBe(false);
   });
 
-  it('convert, extract, merge and hash write what they say', async () => {
-    const fp16 = join(dir, 'fp16.safetensors');
+  it('extract, merge and hash write what they say', async () => {
+    const fp16 = join(dir, 'fp16-inproc.safetensors');
     const vae = join(dir, 'vae.safetensors');
     const merged = join(dir, 'merged.safetensors');
-    const c = await sdstudio('convert', tiny, fp16, '--fp16');
-    expect(c.code).toBe(0);
-    expect(c.stdout).toContain('wrote');
-    const e = await sdstudio('extract', fp16, '--part', 'vae', vae);
-    expect(e.code).toBe(0);
-    const m = await sdstudio(
+    const c = await runCli('convert', tiny, fp16, '--fp16');
+    expect(c.code, c.stderr).toBe(0);
+    const e = await runCli('extract', fp16, '--part', 'vae', vae);
+    expect(e.code, e.stderr).toBe(0);
+    const m = await runCli(
       'merge',
       tiny,
       fp16,
@@ -80,7 +145,7 @@ describe('sdstudio model tools (subprocess)', () => {
       '--bake-vae',
       vae,
     );
-    expect(m.code).toBe(0);
+    expect(m.code, m.stderr).toBe(0);
     const s = await openSafetensors(merged);
     expect(JSON.parse(s.metadata.sd_merge_recipe!)).toMatchObject({
       interp_method: 'Weighted sum',
@@ -88,10 +153,16 @@ describe('sdstudio model tools (subprocess)', () => {
       bake_in_vae: 'vae.safetensors',
     });
     await s.close();
-    const h = await sdstudio('hash', vae, '--json');
-    expect(h.code).toBe(0);
-    const line = JSON.parse(h.stdout) as { sha256: string; autov2: string };
-    expect(line.sha256).toBe(createHash('sha256').update(readFileSync(vae)).digest('hex'));
+    const h = await runCli('hash', vae, merged, '--json');
+    expect(h.code, h.stderr).toBe(0);
+    const lines = h.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { file: string; sha256: string });
+    expect(lines.map((l) => [l.file, l.sha256])).toEqual([
+      [vae, sha256Of(vae)],
+      [merged, sha256Of(merged)],
+    ]);
   });
 
   it('bad input: one line on stderr, non-zero exit, no output file', async () => {
@@ -99,18 +170,15 @@ describe('sdstudio model tools (subprocess)', () => {
     const cases = [
       ['inspect', join(dir, 'missing.safetensors')],
       ['convert', tiny, join(dir, 'never.ckpt')],
-      ['convert', goldenPath('formats', 'malicious', 'os_system_p0.pkl'), out],
+      ['convert', tiny, out, '--fp16', '--bf16'],
+      ['convert', tiny, out, '--half'],
       ['merge', tiny, goldenPath('adapters', 'lora_kohya.safetensors'), '--alpha', '0.5', '--out', out],
       ['merge', tiny, '--alpha', 'half', '--out', out],
       ['extract', tiny, '--part', 'brain', out],
+      ['hash'],
+      ['nosuchcommand'],
     ];
-    const results = await Promise.all(cases.map((args) => sdstudio(...args)));
-    for (const [i, args] of cases.entries()) {
-      const r = results[i]!;
-      expect(r.code, args.join(' ')).not.toBe(0);
-      expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
-      expect(r.stderr).not.toMatch(/internal error|at .*\.ts:\d+/);
-    }
+    for (const args of cases) expectOneLineError(await runCli(...args), args.join(' '));
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir).filter((f) => f.includes('.tmp-') || f.startsWith('never'))).toEqual([]);
   });
