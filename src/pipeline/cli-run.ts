@@ -7,19 +7,16 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseInfotext } from '../prompt/infotext.js';
-import { readGenerationInfo } from '../prompt/image-metadata.js';
-import { loadStyles, type PromptStyle } from '../prompt/styles.js';
-import { EmbeddingDatabase } from '../prompt/embeddings.js';
-import { checkProvider } from '../runtime/session.js';
+import type { PromptStyle } from '../prompt/styles.js';
 import { UserError } from '../util/errors.js';
 import { progressBar, type Progress } from '../util/progress.js';
-import { generate, type StopFlags } from './generate.js';
+import type { StopFlags } from './generate.js';
 import { decodeImage, type DecodedImage } from './images.js';
 import { paramsFromInfotext } from './infotext-fields.js';
-import { findCheckpoint, findVae, loadModel } from './model.js';
-import { encodePngWithInfotext, saveOutput } from './outputs.js';
 import { MASKED_CONTENT, withDefaults, type GenerationParams } from './params.js';
+
+// The engine, metadata readers and embeddings load lazily, after the arguments are checked, so a
+// mistyped flag is answered at once.
 
 export const COMMON_USAGE = `Generation options (defaults are A1111's web UI defaults):
   --negative TEXT          negative prompt
@@ -251,6 +248,8 @@ async function readImageFile(path: string, what: string): Promise<DecodedImage> 
 
 /** Parameters of `--params FILE.png`. */
 async function paramsFromImage(path: string): Promise<Partial<GenerationParams>> {
+  const { readGenerationInfo } = await import('../prompt/image-metadata.js');
+  const { parseInfotext } = await import('../prompt/infotext.js');
   const { geninfo } = await readGenerationInfo(path);
   if (!geninfo)
     throw new UserError(`${path} has no generation parameters (no A1111 "parameters" text in it)`);
@@ -298,6 +297,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
   const params = withDefaults(merged);
 
   const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
+  const { findCheckpoint, findVae, loadModel } = await import('./model.js');
   let checkpoint: string;
   const wantedModel = values.model ?? (params.override_settings.sd_model_checkpoint as string | undefined);
   try {
@@ -318,13 +318,15 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
       vaePath = findVae('Automatic', checkpoint, dataDir);
     }
   }
-  const provider = values.provider ? checkProvider(values.provider) : undefined;
+  const provider = values.provider
+    ? (await import('../runtime/session.js')).checkProvider(values.provider)
+    : undefined;
 
   let styles: PromptStyle[] | undefined;
   if (params.styles.length) {
     const file = join(dataDir, 'styles.csv');
     if (!existsSync(file)) throw new UserError(`--styles needs ${file}; create it or drop --styles`);
-    styles = await loadStyles(file);
+    styles = await (await import('../prompt/styles.js')).loadStyles(file);
     const missing = params.styles.filter((s) => !styles!.some((x) => x.name === s));
     if (missing.length) throw new UserError(`style "${missing[0]}" is not in ${file}`);
   }
@@ -349,6 +351,9 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
   let bar: Progress | undefined;
   let barJob = -1;
   try {
+    const { EmbeddingDatabase } = await import('../prompt/embeddings.js');
+    const { generate } = await import('./generate.js');
+    const { encodePngWithInfotext, saveOutput } = await import('./outputs.js');
     const embeddings = await EmbeddingDatabase.loadDir(
       resolve(values['embeddings-dir'] ?? join(dataDir, 'embeddings')),
       {
