@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { UserError } from '../util/errors.js';
 
 export const CLIP_VOCAB_FILE = 'bpe_simple_vocab_16e6.txt.gz';
@@ -198,23 +198,35 @@ export async function resolveClipVocab(opts: ResolveClipVocabOptions = {}): Prom
   return { kind: 'merges', path: cached };
 }
 
+/** Fetch one URL and return the merges list gzipped, checked before it is kept. */
+async function fetchVocab(url: string, fetchImpl: typeof fetch): Promise<Buffer> {
+  const res = await fetchImpl(url, { signal: AbortSignal.timeout(60_000) });
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  const len = Number(res.headers.get('content-length') ?? 0);
+  if (len > MAX_VOCAB_BYTES) throw new Error(`${len} bytes is too large`);
+  const data = Buffer.from(await res.arrayBuffer());
+  if (data.length > MAX_VOCAB_BYTES) throw new Error(`${data.length} bytes is too large`);
+  const gz = data[0] === 0x1f && data[1] === 0x8b;
+  // A captive portal's HTML page must not become the vocabulary.
+  parseMerges((gz ? gunzipSync(data, { maxOutputLength: MAX_VOCAB_BYTES }) : data).toString('utf8'), url);
+  return gz ? data : gzipSync(data);
+}
+
 async function downloadClipVocab(dest: string, fetchImpl: typeof fetch, cacheDir: string): Promise<void> {
-  const url = CLIP_VOCAB_URLS[0];
-  let data: Buffer;
-  try {
-    const res = await fetchImpl(url, { signal: AbortSignal.timeout(60_000) });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const len = Number(res.headers.get('content-length') ?? 0);
-    if (len > MAX_VOCAB_BYTES) throw new Error(`${len} bytes is too large`);
-    data = Buffer.from(await res.arrayBuffer());
-    if (data.length > MAX_VOCAB_BYTES) throw new Error(`${data.length} bytes is too large`);
-    // Check before keeping it: a captive portal's HTML page must not become the vocabulary.
-    parseMerges(gunzipSync(data, { maxOutputLength: MAX_VOCAB_BYTES }).toString('utf8'), url);
-  } catch (e) {
-    throw missingVocabError(cacheDir, `download from ${url} failed: ${(e as Error).message}`);
+  const failures: string[] = [];
+  for (const url of CLIP_VOCAB_URLS) {
+    let data: Buffer;
+    try {
+      data = await fetchVocab(url, fetchImpl);
+    } catch (e) {
+      failures.push(`${url}: ${(e as Error).message}`);
+      continue;
+    }
+    mkdirSync(dirname(dest), { recursive: true });
+    const tmp = `${dest}.${process.pid}.tmp`;
+    writeFileSync(tmp, data);
+    renameSync(tmp, dest);
+    return;
   }
-  mkdirSync(dirname(dest), { recursive: true });
-  const tmp = `${dest}.${process.pid}.tmp`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, dest);
+  throw missingVocabError(cacheDir, `download failed (${failures.join('; ')})`);
 }

@@ -197,6 +197,23 @@ describe('CLIP vocabulary files', () => {
     expect(existsSync(join(cacheDir, CLIP_VOCAB_FILE))).toBe(false);
   });
 
+  it('falls back to the Hugging Face merges.txt and caches it as the gzipped list', async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'sdstudio-cache-'));
+    const merges = gunzipSync(readFileSync(clipVocabPath()));
+    const urls: string[] = [];
+    const fakeFetch = (async (url: string | URL | Request) => {
+      urls.push(String(url));
+      return String(url).endsWith('merges.txt')
+        ? new Response(merges)
+        : new Response('not found', { status: 404 });
+    }) as typeof fetch;
+    const source = await resolveClipVocab({ cacheDir, env: {}, fetchImpl: fakeFetch });
+    expect(urls).toHaveLength(2);
+    expect(source).toEqual({ kind: 'merges', path: join(cacheDir, CLIP_VOCAB_FILE) });
+    const t = await ClipTokenizer.load(join(cacheDir, CLIP_VOCAB_FILE));
+    expect(t.encode(golden.cases[1].prompt)).toEqual(golden.cases[1].hf_path_ids);
+  });
+
   it('rejects a file that is not a merges list with a UserError', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sdstudio-vocab-'));
     const p = join(dir, 'bad.txt');
