@@ -26,7 +26,7 @@ import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/va
 import { UserError } from '../util/errors.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
 import { decodeTiled, encodeTiled, type TileOptions } from './tiling.js';
-import { prepareModel, type WeightsCacheOptions } from './weights.js';
+import { prepareModel, removeEntry, type WeightsCacheOptions } from './weights.js';
 
 export interface TensorF32 {
   data: Float32Array;
@@ -92,6 +92,8 @@ const GRAPH_VERSION = { text: 'clip-1', unet: 'unet-1', vae: 'vae-1' };
 export class Sd1Model {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   private released = false;
+  /** Cache entries of in-memory sources, removed on release. */
+  private readonly ephemeralEntries: string[] = [];
   /** Contrib ops only where onnxruntime implements them (CPU, CUDA). */
   private readonly graphOpts: GraphOptions;
 
@@ -109,7 +111,11 @@ export class Sd1Model {
     if (this.released) throw new Error('this model has been released');
     let s = this.sessions.get(key);
     if (!s) {
-      s = (async () => createSession(await prepareModel(build(), version, this.opts), this.opts))();
+      s = (async () => {
+        const prepared = await prepareModel(build(), version, this.opts);
+        if (prepared.ephemeral && prepared.cacheEntry) this.ephemeralEntries.push(prepared.cacheEntry);
+        return createSession(prepared, this.opts);
+      })();
       this.sessions.set(key, s);
       s.catch(() => this.sessions.delete(key));
     }
@@ -378,6 +384,7 @@ export class Sd1Model {
         // a session that failed to open has nothing to release
       }
     }
+    for (const e of this.ephemeralEntries.splice(0)) await removeEntry(e);
     if (this.ownsSource) await this.source.close();
   }
 }

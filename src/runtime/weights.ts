@@ -50,6 +50,11 @@ export interface PreparedModel {
   placement: 'in-place' | 'cache' | 'cache-hit';
   /** Cache entry folder, when the weights are in the cache. */
   cacheEntry?: string;
+  /**
+   * The entry belongs to a source with no identity on disk (in memory): it can never be reused,
+   * so its owner removes it (`removeEntry`) once the session is released.
+   */
+  ephemeral?: boolean;
 }
 
 export function defaultCacheDir(): string {
@@ -109,7 +114,7 @@ export async function prepareModel(
     return { bytes: encodeModel(model), externalFolder: folder, placement: 'in-place' };
   }
   const cache = new WeightsCache(opts);
-  const { entry, index, hit } = await cache.ensure(source, params, graphVersion);
+  const { entry, index, hit, ephemeral } = await cache.ensure(source, params, graphVersion);
   const model = g.toModel((p) => {
     const slot = index[p.key];
     if (!slot) throw new Error(`weights cache entry ${entry} lacks ${p.key}`);
@@ -120,6 +125,7 @@ export async function prepareModel(
     externalFolder: entry,
     placement: hit ? 'cache-hit' : 'cache',
     cacheEntry: entry,
+    ephemeral,
   };
 }
 
@@ -151,9 +157,11 @@ export class WeightsCache {
     source: TensorSource,
     params: ParamInit[],
     graphVersion: string,
-  ): Promise<{ entry: string; index: CacheIndex; hit: boolean }> {
+  ): Promise<{ entry: string; index: CacheIndex; hit: boolean; ephemeral: boolean }> {
     const keys = [...new Set(params.map((p) => p.key))].sort();
-    const identity = (await sourceIdentity(source)) ?? `memory:${randomUUID()}`;
+    const known = await sourceIdentity(source);
+    const ephemeral = known === undefined;
+    const identity = known ?? `memory:${randomUUID()}`;
     const hash = createHash('sha256')
       .update(JSON.stringify([WEIGHTS_CACHE_VERSION, graphVersion, identity, keys]))
       .digest('hex')
@@ -164,7 +172,7 @@ export class WeightsCache {
       const index = JSON.parse(await readFile(join(entry, 'index.json'), 'utf8')) as CacheIndex;
       const now = new Date();
       await utimes(join(entry, 'index.json'), now, now).catch(() => undefined);
-      return { entry, index, hit: true };
+      return { entry, index, hit: true, ephemeral };
     } catch {
       // not cached yet (or unreadable): write it
     }
@@ -200,7 +208,7 @@ export class WeightsCache {
       }
       const final = JSON.parse(await readFile(join(entry, 'index.json'), 'utf8')) as CacheIndex;
       await this.evict(entry);
-      return { entry, index: final, hit: false };
+      return { entry, index: final, hit: false, ephemeral };
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
       throw e;
@@ -230,4 +238,9 @@ export class WeightsCache {
       total -= e.size;
     }
   }
+}
+
+/** Delete one cache entry (an ephemeral one whose session has been released). */
+export async function removeEntry(entry: string): Promise<void> {
+  await rm(entry, { recursive: true, force: true });
 }

@@ -168,6 +168,24 @@ describe('weights cache', () => {
   });
 });
 
+describe('in-memory sources', () => {
+  it('run from an ephemeral cache entry that is removed on release', async () => {
+    const dir = join(cacheDir, 'ephemeral');
+    const m = await loadSd1(new MemoryTensorSource(new Map(tensors), { path: 'merged in memory' }), {
+      cacheDir: dir,
+    });
+    const z = { data: Float32Array.from({ length: 4 * 4 * 4 }, (_, i) => Math.sin(i)), dims: [1, 4, 4, 4] };
+    const fromMemory = await m.vaeDecode(z);
+    expect(readdirSync(dir).length).toBe(1);
+    await m.release();
+    expect(readdirSync(dir)).toEqual([]);
+    const f = await loadSd1(fp32Path, { cacheDir: dir });
+    const fromFile = await f.vaeDecode(z);
+    await f.release();
+    expect(errors(fromMemory.data, fromFile.data).maxAbs).toBe(0);
+  });
+});
+
 describe('sessions', () => {
   it('cpu is available and unknown or missing providers are UserErrors that say what to do', () => {
     expect(availableProviders()).toContain('cpu');
