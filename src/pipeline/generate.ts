@@ -199,11 +199,12 @@ async function prepareImg2Img(
     }
     if (p.inpainting_mask_invert) m = invertMask(m);
     if (p.mask_blur_x > 0 || p.mask_blur_y > 0) m = blurMask(m, p.mask_blur_x, p.mask_blur_y);
-    if (p.inpaint_full_res) {
-      cropRegion = getCropRegion(m, p.inpaint_full_res_padding);
-      if (!cropRegion) warn('the mask is empty, so "only masked" falls back to the whole picture');
-    }
-    if (cropRegion) {
+    const onlyMasked = p.inpaint_full_res;
+    if (onlyMasked) cropRegion = getCropRegion(m, p.inpaint_full_res_padding);
+    if (onlyMasked && !cropRegion) {
+      // As A1111: a blank mask with "only masked" drops the mask and runs plain img2img.
+      warn('Unable to perform "Inpaint Only mask" because the mask is blank; running plain img2img');
+    } else if (cropRegion) {
       overlayMask = m;
       cropRegion = expandCropRegion(cropRegion, W, H, m.width, m.height);
       const { x1, y1, x2, y2 } = cropRegion;

@@ -266,6 +266,26 @@ describe('img2img and inpaint', () => {
     }
   });
 
+  it('a blank mask with "only masked" runs plain img2img, as A1111', async () => {
+    const blank = rgba(64, 64, () => [0, 0, 0, 255]);
+    const p = withDefaults({ ...base, prompt: 'x', seed: 8, steps: 2, denoising_strength: 0.7 });
+    const warnings: string[] = [];
+    const masked = await generate(
+      model,
+      { ...p, inpaint_full_res: true },
+      'img2img',
+      { initImages: [init], mask: blank },
+      {
+        warn: (m) => warnings.push(m),
+      },
+    );
+    const plain = await generate(model, p, 'img2img', { initImages: [init] });
+    expect(Buffer.from(masked.images[0]!.image.data).equals(Buffer.from(plain.images[0]!.image.data))).toBe(
+      true,
+    );
+    expect(warnings.join()).toMatch(/blank/);
+  });
+
   it('needs an init image', async () => {
     await expect(generate(model, withDefaults(base), 'img2img', {})).rejects.toThrow(/init image/);
   });
