@@ -31,6 +31,7 @@ function pythonClasses(pattern: string): string {
 const RE_BADNESS = new RegExp(pythonClasses(BADNESS_PATTERN), 'u');
 const RE_UTF8_DETECTOR = new RegExp(pythonClasses(UTF8_DETECTOR_PATTERN), 'gu');
 const RE_ALTERED_UTF8 = new RegExp(ALTERED_UTF8_PATTERN, 'g');
+const RE_ALTERED_UTF8_TEST = new RegExp(ALTERED_UTF8_PATTERN);
 const RE_LOSSY_UTF8 = new RegExp(LOSSY_UTF8_PATTERN, 'g');
 const RE_A_GRAVE_WORD = new RegExp(A_GRAVE_WORD_PATTERN, 'g');
 
@@ -120,8 +121,7 @@ function fixEncodingOnce(text: string): string {
     let bytes = encodeBytes(text, page);
     if (bytes === undefined) continue;
     possible.push(page.name);
-    if (page.name !== 'macroman' && new RegExp(ALTERED_UTF8_PATTERN).test(bytes))
-      bytes = restoreByteA0(bytes);
+    if (page.name !== 'macroman' && RE_ALTERED_UTF8_TEST.test(bytes)) bytes = restoreByteA0(bytes);
     if (page.sloppy) bytes = replaceLossySequences(bytes);
     const variants = bytes.includes('\xed') || bytes.includes('\xc0');
     const fixed = decodeUtf8(bytes, variants);
