@@ -7,6 +7,7 @@
  *   npm run bench -- --json               # exactly one JSON object on stdout
  *   npm run bench -- --only unet512 --runs 3
  *   npm run bench -- --attention plain --opt-level all --threads 2 --checkpoint my-sd15.safetensors
+ *   npm run bench -- --in-process         # no child processes: quicker, but peak RSS accumulates
  *
  * Probes (--only, comma-separated): create (text + UNet + VAE decoder sessions from the file),
  * unet512 (512² batch 2), unet512b1, unet256 (256² batch 2), vae (decode 512²), text (one
@@ -46,7 +47,7 @@ export const TARGETS = {
 
 const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N]
        [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N]
-       [--steps N] [--checkpoint PATH]`;
+       [--steps N] [--checkpoint PATH] [--in-process]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -68,6 +69,7 @@ function parse() {
         threads: { type: 'string' },
         checkpoint: { type: 'string' },
         probe: { type: 'string' },
+        'in-process': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -96,6 +98,7 @@ function parse() {
     json: v.json!,
     only: only as ProbeName[],
     probe: v.probe,
+    inProcess: v['in-process']!,
     steps: int('steps', v.steps!, 1),
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
     probeOptions: {
@@ -161,7 +164,9 @@ async function main(): Promise<void> {
   const results: Partial<Record<ProbeName, ProbeResult>> = {};
   for (const probe of args.only) {
     process.stderr.write(`bench: ${probe}\n`);
-    results[probe] = runChild<ProbeResult>(self, childArgs(probe));
+    results[probe] = args.inProcess
+      ? await runProbe(probe, { checkpoint, ...args.probeOptions }, args.steps)
+      : runChild<ProbeResult>(self, childArgs(probe));
   }
 
   const create = results.create as CreateProbeResult | undefined;
