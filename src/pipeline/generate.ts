@@ -79,9 +79,11 @@ export interface ProgressInfo {
 export interface GenerateHooks {
   stop?: StopFlags;
   onProgress?: (p: ProgressInfo) => void;
-  /** Cheap latent preview of each image every `previewEvery` steps (0 = never). */
+  /** Live preview of each image every `previewEvery` steps (0 = never). */
   onPreview?: (p: { image: RgbImage; index: number; step: number }) => void;
   previewEvery?: number;
+  /** "cheap": A1111's linear latent→RGB at latent size (free); "full": the VAE decodes the denoised latent. */
+  previewMode?: 'cheap' | 'full';
   /** Every UNet call (tests use it to check interrupt latency). */
   onModelCall?: () => void;
   styles?: readonly PromptStyle[];
@@ -357,8 +359,18 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     img2imgFixSteps: a.fixSteps,
   });
   const x = startLatent(plan, a.noise, a.x0 ?? undefined, model.schedule.alphasCumprod);
+  let pending: { latent: Float32Array; step: number } | null = null;
   const denoiser = new CfgDenoiser({
-    unet: (xt, t, context) => model.engine.unet({ x: xt, t, context }),
+    unet: async (xt, t, context) => {
+      // A full preview is decoded between steps, before the next UNet call.
+      if (pending) {
+        const { latent, step } = pending;
+        pending = null;
+        const imgs = await decodeLatents(model.engine, latent, a.dims, model.scaleFactor);
+        imgs.forEach((image, index) => hooks.onPreview?.({ image, index, step }));
+      }
+      return model.engine.unet({ x: xt, t, context });
+    },
     schedule: model.schedule,
     latentShape: [c, h, w],
     images: a.conds,
@@ -377,6 +389,10 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
   const callback = (info: StepInfo): void => {
     hooks.onProgress?.({ ...a.progress, step: info.i + 1, steps: plan.steps });
     if (hooks.onPreview && every > 0 && (info.i + 1) % every === 0) {
+      if (hooks.previewMode === 'full') {
+        pending = { latent: info.denoised.slice(), step: info.i + 1 };
+        return;
+      }
       for (let i = 0; i < b; i++) {
         hooks.onPreview({
           image: cheapPreview(info.denoised, w, h, i * c * h * w),

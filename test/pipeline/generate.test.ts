@@ -150,6 +150,41 @@ describe('txt2img', () => {
     );
     expect(steps).toEqual([1, 2, 3, 4]);
     expect(previews).toBe(2);
+    const full: number[] = [];
+    await generate(
+      model,
+      withDefaults({ ...base, prompt: 'x', seed: 5, steps: 4 }),
+      'txt2img',
+      {},
+      {
+        previewEvery: 1,
+        previewMode: 'full',
+        onPreview: (p) => {
+          expect([p.image.width, p.image.height]).toEqual([64, 64]);
+          full.push(p.step);
+        },
+      },
+    );
+    // decoded before the next UNet call: every step but the last
+    expect(full).toEqual([1, 2, 3]);
+  });
+
+  it('applies styles to the prompt, and the infotext carries the styled prompt', async () => {
+    const styles = [{ name: 'sharp', prompt: '{prompt}, sharp focus', negativePrompt: 'blurry' }];
+    const r = await generate(
+      model,
+      withDefaults({ ...base, prompt: 'a cat', seed: 1, steps: 1, styles: ['sharp'] }),
+      'txt2img',
+      {},
+      {
+        styles,
+      },
+    );
+    expect(r.images[0]!.prompt).toBe('a cat, sharp focus');
+    expect(parseInfotext(r.images[0]!.infotext)).toMatchObject({
+      Prompt: 'a cat, sharp focus',
+      'Negative prompt': 'blurry',
+    });
   });
 
   for (const hr_upscaler of ['Latent', 'Latent (nearest-exact)', 'Lanczos', 'Nearest']) {
