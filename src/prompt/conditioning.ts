@@ -1,7 +1,8 @@
 /**
  * From a prompt as typed to what the text encoder receives, in A1111's order: extra-network tags are
- * cut out, the prompt is split on AND (positive prompts only), each part gets its prompt-editing
- * schedule, and each scheduled text is chunked with its weights. The pipeline encodes every chunk,
+ * cut out and the prompt is split on AND (both for positive prompts only; A1111 leaves a negative
+ * prompt's tags and ANDs as text), each part gets its prompt-editing schedule, and each scheduled text
+ * is chunked with its weights. The pipeline encodes every chunk,
  * applies `applyEmphasis`, and switches texts at the listed steps.
  */
 import {
@@ -44,8 +45,8 @@ export interface PlanOptions<E extends ChunkEmbedding = ChunkEmbedding> extends 
   /** Hires pass: `steps` is then the first pass's step count. */
   hiresSteps?: number | null;
   useOldScheduling?: boolean;
-  /** Split on AND (positive prompts); A1111 does not for negative prompts. */
-  composable?: boolean;
+  /** A negative prompt: no AND split and no extra-network tags, as in A1111. */
+  negative?: boolean;
 }
 
 /** Plan the conditioning of one prompt. */
@@ -53,14 +54,15 @@ export function planConditioning<E extends ChunkEmbedding = ChunkEmbedding>(
   prompt: string,
   opts: PlanOptions<E>,
 ): ConditioningPlan<E> {
-  const { prompt: stripped, networks } = parseExtraNetworks(prompt);
-  const parts: [string, number][] =
-    opts.composable === false
-      ? [[stripped, 1.0]]
-      : (() => {
-          const { resIndexes, promptFlatList } = getMulticondPromptList([stripped]);
-          return resIndexes[0].map(([i, w]) => [promptFlatList[i], w] as [string, number]);
-        })();
+  const { prompt: stripped, networks } = opts.negative
+    ? { prompt, networks: [] }
+    : parseExtraNetworks(prompt);
+  const parts: [string, number][] = opts.negative
+    ? [[stripped, 1.0]]
+    : (() => {
+        const { resIndexes, promptFlatList } = getMulticondPromptList([stripped]);
+        return resIndexes[0].map(([i, w]) => [promptFlatList[i], w] as [string, number]);
+      })();
   // Index the embeddings once for all texts of this prompt.
   const embeddings =
     opts.embeddings && !(opts.embeddings instanceof EmbeddingIndex)

@@ -35,9 +35,14 @@ describe('planConditioning', () => {
     expect(plan.parts[0].schedule[1].chunks[0].fixes).toEqual([]);
   });
 
-  it('keeps AND as text for negative prompts', () => {
-    const plan = planConditioning('blurry AND ugly', { tokenizer: tok, steps: 20, composable: false });
+  it('keeps AND and extra-network tags as text for negative prompts', () => {
+    const plan = planConditioning('blurry AND <lora:x:1> ugly', {
+      tokenizer: tok,
+      steps: 20,
+      negative: true,
+    });
+    expect(plan.networks).toEqual([]);
     expect(plan.parts).toHaveLength(1);
-    expect(plan.parts[0].schedule[0].text).toBe('blurry AND ugly');
+    expect(plan.parts[0].schedule[0].text).toBe('blurry AND <lora:x:1> ugly');
   });
 });
