@@ -221,3 +221,23 @@ export function writeSparseZip64(
     closeSync(fd);
   }
 }
+
+/** The pickle torch writes for `{name: contiguous F32 tensor}`: tensor i is storage key `String(i)`. */
+export function stateDictPickle(tensors: { name: string; shape: number[] }[]): Uint8Array {
+  const int = (x: number) => bytesOf(0x4a, new Uint8Array(new Int32Array([x]).buffer));
+  const tuple = (xs: number[]) => bytesOf(0x28, ...xs.map(int), 0x74);
+  const parts: Uint8Array[] = [bytesOf(0x80, 2, 0x7d, 0x28)]; // PROTO 2, EMPTY_DICT, MARK
+  tensors.forEach(({ name, shape }, i) => {
+    const numel = shape.reduce((a, b) => a * b, 1);
+    const stride = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+    parts.push(
+      str(name),
+      bytesOf('ctorch._utils\n_rebuild_tensor_v2\n', 0x28), // GLOBAL, MARK (args)
+      bytesOf(0x28, str('storage'), 'ctorch\nFloatStorage\n', str(String(i)), str('cpu'), int(numel), 0x74),
+      bytesOf(0x51, int(0), tuple(shape), tuple(stride), 0x89), // BINPERSID, offset, size, stride, False
+      bytesOf('ccollections\nOrderedDict\n', 0x29, 0x52, 0x74, 0x52), // OrderedDict(), TUPLE, REDUCE
+    );
+  });
+  parts.push(bytesOf(0x75, 0x2e)); // SETITEMS, STOP
+  return bytesOf(...parts);
+}
