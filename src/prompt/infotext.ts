@@ -13,7 +13,7 @@ import {
   V180_HR_STYLES,
 } from './infotext-version.js';
 import { extractStylesFromPrompt, type PromptStyle } from './styles.js';
-import { PY_SPACE as PY_WS, PY_WORD as PY_W, pyStrip } from './pychars.js';
+import { findParamsLinear, pyStripLinear as pyStrip } from './infotext-scan.js';
 import { parsePromptAttention, PromptSyntaxError } from './attention.js';
 
 export type InfotextValue = string | number | boolean | null | undefined;
@@ -25,10 +25,6 @@ export interface InfotextInput {
   params: Record<string, InfotextValue>;
 }
 
-const RE_PARAM = new RegExp(
-  `[${PY_WS}]*([${PY_W}][${PY_W} \\-/]+):[${PY_WS}]*("(?:\\\\[^\\n]|[^\\\\"])+"|[^,]*)(?:,|$)`,
-  'gu',
-);
 /** `^(\d+)x(\d+)$` — Python's `\d` is any Unicode decimal digit and `$` also matches before a final newline. */
 const RE_IMAGESIZE = /^(\p{Nd}+)x(\p{Nd}+)\n?$/u;
 
@@ -71,9 +67,7 @@ export function formatInfotext(input: InfotextInput): string {
 
 /** `key: value` pairs of a parameter line, as Python's re.findall(re_param, line). */
 export function findInfotextParams(line: string): [string, string][] {
-  const out: [string, string][] = [];
-  for (const m of line.matchAll(RE_PARAM)) out.push([m[1], m[2]]);
-  return out;
+  return findParamsLinear(line);
 }
 
 /** Python int() of a string of (Unicode) digits; NaN when Python would raise. */
@@ -134,9 +128,17 @@ function restoreOldHiresFixParams(res: Map<string, unknown>): void {
   res.set('Hires resize-2', height);
 }
 
+/**
+ * Prompts longer than this are not run through the attention parser to decide on Emphasis: its
+ * bracket and BREAK handling is quadratic on pathological text (as A1111's is), and no real prompt
+ * comes near (CLIP reads 75 tokens a chunk). Such a prompt counts as weighted if it has a bracket.
+ */
+export const MAX_EMPHASIS_CHECK_CHARS = 32 * 1024;
+
 /** Emphasis is filled in only when some part of a prompt has a weight other than 1 (BREAK aside). */
 function usesEmphasis(...prompts: string[]): boolean {
   return prompts.some((p) => {
+    if (p.length > MAX_EMPHASIS_CHECK_CHARS) return /[()[\]]/.test(p);
     try {
       return parsePromptAttention(p).some(([t, w]) => !(w === 1.0 || t === 'BREAK'));
     } catch (err) {
