@@ -241,8 +241,17 @@ const MAX_SEED = 2 ** 53 - 1;
  * Unknown keys are ignored (as A1111's pydantic models do); legacy `sampler_index` is honoured.
  * Throws UserError naming the first bad field.
  */
+export interface WithDefaultsOptions {
+  /**
+   * "error" (default): an unknown sampler is a UserError. "fallback": A1111's API behaviour — an
+   * unknown name silently becomes "DPM++ 2M" (for drop-in API compatibility).
+   */
+  unknownSampler?: 'error' | 'fallback';
+}
+
 export function withDefaults(
   input: Partial<GenerationParams> | Record<string, unknown> = {},
+  options: WithDefaultsOptions = {},
 ): GenerationParams {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new UserError('generation parameters must be an object');
@@ -262,6 +271,13 @@ export function withDefaults(
     p.sampler_name = src.sampler_index;
   }
   const params = p as unknown as GenerationParams;
+  if (options.unknownSampler === 'fallback') {
+    try {
+      resolveSampler(params.sampler_name, 'Automatic');
+    } catch {
+      params.sampler_name = 'DPM++ 2M';
+    }
+  }
   if (params.mask_blur !== null) {
     params.mask_blur_x = params.mask_blur;
     params.mask_blur_y = params.mask_blur;
@@ -274,6 +290,11 @@ export function withDefaults(
 /** Booleans may arrive as 0/1 (A1111's inpainting_mask_invert) or "true"; numbers as numeric strings. */
 function coerceField(key: string, v: unknown, def: unknown): unknown {
   switch (key) {
+    case 'seed':
+    case 'subseed':
+      // A1111 get_fixed_seed: "" or a non-numeric string means random.
+      if (typeof v === 'string' && !/^\s*-?\d+\s*$/.test(v)) return -1;
+      return toNumber(key, v);
     case 'styles':
       if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) {
         throw new UserError(`styles must be a list of style names`);

@@ -85,6 +85,13 @@ describe('withDefaults', () => {
     expectUserError(() => withDefaults(input), re);
   });
 
+  it('A1111 API leniencies: seed "" is random, unknown sampler may fall back to DPM++ 2M', () => {
+    expect(withDefaults({ seed: '', subseed: 'abc' } as Record<string, unknown>).seed).toBe(-1);
+    expect(withDefaults({ sampler_name: 'k_nope' }, { unknownSampler: 'fallback' }).sampler_name).toBe(
+      'DPM++ 2M',
+    );
+  });
+
   it('rejects a non-object', () => {
     expectUserError(() => withDefaults([] as unknown as Record<string, unknown>), /object/);
   });
