@@ -24,8 +24,12 @@ export function isJsonTensor(v: unknown): v is JsonTensor {
   return typeof v === 'object' && v !== null && (v as JsonTensor).kind === 'json-tensor';
 }
 
-/** np.array(nested list) for a rectangular list of numbers; throws on ragged or non-numeric data. */
-function nestedListToTensor(list: unknown): JsonTensor {
+/**
+ * np.array(nested list) for a rectangular list of numbers; throws on ragged or non-numeric data.
+ * `maxElements` bounds the allocation before the data is checked (a crafted list whose first rows
+ * are long must not make us allocate for rows that are not there).
+ */
+function nestedListToTensor(list: unknown, maxElements: number): JsonTensor {
   const shape: number[] = [];
   let probe: unknown = list;
   while (Array.isArray(probe)) {
@@ -33,6 +37,7 @@ function nestedListToTensor(list: unknown): JsonTensor {
     probe = probe[0];
   }
   const total = shape.reduce((a, b) => a * b, 1);
+  if (total > maxElements) throw new Error('embedding tensor is larger than its data; the file is damaged');
   const values = new Float32Array(total);
   let k = 0;
   const walk = (v: unknown, depth: number): void => {
@@ -51,11 +56,14 @@ function nestedListToTensor(list: unknown): JsonTensor {
 
 /** json.loads with A1111's EmbeddingDecoder: objects with a "TORCHTENSOR" key become tensors. */
 export function parseEmbeddingJson(text: string): unknown {
+  // Every number takes at least two characters ("0,"), so no real tensor has more elements than this.
+  const maxElements = Math.ceil(text.length / 2);
   const revive = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(revive);
     if (typeof v === 'object' && v !== null) {
       const o = v as Record<string, unknown>;
-      if (Object.prototype.hasOwnProperty.call(o, 'TORCHTENSOR')) return nestedListToTensor(o['TORCHTENSOR']);
+      if (Object.prototype.hasOwnProperty.call(o, 'TORCHTENSOR'))
+        return nestedListToTensor(o['TORCHTENSOR'], maxElements);
       const out: Record<string, unknown> = {};
       for (const [k, x] of Object.entries(o)) {
         Object.defineProperty(out, k, {

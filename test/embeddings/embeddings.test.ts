@@ -12,6 +12,8 @@ import { lcgStream } from '../../src/prompt/embedding-image.js';
 import { ClipTokenizer } from '../../src/prompt/tokenizer.js';
 import type { EmbeddingLookup } from '../../src/prompt/chunking.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
+import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { float32ArrayToTensor } from '../../src/formats/dtype.js';
 
 interface Expected {
   format: string;
@@ -125,4 +127,53 @@ it('the LCG stream equals image_embedding.py reference_random', () => {
   const g = lcgStream();
   const first = Array.from({ length: 12 }, () => g.next().value);
   expect(first).toEqual([253, 242, 127, 44, 157, 27, 239, 133, 38, 79, 167, 4]);
+});
+
+describe('odd and hostile embedding files', () => {
+  const f32 = (shape: number[]) =>
+    float32ArrayToTensor(new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5), shape);
+  it('safetensors with several terms, or 3-D tensors, are errors naming the file; a 1-D tensor is one vector', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdstudio-emb-'));
+    await writeSafetensors(join(dir, 'two.safetensors'), [
+      ['a', f32([1, 768])],
+      ['b', f32([1, 768])],
+    ]);
+    await writeSafetensors(join(dir, 'cube.safetensors'), [['emb_params', f32([2, 2, 768])]]);
+    await writeSafetensors(join(dir, 'one.safetensors'), [['emb_params', f32([768])]]);
+    const db = await EmbeddingDatabase.loadDir(dir, { expectedWidth: 768 });
+    expect(db.errors.map((e) => e.path).sort()).toEqual([
+      join(dir, 'cube.safetensors'),
+      join(dir, 'two.safetensors'),
+    ]);
+    expect(db.warnings.some((w) => w.includes('two.safetensors') && w.includes('multiple terms'))).toBe(true);
+    expect(db.get('one')).toMatchObject({ vectors: 1, shape: 768 });
+  });
+  it('embedding images: a plain image holds none; bad JSON, ragged or inflated tensors are errors', async () => {
+    const { default: sharp } = await import('sharp');
+    const { addPngTextChunk } = await import('../../src/prompt/png-chunks.js');
+    const dir = mkdtempSync(join(tmpdir(), 'sdstudio-emb-'));
+    const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } })
+      .png()
+      .toBuffer();
+    writeFileSync(join(dir, 'plain.png'), png);
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64');
+    const chunk = (name: string, text: string) =>
+      writeFileSync(join(dir, name), addPngTextChunk(png, 'sd-ti-embedding', text));
+    chunk('badjson.png', Buffer.from('{not json').toString('base64'));
+    chunk('ragged.png', b64({ string_to_param: { '*': { TORCHTENSOR: [[1, 2], [3]] } } }));
+    chunk(
+      'inflated.png',
+      b64({ string_to_param: { '*': { TORCHTENSOR: [Array(5000).fill(0), ...Array(5000).fill(0)] } } }),
+    );
+    chunk(
+      'good.png',
+      b64({ name: 'inside', step: 3, string_to_param: { '*': { TORCHTENSOR: [[1, 2, 3]] } } }),
+    );
+    const db = await EmbeddingDatabase.loadDir(dir);
+    expect(db.errors.map((e) => e.path).sort()).toEqual(
+      ['badjson.png', 'inflated.png', 'ragged.png'].map((f) => join(dir, f)),
+    );
+    expect([...db.loaded.keys()]).toEqual(['inside']);
+    expect(Array.from(db.get('inside')!.vec)).toEqual([1, 2, 3]);
+  });
 });
