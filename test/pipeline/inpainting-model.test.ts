@@ -5,7 +5,7 @@
  * conditioning must change the result while the composite still keeps the unmasked pixels.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryTensorSource } from '../../src/formats/memory.js';
@@ -43,8 +43,9 @@ async function widened(extra: (i: number) => number): Promise<MemoryTensorSource
 let base: LoadedModel;
 let zeroExtra: LoadedModel;
 let randomExtra: LoadedModel;
+let cacheDir = '';
 beforeAll(async () => {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'sd-inpaint-cache-'));
+  cacheDir = await mkdtemp(join(tmpdir(), 'sd-inpaint-cache-'));
   const common = { checkpoint: ckpt, clipVocab: clipVocabPath(), cacheDir };
   base = await loadModel(common);
   zeroExtra = await loadModel({ ...common, source: await widened(() => 0) });
@@ -52,6 +53,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const m of [base, zeroExtra, randomExtra]) await m?.release();
+  if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
 });
 
 function differing(a: RgbImage, b: RgbImage): { count: number; max: number } {
