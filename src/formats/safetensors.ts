@@ -110,15 +110,28 @@ export function parseSafetensorsHeader(path: string, json: Uint8Array, fileSize:
       length: end - begin,
     });
   }
+  // As the reference library validates: in offset order each tensor starts exactly where the
+  // previous one ends and the last one ends the file. No overlaps, no gaps, no trailing bytes
+  // (bytes no tensor owns could hide anything, and safetensors itself refuses such files).
   tensors.sort((a, b) => a.offset - b.offset || a.length - b.length);
-  // Empty tensors occupy no bytes and cannot overlap anything.
-  const filled = tensors.filter((t) => t.length > 0);
-  for (let i = 1; i < filled.length; i++) {
-    const prev = filled[i - 1]!;
-    const cur = filled[i]!;
-    if (cur.offset < prev.offset + prev.length) {
-      throw bad(path, `tensors "${prev.name}" and "${cur.name}" overlap`);
+  let pos = dataStart;
+  let prev: string | undefined;
+  for (const t of tensors) {
+    if (t.offset < pos) throw bad(path, `tensors "${prev}" and "${t.name}" overlap`);
+    if (t.offset > pos) {
+      throw bad(
+        path,
+        `bytes ${pos - dataStart}..${t.offset - dataStart} of the data before tensor "${t.name}" belong to no tensor (a gap; the safetensors library refuses such files)`,
+      );
     }
+    pos = t.offset + t.length;
+    prev = t.name;
+  }
+  if (pos !== fileSize) {
+    throw bad(
+      path,
+      `${fileSize - pos} bytes after the last tensor belong to no tensor (the safetensors library refuses such files)`,
+    );
   }
   return { path, fileSize, dataStart, metadata, tensors };
 }

@@ -243,6 +243,29 @@ describe('hostile safetensors headers', () => {
         ),
       /overlap/,
     ],
+    [
+      'a gap between tensors (bytes no tensor owns)',
+      () =>
+        craft(
+          'gap.st',
+          {
+            x: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+            y: { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+          },
+          new Uint8Array(12),
+        ),
+      /bytes 4\.\.8 of the data before tensor "y" belong to no tensor/,
+    ],
+    [
+      'a gap before the first tensor',
+      () => craft('gap0.st', { x: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, f32x2),
+      /bytes 0\.\.4 .* "x" belong to no tensor/,
+    ],
+    [
+      'trailing bytes after the last tensor',
+      () => craft('tail.st', { x: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, f32x2),
+      /4 bytes after the last tensor/,
+    ],
     ['metadata not strings', () => craft('meta.st', { __metadata__: { a: 1 } }), /not a string/],
     ['entry not an object', () => craft('entry.st', { x: 3 }), /not an object/],
   ];
