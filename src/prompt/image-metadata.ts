@@ -10,6 +10,7 @@ import { open } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { UserError } from '../util/errors.js';
 import { SAMPLERS } from '../pipeline/params.js';
+import { pyFloatRepr } from './infotext.js';
 import { decodeTextChunk, isPng, pngSize, readPngChunks, addPngTextChunk } from './png-chunks.js';
 import {
   decodeUserComment,
@@ -25,6 +26,7 @@ import {
 } from './exif.js';
 
 export { addPngTextChunk } from './png-chunks.js';
+export { pyFloatRepr } from './infotext.js';
 
 /** Image files larger than this are refused by the metadata reader. */
 export const MAX_IMAGE_FILE_BYTES = 512 * 1024 * 1024;
@@ -108,29 +110,6 @@ function tryJson(text: string): unknown {
   } catch {
     return text;
   }
-}
-
-/** Python's repr() of a float (shortest round-trip digits, exponent outside [1e-4, 1e16)). */
-export function pyFloatRepr(x: number): string {
-  if (Number.isNaN(x)) return 'nan';
-  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
-  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
-  const [mant, expText] = x.toExponential().split('e');
-  const exp = Number(expText);
-  const neg = mant.startsWith('-');
-  const digits = mant.replace('-', '').replace('.', '');
-  let body: string;
-  if (exp >= -4 && exp < 16) {
-    if (exp >= 0) {
-      const intPart = digits.slice(0, exp + 1).padEnd(exp + 1, '0');
-      const frac = digits.slice(exp + 1);
-      body = `${intPart}.${frac || '0'}`;
-    } else body = `0.${'0'.repeat(-exp - 1)}${digits}`;
-  } else {
-    const m = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
-    body = `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
-  }
-  return (neg ? '-' : '') + body;
 }
 
 /** How Python's f-string shows a value json.loads produced (ints and floats kept apart by the source text). */

@@ -28,9 +28,34 @@ export interface InfotextInput {
 /** `^(\d+)x(\d+)$` — Python's `\d` is any Unicode decimal digit and `$` also matches before a final newline. */
 const RE_IMAGESIZE = /^(\p{Nd}+)x(\p{Nd}+)\n?$/u;
 
+/** Python's repr() of a float (shortest round-trip digits, exponent outside [1e-4, 1e16)). */
+export function pyFloatRepr(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  const [mant, expText] = x.toExponential().split('e');
+  const exp = Number(expText);
+  const neg = mant.startsWith('-');
+  const digits = mant.replace('-', '').replace('.', '');
+  let body: string;
+  if (exp >= -4 && exp < 16) {
+    if (exp >= 0) {
+      const intPart = digits.slice(0, exp + 1).padEnd(exp + 1, '0');
+      const frac = digits.slice(exp + 1);
+      body = `${intPart}.${frac || '0'}`;
+    } else body = `0.${'0'.repeat(-exp - 1)}${digits}`;
+  } else {
+    const m = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+    body = `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  }
+  return (neg ? '-' : '') + body;
+}
+
+/** str() of the Python value a JS value stands for: integers as ints, other numbers as floats. */
 function pyStr(v: Exclude<InfotextValue, null | undefined>): string {
   if (typeof v === 'boolean') return v ? 'True' : 'False';
-  return String(v);
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? String(v) : pyFloatRepr(v);
+  return v;
 }
 
 /**

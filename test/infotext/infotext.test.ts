@@ -189,3 +189,11 @@ describe('Emphasis is filled in only when a weight other than 1 is used (parse_p
     });
   }
 });
+
+describe('numbers are written as Python writes them', () => {
+  it('ints as ints, other numbers with repr(float)', () => {
+    expect(
+      formatInfotext({ prompt: 'p', params: { a: 20, b: 0.5, c: 1e-7, d: 4294967295, e: 1e16 + 0.5 } }),
+    ).toBe('p\na: 20, b: 0.5, c: 1e-07, d: 4294967295, e: 1e+16');
+  });
+});
