@@ -1,0 +1,41 @@
+/** The pipeline's public surface, for the front doors (CLI, HTTP API, UI server). */
+export {
+  defaultParams,
+  withDefaults,
+  validateParams,
+  resolveSampler,
+  hiresTargetSize,
+  SAMPLERS,
+  SCHEDULERS,
+  LATENT_UPSCALE_MODES,
+  IMAGE_UPSCALERS,
+  type GenerationParams,
+  type OverrideSettings,
+  type WithDefaultsOptions,
+} from './params.js';
+export { paramsToInfotextFields, paramsFromInfotext, type InfotextExtras } from './infotext-fields.js';
+export {
+  generate,
+  type GenerateHooks,
+  type GenerateInputs,
+  type GeneratedImage,
+  type GenerationResult,
+  type ProgressInfo,
+  type StopFlags,
+} from './generate.js';
+export {
+  loadModel,
+  findCheckpoint,
+  findVae,
+  checkpointDir,
+  type LoadedModel,
+  type LoadModelOptions,
+} from './model.js';
+export { decodeImage, imageGrid, type DecodedImage, type RgbImage, type GrayImage } from './images.js';
+export {
+  encodePngWithInfotext,
+  saveOutput,
+  outputDir,
+  nextSequenceNumber,
+  type OutputKind,
+} from './outputs.js';
