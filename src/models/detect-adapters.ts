@@ -21,6 +21,13 @@ export interface LoraConfig {
   targets: Record<string, number>;
   /** Textual-inversion embeddings bundled in the file (`bundle_emb.*`). */
   bundled_embeddings: number;
+  /**
+   * Most common `.alpha` over the modules (scale = alpha / rank; modules without one use scale 1).
+   * Filled by `inspect`, which reads the values: detection itself reads no tensor data.
+   */
+  alpha?: number;
+  /** Module count per alpha value, when the modules do not all share one. */
+  alphas?: Record<string, number>;
 }
 
 const LORA_SUFFIXES: [RegExp, string][] = [

@@ -4,6 +4,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { openModel } from '../formats/open.js';
+import { numel, type TensorSource } from '../formats/tensor.js';
 import { readTorchFile } from '../formats/torch.js';
 import { detectModel, type ModelInfo } from '../models/detect.js';
 import { sidecarPathFor } from '../models/detect-sidecar.js';
@@ -77,6 +78,26 @@ async function torchFields(path: string): Promise<Record<string, unknown>> {
   return out;
 }
 
+/** A LoRA's module alphas: most common value and, when they differ, the count per value. */
+async function loraAlphas(
+  source: TensorSource,
+): Promise<{ alpha?: number; alphas?: Record<string, number> }> {
+  const count = new Map<number, number>();
+  for (const k of source.keys()) {
+    const info = k.endsWith('.alpha') ? source.info(k) : undefined;
+    // A scalar (or one-element) tensor: anything bigger is not an alpha and is not read.
+    if (!info || numel(info.shape) !== 1) continue;
+    const v = (await source.readFloat32(k))[0]!;
+    if (Number.isFinite(v)) count.set(v, (count.get(v) ?? 0) + 1);
+  }
+  if (count.size === 0) return {};
+  const sorted = [...count].sort((a, b) => b[1] - a[1] || b[0] - a[0]);
+  return {
+    alpha: sorted[0]![0],
+    ...(count.size > 1 ? { alphas: Object.fromEntries(sorted.map(([v, n]) => [String(v), n])) } : {}),
+  };
+}
+
 export async function inspectFile(path: string, opts: InspectOptions = {}): Promise<InspectReport> {
   let isDir: boolean;
   try {
@@ -90,6 +111,7 @@ export async function inspectFile(path: string, opts: InspectOptions = {}): Prom
   try {
     const yamlPath = opts.yamlPath ?? (isDir ? undefined : sidecarPathFor(path));
     info = detectModel(source, { yamlPath, vPred: opts.vPred });
+    if (info.config.lora) Object.assign(info.config.lora, await loraAlphas(source));
     metadata = source.metadata;
   } finally {
     await source.close();

@@ -22,6 +22,46 @@ describe('inspectFile', () => {
     });
   });
 
+  it("LoRA alpha: the modules' most common alpha, as A1111 reads it; none when the file has none", async () => {
+    const text = readFileSync(goldenPath('adapters', 'cases.json'), 'utf8').replace(
+      /\b(NaN|-?Infinity)\b/g,
+      'null',
+    );
+    const cases = (
+      JSON.parse(text) as {
+        cases: {
+          kind: string;
+          adapter?: string;
+          file_tensors?: string[];
+          matched_modules?: { alpha: number | null }[];
+        }[];
+      }
+    ).cases.filter((c) => c.kind === 'lora_apply' && c.adapter);
+    expect(cases.length).toBeGreaterThan(0);
+    let checked = 0;
+    for (const c of cases) {
+      const r = await inspectFile(goldenPath('adapters', c.adapter!), { noHash: true });
+      expect(r.kind, c.adapter).toBe('lora');
+      const lora = r.config.lora!;
+      if (!c.file_tensors!.some((k) => k.endsWith('.alpha'))) {
+        expect(lora.alpha, c.adapter).toBeUndefined();
+        continue;
+      }
+      const read = (c.matched_modules ?? []).map((m) => m.alpha).filter((a): a is number => a !== null);
+      if (read.length === 0) continue;
+      const counts = new Map<number, number>();
+      for (const a of read) counts.set(a, (counts.get(a) ?? 0) + 1);
+      const top = Math.max(...counts.values());
+      expect(
+        [...counts].filter(([, n]) => n === top).map(([a]) => a),
+        c.adapter,
+      ).toContain(lora.alpha);
+      if (counts.size > 1) expect(Object.keys(lora.alphas ?? {}).length, c.adapter).toBeGreaterThan(1);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(0);
+  });
+
   it('embedding .pt files report their A1111 fields (name, step, checkpoint)', async () => {
     const listing = JSON.parse(readFileSync(goldenPath('formats', 'embeddings.json'), 'utf8')) as {
       files: Record<string, { step: number | null; sd_checkpoint: string | null }>;
