@@ -9,7 +9,7 @@ import type { DecodedImage } from '../../src/pipeline/images.js';
 import { paramsFromInfotext } from '../../src/pipeline/infotext-fields.js';
 import { loadModel, type LoadedModel } from '../../src/pipeline/model.js';
 import { encodePngWithInfotext } from '../../src/pipeline/outputs.js';
-import { withDefaults, type GenerationParams } from '../../src/pipeline/params.js';
+import { SAMPLERS, withDefaults, type GenerationParams } from '../../src/pipeline/params.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
 
 let model: LoadedModel;
@@ -212,6 +212,24 @@ describe('txt2img', () => {
       ]);
     });
   }
+
+  it('runs every sampler, txt2img and img2img, to finite images', async () => {
+    for (const s of SAMPLERS) {
+      for (const mode of ['txt2img', 'img2img'] as const) {
+        const p = withDefaults({
+          ...base,
+          prompt: 'x',
+          seed: 1,
+          steps: 2,
+          sampler_name: s.name,
+          denoising_strength: 0.5,
+        });
+        const r = await generate(model, p, mode, mode === 'img2img' ? { initImages: [init] } : {});
+        expect(r.images[0]!.image.data.length, `${s.name} ${mode}`).toBe(64 * 64 * 3);
+        expect(parseInfotext(r.images[0]!.infotext).Sampler).toBe(s.name);
+      }
+    }
+  });
 
   it('rejects sizes the UNet cannot halve evenly, naming what to use', async () => {
     await expect(generate(model, withDefaults({ ...base, width: 96 }), 'txt2img')).rejects.toThrow(
