@@ -142,7 +142,8 @@ export function loraArchitecture(
 // ---------------------------------------------------------------- embeddings
 
 export interface EmbeddingConfig {
-  format: 'a1111' | 'emb_params' | 'sdxl' | 'single-tensor';
+  /** `image`: A1111's embedding images (PNG/WebP, data in a text chunk or the pixels). */
+  format: 'a1111' | 'emb_params' | 'sdxl' | 'single-tensor' | 'image';
   vectors: number;
   /** Width per vector (768 SD1, 1024 SD2); for SDXL the CLIP-L and bigG widths. */
   dim: number | { clip_l: number; clip_g: number };

@@ -2,11 +2,13 @@
  * `inspect`: everything detection knows about a model file plus its hashes and metadata, as one
  * JSON-ready object (the CLI prints it; the API and UI will serve the same object).
  */
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { openModel } from '../formats/open.js';
 import { numel, type TensorSource } from '../formats/tensor.js';
 import { readTorchFile } from '../formats/torch.js';
+import { embeddingArchitecture, type EmbeddingConfig } from '../models/detect-adapters.js';
 import { detectModel, type ModelInfo } from '../models/detect.js';
+import { loadEmbeddingFile } from '../prompt/embeddings.js';
 import { sidecarPathFor } from '../models/detect-sidecar.js';
 import { UserError } from '../util/errors.js';
 import { hashFile } from './hash.js';
@@ -98,6 +100,72 @@ async function loraAlphas(
   };
 }
 
+/** PNG or WebP, by content: A1111 keeps textual-inversion embeddings in such images too. */
+async function isImageFile(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(12);
+    const { bytesRead } = await fh.read(b, 0, 12, 0);
+    const png = bytesRead >= 8 && b.subarray(0, 8).equals(Buffer.from('89504e470d0a1a0a', 'hex'));
+    const webp =
+      bytesRead >= 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP';
+    return png || webp;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** An embedding image, read by the prompt loader (the same code that loads it for generation). */
+async function inspectEmbeddingImage(path: string, opts: InspectOptions): Promise<InspectReport> {
+  if (!/\.(png|webp)$/i.test(path)) {
+    throw new UserError(
+      `${path} is an image but not named .png/.webp; rename it to inspect it as an embedding`,
+    );
+  }
+  let emb;
+  try {
+    emb = await loadEmbeddingFile(path);
+  } catch (e) {
+    throw new UserError(`${path}: ${(e as Error).message}`);
+  }
+  if (!emb) {
+    throw new UserError(
+      `${path} is an image without a textual-inversion embedding in it (for generation parameters run \`sdstudio pnginfo\`)`,
+    );
+  }
+  const embedding: EmbeddingConfig = {
+    format: 'image',
+    vectors: emb.vectors,
+    dim: emb.parts ? { clip_l: emb.parts.clip_l.shape, clip_g: emb.parts.clip_g.shape } : emb.shape,
+  };
+  let hash: InspectReport['hash'] = null;
+  if (!opts.noHash) {
+    const { cached: _cached, ...h } = await hashFile(path, {
+      cacheDir: opts.cacheDir,
+      onProgress: opts.onHashProgress,
+    });
+    hash = h;
+  }
+  return {
+    kind: 'embedding',
+    architecture: embeddingArchitecture(embedding),
+    prediction: null,
+    variant: 'normal',
+    components: { embedding: emb.vectors * emb.shape },
+    // The values come from JSON text or pixels: no stored dtype to report.
+    dtypes: {},
+    tensors: emb.parts ? 2 : 1,
+    hash,
+    config: { embedding },
+    metadata: {
+      name: emb.name,
+      step: emb.step,
+      sd_checkpoint: emb.checkpoint,
+      sd_checkpoint_name: emb.checkpointName,
+    },
+  };
+}
+
 export async function inspectFile(path: string, opts: InspectOptions = {}): Promise<InspectReport> {
   let isDir: boolean;
   try {
@@ -105,6 +173,7 @@ export async function inspectFile(path: string, opts: InspectOptions = {}): Prom
   } catch (e) {
     throw new UserError(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  if (!isDir && (await isImageFile(path))) return inspectEmbeddingImage(path, opts);
   const source = await openModel(path);
   let info: ModelInfo;
   let metadata: Record<string, string>;

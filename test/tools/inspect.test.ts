@@ -77,6 +77,40 @@ describe('inspectFile', () => {
     }
   });
 
+  it('embedding images (PNG/WebP) report vectors, width and the fields A1111 reads', async () => {
+    const listing = JSON.parse(readFileSync(goldenPath('formats', 'embeddings.json'), 'utf8')) as {
+      files: Record<
+        string,
+        {
+          a1111_name: string;
+          vectors: number;
+          shape: number;
+          step: number | null;
+          sd_checkpoint: string | null;
+          sha256: string;
+        }
+      >;
+    };
+    const images = Object.entries(listing.files).filter(([f]) => /\.(png|webp)$/i.test(f));
+    expect(images.length).toBeGreaterThan(0);
+    for (const [f, e] of images) {
+      const r = await inspectFile(goldenPath('formats', f), { cacheDir });
+      expect(r.kind, f).toBe('embedding');
+      expect(r.config.embedding, f).toMatchObject({ format: 'image', vectors: e.vectors });
+      if (e.shape !== 2048) expect(r.config.embedding!.dim, f).toBe(e.shape);
+      expect(r.metadata, f).toMatchObject({
+        name: e.a1111_name,
+        step: e.step,
+        sd_checkpoint: e.sd_checkpoint,
+      });
+      expect(r.hash?.sha256, f).toBe(e.sha256);
+    }
+    // An image with no embedding in it is a clear UserError, not a crash.
+    await expect(inspectFile(goldenPath('tiny-sd', 'e2e_image.png'), { noHash: true })).rejects.toThrow(
+      /without a textual-inversion embedding/,
+    );
+  });
+
   it('hypernetwork .pt files report layer_structure and activation as saved', async () => {
     const text = readFileSync(goldenPath('adapters', 'cases.json'), 'utf8').replace(
       /\b(NaN|-?Infinity)\b/g,

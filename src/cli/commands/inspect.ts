@@ -9,6 +9,7 @@ const usage = `Usage: sdstudio inspect FILE [--json] [--v-pred] [--yaml CONFIG.y
 Say what a model file is: kind (checkpoint, lora, embedding, hypernetwork, vae, controlnet,
 upscaler), SD family, prediction type, variant, components with parameter counts, dtypes,
 hyper-parameters, hashes (sha256, A1111 "Model hash", legacy hash) and safetensors metadata.
+FILE may also be an embedding image (.png/.webp with a textual-inversion embedding in it).
 
   --json       print one JSON object
   --v-pred     treat the model as v-prediction (SD2 768-v files look like eps ones)
@@ -30,11 +31,8 @@ function human(path: string, r: InspectReport): string {
       .map(([k, v]) => `${k} ${millions(v)}`)
       .join(', ')}`,
   );
-  lines.push(
-    `  tensors:      ${r.tensors} (${Object.entries(r.dtypes)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')})`,
-  );
+  const dtypes = Object.entries(r.dtypes).map(([k, v]) => `${k} ${v}`);
+  lines.push(`  tensors:      ${r.tensors}${dtypes.length ? ` (${dtypes.join(', ')})` : ''}`);
   if (r.hash)
     lines.push(`  hash:         ${r.hash.autov2} (sha256 ${r.hash.sha256}, legacy ${r.hash.legacy})`);
   for (const [name, cfg] of Object.entries(r.config)) lines.push(`  ${name}: ${JSON.stringify(cfg)}`);
