@@ -19,12 +19,14 @@ export function scale(g: GraphBuilder, a: Value, s: number, name?: string): Valu
 }
 
 export function silu(g: GraphBuilder, x: Value, name?: string): Value {
-  // x * sigmoid(x): onnxruntime fuses this pair into one kernel (QuickGelu with alpha 1).
+  // x·sigmoid(x) is com.microsoft QuickGelu with alpha 1: one pass instead of two.
+  if (g.contribOps) return g.op1('QuickGelu', [x], { alpha: { float: 1 } }, { name, domain: MS_DOMAIN });
   return mul(g, x, g.op1('Sigmoid', [x], {}, { name }), name);
 }
 
-/** Exact GELU, 0.5·x·(1 + erf(x/√2)); onnxruntime's GeluFusion turns the pattern into one Gelu kernel. */
+/** Exact GELU, 0.5·x·(1 + erf(x/√2)): com.microsoft Gelu (erf form), else the primitive ops. */
 export function gelu(g: GraphBuilder, x: Value, name?: string): Value {
+  if (g.contribOps) return g.op1('Gelu', [x], {}, { name, domain: MS_DOMAIN });
   const e = g.op1('Erf', [scale(g, x, Math.SQRT1_2, name)], {}, { name });
   const onePlus = add(g, e, g.constF32([1], [], 'one'), name);
   return mul(g, scale(g, x, 0.5, name), onePlus, name);
@@ -32,6 +34,7 @@ export function gelu(g: GraphBuilder, x: Value, name?: string): Value {
 
 /** CLIP's QuickGELU: x · sigmoid(1.702 x). */
 export function quickGelu(g: GraphBuilder, x: Value, name?: string): Value {
+  if (g.contribOps) return g.op1('QuickGelu', [x], { alpha: { float: 1.702 } }, { name, domain: MS_DOMAIN });
   return mul(g, x, g.op1('Sigmoid', [scale(g, x, 1.702, name)], {}, { name }), name);
 }
 
