@@ -63,6 +63,8 @@ export interface MergeOptions {
   /** Hash cache folder (hashes go into the recipe). */
   cacheDir?: string;
   onProgress?: (done: number, total: number) => void;
+  /** Hashing an input for the recipe (a full read of a multi-GB file when not cached). */
+  onHashProgress?: (file: string, doneBytes: number, totalBytes: number) => void;
 }
 
 export interface MergeResult {
@@ -301,7 +303,8 @@ async function recipeMetadata(
       recipe[field] = null;
       continue;
     }
-    const h = await hashFile(path, { cacheDir: opts.cacheDir });
+    const onProgress = opts.onHashProgress && ((d: number, t: number) => opts.onHashProgress!(path, d, t));
+    const h = await hashFile(path, { cacheDir: opts.cacheDir, onProgress });
     recipe[field] = h.sha256;
     models[h.sha256] = {
       name: basename(path),

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -205,12 +205,19 @@ describe('mergeModels', () => {
 
   it('records the recipe as A1111 does (sd_merge_recipe, sd_merge_models with hashes)', async () => {
     const out = join(dir, 'recipe.safetensors');
+    // A fresh hash cache: both inputs are hashed, with progress reported up to their full size.
+    const hashed = new Map<string, number>();
     const r = await mergeModels({ a: A, b: B }, out, {
       mode: 'weighted-sum',
       alpha: 0.5,
-      cacheDir,
+      cacheDir: join(dir, 'fresh-cache'),
       discard: 'model_ema',
+      onHashProgress: (file, done, total) => {
+        expect(done).toBeLessThanOrEqual(total);
+        hashed.set(file, done);
+      },
     });
+    expect(hashed).toEqual(new Map([A, B].map((p) => [p, statSync(p).size])));
     const recipe = JSON.parse(r.metadata.sd_merge_recipe!) as Record<string, unknown>;
     const models = JSON.parse(r.metadata.sd_merge_models!) as Record<
       string,

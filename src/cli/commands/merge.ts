@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { MERGE_MODES, mergeModels, type MergeMode } from '../../tools/merge.js';
@@ -59,12 +60,24 @@ const command: CliCommand = {
     }
     const [a, b, c] = positionals;
     let bar: ReturnType<typeof progressBar> | undefined;
+    let hashing: { file: string; bar: ReturnType<typeof progressBar> } | undefined;
     const r = await mergeModels({ a: a!, b, c }, values.out, {
       mode,
       alpha,
       fp16: values.fp16,
       bakeVae: values['bake-vae'],
       discard: values.discard,
+      // Inputs are hashed for the recipe first: seconds per GB unless cached.
+      onHashProgress: (file, done, total) => {
+        if (hashing?.file !== file) {
+          hashing = {
+            file,
+            bar: progressBar(Math.ceil(total / 2 ** 20), { label: `hashing ${basename(file)}`, unit: 'MB' }),
+          };
+        }
+        hashing.bar.update(Math.floor(done / 2 ** 20));
+        if (done >= total) hashing.bar.finish();
+      },
       onProgress: (done, total) => {
         bar ??= progressBar(total, { label: 'merging', unit: 'tensors' });
         bar.update(done);
