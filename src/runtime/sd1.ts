@@ -127,7 +127,15 @@ export class Sd1Model {
     feeds: Record<string, ort.Tensor>,
     outputs: string[],
   ): Promise<Record<string, TensorF32>> {
-    const res = await (await session).run(feeds, outputs);
+    const sess = await session;
+    const unknown = outputs.filter((o) => !sess.outputNames.includes(o));
+    if (unknown.length > 0) {
+      throw new Error(
+        `no output ${unknown.map((u) => `"${u}"`).join(', ')} in this graph` +
+          (this.opts.debug ? '' : ' (block outputs need loadSd1(…, {debug: true}))'),
+      );
+    }
+    const res = await sess.run(feeds, outputs);
     const out: Record<string, TensorF32> = {};
     for (const name of outputs)
       out[name] = { data: res[name]!.data as Float32Array, dims: [...res[name]!.dims] };

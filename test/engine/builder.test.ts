@@ -292,6 +292,10 @@ describe('bad inputs', () => {
       );
       await expect(m.encodeIds(new Int32Array(76), 1)).rejects.toThrow(/expected 1×77/);
       await expect(m.encodeIds(new Int32Array(77), 1, 0)).rejects.toThrow(/clip skip/);
+      const z = { data: new Float32Array(4 * 4 * 4), dims: [1, 4, 4, 4] };
+      await expect(m.vaeDecodeOutputs(z, ['first_stage_model.decoder.conv_in'])).rejects.toThrow(
+        /debug: true/,
+      );
     } finally {
       await m.release();
     }
