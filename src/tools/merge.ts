@@ -113,13 +113,19 @@ function compileDiscard(re: string | undefined): RegExp | undefined {
   }
 }
 
+/** "a lora file", "an embedding file", "an unrecognised file" (kind unknown). */
+function kindPhrase(kind: string): string {
+  if (kind === 'unknown') return 'an unrecognised file';
+  return `${/^[aeiou]/.test(kind) ? 'an' : 'a'} ${kind} file`;
+}
+
 async function openCheckpoint(path: string, role: string): Promise<TensorSource> {
   const src = await openModel(path);
   const info = detectModel(src);
   if (info.kind !== 'checkpoint') {
     await src.close();
     throw new UserError(
-      `model ${role} (${path}) is a ${info.kind} file, not a checkpoint; only checkpoints can be merged`,
+      `model ${role} (${path}) is ${kindPhrase(info.kind)}, not a checkpoint; only checkpoints can be merged`,
     );
   }
   return withA1111Names(src);
@@ -377,7 +383,7 @@ export async function mergeModels(
       vae = withA1111Names(await openModel(opts.bakeVae));
       open.push(vae);
       const kind = detectModel(vae).kind;
-      if (kind !== 'vae') throw new UserError(`--bake-vae ${opts.bakeVae} is a ${kind} file, not a VAE`);
+      if (kind !== 'vae') throw new UserError(`--bake-vae ${opts.bakeVae} is ${kindPhrase(kind)}, not a VAE`);
     }
 
     const { steps, inpainting, pix2pix } = mergePlan(a, b, c, vae, opts);
