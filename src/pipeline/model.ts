@@ -121,6 +121,12 @@ function findVaePath(name: string | undefined, checkpointPath: string, dataDir: 
   throw new UserError(`VAE "${name}" not found in ${dir}; put the file there or pass its path`, 4);
 }
 
+const VAE_PART = /^first_stage_model\.(encoder|decoder|quant_conv|post_quant_conv)\./;
+
+function isVaeKey(name: string): boolean {
+  return VAE_PART.test(name);
+}
+
 /** The checkpoint with its first_stage_model.* tensors taken from a separate VAE file. */
 class VaeOverlaySource implements TensorSource {
   readonly path: string;
@@ -137,24 +143,27 @@ class VaeOverlaySource implements TensorSource {
     this.metadata = base.metadata;
     for (const k of vae.keys()) {
       const full = k.startsWith(VAE_PREFIX) ? k : VAE_PREFIX + k;
-      if (/^first_stage_model\.(encoder|decoder|quant_conv|post_quant_conv)\./.test(full))
-        this.vaeKey.set(full, k);
+      if (isVaeKey(full)) this.vaeKey.set(full, k);
     }
-    if (!this.vaeKey.has(`${VAE_PREFIX}decoder.conv_in.weight`)) {
-      throw new UserError(`${vae.path} is not an SD VAE (no decoder.conv_in.weight in ldm layout)`);
+    if (!this.vaeKey.has(`${VAE_PREFIX}decoder.mid.block_1.conv1.weight`)) {
+      throw new UserError(
+        `${vae.path} is not an SD VAE in the ldm layout (no decoder.mid.block_1.conv1.weight); ` +
+          'use an A1111-style .safetensors/.pt VAE (diffusers VAEs: convert first)',
+      );
     }
   }
 
   keys(): string[] {
-    const own = this.base.keys().filter((k) => !this.vaeKey.has(k));
+    const own = this.base.keys().filter((k) => !isVaeKey(k));
     return [...own, ...this.vaeKey.keys()];
   }
   has(name: string): boolean {
-    return this.vaeKey.has(name) || this.base.has(name);
+    return isVaeKey(name) ? this.vaeKey.has(name) : this.base.has(name);
   }
+  /** Every VAE tensor comes from the VAE file: one it lacks is missing, never the checkpoint's own. */
   private route(name: string): [TensorSource, string] {
-    const k = this.vaeKey.get(name);
-    return k !== undefined ? [this.vae, k] : [this.base, name];
+    if (!isVaeKey(name)) return [this.base, name];
+    return [this.vae, this.vaeKey.get(name) ?? `(not in ${this.vae.path}) ${name}`];
   }
   info(name: string): TensorInfo | undefined {
     const [s, k] = this.route(name);
@@ -229,7 +238,8 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       },
     };
   } catch (e) {
-    await (vaeSource ? source.close() : base.close()).catch(() => undefined);
+    await base.close().catch(() => undefined);
+    await vaeSource?.close().catch(() => undefined);
     throw e;
   }
 }
