@@ -231,6 +231,41 @@ describe('txt2img', () => {
     }
   });
 
+  it('hires fix to an explicit size covers it and crops the overflow (A1111 truncate)', async () => {
+    const p = withDefaults({
+      ...base,
+      prompt: 'x',
+      seed: 2,
+      enable_hr: true,
+      hr_resize_x: 128,
+      hr_resize_y: 64,
+      denoising_strength: 0.5,
+    });
+    const r = await generate(model, p, 'txt2img');
+    expect([r.images[0]!.image.width, r.images[0]!.image.height]).toEqual([128, 64]);
+    expect(parseInfotext(r.images[0]!.infotext)).toMatchObject({
+      'Hires resize-1': '128',
+      'Hires resize-2': '64',
+    });
+  });
+
+  it('variation seeds: strength 0 ignores the subseed, a strength blends it in and is recorded', async () => {
+    const p = withDefaults({ ...base, prompt: 'x', seed: 10, subseed: 99, steps: 2, batch_size: 2 });
+    const a = await generate(model, p, 'txt2img');
+    const b = await generate(model, { ...p, subseed: 5 }, 'txt2img');
+    expect(Buffer.from(a.images[0]!.image.data).equals(Buffer.from(b.images[0]!.image.data))).toBe(true);
+    const v = await generate(model, { ...p, subseed_strength: 0.3 }, 'txt2img');
+    expect(Buffer.from(v.images[0]!.image.data).equals(Buffer.from(a.images[0]!.image.data))).toBe(false);
+    expect(v.images.map((i) => [i.seed, i.subseed])).toEqual([
+      [10, 99],
+      [10, 100],
+    ]);
+    expect(parseInfotext(v.images[1]!.infotext)).toMatchObject({
+      'Variation seed': '100',
+      'Variation seed strength': '0.3',
+    });
+  });
+
   it('rejects sizes the UNet cannot halve evenly, naming what to use', async () => {
     await expect(generate(model, withDefaults({ ...base, width: 96 }), 'txt2img')).rejects.toThrow(
       /multiple of 64.*try/,
