@@ -286,7 +286,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     ...flags,
     override_settings: { ...fromImage.override_settings, ...flags.override_settings },
   };
-  if (mode === 'txt2img' && !fromImage.enable_hr && !flags.enable_hr) merged.enable_hr = false;
+  if (mode === 'img2img' || (!fromImage.enable_hr && !flags.enable_hr)) merged.enable_hr = false;
   if (
     merged.enable_hr &&
     fromImage.denoising_strength === undefined &&
