@@ -7,7 +7,8 @@
  *   a zero difference;
  * - an inpainting (9-channel) or instruct-pix2pix (8-channel) A merged with a normal B mixes the
  *   first 4 input channels and keeps A's others; the other way round is refused, as A1111 does;
- * - --fp16 halves merged tensors (and, with no interpolation, every float tensor); --bake-vae
+ * - --fp16 halves float32 merged tensors (and, with no interpolation, every float32 tensor; like
+ *   A1111's `to_half`, BF16 and F64 are left as they are); --bake-vae
  *   replaces `first_stage_model.*` with a VAE file's tensors; --discard drops keys matching a regex;
  * - the recipe goes into the metadata as `sd_merge_recipe` / `sd_merge_models` JSON, as A1111 writes.
  * Arithmetic follows torch's dtype rules step by step (see `mergeValues`), so results match A1111
@@ -98,7 +99,8 @@ function promote(...ds: DType[]): DType {
   return out;
 }
 
-const half = (d: DType): DType => (d === 'F32' || d === 'F64' || d === 'BF16' ? 'F16' : d);
+/** A1111's `to_half`: only float32 tensors become fp16 (F64 and BF16 are left as they are). */
+const half = (d: DType): DType => (d === 'F32' ? 'F16' : d);
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
@@ -203,7 +205,8 @@ function mergePlan(
       }
       if (ci && isFloatDType(ci.dtype)) dtypes.push(ci.dtype);
     }
-    const dtype = opts.fp16 ? 'F16' : promote(...dtypes);
+    const promoted = promote(...dtypes);
+    const dtype = opts.fp16 ? half(promoted) : promoted;
     steps.push({ info: { name: key, dtype, shape: ai.shape }, how: 'merge', partial });
   }
   return { steps, inpainting, pix2pix };

@@ -7,6 +7,7 @@ import { openModel } from '../../src/formats/open.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import type { Tensor, TensorSource } from '../../src/formats/tensor.js';
 import { detectModel } from '../../src/models/detect.js';
+import { convertModel } from '../../src/tools/convert.js';
 import { extractPart } from '../../src/tools/extract.js';
 import { hashFile } from '../../src/tools/hash.js';
 import { mergeModels } from '../../src/tools/merge.js';
@@ -309,6 +310,26 @@ describe('mergeModels', () => {
         }),
       ),
     );
+  });
+
+  it('--fp16 halves float32 only, as A1111 to_half does: BF16 inputs stay BF16', async () => {
+    const bf16 = join(dir, 'a-bf16.safetensors');
+    // A small checkpoint (a dozen tensors) keeps this quick.
+    await convertModel(goldenPath('adapters', 'extract_model_b_changed.safetensors'), bf16, {
+      dtype: 'bf16',
+    });
+    const outs = [join(dir, 'bf16-ws.safetensors'), join(dir, 'bf16-noin.safetensors')];
+    await mergeModels({ a: bf16, b: bf16 }, outs[0]!, {
+      mode: 'weighted-sum',
+      alpha: 0.5,
+      fp16: true,
+      cacheDir,
+    });
+    await mergeModels({ a: bf16 }, outs[1]!, { mode: 'no-interp', alpha: 0, fp16: true, cacheDir });
+    const want = await withSource(bf16, async (s) => detectModel(s).dtypes);
+    expect(want.BF16).toBeGreaterThan(0);
+    for (const out of outs)
+      await withSource(out, async (m) => expect(detectModel(m).dtypes, out).toEqual(want));
   });
 
   it('no interpolation with --fp16 halves A; keys missing from B are copied from A', async () => {

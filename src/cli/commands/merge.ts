@@ -16,7 +16,7 @@ An inpainting or instruct-pix2pix model must be A; its extra input channels are 
 and SDXL models cannot be mixed. The recipe (with the inputs' hashes) goes into the output's
 metadata as sd_merge_recipe / sd_merge_models, as A1111 writes it.
 
-  --fp16            save merged tensors as fp16
+  --fp16            save float32 merged tensors as fp16 (all float32 ones with no-interp), as A1111
   --bake-vae VAE    replace the VAE with this VAE file's weights
   --discard REGEX   drop every key the regular expression matches (e.g. '^model_ema\\.')
 `;
