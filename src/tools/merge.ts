@@ -205,7 +205,8 @@ function mergePlan(
       }
       if (ci && isFloatDType(ci.dtype)) dtypes.push(ci.dtype);
     }
-    const promoted = promote(...dtypes);
+    // The channel-subset merge is written into A's tensor (`a[:, 0:4] = …`): it keeps A's dtype.
+    const promoted = partial ? ai.dtype : promote(...dtypes);
     const dtype = opts.fp16 ? half(promoted) : promoted;
     steps.push({ info: { name: key, dtype, shape: ai.shape }, how: 'merge', partial });
   }

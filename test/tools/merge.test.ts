@@ -281,6 +281,54 @@ describe('mergeModels', () => {
     ).rejects.toThrow(/A must be the inpainting model/);
   });
 
+  it("an inpainting A keeps its own dtype for the input conv (merged in place, as A1111's a[:, 0:4] = …)", async () => {
+    const conv1 = 'model.diffusion_model.input_blocks.1.0.in_layers.2.weight';
+    const t = (dtype: 'F16' | 'F32', shape: number[], seed: number) =>
+      float32ArrayToTensor(
+        Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, (_, i) => Math.sin(i * 0.37 + seed)),
+        shape,
+        dtype,
+      );
+    const a16 = join(dir, 'inpaint16.safetensors');
+    const b32 = join(dir, 'normal32.safetensors');
+    await writeSafetensors(a16, [
+      [CONV_IN, t('F16', [8, 9, 3, 3], 1)],
+      [conv1, t('F16', [8, 8, 3, 3], 2)],
+    ]);
+    await writeSafetensors(b32, [
+      [CONV_IN, t('F32', [8, 4, 3, 3], 3)],
+      [conv1, t('F32', [8, 8, 3, 3], 4)],
+    ]);
+    const out = join(dir, 'inpaint16-merged.safetensors');
+    const alpha = 0.25;
+    const r = await mergeModels({ a: a16, b: b32 }, out, { mode: 'weighted-sum', alpha, cacheDir });
+    expect(r.isInpainting).toBe(true);
+    await withSource(a16, (a) =>
+      withSource(b32, (b) =>
+        withSource(out, async (m) => {
+          expect(m.info(CONV_IN)!.dtype).toBe('F16');
+          expect(m.info(conv1)!.dtype).toBe('F32'); // a whole-tensor sum promotes
+          const av = await a.readFloat32(CONV_IN);
+          const bv = await b.readFloat32(CONV_IN);
+          const mv = await m.readFloat32(CONV_IN);
+          const h = (x: number) => toFloat32(float32ArrayToTensor(new Float32Array([x]), [1], 'F16'))[0]!;
+          for (let i = 0; i < 8; i++) {
+            for (let c = 0; c < 9; c++) {
+              for (let j = 0; j < 9; j++) {
+                const ai = av[(i * 9 + c) * 9 + j]!;
+                // (1−M)·A rounds to fp16, M·B stays fp32, the sum is fp32, stored into fp16 A.
+                const want =
+                  c < 4 ? h(f(h(f(f(1 - alpha) * ai)) + f(f(alpha) * bv[(i * 4 + c) * 9 + j]!))) : ai;
+                if (mv[(i * 9 + c) * 9 + j] !== want)
+                  expect.fail(`[${i},${c},${j}] ${mv[(i * 9 + c) * 9 + j]} != ${want}`);
+              }
+            }
+          }
+        }),
+      ),
+    );
+  });
+
   it('--fp16, --bake-vae and --discard', async () => {
     const vae = join(dir, 'vae-b.safetensors');
     await extractPart(B, 'vae', vae);
