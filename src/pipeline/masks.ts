@@ -187,22 +187,26 @@ function boxBlurLine(
   const norm = 1 / (2 * radius + 1);
   const len = horizontal ? w : h;
   const lines = horizontal ? h : w;
-  const line = new Float32Array(len);
+  // The line padded with r + 2 copies of its edge values on each side, so the window never clamps.
+  const pad = r + 2;
+  const line = new Float32Array(len + 2 * pad);
+  const stride = horizontal ? ch : w * ch;
   for (let li = 0; li < lines; li++) {
+    const base = horizontal ? li * w * ch : li * ch;
     for (let c = 0; c < ch; c++) {
-      const at = (i: number): number => {
-        const j = i < 0 ? 0 : i >= len ? len - 1 : i;
-        return horizontal ? src[(li * w + j) * ch + c] : src[(j * w + li) * ch + c];
-      };
-      for (let i = 0; i < len; i++) line[i] = at(i);
-      const get = (i: number): number => line[i < 0 ? 0 : i >= len ? len - 1 : i];
+      for (let i = 0; i < len; i++) line[pad + i] = src[base + i * stride + c]!;
+      const first = line[pad]!;
+      const last = line[pad + len - 1]!;
+      for (let i = 0; i < pad; i++) {
+        line[i] = first;
+        line[pad + len + i] = last;
+      }
       let sum = 0;
-      for (let t = -r; t <= r; t++) sum += get(t);
+      for (let t = -r; t <= r; t++) sum += line[pad + t]!;
       for (let i = 0; i < len; i++) {
-        const v = (sum + edge * (get(i - r - 1) + get(i + r + 1))) * norm;
-        if (horizontal) out[(li * w + i) * ch + c] = v;
-        else out[(i * w + li) * ch + c] = v;
-        sum += get(i + r + 1) - get(i - r);
+        const at = pad + i;
+        out[base + i * stride + c] = (sum + edge * (line[at - r - 1]! + line[at + r + 1]!)) * norm;
+        sum += line[at + r + 1]! - line[at - r]!;
       }
     }
   }
