@@ -40,7 +40,9 @@ export interface SafetensorsHeader {
 const KNOWN_DTYPES = new Set<string>(Object.keys(DTYPE_BYTES));
 
 function bad(path: string, why: string): UserError {
-  return new UserError(`${path}: not a valid .safetensors file: ${why}`);
+  return new UserError(
+    `${path}: not a valid .safetensors file: ${why}. Download it again, or re-save it with the safetensors library`,
+  );
 }
 
 /** Parse and validate a header from its raw JSON bytes; exported for tests and for in-memory use. */

@@ -51,7 +51,10 @@ function u64(b: Buffer, off: number, path: string): number {
 
 /** Read and sanity-check the central directory. */
 export async function readZipDirectory(fh: FileHandle, path: string): Promise<ZipDirectory> {
-  const bad = (why: string) => new UserError(`${path}: not a readable zip file: ${why}`);
+  const bad = (why: string) =>
+    new UserError(
+      `${path}: not a readable zip file: ${why}. The checkpoint is damaged or incomplete; download it again`,
+    );
   const { size: fileSize } = await fh.stat();
   if (fileSize < 22) throw bad('file too short');
   // The end-of-central-directory record sits in the last 22 + 65535 (comment) bytes.
