@@ -72,7 +72,13 @@ function openClipToHf(source: TensorSource, prefix: string): Piece[] {
       const layer = `text_model.encoder.layers.${m[1]}.`;
       const part = m[2]!;
       if (part === 'attn.in_proj_weight' || part === 'attn.in_proj_bias') {
-        const rows = source.info(k)!.shape[0]! / 3;
+        const packed = source.info(k)!.shape;
+        if (packed.length < 1 || packed[0]! % 3 !== 0) {
+          throw new UserError(
+            `${source.path}: ${k} has shape ${JSON.stringify(packed)}, not q/k/v packed in 3 equal parts; cannot convert it`,
+          );
+        }
+        const rows = packed[0]! / 3;
         const suffix = part.endsWith('weight') ? 'weight' : 'bias';
         ['q_proj', 'k_proj', 'v_proj'].forEach((p, j) =>
           add(`${layer}self_attn.${p}.${suffix}`, k, { rows: [j * rows, (j + 1) * rows] }),
@@ -83,7 +89,12 @@ function openClipToHf(source: TensorSource, prefix: string): Piece[] {
     else if (rest === 'positional_embedding') add('text_model.embeddings.position_embedding.weight', k);
     else if (rest === 'ln_final.weight') add('text_model.final_layer_norm.weight', k);
     else if (rest === 'ln_final.bias') add('text_model.final_layer_norm.bias', k);
-    else if (rest === 'text_projection') add('text_projection.weight', k, { transpose: true });
+    else if (rest === 'text_projection') {
+      if (source.info(k)!.shape.length !== 2) {
+        throw new UserError(`${source.path}: ${k} is not a matrix; cannot convert it`);
+      }
+      add('text_projection.weight', k, { transpose: true });
+    }
     // logit_scale and the attention mask buffer have no CLIPTextModel counterpart.
   }
   return pieces;

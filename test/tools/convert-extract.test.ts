@@ -265,4 +265,26 @@ describe('extractPart: OpenCLIP text towers become CLIPTextModel names', () => {
       expect(s.has('logit_scale')).toBe(false);
     });
   });
+
+  it('a packed in_proj that is not 3 equal parts, or a projection that is not a matrix, is a UserError', async () => {
+    const p = 'cond_stage_model.model.';
+    const z = (shape: number[]): Tensor => ({
+      dtype: 'F32',
+      shape,
+      data: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4),
+    });
+    for (const [name, bad] of [
+      ['transformer.resblocks.0.attn.in_proj_weight', z([7, 8])],
+      ['text_projection', z([8])],
+    ] as const) {
+      const input = join(dir, `bad-openclip-${name.length}.safetensors`);
+      await writeSafetensors(input, [
+        [`${p}token_embedding.weight`, z([20, 8])],
+        [p + name, bad],
+      ]);
+      const out = join(dir, `bad-openclip-out-${name.length}.safetensors`);
+      await expect(extractPart(input, 'text-encoder', out), name).rejects.toThrow(/cannot convert it/);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
 });
