@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -50,6 +50,8 @@ describe('convertModel', () => {
     const r = await convertModel(tiny, out, { dtype: 'fp16' });
     expect(r.dropped).toBe(0);
     await expectIdentical(out, tinyFp16);
+    // The whole file too: same header (metadata, layout order, padding) as the golden's writer.
+    expect(readFileSync(out).equals(readFileSync(tinyFp16))).toBe(true);
   });
 
   it('a .ckpt (state_dict unwrapped) converts to the same tensors as its safetensors twin', async () => {
