@@ -1,15 +1,21 @@
 /**
  * Where a graph's weights live when onnxruntime loads it. onnxruntime maps external-data files
  * instead of copying them, but only files inside one folder: it refuses absolute locations, `..`
- * and symlinks that leave the folder. So every graph's params come from exactly one folder:
+ * and symlinks that leave the folder, and a model given in-memory external data must get all of it
+ * that way. So:
  *
- * - in place: all params are F32 tensors of one `.safetensors` file → the model's external data
- *   points straight into the checkpoint (folder = its directory). No conversion, no copy.
+ * - in place: params that are contiguous F32 data in one file (an fp32 `.safetensors`) are
+ *   referenced straight in the checkpoint (folder = its directory). No conversion, no copy.
+ * - overlay: when only a few params are not (LoRA-patched tensors, at most OVERLAY_MAX_BYTES),
+ *   those are stored inline in the model bytes and the rest stays in place.
  * - weights cache: otherwise (F16/BF16 on CPU, .ckpt, in-memory sources) the params are converted
  *   to float32 once into `<cacheDir>/<entry>/weights.bin`, keyed by the checkpoint's identity
  *   (real path, size, mtime), the graph version and the list of params. The entry is written in a
  *   temporary folder and renamed into place, so a half-written entry is never used.
  *   The cache has a size limit; the least recently used entries are removed beyond it.
+ *   A source that changes tensors of a file (patched weights) must not claim that file's path as
+ *   its own with format 'safetensors'/'ckpt'/'diffusers': use format 'memory', whose entries are
+ *   ephemeral, or the cache would serve the unpatched file's entry.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import {
@@ -26,7 +32,7 @@ import {
 } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import type { TensorSource } from '../formats/tensor.js';
+import { numel, type TensorSource } from '../formats/tensor.js';
 import type { GraphBuilder, ParamInit } from '../onnx/builder.js';
 import { encodeModel, OnnxDataType, type TensorProtoObj } from '../onnx/proto.js';
 
@@ -46,8 +52,8 @@ export interface WeightsCacheOptions {
 export interface PreparedModel {
   bytes: Uint8Array;
   externalFolder: string;
-  /** 'in-place' | 'cache' | 'cache-hit' — how the weights were placed (for logs and tests). */
-  placement: 'in-place' | 'cache' | 'cache-hit';
+  /** How the weights were placed (for logs and tests). */
+  placement: 'in-place' | 'in-place+overlay' | 'cache' | 'cache-hit';
   /** Cache entry folder, when the weights are in the cache. */
   cacheEntry?: string;
   /**
@@ -81,21 +87,37 @@ function external(p: ParamInit, location: string, offset: number, length: number
   };
 }
 
-/** The single file holding every param as F32 bytes, when the source allows in-place use. */
-function inPlaceFile(source: TensorSource, params: ParamInit[]): string | undefined {
-  if (source.format !== 'safetensors') return undefined;
-  let file: string | undefined;
+/** Beyond this many bytes of params that cannot be referenced in place, use the weights cache. */
+export const OVERLAY_MAX_BYTES = 256 * 1024 ** 2;
+
+/**
+ * The file holding the most param bytes as contiguous F32 data (referencable in place), and which
+ * params live there.
+ */
+function inPlaceFile(source: TensorSource, params: ParamInit[]): { file?: string; located: Set<string> } {
+  const bytesPerFile = new Map<string, number>();
   for (const p of params) {
     const info = source.info(p.key);
     const loc = source.location(p.key);
-    if (!info || info.dtype !== 'F32' || !loc) return undefined;
-    if (file !== undefined && loc.path !== file) return undefined;
-    file = loc.path;
+    if (!info || info.dtype !== 'F32' || !loc) continue;
+    bytesPerFile.set(loc.path, (bytesPerFile.get(loc.path) ?? 0) + loc.length);
   }
-  return file;
+  let file: string | undefined;
+  for (const [f, n] of bytesPerFile) if (file === undefined || n > bytesPerFile.get(file)!) file = f;
+  const located = new Set<string>();
+  if (file !== undefined) {
+    for (const p of params) {
+      if (source.info(p.key)?.dtype === 'F32' && source.location(p.key)?.path === file) located.add(p.key);
+    }
+  }
+  return { file, located };
 }
 
-/** Serialise `g`, placing its weights in place or in the weights cache. */
+/**
+ * Serialise `g`, placing its weights: in place in the checkpoint; in place plus a small inline
+ * overlay for the few params that are not (e.g. LoRA-patched tensors, at most OVERLAY_MAX_BYTES);
+ * or in the weights cache.
+ */
 export async function prepareModel(
   g: GraphBuilder,
   graphVersion: string,
@@ -103,15 +125,28 @@ export async function prepareModel(
 ): Promise<PreparedModel> {
   const params = [...g.params.values()];
   const source = g.source;
-  const file = inPlaceFile(source, params);
-  if (file !== undefined) {
-    const folder = dirname(file);
+  const { file, located } = inPlaceFile(source, params);
+  const rest = params.filter((p) => !located.has(p.key));
+  const restBytes = rest.reduce((n, p) => n + numel(p.shape) * 4, 0);
+  if (file !== undefined && restBytes <= OVERLAY_MAX_BYTES) {
+    const overlay = new Map<string, Uint8Array>();
+    for (const p of rest) {
+      if (overlay.has(p.key)) continue;
+      const data = await source.readFloat32(p.key);
+      overlay.set(p.key, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
     const name = basename(file);
     const model = g.toModel((p) => {
+      const inline = overlay.get(p.key);
+      if (inline) return { name: p.name, dims: p.dims, dataType: OnnxDataType.FLOAT, rawData: inline };
       const loc = source.location(p.key)!;
       return external(p, name, loc.offset, loc.length);
     });
-    return { bytes: encodeModel(model), externalFolder: folder, placement: 'in-place' };
+    return {
+      bytes: encodeModel(model),
+      externalFolder: dirname(file),
+      placement: rest.length > 0 ? 'in-place+overlay' : 'in-place',
+    };
   }
   const cache = new WeightsCache(opts);
   const { entry, index, hit, ephemeral } = await cache.ensure(source, params, graphVersion);

@@ -168,6 +168,73 @@ describe('weights cache', () => {
   });
 });
 
+/** A LoRA-like source: the fp32 checkpoint with some tensors replaced in memory. */
+class PatchedSource implements TensorSource {
+  readonly format = 'memory' as const;
+  readonly path = 'patched';
+  readonly metadata = {};
+  constructor(
+    private readonly base: TensorSource,
+    private readonly patches: Map<string, Tensor>,
+  ) {}
+  keys() {
+    return this.base.keys();
+  }
+  has(n: string) {
+    return this.base.has(n);
+  }
+  info(n: string) {
+    return this.base.info(n);
+  }
+  async read(n: string) {
+    return this.patches.get(n) ?? this.base.read(n);
+  }
+  async readFloat32(n: string) {
+    const p = this.patches.get(n);
+    return p ? new Float32Array(p.data.slice().buffer) : this.base.readFloat32(n);
+  }
+  location(n: string) {
+    return this.patches.has(n) ? undefined : this.base.location(n);
+  }
+  async close() {}
+}
+
+describe('patched weights', () => {
+  it('stay in place with a small inline overlay and compute like a fully converted copy', async () => {
+    const patches = new Map<string, Tensor>();
+    for (const k of fp32.keys().filter((n) => n.includes('attn2.to_k.weight'))) {
+      const v = new Float32Array(tensors.get(k)!.data.slice().buffer).map((x) => x * 1.5);
+      patches.set(k, { dtype: 'F32', shape: tensors.get(k)!.shape, data: new Uint8Array(v.buffer) });
+    }
+    expect(patches.size).toBeGreaterThan(0);
+    const patched = new PatchedSource(fp32, patches);
+    const cfg = sd1ConfigFromTensors(fp32);
+    const pm = await prepareModel(buildUNetGraph(patched, cfg.unet), 'test', { cacheDir });
+    expect(pm.placement).toBe('in-place+overlay');
+    const inline = decodeModel(pm.bytes).graph.initializer.filter((t) => t.rawData && t.rawData.length > 0);
+    expect(inline.filter((t) => patches.has(t.name)).length).toBe(patches.size);
+
+    const x = { data: Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.sin(i)), dims: [1, 4, 8, 8] };
+    const t = { data: new Float32Array([300]), dims: [1] };
+    const n = 77 * cfg.unet.contextDim;
+    const context = {
+      data: Float32Array.from({ length: n }, (_, i) => Math.cos(i)),
+      dims: [1, 77, cfg.unet.contextDim],
+    };
+    const run = async (src: TensorSource) => {
+      const m = await loadSd1(src, { cacheDir });
+      const eps = await m.unet({ x, t, context });
+      await m.release();
+      return eps;
+    };
+    const overlaid = await run(patched);
+    const copied = await run(new MemoryTensorSource(new Map([...tensors, ...patches])));
+    const base = await run(fp32);
+    expect(errors(overlaid.data, copied.data).maxAbs).toBe(0);
+    expect(errors(overlaid.data, base.data).maxAbs).toBeGreaterThan(1e-4);
+  });
+});
+
 describe('in-memory sources', () => {
   it('run from an ephemeral cache entry that is removed on release', async () => {
     const dir = join(cacheDir, 'ephemeral');
