@@ -1,5 +1,6 @@
 /** Small measuring helpers shared by bench/run.ts, its probes and bench/experiments. */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 
 export function median(xs: readonly number[]): number {
@@ -72,5 +73,23 @@ export function runChild<T>(script: string, args: string[], env: NodeJS.ProcessE
     return JSON.parse(line) as T;
   } catch {
     throw new Error(`${script} ${args.join(' ')} printed no JSON result (last line: ${line.slice(0, 200)})`);
+  }
+}
+
+/**
+ * Resident memory now, split as Linux reports it (/proc/self/status): anonymous (activations,
+ * prepacked weights, JS heap) vs file-backed (weights onnxruntime maps from the checkpoint — clean
+ * page cache the kernel can drop and re-read). Undefined where /proc is not available.
+ */
+export function rssBreakdownMb(): { anon_mb: number; file_mb: number } | undefined {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    const anon = kb('RssAnon');
+    const file = kb('RssFile');
+    if (!Number.isFinite(anon) || !Number.isFinite(file)) return undefined;
+    return { anon_mb: Math.round(anon / 1024), file_mb: Math.round(file / 1024) };
+  } catch {
+    return undefined;
   }
 }

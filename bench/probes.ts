@@ -8,7 +8,7 @@
 import type { AttentionImpl } from '../src/onnx/ops.js';
 import { loadSd1, type Sd1Model } from '../src/runtime/sd1.js';
 import type { OptLevel } from '../src/runtime/session.js';
-import { median, peakRssMb, timed } from './measure.js';
+import { median, peakRssMb, rssBreakdownMb, timed } from './measure.js';
 
 export interface ProbeOptions {
   checkpoint: string;
@@ -36,6 +36,8 @@ export interface SessionProbeResult extends RunStats {
   create_cpu_s: number;
   rss_after_create_mb: number;
   peak_rss_mb: number;
+  /** Resident memory after the last run, anonymous vs file-backed (mapped weights). */
+  rss_at_end?: { anon_mb: number; file_mb: number };
 }
 
 const log = (msg: string) => process.stderr.write(`  ${msg}\n`);
@@ -132,7 +134,7 @@ export function probeUNet(
       context: { data: noise(batch * 77 * u.contextDim, 2), dims: [batch, 77, u.contextDim] },
     };
     const stats = await measureRuns(label, opts, () => model.unet(inputs));
-    return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb() };
+    return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb(), rss_at_end: rssBreakdownMb() };
   });
 }
 
@@ -143,7 +145,7 @@ export function probeVaeDecode(opts: ProbeOptions, h: number, w: number): Promis
     const c = model.config.vae.embedDim;
     const z = { data: noise(c * h * w, 3), dims: [1, c, h, w] };
     const stats = await measureRuns(label, opts, () => model.vaeDecode(z));
-    return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb() };
+    return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb(), rss_at_end: rssBreakdownMb() };
   });
 }
 
@@ -193,6 +195,8 @@ export interface Txt2imgProbeResult {
   vae_s: number;
   total_s: number;
   peak_rss_mb: number;
+  /** Resident memory right after the VAE decode, anonymous vs file-backed (mapped weights). */
+  rss_at_end?: { anon_mb: number; file_mb: number };
 }
 
 /**
@@ -251,6 +255,7 @@ export async function probeTxt2img(
       vae_s: vae.wall_s,
       total_s: (performance.now() - t0) / 1000,
       peak_rss_mb: peakRssMb(),
+      rss_at_end: rssBreakdownMb(),
     };
   } finally {
     await model.release();
