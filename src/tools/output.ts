@@ -1,5 +1,5 @@
 /** Checks on a tool's output path, made before any work so bad input fails fast and cleanly. */
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 
@@ -23,4 +23,23 @@ export function checkOutputPath(out: string, inputs: string[]): string {
     }
   }
   return abs;
+}
+
+/**
+ * While a CLI tool writes `out`, Ctrl-C or a kill would leave the writer's temporary file
+ * (`<out>.tmp-<pid>`, see writeSafetensors) behind: remove it, then exit as the signal would.
+ * Returns the function that takes the handlers away again.
+ */
+export function removeTempOnSignal(out: string): () => void {
+  const tmp = `${resolve(out)}.tmp-${process.pid}`;
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const handler = (signal: NodeJS.Signals) => {
+    rmSync(tmp, { force: true });
+    process.stderr.write(`\ninterrupted; removed the partial output ${tmp}\n`);
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  };
+  for (const s of signals) process.once(s, handler);
+  return () => {
+    for (const s of signals) process.off(s, handler);
+  };
 }

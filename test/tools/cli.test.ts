@@ -4,14 +4,15 @@
  * a real process. The rest go through the same `main(argv)` the bin calls, in this process, with
  * stdout/stderr captured: same dispatch, flag parsing and error formatting, no process start.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import { openSafetensors } from '../../src/formats/safetensors.js';
+import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
+import type { Tensor } from '../../src/formats/tensor.js';
 import { goldenPath, repoRoot } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-cli-'));
@@ -163,6 +164,45 @@ describe('sdstudio model tools', () => {
       [vae, sha256Of(vae)],
       [merged, sha256Of(merged)],
     ]);
+  });
+
+  it('subprocess: Ctrl-C during convert removes the partial output', async () => {
+    // 64 MiB of F32 in 1 MiB tensors: converting it to fp16 takes long enough to interrupt.
+    const big = join(dir, 'big.safetensors');
+    const infos = Array.from({ length: 64 }, (_, i) => ({
+      name: `t${i}`,
+      dtype: 'F32' as const,
+      shape: [256, 1024],
+    }));
+    async function* tensors(): AsyncGenerator<[string, Tensor]> {
+      for (const [i, info] of infos.entries()) {
+        yield [info.name, { ...info, data: new Uint8Array(new Float32Array(256 * 1024).fill(i / 7).buffer) }];
+      }
+    }
+    await writeSafetensors(big, tensors(), {}, { infos });
+    const out = join(dir, 'interrupted.safetensors');
+    const child = spawn(
+      process.execPath,
+      [join(repoRoot, 'bin', 'sdstudio.js'), 'convert', big, out, '--fp16'],
+      {
+        cwd: repoRoot,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += String(d)));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const tmp = `${out}.tmp-${child.pid}`;
+    while (!existsSync(tmp)) {
+      if (child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill('SIGINT');
+    const code = await exited;
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain('interrupted');
+    expect(existsSync(tmp)).toBe(false);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('bad input: one line on stderr, non-zero exit, no output file', async () => {

@@ -3,6 +3,7 @@ import type { CliCommand } from '../command.js';
 import { convertModel, type TargetDType } from '../../tools/convert.js';
 import { progressBar } from '../../util/progress.js';
 import { UserError } from '../../util/errors.js';
+import { removeTempOnSignal } from '../../tools/output.js';
 
 const usage = `Usage: sdstudio convert IN OUT.safetensors [--fp16|--bf16|--fp32] [--prune] [--no-vae]
 
@@ -40,6 +41,7 @@ const command: CliCommand = {
       );
     const [input, output] = positionals as [string, string];
     let bar: ReturnType<typeof progressBar> | undefined;
+    const stopCleanup = removeTempOnSignal(output);
     const r = await convertModel(input, output, {
       dtype: picked[0] as TargetDType | undefined,
       prune: values.prune,
@@ -49,7 +51,7 @@ const command: CliCommand = {
         bar.update(done);
         if (done === total) bar.finish();
       },
-    });
+    }).finally(stopCleanup);
     process.stdout.write(
       `wrote ${r.out}: ${r.tensors} tensors${r.dropped ? `, ${r.dropped} dropped` : ''}\n`,
     );

@@ -3,6 +3,7 @@ import type { CliCommand } from '../command.js';
 import { extractPart, PARTS, type Part } from '../../tools/extract.js';
 import { progressBar } from '../../util/progress.js';
 import { UserError } from '../../util/errors.js';
+import { removeTempOnSignal } from '../../tools/output.js';
 
 const usage = `Usage: sdstudio extract IN --part unet|vae|text-encoder|text-encoder-2 OUT.safetensors
 
@@ -31,13 +32,14 @@ const command: CliCommand = {
     }
     const [input, output] = positionals as [string, string];
     let bar: ReturnType<typeof progressBar> | undefined;
+    const stopCleanup = removeTempOnSignal(output);
     const r = await extractPart(input, values.part as Part, output, {
       onProgress: (done, total) => {
         bar ??= progressBar(total, { label: `extracting ${values.part}`, unit: 'tensors' });
         bar.update(done);
         if (done === total) bar.finish();
       },
-    });
+    }).finally(stopCleanup);
     process.stdout.write(`wrote ${r.out}: ${r.tensors} tensors\n`);
     return 0;
   },

@@ -4,6 +4,7 @@ import type { CliCommand } from '../command.js';
 import { MERGE_MODES, mergeModels, type MergeMode } from '../../tools/merge.js';
 import { progressBar } from '../../util/progress.js';
 import { UserError } from '../../util/errors.js';
+import { removeTempOnSignal } from '../../tools/output.js';
 
 const usage = `Usage: sdstudio merge A [B [C]] --mode weighted-sum|add-difference|no-interp --alpha M --out OUT.safetensors
                       [--fp16] [--bake-vae VAE] [--discard REGEX]
@@ -61,6 +62,7 @@ const command: CliCommand = {
     const [a, b, c] = positionals;
     let bar: ReturnType<typeof progressBar> | undefined;
     let hashing: { file: string; bar: ReturnType<typeof progressBar> } | undefined;
+    const stopCleanup = removeTempOnSignal(values.out);
     const r = await mergeModels({ a: a!, b, c }, values.out, {
       mode,
       alpha,
@@ -83,7 +85,7 @@ const command: CliCommand = {
         bar.update(done);
         if (done === total) bar.finish();
       },
-    });
+    }).finally(stopCleanup);
     const tags = [r.isInpainting ? 'inpainting' : '', r.isInstructPix2Pix ? 'instruct-pix2pix' : ''].filter(
       Boolean,
     );
