@@ -13,9 +13,9 @@
  *   (real path, size, mtime), the graph version and the list of params. The entry is written in a
  *   temporary folder and renamed into place, so a half-written entry is never used.
  *   The cache has a size limit; the least recently used entries are removed beyond it.
- *   A source that changes tensors of a file (patched weights) must not claim that file's path as
- *   its own with format 'safetensors'/'ckpt'/'diffusers': use format 'memory', whose entries are
- *   ephemeral, or the cache would serve the unpatched file's entry.
+ *   The identity comes from the files the tensors' locations point into, so a source that
+ *   combines files (checkpoint + separate VAE) is recognised again, while tensors without a file
+ *   location (in memory, patched) make the entry ephemeral: removed when the model is released.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import {
@@ -57,7 +57,7 @@ export interface PreparedModel {
   /** Cache entry folder, when the weights are in the cache. */
   cacheEntry?: string;
   /**
-   * The entry belongs to a source with no identity on disk (in memory): it can never be reused,
+   * Some params have no file location (in memory, patched): the entry can never be reused,
    * so its owner removes it (`removeEntry`) once the session is released.
    */
   ephemeral?: boolean;
@@ -166,16 +166,29 @@ export async function prepareModel(
 
 type CacheIndex = Record<string, [offset: number, length: number]>;
 
-/** Identity of a source: real path + size + mtime of the file; undefined when it has none on disk. */
-async function sourceIdentity(source: TensorSource): Promise<string | undefined> {
-  if (source.format === 'memory') return undefined;
+/**
+ * Identity of the bytes behind `keys`: the files their locations point into (real path + size +
+ * mtime). Undefined when any tensor has no file location (in memory, patched, converted on read):
+ * such weights cannot be recognised again, so their entry is ephemeral.
+ */
+async function sourceIdentity(source: TensorSource, keys: string[]): Promise<string | undefined> {
+  const files = new Set<string>();
+  for (const k of keys) {
+    const loc = source.location(k);
+    if (!loc) return undefined;
+    files.add(loc.path);
+  }
+  const ids: string[] = [];
   try {
-    const real = await realpath(source.path);
-    const st = await stat(real);
-    return `${real}|${st.size}|${st.mtimeMs}`;
+    for (const f of [...files].sort()) {
+      const real = await realpath(f);
+      const st = await stat(real);
+      ids.push(`${real}|${st.size}|${st.mtimeMs}`);
+    }
   } catch {
     return undefined;
   }
+  return ids.join('\n');
 }
 
 export class WeightsCache {
@@ -194,7 +207,7 @@ export class WeightsCache {
     graphVersion: string,
   ): Promise<{ entry: string; index: CacheIndex; hit: boolean; ephemeral: boolean }> {
     const keys = [...new Set(params.map((p) => p.key))].sort();
-    const known = await sourceIdentity(source);
+    const known = await sourceIdentity(source, keys);
     const ephemeral = known === undefined;
     const identity = known ?? `memory:${randomUUID()}`;
     const hash = createHash('sha256')

@@ -150,6 +150,39 @@ describe('weights cache', () => {
     }
   });
 
+  it('recognises the same file bytes behind a wrapping source, and never reuses in-memory tensors', async () => {
+    const dir = join(cacheDir, 'identity');
+    const src = await openSafetensors(fp16Path);
+    try {
+      const cfg = sd1ConfigFromTensors(src);
+      const wrapped = new PatchedSource(src, new Map());
+      const a = await prepareModel(buildVaeDecoderGraph(wrapped, cfg.vae), 'id', { cacheDir: dir });
+      const b = await prepareModel(buildVaeDecoderGraph(wrapped, cfg.vae), 'id', { cacheDir: dir });
+      expect([a.placement, b.placement, a.ephemeral]).toEqual(['cache', 'cache-hit', false]);
+      const key = src.keys().find((k) => k.endsWith('decoder.conv_in.weight'))!;
+      const t = await src.read(key);
+      const patched = new PatchedSource(
+        src,
+        new Map([
+          [
+            key,
+            {
+              dtype: 'F32',
+              shape: t.shape,
+              data: new Uint8Array(new Float32Array(t.shape.reduce((x, y) => x * y, 1)).buffer),
+            },
+          ],
+        ]),
+      );
+      const c = await prepareModel(buildVaeDecoderGraph(patched, cfg.vae), 'id', { cacheDir: dir });
+      expect(c.placement).toBe('cache');
+      expect(c.ephemeral).toBe(true);
+      expect(c.cacheEntry).not.toBe(a.cacheEntry);
+    } finally {
+      await src.close();
+    }
+  });
+
   it('evicts least recently used entries beyond the size limit, keeping the newest', async () => {
     const dir = join(cacheDir, 'evict');
     const src = await openSafetensors(fp16Path);
