@@ -57,6 +57,7 @@ import {
   resolveSampler,
   type GenerationParams,
 } from './params.js';
+import type { PreviewDecoder, PreviewMode } from './taesd.js';
 import { decodeLatents, encodeImage } from './vae.js';
 
 export const VERSION = 'sdstudio-0.1.0';
@@ -82,8 +83,13 @@ export interface GenerateHooks {
   /** Live preview of each image every `previewEvery` steps (0 = never). */
   onPreview?: (p: { image: RgbImage; index: number; step: number }) => void;
   previewEvery?: number;
-  /** "cheap": A1111's linear latent→RGB at latent size (free); "full": the VAE decodes the denoised latent. */
-  previewMode?: 'cheap' | 'full';
+  /**
+   * "cheap": A1111's linear latent→RGB at latent size (free); "full": the VAE decodes the denoised
+   * latent; "taesd": the `taesd` decoder does (cheap when there is none or it does not fit the model).
+   */
+  previewMode?: PreviewMode;
+  /** TAESD decoder for previewMode "taesd" (pipeline/taesd.ts `loadPreviewDecoder`). */
+  taesd?: PreviewDecoder | null;
   /** Every UNet call (tests use it to check interrupt latency). */
   onModelCall?: () => void;
   styles?: readonly PromptStyle[];
@@ -360,13 +366,16 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
   });
   const x = startLatent(plan, a.noise, a.x0 ?? undefined, model.schedule.alphasCumprod);
   let pending: { latent: Float32Array; step: number } | null = null;
+  const taesd = hooks.previewMode === 'taesd' && hooks.taesd?.latentChannels === c ? hooks.taesd : null;
   const denoiser = new CfgDenoiser({
     unet: async (xt, t, context) => {
-      // A full preview is decoded between steps, before the next UNet call.
+      // A full or TAESD preview is decoded between steps, before the next UNet call.
       if (pending) {
         const { latent, step } = pending;
         pending = null;
-        const imgs = await decodeLatents(model.engine, latent, a.dims, model.scaleFactor);
+        const imgs = taesd
+          ? await taesd.decode(latent, a.dims)
+          : await decodeLatents(model.engine, latent, a.dims, model.scaleFactor);
         imgs.forEach((image, index) => hooks.onPreview?.({ image, index, step }));
       }
       return model.engine.unet({ x: xt, t, context });
@@ -389,7 +398,7 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
   const callback = (info: StepInfo): void => {
     hooks.onProgress?.({ ...a.progress, step: info.i + 1, steps: plan.steps });
     if (hooks.onPreview && every > 0 && (info.i + 1) % every === 0) {
-      if (hooks.previewMode === 'full') {
+      if (hooks.previewMode === 'full' || taesd) {
         pending = { latent: info.denoised.slice(), step: info.i + 1 };
         return;
       }

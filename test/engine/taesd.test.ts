@@ -1,0 +1,352 @@
+/**
+ * TAESD previews: the ONNX decoder against a plain TypeScript reading of the upstream network
+ * (madebyollin/taesd `Decoder`) on random weights saved under the upstream key names, and the
+ * generation loop using it when the file is in the data folder and falling back when it is not.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryTensorSource } from '../../src/formats/memory.js';
+import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
+import type { Tensor } from '../../src/formats/tensor.js';
+import { buildTaesdDecoderGraph, taesdDecoderLayout } from '../../src/models/taesd.js';
+import { generate } from '../../src/pipeline/generate.js';
+import { loadModel, type LoadedModel } from '../../src/pipeline/model.js';
+import { withDefaults } from '../../src/pipeline/params.js';
+import {
+  findTaesdDecoder,
+  loadPreviewDecoder,
+  previewModeOf,
+  TaesdDecoder,
+} from '../../src/pipeline/taesd.js';
+import { UserError } from '../../src/util/errors.js';
+import { clipVocabPath, goldenPath } from '../helpers/golden.js';
+
+// ---- the upstream decoder, written out independently of src/models/taesd.ts ----
+
+/**
+ * taesd.py `Decoder()` is nn.Sequential(Clamp, conv(4,64), ReLU, Block×3, Upsample, conv(no bias),
+ * Block×3, Upsample, conv, Block×3, Upsample, conv, Block, conv(64,3)); list it by index.
+ */
+type Layer =
+  | { kind: 'clamp' }
+  | { kind: 'relu' }
+  | { kind: 'up' }
+  | { kind: 'conv'; index: number; cin: number; cout: number; bias: boolean }
+  | { kind: 'block'; index: number };
+
+function upstreamDecoder(latentChannels: number): Layer[] {
+  const seq: Layer[] = [];
+  const conv = (cin: number, cout: number, bias = true) =>
+    seq.push({ kind: 'conv', index: seq.length, cin, cout, bias });
+  const block = () => seq.push({ kind: 'block', index: seq.length });
+  seq.push({ kind: 'clamp' });
+  conv(latentChannels, 64);
+  seq.push({ kind: 'relu' });
+  for (let stage = 0; stage < 3; stage++) {
+    block();
+    block();
+    block();
+    seq.push({ kind: 'up' });
+    conv(64, 64, false);
+  }
+  block();
+  conv(64, 3);
+  return seq;
+}
+
+/** Every state-dict entry of the decoder: name → shape. */
+function upstreamKeys(latentChannels: number): Map<string, number[]> {
+  const keys = new Map<string, number[]>();
+  for (const l of upstreamDecoder(latentChannels)) {
+    if (l.kind === 'conv') {
+      keys.set(`${l.index}.weight`, [l.cout, l.cin, 3, 3]);
+      if (l.bias) keys.set(`${l.index}.bias`, [l.cout]);
+    } else if (l.kind === 'block') {
+      for (const j of [0, 2, 4]) {
+        keys.set(`${l.index}.conv.${j}.weight`, [64, 64, 3, 3]);
+        keys.set(`${l.index}.conv.${j}.bias`, [64]);
+      }
+    }
+  }
+  return keys;
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(uniform() + 1e-12)) * Math.cos(2 * Math.PI * uniform());
+}
+
+/** Random weights, scaled by fan-in so activations stay near unit size through 20 layers. */
+function randomDecoder(latentChannels: number, seed: number): Map<string, Float32Array> {
+  const normal = rng(seed);
+  const out = new Map<string, Float32Array>();
+  for (const [name, shape] of upstreamKeys(latentChannels)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const std = shape.length === 4 ? 1.0 / Math.sqrt(shape[1]! * 9) : 0.05;
+    out.set(
+      name,
+      Float32Array.from({ length: n }, () => normal() * std),
+    );
+  }
+  return out;
+}
+
+function toTensors(w: Map<string, Float32Array>, prefix = ''): Map<string, Tensor> {
+  const shapes = upstreamKeys(w.get('1.weight')!.length / (64 * 9));
+  return new Map(
+    [...w].map(([k, v]) => [
+      prefix + k,
+      { dtype: 'F32', shape: shapes.get(k)!, data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) },
+    ]),
+  );
+}
+
+interface Img {
+  c: number;
+  h: number;
+  w: number;
+  d: Float64Array;
+}
+
+function conv3x3(x: Img, weight: Float32Array, bias: Float32Array | undefined, cout: number): Img {
+  const { c, h, w } = x;
+  const d = new Float64Array(cout * h * w);
+  for (let o = 0; o < cout; o++) {
+    for (let y = 0; y < h; y++) {
+      for (let xx = 0; xx < w; xx++) {
+        let acc = bias ? bias[o]! : 0;
+        for (let i = 0; i < c; i++) {
+          for (let ky = 0; ky < 3; ky++) {
+            const sy = y + ky - 1;
+            if (sy < 0 || sy >= h) continue;
+            for (let kx = 0; kx < 3; kx++) {
+              const sx = xx + kx - 1;
+              if (sx < 0 || sx >= w) continue;
+              acc += weight[((o * c + i) * 3 + ky) * 3 + kx]! * x.d[(i * h + sy) * w + sx]!;
+            }
+          }
+        }
+        d[(o * h + y) * w + xx] = acc;
+      }
+    }
+  }
+  return { c: cout, h, w, d };
+}
+
+const relu = (x: Img): Img => ({ ...x, d: x.d.map((v) => Math.max(0, v)) });
+
+function upsample2x(x: Img): Img {
+  const h = x.h * 2;
+  const w = x.w * 2;
+  const d = new Float64Array(x.c * h * w);
+  for (let c = 0; c < x.c; c++)
+    for (let y = 0; y < h; y++)
+      for (let xx = 0; xx < w; xx++) d[(c * h + y) * w + xx] = x.d[(c * x.h + (y >> 1)) * x.w + (xx >> 1)]!;
+  return { c: x.c, h, w, d };
+}
+
+/** The upstream forward pass for one latent [C, h, w], in float64. */
+function referenceDecode(wts: Map<string, Float32Array>, latent: Img): Img {
+  let x = latent;
+  for (const l of upstreamDecoder(latent.c)) {
+    if (l.kind === 'clamp') x = { ...x, d: x.d.map((v) => Math.tanh(v / 3) * 3) };
+    else if (l.kind === 'relu') x = relu(x);
+    else if (l.kind === 'up') x = upsample2x(x);
+    else if (l.kind === 'conv')
+      x = conv3x3(x, wts.get(`${l.index}.weight`)!, wts.get(`${l.index}.bias`), l.cout);
+    else {
+      const p = `${l.index}.conv`;
+      let h = relu(conv3x3(x, wts.get(`${p}.0.weight`)!, wts.get(`${p}.0.bias`), 64));
+      h = relu(conv3x3(h, wts.get(`${p}.2.weight`)!, wts.get(`${p}.2.bias`), 64));
+      h = conv3x3(h, wts.get(`${p}.4.weight`)!, wts.get(`${p}.4.bias`), 64);
+      x = { ...h, d: h.d.map((v, i) => Math.max(0, v + x.d[i]!)) }; // identity skip, fuse ReLU
+    }
+  }
+  return x;
+}
+
+// ---- tests ----
+
+const work = mkdtempSync(join(tmpdir(), 'sdstudio-taesd-'));
+const cacheDir = join(work, 'cache');
+const weights = randomDecoder(4, 1234);
+const decoderFile = join(work, 'taesd_decoder.safetensors');
+
+beforeAll(async () => {
+  await writeSafetensors(decoderFile, toTensors(weights));
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('TAESD decoder graph', () => {
+  it('reads exactly the upstream state dict', async () => {
+    const src = await openSafetensors(decoderFile);
+    try {
+      expect(taesdDecoderLayout(src)).toEqual({ prefix: '', latentChannels: 4 });
+      const g = buildTaesdDecoderGraph(src);
+      const read = [...g.params.values()].map((p) => p.key).sort();
+      expect(read).toEqual([...upstreamKeys(4).keys()].sort());
+    } finally {
+      await src.close();
+    }
+  });
+
+  it('matches a plain reading of the upstream network at 1e-4', async () => {
+    const dec = await TaesdDecoder.load(decoderFile, { cacheDir });
+    try {
+      const [b, c, h, w] = [2, 4, 2, 3];
+      const normal = rng(99);
+      // Latents at SD scale, with outliers the Clamp has to tame.
+      const latent = Float32Array.from(
+        { length: b * c * h * w },
+        (_, i) => normal() * (i % 17 === 0 ? 6 : 1),
+      );
+      const images = await dec.decode(latent, [b, c, h, w]);
+      expect(images.map((im) => [im.width, im.height])).toEqual([
+        [8 * w, 8 * h],
+        [8 * w, 8 * h],
+      ]);
+      // The network's output, compared before the 8-bit conversion.
+      const raw = await dec.decodeTensor(latent, [b, c, h, w]);
+      const out = raw.data;
+      expect(raw.dims).toEqual([b, 3, 8 * h, 8 * w]);
+      const per = 3 * 64 * h * w;
+      for (let i = 0; i < b; i++) {
+        const ref = referenceDecode(weights, {
+          c,
+          h,
+          w,
+          d: Float64Array.from(latent.subarray(i * c * h * w, (i + 1) * c * h * w)),
+        });
+        let spread = 0;
+        let maxRef = 0;
+        for (const v of ref.d) maxRef = Math.max(maxRef, Math.abs(v));
+        for (let k = 0; k < per; k++) {
+          const got = out[i * per + k]!;
+          expect(Number.isFinite(got)).toBe(true);
+          spread = Math.max(spread, Math.abs(got - ref.d[k]!));
+        }
+        expect(maxRef).toBeGreaterThan(0.5); // the random network does not collapse to zero
+        expect(spread).toBeLessThanOrEqual(1e-4 * Math.max(1, maxRef));
+        // 8-bit image: 255·clamp(x, 0, 1) truncated
+        const img = images[i]!;
+        const n = 64 * h * w;
+        for (let k = 0; k < n; k += 37) {
+          for (let ch = 0; ch < 3; ch++) {
+            const v = Math.min(1, Math.max(0, ref.d[ch * n + k]!));
+            expect(Math.abs(img.data[k * 3 + ch]! - 255 * v)).toBeLessThanOrEqual(1.01);
+          }
+        }
+      }
+    } finally {
+      await dec.release();
+    }
+  });
+
+  it('takes a whole-TAESD state dict (decoder.* keys) and refuses other files with a hint', async () => {
+    const whole = new MemoryTensorSource(toTensors(weights, 'decoder.'), { path: 'taesd.pth' });
+    expect(taesdDecoderLayout(whole)).toEqual({ prefix: 'decoder.', latentChannels: 4 });
+    const g = buildTaesdDecoderGraph(whole);
+    expect(g.params.size).toBe(upstreamKeys(4).size);
+    const other = new MemoryTensorSource(
+      new Map([['decoder.layers.0.weight', { dtype: 'F32', shape: [1], data: new Uint8Array(4) } as Tensor]]),
+      { path: 'diffusion_pytorch_model.safetensors' },
+    );
+    expect(() => taesdDecoderLayout(other)).toThrow(UserError);
+    expect(() => taesdDecoderLayout(other)).toThrow(/AutoencoderTiny/);
+    const wrongShape = new Map(toTensors(weights));
+    wrongShape.set('19.bias', { dtype: 'F32', shape: [4], data: new Uint8Array(16) });
+    expect(() => buildTaesdDecoderGraph(new MemoryTensorSource(wrongShape))).toThrow(/19\.bias/);
+  });
+
+  it('maps A1111 show_progress_type values', () => {
+    expect(previewModeOf('Full')).toBe('full');
+    expect(previewModeOf('TAESD')).toBe('taesd');
+    expect(previewModeOf('Approx cheap')).toBe('cheap');
+    expect(previewModeOf('Approx NN')).toBe('cheap');
+    expect(() => previewModeOf('sharp')).toThrow(UserError);
+  });
+});
+
+describe('TAESD live previews in the generation loop', () => {
+  let model: LoadedModel;
+  const withFile = join(work, 'data-with');
+  const without = join(work, 'data-without');
+  beforeAll(async () => {
+    mkdirSync(join(withFile, 'models', 'VAE-taesd'), { recursive: true });
+    mkdirSync(without, { recursive: true });
+    await writeSafetensors(
+      join(withFile, 'models', 'VAE-taesd', 'taesd_decoder.safetensors'),
+      toTensors(weights),
+    );
+    model = await loadModel({
+      checkpoint: goldenPath('tiny-sd', 'tiny-sd.safetensors'),
+      clipVocab: clipVocabPath(),
+    });
+  });
+  afterAll(async () => {
+    await model?.release();
+  });
+
+  const params = withDefaults({ width: 64, height: 64, steps: 3, cfg_scale: 5, prompt: 'x', seed: 5 });
+
+  async function run(taesd: Awaited<ReturnType<typeof loadPreviewDecoder>>) {
+    const previews: { w: number; h: number; step: number }[] = [];
+    const r = await generate(
+      model,
+      params,
+      'txt2img',
+      {},
+      {
+        previewEvery: 1,
+        previewMode: 'taesd',
+        taesd,
+        onPreview: (p) => previews.push({ w: p.image.width, h: p.image.height, step: p.step }),
+      },
+    );
+    return { previews, image: r.images[0]!.image };
+  }
+
+  it('decodes previews with TAESD when the file is in models/VAE-taesd', async () => {
+    expect(findTaesdDecoder(withFile)).toMatch(/taesd_decoder\.safetensors$/);
+    const warnings: string[] = [];
+    const dec = await loadPreviewDecoder('taesd', withFile, { cacheDir, warn: (m) => warnings.push(m) });
+    expect(dec).not.toBeNull();
+    expect(warnings).toEqual([]);
+    try {
+      const { previews, image } = await run(dec);
+      // full pixel size, decoded before the next UNet call: every step but the last
+      expect(previews).toEqual([
+        { w: 64, h: 64, step: 1 },
+        { w: 64, h: 64, step: 2 },
+      ]);
+      // previews never change the result
+      const plain = await generate(model, params, 'txt2img');
+      expect(Buffer.from(image.data).equals(Buffer.from(plain.images[0]!.image.data))).toBe(true);
+    } finally {
+      await dec?.release();
+    }
+  });
+
+  it('falls back to the cheap preview, with a warning, when the file is absent', async () => {
+    expect(findTaesdDecoder(without)).toBeNull();
+    const warnings: string[] = [];
+    const dec = await loadPreviewDecoder('taesd', without, { cacheDir, warn: (m) => warnings.push(m) });
+    expect(dec).toBeNull();
+    expect(warnings.join('\n')).toMatch(/taesd_decoder\.safetensors/);
+    const { previews } = await run(dec);
+    expect(previews).toEqual([1, 2, 3].map((step) => ({ w: 8, h: 8, step })));
+  });
+
+  it('other modes load nothing', async () => {
+    expect(await loadPreviewDecoder('cheap', withFile)).toBeNull();
+  });
+});
