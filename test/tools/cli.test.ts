@@ -116,6 +116,8 @@ describe('sdstudio model tools', () => {
 
     expect(convert.code, convert.stderr).toBe(0);
     expect(convert.stdout).toContain('wrote');
+    // Not a terminal: no progress bars (nor anything else) on stderr.
+    expect(convert.stderr + inspect.stderr).toBe('');
     const s = await openSafetensors(fp16);
     expect(new Set(s.header.tensors.map((t) => t.dtype))).toEqual(new Set(['F16', 'I64']));
     await s.close();
