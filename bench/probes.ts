@@ -17,6 +17,7 @@ export interface ProbeOptions {
   attention?: AttentionImpl;
   optLevel?: OptLevel;
   threads?: number;
+  memArena?: boolean;
 }
 
 export interface RunStats {
@@ -101,6 +102,7 @@ async function withModel<T>(
       attention: opts.attention,
       optLevel: opts.optLevel,
       threads: opts.threads,
+      memArena: opts.memArena,
     });
     await model.open(parts);
     return model;
@@ -213,6 +215,7 @@ export async function probeTxt2img(
     attention: opts.attention,
     optLevel: opts.optLevel,
     threads: opts.threads,
+    memArena: opts.memArena,
   });
   try {
     const t0 = performance.now();

@@ -46,7 +46,7 @@ export const TARGETS = {
 } as const;
 
 const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N]
-       [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N]
+       [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N] [--mem-arena on|off]
        [--steps N] [--checkpoint PATH] [--in-process]`;
 
 function fail(msg: string): never {
@@ -67,6 +67,7 @@ function parse() {
         attention: { type: 'string' },
         'opt-level': { type: 'string' },
         threads: { type: 'string' },
+        'mem-arena': { type: 'string' },
         checkpoint: { type: 'string' },
         probe: { type: 'string' },
         'in-process': { type: 'boolean', default: false },
@@ -91,6 +92,8 @@ function parse() {
   for (const p of only) if (!(PROBES as readonly string[]).includes(p)) fail(`unknown probe "${p}"`);
   if (v.attention && v.attention !== 'mha' && v.attention !== 'plain')
     fail('--attention must be mha or plain');
+  if (v['mem-arena'] && v['mem-arena'] !== 'on' && v['mem-arena'] !== 'off')
+    fail('--mem-arena must be on or off');
   const levels = ['disabled', 'basic', 'extended', 'all'];
   if (v['opt-level'] && !levels.includes(v['opt-level']))
     fail(`--opt-level must be one of ${levels.join(', ')}`);
@@ -107,6 +110,7 @@ function parse() {
       attention: v.attention as AttentionImpl | undefined,
       optLevel: v['opt-level'] as OptLevel | undefined,
       threads: v.threads === undefined ? undefined : int('threads', v.threads, 1),
+      memArena: v['mem-arena'] === undefined ? undefined : v['mem-arena'] === 'on',
     },
   };
 }
@@ -159,6 +163,7 @@ async function main(): Promise<void> {
     if (o.attention) a.push('--attention', o.attention);
     if (o.optLevel) a.push('--opt-level', o.optLevel);
     if (o.threads) a.push('--threads', String(o.threads));
+    if (o.memArena !== undefined) a.push('--mem-arena', o.memArena ? 'on' : 'off');
     return a;
   };
   const results: Partial<Record<ProbeName, ProbeResult>> = {};
@@ -197,6 +202,7 @@ async function main(): Promise<void> {
       attention: args.probeOptions.attention ?? 'engine default',
       opt_level: args.probeOptions.optLevel ?? 'engine default',
       threads: args.probeOptions.threads ?? 'onnxruntime default',
+      mem_arena: args.probeOptions.memArena === undefined ? 'engine default' : args.probeOptions.memArena,
       txt2img_steps: args.steps,
     },
     checkpoint: { path: checkpoint, random: !args.checkpoint, generator_version: RANDOM_SD15_VERSION },
