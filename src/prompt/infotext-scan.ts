@@ -1,26 +1,11 @@
 /**
- * Linear-time equivalents of the Python text operations infotext parsing needs. A1111's `re_param`
- * and `str.strip()`, run as backtracking regexes, take quadratic time on long lines without a
- * `key:` (a long prompt as the last line) or long whitespace runs; a crafted PNG must not hang us.
- * Each function here returns exactly what the regex would (tests compare them on random text).
+ * A linear-time equivalent of A1111's infotext `re_param`: run as a backtracking regex it takes
+ * quadratic time on long lines without a `key:` (a long prompt as the last line); a crafted PNG
+ * must not hang us. It returns exactly what the regex would (tests compare them on random text).
  */
-import { PY_SPACE, PY_WORD } from './pychars.js';
+import { PY_SPACE, PY_WORD, isPySpace as isSpace } from './pychars.js';
 
-const IS_SPACE = new RegExp(`^[${PY_SPACE}]$`, 'u');
 const IS_WORD = new RegExp(`^[${PY_WORD}]$`, 'u');
-
-function isSpace(ch: string): boolean {
-  return IS_SPACE.test(ch);
-}
-
-/** Python's `str.strip()` with no arguments, in linear time. */
-export function pyStripLinear(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && isSpace(s[a])) a++;
-  while (b > a && isSpace(s[b - 1])) b--;
-  return s.slice(a, b);
-}
 
 /** The reference: A1111's `re_param` ported literally (for tests). */
 export const RE_PARAM = new RegExp(

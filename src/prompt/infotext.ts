@@ -13,7 +13,8 @@ import {
   V180_HR_STYLES,
 } from './infotext-version.js';
 import { extractStylesFromPrompt, type PromptStyle } from './styles.js';
-import { findParamsLinear, pyStripLinear as pyStrip } from './infotext-scan.js';
+import { findParamsLinear } from './infotext-scan.js';
+import { pyStrip } from './pychars.js';
 import { parsePromptAttention, PromptSyntaxError } from './attention.js';
 
 export type InfotextValue = string | number | boolean | null | undefined;

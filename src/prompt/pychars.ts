@@ -14,13 +14,25 @@ export const PY_WORD = '\\p{L}\\p{N}_';
 /** Python's `\d` (any decimal digit, category Nd), as the body of a character class. */
 export const PY_DIGIT = '\\p{Nd}';
 
-const RE_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu');
+const IS_SPACE = new RegExp(`^[${PY_SPACE}]$`, 'u');
 const RE_DIGIT = /\p{Nd}/u;
 const RE_NON_ASCII_DIGIT = /\P{ASCII}/gu;
 
-/** Python's `str.strip()` with no arguments. */
+/** Whether a single UTF-16 unit is Python whitespace (every Python space is in the BMP). */
+export function isPySpace(ch: string): boolean {
+  return IS_SPACE.test(ch);
+}
+
+/**
+ * Python's `str.strip()` with no arguments. A scan from both ends: the obvious regex
+ * (`^\s+|\s+$`) backtracks over every interior whitespace run and takes quadratic time.
+ */
 export function pyStrip(s: string): string {
-  return s.replace(RE_STRIP, '');
+  let a = 0;
+  let b = s.length;
+  while (a < b && IS_SPACE.test(s[a])) a++;
+  while (b > a && IS_SPACE.test(s[b - 1])) b--;
+  return s.slice(a, b);
 }
 
 /** The value 0-9 of a decimal digit (category Nd); Unicode keeps each script's digits in runs of ten. */

@@ -6,8 +6,7 @@
 import { copyFile, open, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { UserError } from '../util/errors.js';
-import { PY_SPACE as PY_WS } from './pychars.js';
-import { pyStripLinear as pyStrip } from './infotext-scan.js';
+import { PY_SPACE as PY_WS, pyStrip } from './pychars.js';
 
 export interface PromptStyle {
   name: string;
