@@ -10,7 +10,8 @@
  * - --fp16 halves float32 merged tensors (and, with no interpolation, every float32 tensor; like
  *   A1111's `to_half`, BF16 and F64 are left as they are); --bake-vae
  *   replaces `first_stage_model.*` with a VAE file's tensors; --discard drops keys matching a regex;
- * - the recipe goes into the metadata as `sd_merge_recipe` / `sd_merge_models` JSON, as A1111 writes.
+ * - the output's metadata is the inputs' metadata (A, B, C in that order) plus the recipe as
+ *   `sd_merge_recipe` / `sd_merge_models` JSON, as A1111 writes with its default options.
  * Arithmetic follows torch's dtype rules step by step (see `mergeValues`), so results match A1111
  * bit for bit for F32/F16/BF16 inputs, mixed ones included.
  * Streams: one tensor of each input in memory at a time.
@@ -335,7 +336,16 @@ async function recipeMetadata(
     is_inpainting: flags.inpainting,
     is_instruct_pix2pix: flags.pix2pix,
   });
-  return { format: 'pt', sd_merge_recipe: pythonJson(recipe), sd_merge_models: pythonJson(models) };
+  // A1111's defaults ("copy metadata fields", "add merge recipe"): the inputs' metadata (A, then B,
+  // then C overriding), format "pt", then the recipe.
+  return {
+    ...sources.a.metadata,
+    ...(opts.mode !== 'no-interp' ? sources.b?.metadata : undefined),
+    ...(opts.mode === 'add-difference' ? sources.c?.metadata : undefined),
+    format: 'pt',
+    sd_merge_recipe: pythonJson(recipe),
+    sd_merge_models: pythonJson(models),
+  };
 }
 
 /** A metadata value A1111 would have parsed as JSON (it parses strings that look like objects). */

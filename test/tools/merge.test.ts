@@ -242,6 +242,10 @@ describe('mergeModels', () => {
     expect(models[ha.sha256]).toMatchObject({ name: 'tiny-sd.safetensors', legacy_hash: ha.legacy });
     expect(models[hb.sha256]).toMatchObject({ name: 'b.safetensors', legacy_hash: hb.legacy });
     expect(r.metadata.sd_merge_recipe).toContain('"type": "webui"');
+    // The inputs' own metadata is carried over (A1111's "copy metadata fields"), B's over A's.
+    const [ma, mb] = await Promise.all([A, B].map((p) => withSource(p, async (s) => s.metadata)));
+    expect(Object.keys(ma!).length).toBeGreaterThan(1);
+    expect(r.metadata).toMatchObject({ ...ma, ...mb, format: 'pt' });
     await withSource(out, async (m) => expect(m.metadata).toEqual(r.metadata));
   });
 
