@@ -6,7 +6,7 @@
 import { copyFile, open, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { UserError } from '../util/errors.js';
-import { PY_SPACE as PY_WS, pyStrip } from './pychars.js';
+import { PY_SPACE as PY_WS, isPySpace, pyStrip } from './pychars.js';
 
 export interface PromptStyle {
   name: string;
@@ -17,7 +17,8 @@ export interface PromptStyle {
 /** Styles files larger than this are refused (a real one is a few hundred kB at most). */
 export const MAX_STYLES_FILE_BYTES = 64 * 1024 * 1024;
 
-const RE_MULTIPLE_COMMAS = new RegExp(`(?:,+[${PY_WS}]+)+,?`, 'gu');
+/** A1111's `re_spaces` pattern for runs of commas; the reference for {@link collapseCommaRuns}. */
+export const RE_MULTIPLE_COMMAS = new RegExp(`(?:,+[${PY_WS}]+)+,?`, 'gu');
 const RE_MULTIPLE_SPACES = new RegExp(`[${PY_WS}]{2,}`, 'gu');
 
 /** Python's `str.strip(chars)`. */
@@ -29,9 +30,50 @@ function pyStripChars(s: string, chars: string): string {
   return s.slice(a, b);
 }
 
+/**
+ * `re.sub(r"(,+\s+)+,?", ", ", text)` in linear time (the regex backtracks quadratically on a long
+ * run of commas). A match is a greedy series of (commas, whitespace) pairs plus one optional comma;
+ * a comma run with no whitespace after it cannot start a match anywhere inside it.
+ */
+export function collapseCommaRuns(text: string): string {
+  const n = text.length;
+  const commasEnd = (i: number) => {
+    while (i < n && text[i] === ',') i++;
+    return i;
+  };
+  const spacesEnd = (i: number) => {
+    while (i < n && isPySpace(text[i])) i++;
+    return i;
+  };
+  let out = '';
+  let copied = 0; // text before this is already in `out`
+  let i = 0;
+  while (i < n) {
+    if (text[i] !== ',') {
+      i++;
+      continue;
+    }
+    let end = i;
+    for (;;) {
+      const c = commasEnd(end);
+      const s = c > end ? spacesEnd(c) : c;
+      if (s === c) break;
+      end = s;
+    }
+    if (end === i) {
+      i = commasEnd(i);
+      continue;
+    }
+    if (text[end] === ',') end++;
+    out += text.slice(copied, i) + ', ';
+    copied = i = end;
+  }
+  return out + text.slice(copied);
+}
+
 /** styles.clean_text: collapse runs of commas and of whitespace, trim commas and spaces. */
 export function cleanStyleText(text: string): string {
-  return pyStripChars(text.replace(RE_MULTIPLE_COMMAS, ', ').replace(RE_MULTIPLE_SPACES, ' '), ', ');
+  return pyStripChars(collapseCommaRuns(text).replace(RE_MULTIPLE_SPACES, ' '), ', ');
 }
 
 /** styles.merge_prompts: fill `{prompt}` in the style, or append the style after ", ". */

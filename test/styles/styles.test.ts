@@ -6,12 +6,14 @@ import {
   applyStyles,
   applyStylesToPrompt,
   cleanStyleText,
+  collapseCommaRuns,
   extractStylesFromPrompt,
   formatStylesCsv,
   loadStyles,
   mergePrompts,
   parseCsv,
   parseStylesCsv,
+  RE_MULTIPLE_COMMAS,
   saveStyles,
   type PromptStyle,
 } from '../../src/prompt/styles.js';
@@ -100,5 +102,24 @@ describe('saving styles.csv', () => {
     expect(await loadStyles(join(dir, 'none.csv'))).toEqual([]);
     await expect(saveStyles(join(dir, 'no', 'styles.csv'), [])).rejects.toThrow();
     expect(existsSync(join(dir, 'no'))).toBe(false);
+  });
+});
+
+describe('collapseCommaRuns', () => {
+  it('equals the regex substitution on random comma/space text', () => {
+    let seed = 3;
+    const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    const bits = [',', ',', ' ', '\t', '\u3000', 'a', ', '];
+    for (let k = 0; k < 5000; k++) {
+      let s = '';
+      for (let n = Math.floor(next() * 14); n > 0; n--) s += bits[Math.floor(next() * bits.length)];
+      expect(collapseCommaRuns(s), JSON.stringify(s)).toBe(s.replace(RE_MULTIPLE_COMMAS, ', '));
+    }
+  });
+
+  it('is linear on a long run of commas', () => {
+    const t = performance.now();
+    cleanStyleText(','.repeat(200_000) + ' x' + ', '.repeat(100_000));
+    expect(performance.now() - t).toBeLessThan(1000);
   });
 });
