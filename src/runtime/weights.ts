@@ -282,8 +282,12 @@ export class WeightsCache {
     for (const e of entries) {
       if (total <= this.limitBytes) break;
       if (e.path === keep) continue;
-      await rm(e.path, { recursive: true, force: true });
-      total -= e.size;
+      try {
+        await rm(e.path, { recursive: true, force: true });
+        total -= e.size;
+      } catch {
+        // In use where open files cannot be removed (Windows): try again at the next eviction.
+      }
     }
   }
 }
