@@ -221,10 +221,12 @@ async function main(): Promise<void> {
     ['VAE decode 512²', out.vae_decode_s_512, 's', TARGETS.vae_decode_s_512],
     ['text encode (77 tokens)', out.text_encode_ms, 'ms', undefined],
     ['session create + weights', out.session_create_s, 's', TARGETS.session_create_s],
-    ['peak RSS', out.peak_rss_mb, 'MB', TARGETS.peak_rss_mb],
+    txt2img
+      ? ['peak RSS, 512² txt2img', out.peak_rss_mb, 'MB', TARGETS.peak_rss_mb]
+      : ['peak RSS, largest probe', out.peak_rss_mb, 'MB', undefined],
   ];
   const lines = [
-    `SD 1.5 (${out.checkpoint.random ? 'random weights' : checkpoint}), onnxruntime ${out.onnxruntime}`,
+    `${out.checkpoint.random ? 'SD 1.5, random weights' : checkpoint}, onnxruntime ${out.onnxruntime}`,
   ];
   lines.push(`${machine.cores} cores, ${machine.cpu_model}, load average ${machine.load_avg_1m}`);
   for (const [name, value, unit, target] of rows) {
