@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planSampling, runSampler, startLatent, type StepInfo } from '../../src/sampling/index.js';
+import { planSampling, runSampler, SAMPLERS, startLatent, type StepInfo } from '../../src/sampling/index.js';
 import { imageRngNoise } from '../../src/sampling/noise.js';
 import {
   a1111Sigmas,
@@ -106,6 +106,47 @@ describe('runSampler: callbacks, interrupt and skip', () => {
         expect(res.stopped, sampler).toBe(reason);
         expect(calls, sampler).toBe(3);
         expect(res.x, sampler).toBe(last);
+      }
+    });
+  }
+});
+
+describe('every sampler: a callback per step, interrupt and skip between model calls', () => {
+  const run = async (label: string, stopAfter: number | null, reason: 'interrupt' | 'skip' = 'interrupt') => {
+    const plan = planSampling({ sampler: label, steps: 8, schedule });
+    const r = new ImageRng({ shape: [1, 2, 2], seeds: [1] });
+    const start = startLatent(plan, r.next());
+    let calls = 0;
+    let last: Float32Array | undefined;
+    const steps: StepInfo[] = [];
+    const res = await runSampler(
+      plan,
+      {
+        model: async (x) => (calls++, shrink(x)),
+        epsModel: async (x) => (calls++, shrink(x)),
+        alphasCumprod: ac,
+        noise: imageRngNoise(r),
+        callback: (s) => (steps.push(s), (last = s.denoised)),
+        shouldStop: () => (stopAfter !== null && calls >= stopAfter ? reason : null),
+      },
+      start,
+    );
+    return { res, calls, steps, last, start };
+  };
+
+  for (const { label } of SAMPLERS) {
+    it(label, async () => {
+      const full = await run(label, null);
+      expect(full.res.stopped).toBeUndefined();
+      expect(full.steps.length).toBeGreaterThan(0);
+      expect(full.steps.map((s) => s.i)).toEqual(full.steps.map((_, i) => i));
+      expect(full.steps.every((s) => s.total > 0 && s.denoised.length === 4)).toBe(true);
+      expect(full.calls).toBeGreaterThan(3);
+      for (const reason of ['interrupt', 'skip'] as const) {
+        const cut = await run(label, 3, reason);
+        expect(cut.res.stopped).toBe(reason);
+        expect(cut.calls).toBe(3); // no model call after the check said stop
+        expect(cut.res.x).toBe(cut.last ?? cut.start);
       }
     });
   }
