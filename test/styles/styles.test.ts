@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -95,6 +96,32 @@ describe('saving styles.csv', () => {
     expect(readFileSync(`${path}.bak`, 'utf8')).toBe('name,prompt,negative_prompt\nold,x,y\n');
     expect(readFileSync(path, 'utf8')).toBe(formatStylesCsv(styles));
     expect(readFileSync(path, 'utf8').startsWith('\ufeffname,prompt,negative_prompt\r\n')).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(['styles.csv', 'styles.csv.bak']);
+  });
+  it('replaces the file by rename: a reader holding the old file sees it whole; a failed save leaves it as it was', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdstudio-styles-'));
+    const path = join(dir, 'styles.csv');
+    const old = 'name,prompt,negative_prompt\nold,' + 'x'.repeat(100_000) + ',y\n';
+    writeFileSync(path, old);
+    const inode = statSync(path).ino;
+    const reader = await open(path, 'r');
+    try {
+      await saveStyles(path, [{ name: 'new', prompt: 'p', negativePrompt: '' }]);
+      expect(statSync(path).ino).not.toBe(inode); // a new file, not the old one truncated
+      expect(await reader.readFile('utf8')).toBe(old);
+    } finally {
+      await reader.close();
+    }
+    const before = readFileSync(path, 'utf8');
+    const broken = {
+      name: 'bad',
+      get prompt(): string {
+        throw new Error('boom while writing');
+      },
+      negativePrompt: '',
+    };
+    await expect(saveStyles(path, [broken])).rejects.toThrow('boom');
+    expect(readFileSync(path, 'utf8')).toBe(before);
     expect(readdirSync(dir).sort()).toEqual(['styles.csv', 'styles.csv.bak']);
   });
   it('a missing file is no styles; saving into a missing folder fails without touching anything', async () => {
