@@ -107,6 +107,23 @@ describe('CLIP tokenizer behaviour', () => {
     expect(tok.encode(text).length).toBeGreaterThanOrEqual(1000);
   });
 
+  it('tokenizes a 300-token prompt in well under a millisecond after warm-up', () => {
+    const words = golden.cases
+      .filter((c) => /^[\x20-\x7e]*$/.test(c.prompt))
+      .map((c) => c.prompt)
+      .join(', ');
+    const all = words.split(' ');
+    let text = all.slice(0, 300).join(' ');
+    const n = tok.encode(text).length;
+    expect(n).toBeGreaterThanOrEqual(300);
+    text = all.slice(0, Math.ceil((300 * 300) / n)).join(' '); // about 300 tokens
+    tok.encode(text); // warm-up: fills the per-word BPE cache
+    const runs = 50;
+    const t = performance.now();
+    for (let i = 0; i < runs; i++) tok.encode(text);
+    expect((performance.now() - t) / runs).toBeLessThan(1);
+  });
+
   it('merges long words with the heap exactly as the openai loop does', () => {
     const vocab = readClipVocab({ kind: 'merges', path: clipVocabPath() });
     const ranks = new Map(vocab.merges.map(([a, b], i) => [a + ' ' + b, i]));
