@@ -311,7 +311,9 @@ export async function writeSafetensors(
   }
   const { bytes, offsets, dataSize } = encodeHeader(infos, metadata);
   const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
+  const fh = await open(tmp, 'w').catch((e: unknown) => {
+    throw writeError(path, e);
+  });
   let ok = false;
   try {
     await fh.write(bytes, 0, bytes.byteLength, 0);
@@ -354,10 +356,30 @@ export async function writeSafetensors(
     }
     await fh.truncate(bytes.byteLength + dataSize);
     await fh.sync();
-    ok = true;
-  } finally {
     await fh.close();
+    await rename(tmp, path);
+    ok = true;
+  } catch (e) {
+    throw writeError(path, e);
+  } finally {
+    await fh.close().catch(() => undefined);
     if (!ok) await rm(tmp, { force: true });
   }
-  await rename(tmp, path);
+}
+
+/** A file-system failure while writing (disk full, no permission, a folder in the way) as a UserError. */
+function writeError(path: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (typeof code !== 'string' || !/^E[A-Z]+$/.test(code)) return e;
+  const hint =
+    code === 'ENOSPC'
+      ? 'the disk is full; free some space'
+      : code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+        ? 'no permission to write there; choose another folder'
+        : code === 'EISDIR'
+          ? 'a folder has that name; choose a file name'
+          : code === 'ENOENT'
+            ? 'the folder does not exist; create it first'
+            : 'check the output path';
+  return new UserError(`cannot write ${path}: ${code} (${hint})`);
 }

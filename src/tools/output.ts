@@ -14,6 +14,9 @@ export function checkOutputPath(out: string, inputs: string[]): string {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new UserError(`output folder ${dir} does not exist; create it first`);
   }
+  if (existsSync(abs) && statSync(abs).isDirectory()) {
+    throw new UserError(`output ${out} is a folder; give a file name ending in .safetensors`);
+  }
   if (existsSync(abs)) {
     const real = realpathSync(abs);
     for (const input of inputs) {

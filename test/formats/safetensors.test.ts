@@ -1,4 +1,12 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -169,6 +177,19 @@ describe('writeSafetensors', () => {
       writeSafetensors(out, [['x', { dtype: 'F32', shape: [2], data: new Uint8Array(4) }]]),
     ).rejects.toThrow(/bytes/);
     expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dir).some((f) => f.includes('.tmp-'))).toBe(false);
+  });
+
+  it('a file-system failure (a folder in the way, a missing folder) is a UserError saying what to do', async () => {
+    const folder = join(dir, 'in-the-way.safetensors');
+    mkdirSync(folder);
+    const x: [string, Tensor][] = [['x', { dtype: 'F32', shape: [1], data: new Uint8Array(4) }]];
+    const err = await writeSafetensors(folder, x).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as Error).message).toMatch(/EISDIR \(a folder has that name/);
+    await expect(writeSafetensors(join(dir, 'no', 'such', 'x.safetensors'), x)).rejects.toThrow(
+      /ENOENT \(the folder does not exist/,
+    );
     expect(readdirSync(dir).some((f) => f.includes('.tmp-'))).toBe(false);
   });
 });

@@ -6,7 +6,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -209,7 +209,10 @@ describe('sdstudio model tools', () => {
 
   it('bad input: one line on stderr, non-zero exit, no output file', async () => {
     const out = join(dir, 'never.safetensors');
+    const folder = join(dir, 'a-folder.safetensors');
+    mkdirSync(folder, { recursive: true });
     const cases = [
+      ['convert', tiny, folder],
       ['inspect', join(dir, 'missing.safetensors')],
       ['convert', tiny, join(dir, 'never.ckpt')],
       ['convert', tiny, out, '--fp16', '--bf16'],
