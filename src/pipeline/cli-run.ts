@@ -14,6 +14,7 @@ import type { StopFlags } from './generate.js';
 import { decodeImage, type DecodedImage } from './images.js';
 import { paramsFromInfotext } from './infotext-fields.js';
 import { MASKED_CONTENT, withDefaults, type GenerationParams } from './params.js';
+import { previewModeOf, type PreviewMode } from './preview-mode.js';
 
 // The engine, metadata readers and embeddings load lazily, after the arguments are checked, so a
 // mistyped flag is answered at once.
@@ -43,6 +44,10 @@ export const COMMON_USAGE = `Generation options (defaults are A1111's web UI def
   --clip-vocab PATH        CLIP vocabulary (bpe_simple_vocab_16e6.txt.gz); also $SDSTUDIO_CLIP_VOCAB
   --provider NAME          onnxruntime execution provider: cpu (default), cuda, webgpu, …
   --cache-dir DIR          weights cache folder
+  --live-preview FILE.png  keep FILE.png updated with a preview of the batch while sampling
+  --preview-every N        preview every N steps (default 1)
+  --preview-type TYPE      TAESD (default when <data-dir>/models/VAE-taesd/taesd_decoder.safetensors
+                           is there), "Approx cheap" (default otherwise; also "Approx NN") or Full
 `;
 
 export const HIRES_USAGE = `Hires fix (txt2img):
@@ -96,6 +101,9 @@ const OPTIONS = {
   'clip-vocab': { type: 'string' },
   provider: { type: 'string' },
   'cache-dir': { type: 'string' },
+  'live-preview': { type: 'string' },
+  'preview-every': { type: 'string' },
+  'preview-type': { type: 'string' },
   'embeddings-dir': { type: 'string' },
   tiling: { type: 'boolean' },
   hires: { type: 'boolean' },
@@ -236,6 +244,26 @@ export function paramsFromFlags(values: Values, mode: 'txt2img' | 'img2img'): Pa
   return p as Partial<GenerationParams>;
 }
 
+/** `--live-preview FILE --preview-every N --preview-type TYPE`, checked before anything loads. */
+function previewFlags(
+  values: Values,
+): { path: string; every: number; mode: PreviewMode; explicit: boolean } | null {
+  if (values['live-preview'] === undefined) {
+    const stray = (['preview-every', 'preview-type'] as const).find((f) => values[f] !== undefined);
+    if (stray) throw new UserError(`--${stray} needs --live-preview FILE.png`);
+    return null;
+  }
+  const every = num(values, 'preview-every') ?? 1;
+  if (!Number.isInteger(every) || every < 1) throw new UserError('--preview-every needs a whole number ≥ 1');
+  const type = values['preview-type'];
+  return {
+    path: resolve(values['live-preview']),
+    every,
+    mode: type === undefined ? 'taesd' : previewModeOf(type),
+    explicit: type !== undefined,
+  };
+}
+
 async function readImageFile(path: string, what: string): Promise<DecodedImage> {
   let bytes: Buffer;
   try {
@@ -295,6 +323,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     merged.denoising_strength = 0.7; // A1111's hires-fix slider default
   }
   const params = withDefaults(merged);
+  const preview = previewFlags(values);
 
   const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
   const { findCheckpoint, findVae, loadModel } = await import('./model.js');
@@ -341,6 +370,17 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     cacheDir: values['cache-dir'],
     clipVocab: values['clip-vocab'],
   });
+  const { loadPreviewDecoder } = await import('./taesd.js');
+  // Without --preview-type, TAESD is used when its file is there, silently falling back otherwise.
+  const taesd = preview
+    ? await loadPreviewDecoder(preview.mode, dataDir, {
+        provider,
+        cacheDir: values['cache-dir'],
+        warn: preview.explicit ? warn : undefined,
+      })
+    : null;
+  const previewFile =
+    preview && (await import('./live-preview.js')).livePreviewFile(preview.path, params.batch_size);
   const stop: StopFlags = { interrupted: false, skipped: false };
   const onSigint = () => {
     if (stop.interrupted) process.exit(130);
@@ -371,6 +411,12 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
         styles,
         warn,
         grid: !values['no-grid'],
+        ...(previewFile && {
+          onPreview: (p) => previewFile.onPreview(p),
+          previewEvery: preview!.every,
+          previewMode: preview!.mode,
+          taesd,
+        }),
         onProgress: (p) => {
           if (p.job !== barJob) {
             bar?.finish();
@@ -382,6 +428,9 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
       },
     );
     bar?.finish();
+    await previewFile
+      ?.flush()
+      .catch((e: Error) => warn(`live preview ${preview!.path} not written: ${e.message}`));
     const outRoot = resolve(values.out ?? join(dataDir, 'outputs'));
     const date = new Date();
     for (const img of result.images) {
@@ -400,6 +449,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
+    await taesd?.release();
     await model.release();
   }
 }

@@ -57,7 +57,8 @@ import {
   resolveSampler,
   type GenerationParams,
 } from './params.js';
-import type { PreviewDecoder, PreviewMode } from './taesd.js';
+import type { PreviewMode } from './preview-mode.js';
+import type { PreviewDecoder } from './taesd.js';
 import { decodeLatents, encodeImage } from './vae.js';
 
 export const VERSION = 'sdstudio-0.1.0';

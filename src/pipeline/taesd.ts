@@ -14,9 +14,9 @@ import { createSession, f32, runSession, type SessionOptions } from '../runtime/
 import { prepareModel, removeEntry, type WeightsCacheOptions } from '../runtime/weights.js';
 import { UserError } from '../util/errors.js';
 import type { RgbImage } from './images.js';
+import type { PreviewMode } from './preview-mode.js';
 
-/** How live previews are made. */
-export type PreviewMode = 'cheap' | 'full' | 'taesd';
+export { previewModeOf, type PreviewMode } from './preview-mode.js';
 
 /** Part of the weights-cache key: bump when the graph's meaning changes. */
 const GRAPH_VERSION = 'taesd-1';
@@ -26,27 +26,6 @@ export const TAESD_DIRS = ['VAE-taesd', 'VAE-approx'] as const;
 const EXTENSIONS = ['.safetensors', '.pth'] as const;
 /** A TAESD decoder is ~5 MB in fp32; anything far larger is not one. */
 const MAX_FILE_BYTES = 64 * 1024 ** 2;
-
-/**
- * A1111's `show_progress_type` → our preview mode. "Approx NN" (A1111's VAE-approx model.pt)
- * has no implementation here and uses the cheap preview; unknown values are a UserError.
- */
-export function previewModeOf(showProgressType: string): PreviewMode {
-  switch (showProgressType.trim().toLowerCase()) {
-    case 'full':
-      return 'full';
-    case 'taesd':
-      return 'taesd';
-    case 'approx cheap':
-    case 'approx nn':
-    case 'cheap':
-      return 'cheap';
-    default:
-      throw new UserError(
-        `unknown preview type "${showProgressType}"; use "Full", "Approx cheap", "Approx NN" or "TAESD"`,
-      );
-  }
-}
 
 /**
  * The TAESD decoder file under `<dataDir>/models` (`taesd_decoder` for SD 1.x/2.x; SDXL's is

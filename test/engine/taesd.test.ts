@@ -3,9 +3,11 @@
  * (madebyollin/taesd `Decoder`) on random weights saved under the upstream key names, and the
  * generation loop using it when the file is in the data folder and falling back when it is not.
  */
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryTensorSource } from '../../src/formats/memory.js';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
@@ -21,7 +23,7 @@ import {
   TaesdDecoder,
 } from '../../src/pipeline/taesd.js';
 import { UserError } from '../../src/util/errors.js';
-import { clipVocabPath, goldenPath } from '../helpers/golden.js';
+import { clipVocabPath, goldenPath, repoRoot } from '../helpers/golden.js';
 
 // ---- the upstream decoder, written out independently of src/models/taesd.ts ----
 
@@ -348,5 +350,72 @@ describe('TAESD live previews in the generation loop', () => {
 
   it('other modes load nothing', async () => {
     expect(await loadPreviewDecoder('cheap', withFile)).toBeNull();
+  });
+});
+
+describe('sdstudio txt2img --live-preview', () => {
+  const bin = join(repoRoot, 'bin', 'sdstudio.js');
+  const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
+
+  function cli(args: string[], cwd: string): Promise<{ code: number; stderr: string }> {
+    return new Promise((done) => {
+      execFile(
+        process.execPath,
+        [
+          bin,
+          'txt2img',
+          'a cube',
+          '--steps',
+          '2',
+          '--width',
+          '64',
+          '--height',
+          '64',
+          '--model',
+          tiny,
+          ...args,
+        ],
+        { cwd, env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath(), SDSTUDIO_CACHE: work } },
+        (err, _stdout, stderr) =>
+          done({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }),
+      );
+    });
+  }
+  async function size(path: string): Promise<[number, number]> {
+    const m = await sharp(path).metadata();
+    return [m.width!, m.height!];
+  }
+
+  it('writes TAESD previews of the batch as one grid when the decoder is there, cheap ones otherwise', async () => {
+    const dirWith = join(work, 'cli-with');
+    mkdirSync(join(dirWith, 'models', 'VAE-taesd'), { recursive: true });
+    await writeSafetensors(
+      join(dirWith, 'models', 'VAE-taesd', 'taesd_decoder.safetensors'),
+      toTensors(weights),
+    );
+    const dirWithout = join(work, 'cli-without');
+    mkdirSync(dirWithout, { recursive: true });
+    const [withTaesd, plain, asked] = await Promise.all([
+      cli(['--batch-size', '2', '--live-preview', 'p.png'], dirWith),
+      cli(['--batch-size', '2', '--live-preview', 'p.png'], dirWithout),
+      cli(['--live-preview', 'p.png', '--preview-type', 'TAESD'], join(work, 'data-without')),
+    ]);
+    expect(withTaesd).toEqual({ code: 0, stderr: '' });
+    expect(await size(join(dirWith, 'p.png'))).toEqual([128, 64]);
+    expect(plain).toEqual({ code: 0, stderr: '' });
+    expect(await size(join(dirWithout, 'p.png'))).toEqual([16, 8]);
+    // asked for TAESD explicitly: says it is missing, and still previews
+    expect(asked.code).toBe(0);
+    expect(asked.stderr).toMatch(/warning: TAESD previews need taesd_decoder\.safetensors/);
+    expect(await size(join(work, 'data-without', 'p.png'))).toEqual([8, 8]);
+  });
+
+  it('refuses preview flags without a file, and unknown preview types, before loading anything', async () => {
+    const a = await cli(['--preview-every', '2'], work);
+    expect(a.code).not.toBe(0);
+    expect(a.stderr).toMatch(/--preview-every needs --live-preview/);
+    const b = await cli(['--live-preview', 'p.png', '--preview-type', 'sharp'], work);
+    expect(b.code).not.toBe(0);
+    expect(b.stderr).toMatch(/unknown preview type "sharp"/);
   });
 });
