@@ -4,11 +4,12 @@
  * generation loop using it when the file is in the data folder and falling back when it is not.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertTensor } from '../../src/formats/dtype.js';
 import { MemoryTensorSource } from '../../src/formats/memory.js';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
 import type { Tensor } from '../../src/formats/tensor.js';
@@ -23,6 +24,7 @@ import {
   TaesdDecoder,
 } from '../../src/pipeline/taesd.js';
 import { UserError } from '../../src/util/errors.js';
+import { buildZip, stateDictPickle } from '../formats/craft.js';
 import { clipVocabPath, goldenPath, repoRoot } from '../helpers/golden.js';
 
 // ---- the upstream decoder, written out independently of src/models/taesd.ts ----
@@ -251,6 +253,59 @@ describe('TAESD decoder graph', () => {
     } finally {
       await dec.release();
     }
+  });
+
+  it('loads the upstream .pth and fp16 .safetensors files to the same network', async () => {
+    const shapes = upstreamKeys(4);
+    const names = [...shapes.keys()];
+    // .pth as torch saves it: a zip with data.pkl and one storage per tensor
+    const pth = join(work, 'taesd_decoder.pth');
+    writeFileSync(
+      pth,
+      buildZip([
+        {
+          name: 'archive/data.pkl',
+          data: stateDictPickle(names.map((name) => ({ name, shape: shapes.get(name)! }))),
+        },
+        ...names.map((name, i) => {
+          const v = weights.get(name)!;
+          return { name: `archive/data/${i}`, data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) };
+        }),
+        { name: 'archive/version', data: new TextEncoder().encode('3\n') },
+      ]),
+    );
+    // fp16 weights, and the same values widened to fp32 (the conversion is exact)
+    const half = new Map([...toTensors(weights)].map(([k, t]) => [k, convertTensor(t, 'F16')]));
+    const widened = new Map([...half].map(([k, t]) => [k, convertTensor(t, 'F32')]));
+    const f16File = join(work, 'f16', 'taesd_decoder.safetensors');
+    const widenedFile = join(work, 'widened', 'taesd_decoder.safetensors');
+    mkdirSync(join(work, 'f16'));
+    mkdirSync(join(work, 'widened'));
+    await writeSafetensors(f16File, half);
+    await writeSafetensors(widenedFile, widened);
+
+    const dims = [1, 4, 2, 2];
+    const normal = rng(7);
+    const latent = Float32Array.from({ length: 16 }, () => normal());
+    const outputOf = async (path: string) => {
+      const dec = await TaesdDecoder.load(path, { cacheDir });
+      try {
+        return (await dec.decodeTensor(latent, dims)).data;
+      } finally {
+        await dec.release();
+      }
+    };
+    const maxDiff = (a: Float32Array, b: Float32Array) =>
+      a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+    const [fp32, fromPth, fp16, fp16Widened] = [
+      await outputOf(decoderFile),
+      await outputOf(pth),
+      await outputOf(f16File),
+      await outputOf(widenedFile),
+    ];
+    expect(maxDiff(fromPth, fp32)).toBeLessThanOrEqual(1e-6);
+    expect(maxDiff(fp16, fp16Widened)).toBeLessThanOrEqual(1e-6);
+    expect(maxDiff(fp16, fp32)).toBeGreaterThan(0); // the fp16 file really holds other values
   });
 
   it('takes a whole-TAESD state dict (decoder.* keys) and refuses other files with a hint', async () => {
