@@ -36,7 +36,11 @@ interface Mapped {
 
 /** Pick the weight files of one component folder: safetensors over .bin, plain over variants (fp16). */
 async function weightFiles(dir: string): Promise<string[]> {
-  const names = (await readdir(dir)).filter((n) => !n.startsWith('.'));
+  // Regular files only (a symlink counts when it points at one): a folder named x.safetensors is not weights.
+  const names: string[] = [];
+  for (const n of await readdir(dir)) {
+    if (!n.startsWith('.') && /\.(safetensors|bin)$/.test(n) && (await isFile(join(dir, n)))) names.push(n);
+  }
   const groups: ((n: string) => boolean)[] = [
     (n) => n.endsWith('.safetensors') && !/\.[a-z0-9]+\.safetensors$/i.test(n.replace(/-\d+-of-\d+/, '')),
     (n) => n.endsWith('.safetensors'),
@@ -54,6 +58,13 @@ async function weightFiles(dir: string): Promise<string[]> {
     }
   }
   return [];
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return stat(path).then(
+    (st) => st.isFile(),
+    () => false,
+  );
 }
 
 async function openWeights(path: string): Promise<TensorSource> {

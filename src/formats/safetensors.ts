@@ -139,7 +139,9 @@ export function parseSafetensorsHeader(path: string, json: Uint8Array, fileSize:
 }
 
 async function readHeaderFrom(fh: FileHandle, path: string): Promise<SafetensorsHeader> {
-  const { size } = await fh.stat();
+  const st = await fh.stat();
+  if (!st.isFile()) throw new UserError(`${path} is not a file; give the path of a .safetensors file`);
+  const { size } = st;
   if (size < 8) throw bad(path, `file is ${size} bytes, shorter than the 8-byte header length`);
   const lenBuf = Buffer.alloc(8);
   await readExactly(fh, lenBuf, 0, path);

@@ -280,7 +280,9 @@ export async function parseTorchFile(path: string): Promise<TorchFile> {
     throw new UserError(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   try {
-    const { size } = await fh.stat();
+    const st = await fh.stat();
+    if (!st.isFile()) throw new UserError(`${path} is not a file; give the path of a checkpoint file`);
+    const { size } = st;
     if (size < 4) throw new UserError(`${path}: file is too short to be a checkpoint`);
     const magic = await readAt(fh, 0, 4, path);
     if (magic[0] === 0x50 && magic[1] === 0x4b && magic[2] === 0x03 && magic[3] === 0x04)

@@ -14,6 +14,7 @@ import { float32ArrayToTensor } from '../../src/formats/dtype.js';
 import { openModel } from '../../src/formats/open.js';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
 import type { Tensor, TensorSource } from '../../src/formats/tensor.js';
+import { readTorchFile } from '../../src/formats/torch.js';
 import { UserError } from '../../src/util/errors.js';
 import { goldenPath } from '../helpers/golden.js';
 import { sha256 } from './golden-tensors.js';
@@ -113,6 +114,20 @@ describe('diffusers folder built from tiny-sd', () => {
     } finally {
       await src.close();
     }
+  });
+});
+
+describe('folders that are not diffusers models', () => {
+  it('a sub-folder named like a weight file is not read as one: a clear UserError', async () => {
+    const odd = join(dir, 'odd');
+    mkdirSync(join(odd, 'unet', 'diffusion_pytorch_model.safetensors'), { recursive: true });
+    await expect(openModel(odd)).rejects.toThrow(UserError);
+    await expect(openModel(odd)).rejects.toThrow(/no model weights/);
+    // The readers themselves refuse a folder path with a UserError, not a read error.
+    await expect(openSafetensors(join(odd, 'unet', 'diffusion_pytorch_model.safetensors'))).rejects.toThrow(
+      /is not a file/,
+    );
+    await expect(readTorchFile(odd)).rejects.toThrow(/is not a file/);
   });
 });
 
