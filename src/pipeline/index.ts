@@ -39,3 +39,12 @@ export {
   nextSequenceNumber,
   type OutputKind,
 } from './outputs.js';
+export {
+  previewModeOf,
+  findTaesdDecoder,
+  loadPreviewDecoder,
+  TaesdDecoder,
+  type PreviewMode,
+  type PreviewDecoder,
+} from './taesd.js';
+export { livePreviewFile, type LivePreviewFile } from './live-preview.js';
