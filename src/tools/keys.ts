@@ -1,6 +1,7 @@
 /**
- * Key-level rules shared by the tools: A1111's load-time key renames, pruning (what the
- * model-converter / model-toolkit extensions drop), and a renaming view over a TensorSource.
+ * Key-level rules shared by the tools: A1111's load-time key renames (old SD1 CLIP names, SD 2.1
+ * Turbo's SGM text tower), pruning (what the model-converter / model-toolkit extensions drop), and
+ * a renaming view over a TensorSource.
  */
 import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
 
@@ -17,9 +18,22 @@ const SD1_REPLACEMENTS: [string, string][] = [
   ],
 ];
 
-export function a1111KeyName(key: string): string {
-  for (const [from, to] of SD1_REPLACEMENTS) if (key.startsWith(from)) return to + key.slice(from.length);
+/**
+ * A1111 `checkpoint_dict_replacements_sd2_turbo`: SD 2.1 Turbo ships in SGM layout, its OpenCLIP
+ * text tower under `conditioner.embedders.0.`; A1111 moves it to the ldm `cond_stage_model.`.
+ */
+const SD2_TURBO_REPLACEMENTS: [string, string][] = [['conditioner.embedders.0.', 'cond_stage_model.']];
+
+export function a1111KeyName(key: string, sd2Turbo = false): string {
+  for (const [from, to] of sd2Turbo ? SD2_TURBO_REPLACEMENTS : SD1_REPLACEMENTS) {
+    if (key.startsWith(from)) return to + key.slice(from.length);
+  }
   return key;
+}
+
+/** A1111's test: an SGM-layout file whose first embedder is a 1024-wide OpenCLIP (SD 2.1 Turbo). */
+export function isSd2Turbo(source: TensorSource): boolean {
+  return source.info('conditioner.embedders.0.model.ln_final.weight')?.shape[0] === 1024;
 }
 
 /**
@@ -101,8 +115,9 @@ export class RenamedSource implements TensorSource {
 export function withA1111Names(source: TensorSource): TensorSource {
   const names = new Map<string, string>();
   let renamed = false;
+  const turbo = isSd2Turbo(source);
   for (const k of source.keys()) {
-    const out = a1111KeyName(k);
+    const out = a1111KeyName(k, turbo);
     if (out !== k) renamed = true;
     // Should a file hold both spellings, the modern one wins (it is listed under its own name).
     if (!names.has(out) || out === k) names.set(out, k);

@@ -125,6 +125,33 @@ describe('convertModel', () => {
     });
   });
 
+  it("SD 2.1 Turbo's SGM text tower gets the ldm names, as A1111 renames it on load", async () => {
+    const z = (shape: number[]): Tensor => ({
+      dtype: 'F32',
+      shape,
+      data: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4),
+    });
+    const sgm = 'conditioner.embedders.0.model.';
+    const input = join(dir, 'turbo-sgm.safetensors');
+    await writeSafetensors(input, [
+      ['model.diffusion_model.input_blocks.0.0.weight', z([8, 4, 3, 3])],
+      ['model.diffusion_model.input_blocks.1.0.in_layers.2.weight', z([8, 8, 3, 3])],
+      [`${sgm}ln_final.weight`, z([1024])],
+      [`${sgm}token_embedding.weight`, z([4, 1024])],
+    ]);
+    const out = join(dir, 'turbo-ldm.safetensors');
+    await convertModel(input, out);
+    await withSource(out, async (s) => {
+      expect(s.keys()).toEqual([
+        'cond_stage_model.model.ln_final.weight',
+        'cond_stage_model.model.token_embedding.weight',
+        'model.diffusion_model.input_blocks.0.0.weight',
+        'model.diffusion_model.input_blocks.1.0.in_layers.2.weight',
+      ]);
+      expect(detectModel(s).architecture).toBe('sd2');
+    });
+  });
+
   it('bad input: one clear UserError and no output file left behind', async () => {
     await expect(convertModel(join(dir, 'missing.ckpt'), join(dir, 'x.safetensors'))).rejects.toThrow(
       UserError,
