@@ -12,6 +12,7 @@ import {
   linear,
   mul,
   reshape,
+  resizeNearestLike,
   silu,
   upsampleNearest2x,
   type AttentionImpl,
@@ -31,6 +32,14 @@ export interface UNetBuildOptions {
   separateKV?: boolean;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
+  /** Seamless tiling: every padded conv wraps around the edges (A1111 "Tiling"). */
+  tiling?: boolean;
+  /**
+   * Latent sizes that do not halve evenly at every level (image sizes a multiple of 8 but not 64):
+   * nearest-resize the upsampled tensor to its skip's size before the concat, as A1111's
+   * sd_hijack_unet does. Off by default: the extra Resize only costs where it is needed.
+   */
+  matchSkipSizes?: boolean;
 }
 
 /** Input/output names of the UNet graph. */
@@ -106,7 +115,10 @@ export function buildUNetGraph(
 ): GraphBuilder {
   const p = opts.prefix ?? 'model.diffusion_model';
   const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('UNet', src, { contribOps: opts.contribOps });
+  const g = new GraphBuilder('UNet', src, {
+    contribOps: opts.contribOps,
+    circularPadding: opts.tiling,
+  });
   const mc = cfg.modelChannels;
   const embDim = mc * 4;
   const levels = cfg.channelMult.length;
@@ -183,6 +195,7 @@ export function buildUNetGraph(
 
   // Output blocks.
   idx = 0;
+  let upsampled = false;
   for (let level = levels - 1; level >= 0; level--) {
     for (let r = 0; r <= cfg.numResBlocks; r++) {
       const bp = `${p}.output_blocks.${idx}`;
@@ -198,6 +211,8 @@ export function buildUNetGraph(
         ]);
         sv = add(g, sv, c, bp);
       }
+      if (upsampled && opts.matchSkipSizes) h = resizeNearestLike(g, h, sv, bp);
+      upsampled = false;
       const cat = concat(g, [h, sv], 1, bp);
       const outCh = cfg.channelMult[level]! * mc;
       h = unetResBlock(g, `${bp}.0`, cat, embAct, ch + skip.ch, outCh, embDim);
@@ -207,6 +222,7 @@ export function buildUNetGraph(
       if (level > 0 && r === cfg.numResBlocks) {
         h = conv2d(g, upsampleNearest2x(g, h, bp), `${bp}.${sub}.conv`, ch, ch, 3);
         ds /= 2;
+        upsampled = true;
       }
       debug(h, bp);
       idx++;

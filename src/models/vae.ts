@@ -16,6 +16,8 @@ export interface VaeBuildOptions {
   debug?: boolean;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
+  /** Seamless tiling: every padded conv wraps around the edges (A1111 "Tiling"). */
+  tiling?: boolean;
 }
 
 export const VAE_IO = {
@@ -39,7 +41,10 @@ export function buildVaeDecoderGraph(
 ): GraphBuilder {
   const p = opts.prefix ?? 'first_stage_model';
   const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('VAE decoder', src, { contribOps: opts.contribOps });
+  const g = new GraphBuilder('VAE decoder', src, {
+    contribOps: opts.contribOps,
+    circularPadding: opts.tiling,
+  });
   const debug = (v: Value, name: string) => {
     if (opts.debug) g.output(v, `${p}.${name}`);
   };
@@ -91,7 +96,10 @@ export function buildVaeEncoderGraph(
 ): GraphBuilder {
   const p = opts.prefix ?? 'first_stage_model';
   const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('VAE encoder', src, { contribOps: opts.contribOps });
+  const g = new GraphBuilder('VAE encoder', src, {
+    contribOps: opts.contribOps,
+    circularPadding: opts.tiling,
+  });
   const debug = (v: Value, name: string) => {
     if (opts.debug) g.output(v, `${p}.${name}`);
   };

@@ -37,6 +37,8 @@ const ELEM_CODE: Record<ElemType, number> = {
 
 export interface GraphOptions {
   contribOps?: boolean;
+  /** Pad every padded Conv circularly (A1111 "Tiling": torch padding_mode='circular'). */
+  circularPadding?: boolean;
 }
 
 /** An edge of the graph (its name changes when it is exposed as a named graph output). */
@@ -83,6 +85,9 @@ export class GraphBuilder {
    */
   readonly contribOps: boolean;
 
+  /** Convolutions wrap around the image edges instead of padding with zeros (seamless tiling). */
+  readonly circularPadding: boolean;
+
   constructor(
     readonly graphName: string,
     /** Where params come from; shapes are checked against it. */
@@ -90,6 +95,7 @@ export class GraphBuilder {
     opts: GraphOptions = {},
   ) {
     this.contribOps = opts.contribOps ?? true;
+    this.circularPadding = opts.circularPadding ?? false;
   }
 
   private fresh(base: string): string {

@@ -60,7 +60,25 @@ export function splitEqual(g: GraphBuilder, x: Value, axis: number, sizes: numbe
   return g.op('Split', [x, g.constI64(sizes)], { axis }, { name, outputs: sizes.length });
 }
 
-/** 2-D convolution, weights [out, in, k, k], symmetric padding. */
+/**
+ * Circular padding of [B, C, H, W] by `pad` on every side (torch F.pad mode='circular'), built from
+ * Slice+Concat so it runs at opset 17 on every provider (Pad mode 'wrap' needs opset 19).
+ */
+export function padCircular(g: GraphBuilder, x: Value, pad: number, name?: string): Value {
+  let y = x;
+  for (const axis of [3, 2]) {
+    const ax = g.constI64([axis]);
+    const tail = g.op1('Slice', [y, g.constI64([-pad]), g.constI64([2 ** 62]), ax], {}, { name });
+    const head = g.op1('Slice', [y, g.constI64([0]), g.constI64([pad]), ax], {}, { name });
+    y = concat(g, [tail, y, head], axis, name);
+  }
+  return y;
+}
+
+/**
+ * 2-D convolution, weights [out, in, k, k], symmetric padding: zeros, or wrapped around the edges
+ * when the graph is built with `circularPadding` (only padded convs change, as in torch).
+ */
 export function conv2d(
   g: GraphBuilder,
   x: Value,
@@ -74,11 +92,13 @@ export function conv2d(
   const pad = opts.pad ?? (k - 1) / 2;
   const w = g.param(`${prefix}.weight`, [outCh, inCh, k, k]);
   const b = opts.bias === false ? null : g.param(`${prefix}.bias`, [outCh]);
-  const inputs = b ? [x, w, b] : [x, w];
+  const circular = g.circularPadding && pad > 0;
+  const input = circular ? padCircular(g, x, pad, prefix) : x;
+  const p = circular ? 0 : pad;
   return g.op1(
     'Conv',
-    inputs,
-    { kernel_shape: [k, k], strides: [stride, stride], pads: [pad, pad, pad, pad] },
+    b ? [input, w, b] : [input, w],
+    { kernel_shape: [k, k], strides: [stride, stride], pads: [p, p, p, p] },
     { name: prefix },
   );
 }
@@ -154,6 +174,21 @@ export function upsampleNearest2x(g: GraphBuilder, x: Value, name?: string): Val
   return g.op1(
     'Resize',
     [x, null, g.constF32([1, 1, 2, 2], [4], 'scales')],
+    { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
+    { name },
+  );
+}
+
+/**
+ * Nearest-resize `x` [B, C, h, w] to the spatial size of `like` [B, C', H, W] at run time (torch
+ * F.interpolate(size=…, mode='nearest'): source index floor(dst·in/out)).
+ */
+export function resizeNearestLike(g: GraphBuilder, x: Value, like: Value, name?: string): Value {
+  const bc = g.op1('Slice', [shapeOf(g, x, name), g.constI64([0]), g.constI64([2])], {}, { name });
+  const hw = g.op1('Slice', [shapeOf(g, like, name), g.constI64([2]), g.constI64([4])], {}, { name });
+  return g.op1(
+    'Resize',
+    [x, null, null, concat(g, [bc, hw], 0, name)],
     { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
     { name },
   );

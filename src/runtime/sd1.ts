@@ -25,7 +25,7 @@ import {
 import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/vae.js';
 import { UserError } from '../util/errors.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
-import { decodeTiled, encodeTiled, type TileOptions } from './tiling.js';
+import { cropBorder, decodeTiled, encodeTiled, seamlessMargin, wrapPad, type TileOptions } from './tiling.js';
 import { prepareModel, removeEntry, type WeightsCacheOptions } from './weights.js';
 
 export interface TensorF32 {
@@ -58,14 +58,15 @@ export interface UNetInputs {
   contextV?: TensorF32;
 }
 
-export interface VaePosterior {
+// A type alias (not an interface) so it fits encodeTiled's Record<string, TensorF32>.
+export type VaePosterior = {
   moments: TensorF32;
   mean: TensorF32;
   logvar: TensorF32;
   std: TensorF32;
   /** mean + std·noise (no 0.18215 scale). */
   sample: TensorF32;
-}
+};
 
 /**
  * Check a tensor's dims against a pattern (null = any positive size) and its data length, so a
@@ -89,11 +90,16 @@ export function expectDims(what: string, t: TensorF32, pattern: (number | null)[
 /** Graph versions: part of the weights-cache key and of the session cache key. */
 const GRAPH_VERSION = { text: 'clip-1', unet: 'unet-1', vae: 'vae-1' };
 
-export class Sd1Model {
-  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
-  private released = false;
+/** Sessions and cleanup shared by a model and its tiling views. */
+interface Sd1State {
+  sessions: Map<string, Promise<ort.InferenceSession>>;
+  released: boolean;
   /** Cache entries of in-memory sources, removed on release. */
-  private readonly ephemeralEntries: string[] = [];
+  ephemeralEntries: string[];
+}
+
+export class Sd1Model {
+  private readonly state: Sd1State;
   /** Contrib ops only where onnxruntime implements them (CPU, CUDA). */
   private readonly graphOpts: GraphOptions;
 
@@ -102,22 +108,36 @@ export class Sd1Model {
     readonly config: Sd1Config,
     private readonly opts: Sd1LoadOptions,
     private readonly ownsSource: boolean,
+    /** Seamless tiling (A1111 "Tiling"): UNet and VAE convolutions wrap around the edges. */
+    readonly tiling = false,
+    shared?: Sd1State,
   ) {
     const provider = opts.provider ?? 'cpu';
     this.graphOpts = { contribOps: opts.contribOps ?? (provider === 'cpu' || provider === 'cuda') };
+    this.state = shared ?? { sessions: new Map(), released: false, ephemeralEntries: [] };
+  }
+
+  /**
+   * This model with seamless tiling on or off: a view sharing the checkpoint and every session
+   * (tiled graphs get sessions of their own, opened on first use); releasing either releases both.
+   */
+  withTiling(on: boolean): Sd1Model {
+    if (on === this.tiling) return this;
+    return new Sd1Model(this.source, this.config, this.opts, this.ownsSource, on, this.state);
   }
 
   private session(key: string, version: string, build: () => GraphBuilder): Promise<ort.InferenceSession> {
-    if (this.released) throw new Error('this model has been released');
-    let s = this.sessions.get(key);
+    const { sessions, ephemeralEntries } = this.state;
+    if (this.state.released) throw new Error('this model has been released');
+    let s = sessions.get(key);
     if (!s) {
       s = (async () => {
         const prepared = await prepareModel(build(), version, this.opts);
-        if (prepared.ephemeral && prepared.cacheEntry) this.ephemeralEntries.push(prepared.cacheEntry);
+        if (prepared.ephemeral && prepared.cacheEntry) ephemeralEntries.push(prepared.cacheEntry);
         return createSession(prepared, this.opts);
       })();
-      this.sessions.set(key, s);
-      s.catch(() => this.sessions.delete(key));
+      sessions.set(key, s);
+      s.catch(() => sessions.delete(key));
     }
     return s;
   }
@@ -207,11 +227,21 @@ export class Sd1Model {
 
   // ---- UNet ----
 
-  private unetSession(variant: Pick<UNetBuildOptions, 'controlInputs' | 'separateKV' | 'debug'>) {
-    const key = `unet|${variant.controlInputs ? 'c' : ''}${variant.separateKV ? 'kv' : ''}${variant.debug ? 'd' : ''}`;
+  private unetSession(
+    variant: Pick<UNetBuildOptions, 'controlInputs' | 'separateKV' | 'debug' | 'matchSkipSizes'>,
+  ) {
+    const flags = [
+      variant.controlInputs && 'c',
+      variant.separateKV && 'kv',
+      variant.debug && 'd',
+      variant.matchSkipSizes && 'm',
+      this.tiling && 't',
+    ];
+    const key = `unet|${flags.filter(Boolean).join('')}`;
     return this.session(key, GRAPH_VERSION.unet, () =>
       buildUNetGraph(this.source, this.config.unet, {
         ...variant,
+        tiling: this.tiling,
         prefix: this.config.prefixes.unet,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
@@ -221,13 +251,7 @@ export class Sd1Model {
 
   private unetFeeds(inp: UNetInputs): Record<string, ort.Tensor> {
     const u = this.config.unet;
-    const [b, , h, w] = expectDims('UNet x', inp.x, [null, u.inChannels, null, null]);
-    const factor = 2 ** (u.channelMult.length - 1);
-    if (h! % factor !== 0 || w! % factor !== 0) {
-      throw new UserError(
-        `UNet x: latent size ${w}×${h} must be a multiple of ${factor} (image size a multiple of ${factor * 8})`,
-      );
-    }
+    const [b] = expectDims('UNet x', inp.x, [null, u.inChannels, null, null]);
     expectDims('UNet timesteps', inp.t, [b!]);
     expectDims('UNet context', inp.context, [b!, null, u.contextDim]);
     if (inp.contextK) expectDims('UNet context_k', inp.contextK, [b!, inp.context.dims[1]!, u.contextDim]);
@@ -257,10 +281,14 @@ export class Sd1Model {
 
   /** Named UNet outputs (`eps`, and with `debug` the block outputs named by key prefix). */
   async unetOutputs(inp: UNetInputs, outputs: string[]): Promise<Record<string, TensorF32>> {
+    const [, , h, w] = inp.x.dims;
+    const factor = 2 ** (this.config.unet.channelMult.length - 1);
     const s = this.unetSession({
       controlInputs: !!inp.control,
       separateKV: !!(inp.contextK || inp.contextV),
       debug: !!this.opts.debug && outputs.some((o) => o !== UNET_IO.eps),
+      // Only sizes that do not halve evenly at every level need the skip resizes.
+      matchSkipSizes: h! % factor !== 0 || w! % factor !== 0,
     });
     return this.run(s, this.unetFeeds(inp), outputs);
   }
@@ -277,9 +305,11 @@ export class Sd1Model {
   // ---- VAE ----
 
   private vaeDecoderSession() {
-    return this.session(`vae-dec${this.opts.debug ? '|d' : ''}`, GRAPH_VERSION.vae, () =>
+    const key = `vae-dec${this.opts.debug ? '|d' : ''}${this.tiling ? '|t' : ''}`;
+    return this.session(key, GRAPH_VERSION.vae, () =>
       buildVaeDecoderGraph(this.source, this.config.vae, {
         prefix: this.config.prefixes.vae,
+        tiling: this.tiling,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
         debug: this.opts.debug,
@@ -288,9 +318,11 @@ export class Sd1Model {
   }
 
   private vaeEncoderSession() {
-    return this.session(`vae-enc${this.opts.debug ? '|d' : ''}`, GRAPH_VERSION.vae, () =>
+    const key = `vae-enc${this.opts.debug ? '|d' : ''}${this.tiling ? '|t' : ''}`;
+    return this.session(key, GRAPH_VERSION.vae, () =>
       buildVaeEncoderGraph(this.source, this.config.vae, {
         prefix: this.config.prefixes.vae,
+        tiling: this.tiling,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
         debug: this.opts.debug,
@@ -312,7 +344,13 @@ export class Sd1Model {
     const whole = async (zt: TensorF32) =>
       (await this.vaeDecodeOutputs(zt, [VAE_IO.decoder.image]))[VAE_IO.decoder.image]!;
     if (!tiled) return whole(z);
-    return decodeTiled(z, whole, tiled === true ? {} : tiled);
+    const opts = tiled === true ? {} : tiled;
+    if (!this.tiling) return decodeTiled(z, whole, opts);
+    // Seamless and tiled: decode the latent with a wrapped border (plain graph) and keep the middle,
+    // so the edges see their opposite side as the circular convolutions would.
+    const m = seamlessMargin(opts);
+    const plain = this.withTiling(false);
+    return cropBorder(await decodeTiled(wrapPad(z, m), (zt) => plain.vaeDecode(zt), opts), 8 * m);
   }
 
   /** Named encoder outputs (moments, mean, logvar, std, sample; debug sub-modules). */
@@ -343,7 +381,24 @@ export class Sd1Model {
       return { moments: r.moments!, mean: r.mean!, logvar: r.logvar!, std: r.std!, sample: r.sample! };
     };
     if (!tiled) return whole(image, noise);
-    return encodeTiled(image, noise, whole, tiled === true ? {} : tiled);
+    const opts = tiled === true ? {} : tiled;
+    if (!this.tiling) return encodeTiled(image, noise, whole, opts);
+    // Seamless and tiled: as in vaeDecode, a wrapped border instead of circular convolutions.
+    const m = seamlessMargin(opts);
+    const plain = this.withTiling(false);
+    const r = await encodeTiled(
+      wrapPad(image, 8 * m),
+      noise && wrapPad(noise, m),
+      (img, nz) => plain.vaeEncode(img, nz),
+      opts,
+    );
+    return {
+      moments: cropBorder(r.moments, m),
+      mean: cropBorder(r.mean, m),
+      logvar: cropBorder(r.logvar, m),
+      std: cropBorder(r.std, m),
+      sample: cropBorder(r.sample, m),
+    };
   }
 
   /**
@@ -381,10 +436,10 @@ export class Sd1Model {
 
   /** Release every session (and the checkpoint, when this model opened it). */
   async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    const all = [...this.sessions.values()];
-    this.sessions.clear();
+    if (this.state.released) return;
+    this.state.released = true;
+    const all = [...this.state.sessions.values()];
+    this.state.sessions.clear();
     for (const s of all) {
       try {
         await (await s).release();
@@ -392,7 +447,7 @@ export class Sd1Model {
         // a session that failed to open has nothing to release
       }
     }
-    for (const e of this.ephemeralEntries.splice(0)) await removeEntry(e);
+    for (const e of this.state.ephemeralEntries.splice(0)) await removeEntry(e);
     if (this.ownsSource) await this.source.close();
   }
 }

@@ -139,3 +139,31 @@ export async function encodeTiled<P extends Record<string, TensorF32>>(
   });
   return Object.fromEntries(names.map((n, i) => [n, outs[i]!])) as P;
 }
+
+/** Spatial margin (latent pixels) wrapped around a seamless image before a tiled decode/encode. */
+export function seamlessMargin(opts: TileOptions): number {
+  return resolve(opts).overlap;
+}
+
+/** [B, C, H, W] extended by `p` on every side with the opposite edge's pixels (circular padding). */
+export function wrapPad(t: TensorF32, p: number): TensorF32 {
+  const [b, c, H, W] = t.dims as [number, number, number, number];
+  const OH = H + 2 * p;
+  const OW = W + 2 * p;
+  const out = new Float32Array(b * c * OH * OW);
+  const mod = (i: number, n: number) => ((i % n) + n) % n;
+  for (let bc = 0; bc < b * c; bc++) {
+    for (let y = 0; y < OH; y++) {
+      const src = bc * H * W + mod(y - p, H) * W;
+      const dst = bc * OH * OW + y * OW;
+      for (let x = 0; x < OW; x++) out[dst + x] = t.data[src + mod(x - p, W)]!;
+    }
+  }
+  return { data: out, dims: [b, c, OH, OW] };
+}
+
+/** Remove `p` pixels from every side of [B, C, H, W]. */
+export function cropBorder(t: TensorF32, p: number): TensorF32 {
+  const [, , H, W] = t.dims as [number, number, number, number];
+  return crop(t, p, p, H - 2 * p, W - 2 * p);
+}

@@ -135,7 +135,10 @@ export async function prepareModel(
       const data = await source.readFloat32(p.key);
       overlay.set(p.key, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
-    const name = basename(file);
+    // onnxruntime refuses external data whose real path leaves the model folder, so a symlinked
+    // checkpoint is referenced through its target.
+    const real = await realpath(file).catch(() => file);
+    const name = basename(real);
     const model = g.toModel((p) => {
       const inline = overlay.get(p.key);
       if (inline) return { name: p.name, dims: p.dims, dataType: OnnxDataType.FLOAT, rawData: inline };
@@ -144,7 +147,7 @@ export async function prepareModel(
     });
     return {
       bytes: encodeModel(model),
-      externalFolder: dirname(file),
+      externalFolder: dirname(real),
       placement: rest.length > 0 ? 'in-place+overlay' : 'in-place',
     };
   }
