@@ -264,3 +264,64 @@ export async function probeTxt2img(
     await model.release();
   }
 }
+
+export interface PipelineProbeResult {
+  probe: string;
+  steps: number;
+  /** loadModel + generate (sessions open lazily inside), wall seconds. */
+  total_s: number;
+  peak_rss_mb: number;
+  rss_at_end?: { anon_mb: number; file_mb: number };
+}
+
+/**
+ * The product's whole txt2img (`loadModel` + `generate`: tokenizer, prompt parsing, conditioning,
+ * Euler sampler with CFG, VAE decode, image) at 512², engine defaults, for the end-to-end peak RSS.
+ * Needs the CLIP vocabulary file (`clipVocab`) since nothing may be downloaded here.
+ */
+export async function probePipeline(
+  opts: ProbeOptions,
+  steps: number,
+  clipVocab: string,
+): Promise<PipelineProbeResult> {
+  // Imported here so the engine probes run even while the pipeline is being changed.
+  const { loadModel } = await import('../src/pipeline/model.js');
+  const { generate } = await import('../src/pipeline/generate.js');
+  const { defaultParams } = await import('../src/pipeline/params.js');
+  const t0 = performance.now();
+  const model = await loadModel({ checkpoint: opts.checkpoint, clipVocab, hash: false });
+  try {
+    const params = {
+      ...defaultParams(),
+      prompt: 'a photograph of an astronaut riding a horse, highly detailed',
+      negative_prompt: 'blurry',
+      steps,
+      width: 512,
+      height: 512,
+      seed: 1,
+      sampler_name: 'Euler',
+    };
+    let step = 0;
+    await generate(
+      model,
+      params,
+      'txt2img',
+      {},
+      {
+        onProgress: () =>
+          log(`pipeline txt2img: step ${++step}/${steps} (peak RSS ${peakRssMb().toFixed(0)} MB)`),
+      },
+    );
+    const total_s = (performance.now() - t0) / 1000;
+    log(`pipeline txt2img: done in ${total_s.toFixed(1)} s (peak RSS ${peakRssMb().toFixed(0)} MB)`);
+    return {
+      probe: `pipeline txt2img 512x512 ${steps} step(s)`,
+      steps,
+      total_s,
+      peak_rss_mb: peakRssMb(),
+      rss_at_end: rssBreakdownMb(),
+    };
+  } finally {
+    await model.release();
+  }
+}

@@ -11,8 +11,11 @@
  *
  * Probes (--only, comma-separated): create (text + UNet + VAE decoder sessions from the file),
  * unet512 (512² batch 2), unet512b1, unet256 (256² batch 2), vae (decode 512²), text (one
- * 77-token prompt), txt2img (512², --steps UNet steps, for the end-to-end peak RSS); default all.
+ * 77-token prompt), txt2img (512², --steps UNet steps through the engine, all three networks
+ * loaded), pipeline (the product's loadModel + generate at 512², --steps Euler steps; needs the
+ * CLIP vocabulary: --clip-vocab, $SDSTUDIO_CLIP_VOCAB or ../shared/data/clip); default all.
  */
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,11 +25,13 @@ import type { OptLevel } from '../src/runtime/session.js';
 import { machineInfo, runChild } from './measure.js';
 import {
   probeCreate,
+  probePipeline,
   probeText,
   probeTxt2img,
   probeUNet,
   probeVaeDecode,
   type CreateProbeResult,
+  type PipelineProbeResult,
   type ProbeOptions,
   type SessionProbeResult,
   type TextProbeResult,
@@ -34,7 +39,7 @@ import {
 } from './probes.js';
 import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
 
-const PROBES = ['create', 'unet512', 'unet512b1', 'unet256', 'vae', 'text', 'txt2img'] as const;
+const PROBES = ['create', 'unet512', 'unet512b1', 'unet256', 'vae', 'text', 'txt2img', 'pipeline'] as const;
 type ProbeName = (typeof PROBES)[number];
 
 /** The issue's targets on the reference machine (2 cores, AVX-512). */
@@ -47,11 +52,24 @@ export const TARGETS = {
 
 const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N]
        [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N] [--mem-arena on|off]
-       [--steps N] [--checkpoint PATH] [--in-process]`;
+       [--steps N] [--checkpoint PATH] [--clip-vocab PATH] [--in-process]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
   process.exit(2);
+}
+
+/** The CLIP merges file: --clip-vocab, $SDSTUDIO_CLIP_VOCAB, or the shared data folder next to the repo. */
+function findClipVocab(flag: string | undefined): string | undefined {
+  const explicit = flag ?? process.env.SDSTUDIO_CLIP_VOCAB;
+  if (explicit) {
+    if (!existsSync(explicit)) fail(`CLIP vocabulary ${explicit} does not exist`);
+    return resolve(explicit);
+  }
+  const shared = fileURLToPath(
+    new URL('../../shared/data/clip/bpe_simple_vocab_16e6.txt.gz', import.meta.url),
+  );
+  return existsSync(shared) ? shared : undefined;
 }
 
 function parse() {
@@ -69,6 +87,7 @@ function parse() {
         threads: { type: 'string' },
         'mem-arena': { type: 'string' },
         checkpoint: { type: 'string' },
+        'clip-vocab': { type: 'string' },
         probe: { type: 'string' },
         'in-process': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -88,8 +107,14 @@ function parse() {
     if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}, got "${s}"`);
     return n;
   };
-  const only = (v.only ?? PROBES.join(',')).split(',').map((s) => s.trim());
+  const clipVocab = findClipVocab(v['clip-vocab']);
+  const only = (v.only ?? PROBES.filter((p) => p !== 'pipeline' || clipVocab).join(','))
+    .split(',')
+    .map((s) => s.trim());
   for (const p of only) if (!(PROBES as readonly string[]).includes(p)) fail(`unknown probe "${p}"`);
+  if (only.includes('pipeline') && !clipVocab) {
+    fail('the pipeline probe needs the CLIP vocabulary: pass --clip-vocab PATH or set SDSTUDIO_CLIP_VOCAB');
+  }
   if (v.attention && v.attention !== 'mha' && v.attention !== 'plain')
     fail('--attention must be mha or plain');
   if (v['mem-arena'] && v['mem-arena'] !== 'on' && v['mem-arena'] !== 'off')
@@ -101,6 +126,7 @@ function parse() {
     json: v.json!,
     only: only as ProbeName[],
     probe: v.probe,
+    clipVocab,
     inProcess: v['in-process']!,
     steps: int('steps', v.steps!, 1),
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
@@ -115,10 +141,16 @@ function parse() {
   };
 }
 
-type ProbeResult = CreateProbeResult | SessionProbeResult | TextProbeResult | Txt2imgProbeResult;
+type ProbeResult =
+  CreateProbeResult | SessionProbeResult | TextProbeResult | Txt2imgProbeResult | PipelineProbeResult;
 
 /** Child side: run one probe and print its JSON result as the last stdout line. */
-async function runProbe(name: ProbeName, opts: ProbeOptions, steps: number): Promise<ProbeResult> {
+async function runProbe(
+  name: ProbeName,
+  opts: ProbeOptions,
+  steps: number,
+  clipVocab: string | undefined,
+): Promise<ProbeResult> {
   switch (name) {
     case 'create':
       return probeCreate(opts);
@@ -134,6 +166,8 @@ async function runProbe(name: ProbeName, opts: ProbeOptions, steps: number): Pro
       return probeText(opts);
     case 'txt2img':
       return probeTxt2img(opts, steps);
+    case 'pipeline':
+      return probePipeline(opts, steps, clipVocab!);
   }
 }
 
@@ -146,7 +180,7 @@ async function main(): Promise<void> {
 
   if (args.probe) {
     const opts: ProbeOptions = { checkpoint: args.checkpoint!, ...args.probeOptions };
-    const result = await runProbe(args.probe as ProbeName, opts, args.steps);
+    const result = await runProbe(args.probe as ProbeName, opts, args.steps, args.clipVocab);
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
@@ -158,6 +192,7 @@ async function main(): Promise<void> {
   );
   const childArgs = (probe: ProbeName) => {
     const a = ['--probe', probe, '--checkpoint', checkpoint, '--steps', String(args.steps)];
+    if (args.clipVocab) a.push('--clip-vocab', args.clipVocab);
     const o = args.probeOptions;
     a.push('--runs', String(o.runs), '--warmup', String(o.warmup));
     if (o.attention) a.push('--attention', o.attention);
@@ -170,7 +205,7 @@ async function main(): Promise<void> {
   for (const probe of args.only) {
     process.stderr.write(`bench: ${probe}\n`);
     results[probe] = args.inProcess
-      ? await runProbe(probe, { checkpoint, ...args.probeOptions }, args.steps)
+      ? await runProbe(probe, { checkpoint, ...args.probeOptions }, args.steps, args.clipVocab)
       : runChild<ProbeResult>(self, childArgs(probe));
   }
 
@@ -179,6 +214,7 @@ async function main(): Promise<void> {
   const vae = results.vae as SessionProbeResult | undefined;
   const text = results.text as TextProbeResult | undefined;
   const txt2img = results.txt2img as Txt2imgProbeResult | undefined;
+  const pipeline = results.pipeline as PipelineProbeResult | undefined;
   const peaks = Object.values(results).map((r) => r.peak_rss_mb);
   const out = {
     unet_s_per_step_512_b2: round(unet512?.median_s),
@@ -187,8 +223,13 @@ async function main(): Promise<void> {
     vae_decode_s_512: round(vae?.median_s),
     text_encode_ms: round(text ? text.median_s * 1000 : undefined, 1),
     session_create_s: round(create?.create_s, 2),
-    // The end-to-end figure when txt2img ran; otherwise the largest single probe's.
-    peak_rss_mb: round(txt2img?.peak_rss_mb ?? (peaks.length ? Math.max(...peaks) : undefined), 0),
+    // The end-to-end figure (the product's pipeline, else the engine txt2img); otherwise the largest probe's.
+    peak_rss_mb: round(
+      pipeline?.peak_rss_mb ?? txt2img?.peak_rss_mb ?? (peaks.length ? Math.max(...peaks) : undefined),
+      0,
+    ),
+    txt2img_engine_peak_rss_mb: round(txt2img?.peak_rss_mb, 0),
+    txt2img_pipeline_peak_rss_mb: round(pipeline?.peak_rss_mb, 0),
     unet_first_runs_s_512_b2: unet512?.warmup_s.map((x) => round(x)),
     vae_first_runs_s_512: vae?.warmup_s.map((x) => round(x)),
     session_create_rss_mb: round(create?.rss_after_create_mb, 0),
@@ -221,7 +262,7 @@ async function main(): Promise<void> {
     ['VAE decode 512²', out.vae_decode_s_512, 's', TARGETS.vae_decode_s_512],
     ['text encode (77 tokens)', out.text_encode_ms, 'ms', undefined],
     ['session create + weights', out.session_create_s, 's', TARGETS.session_create_s],
-    txt2img
+    pipeline || txt2img
       ? ['peak RSS, 512² txt2img', out.peak_rss_mb, 'MB', TARGETS.peak_rss_mb]
       : ['peak RSS, largest probe', out.peak_rss_mb, 'MB', undefined],
   ];
