@@ -2,7 +2,7 @@
  * Noise sources for the samplers: A1111's (every draw from the images' own generators, via ImageRng)
  * and a Brownian-motion sampler for the SDE samplers, seeded per image as A1111 seeds its trees.
  */
-import { PhiloxGenerator, type NormalGenerator } from './rng.js';
+import { TorchsdeBrownianTree } from './brownian-tree.js';
 import type { ImageRng } from './seeds.js';
 import type { NoiseSource } from './types.js';
 
@@ -15,67 +15,39 @@ export function imageRngNoise(rng: ImageRng, brownian?: BrownianNoise): NoiseSou
   };
 }
 
-const BROWNIAN_STREAM_OFFSET = 2 ** 31;
-
 /**
- * One Brownian path W(t) on [sigmaMin, sigmaMax] per image (W(sigmaMin) = 0), refined lazily by
- * Brownian bridges at each queried point; `sample(s, s')` is the normalised increment
- * (W(s') - W(s)) / sqrt|s' - s| with k-diffusion's sign convention. The same seed and the same
- * queries give the same noise, whatever the batch size (A1111's reason for per-seed trees).
- * Note: the values are not torchsde's — its BrownianTree draws from torch's generators in its own
- * order; this reproduces the semantics (independent Gaussian increments, bridge-consistent), not the bits.
+ * k-diffusion's `BrownianTreeNoiseSampler` as A1111 builds it (`create_noise_sampler`): one
+ * torchsde BrownianTree per image seed over [smallest positive sigma, largest sigma], so an image's
+ * SDE noise does not depend on the batch. `sample(s, s')` is (W(s') - W(s)) / sqrt|s' - s| in
+ * float32, the times being float32 sigmas as A1111's tensors hold them.
  */
 export class BrownianNoise {
-  private readonly paths: { gen: NormalGenerator; ts: number[]; ws: Float32Array[] }[];
+  private readonly trees: TorchsdeBrownianTree[];
+  private readonly sign: number;
 
   constructor(
     private readonly numel: number,
     seeds: readonly number[],
-    private readonly sigmaMin: number,
-    private readonly sigmaMax: number,
+    sigmaMin: number,
+    sigmaMax: number,
   ) {
     if (!(sigmaMin < sigmaMax))
       throw new Error(`Brownian noise needs sigmaMin < sigmaMax (${sigmaMin}, ${sigmaMax})`);
-    this.paths = seeds.map((seed) => {
-      // The image's own generator made its initial latent from offsets 0, 1, ...; the path must be
-      // independent of that noise, so it reads the seed's Philox stream far from those offsets.
-      const gen = new PhiloxGenerator(seed);
-      gen.offset = BROWNIAN_STREAM_OFFSET;
-      const end = gen.randn(numel);
-      const scale = Math.sqrt(sigmaMax - sigmaMin);
-      for (let i = 0; i < numel; i++) end[i] = end[i]! * scale;
-      return { gen, ts: [sigmaMin, sigmaMax], ws: [new Float32Array(numel), end] };
-    });
-  }
-
-  private valueAt(path: (typeof this.paths)[number], t: number): Float32Array {
-    const tc = Math.min(this.sigmaMax, Math.max(this.sigmaMin, t));
-    const { ts, ws } = path;
-    let hi = ts.findIndex((v) => v >= tc);
-    if (ts[hi] === tc) return ws[hi]!;
-    const lo = hi - 1;
-    const [ta, tb] = [ts[lo]!, ts[hi]!];
-    const [wa, wb] = [ws[lo]!, ws[hi]!];
-    const z = path.gen.randn(this.numel);
-    const f = (tc - ta) / (tb - ta);
-    const sd = Math.sqrt(((tc - ta) * (tb - tc)) / (tb - ta));
-    const w = new Float32Array(this.numel);
-    for (let i = 0; i < this.numel; i++) w[i] = wa[i]! + f * (wb[i]! - wa[i]!) + sd * z[i]!;
-    ts.splice(hi, 0, tc);
-    ws.splice(hi, 0, w);
-    hi++;
-    return w;
+    const [a, b] = [Math.fround(sigmaMin), Math.fround(sigmaMax)];
+    const [t0, t1, sign] = a < b ? [a, b, 1] : [b, a, -1]; // BatchedBrownianTree.sort
+    this.sign = sign;
+    this.trees = seeds.map((seed) => new TorchsdeBrownianTree(numel, seed, t0, t1));
   }
 
   sample(sigma: number, sigmaNext: number): Float32Array {
-    const out = new Float32Array(this.numel * this.paths.length);
-    const [t0, t1] = sigma < sigmaNext ? [sigma, sigmaNext] : [sigmaNext, sigma];
-    const sign = sigma < sigmaNext ? 1 : -1;
-    const norm = sign / Math.sqrt(Math.abs(t1 - t0));
-    this.paths.forEach((p, b) => {
-      const w0 = this.valueAt(p, t0);
-      const w1 = this.valueAt(p, t1);
-      for (let i = 0; i < this.numel; i++) out[b * this.numel + i] = (w1[i]! - w0[i]!) * norm;
+    const [a, b] = [Math.fround(sigma), Math.fround(sigmaNext)];
+    const [t0, t1, sign] = a < b ? [a, b, 1] : [b, a, -1];
+    const s = this.sign * sign;
+    const d = Math.fround(Math.sqrt(Math.abs(Math.fround(b - a))));
+    const out = new Float32Array(this.numel * this.trees.length);
+    this.trees.forEach((tree, k) => {
+      const w = tree.increment(t0, t1);
+      for (let i = 0; i < this.numel; i++) out[k * this.numel + i] = Math.fround(w[i]! * s) / d;
     });
     return out;
   }
