@@ -34,6 +34,7 @@ export const COMMON_USAGE = `Generation options (defaults are A1111's web UI def
   --batch-size N           images per batch (default 1)
   --batch-count N          number of batches (default 1)
   --clip-skip N            stop at the N-th last CLIP layer (default 1)
+  --tiling                 seamless image that tiles (A1111 "Tiling": circular padding in UNet and VAE)
   --eta X, --ensd N, --rng GPU|CPU|NV   sampler eta, eta noise seed delta, random source
   --styles NAME            apply a style from <data-dir>/styles.csv (repeatable)
   --embeddings-dir DIR     textual-inversion embeddings (default <data-dir>/embeddings)

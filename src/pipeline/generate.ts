@@ -450,11 +450,11 @@ function tiHashes(used: ReadonlySet<string>, all: GenerateHooks['embeddings']): 
 }
 
 /**
- * The UNet halves the latent at each level; A1111 patches its skip-connection concat to tolerate odd
- * sizes, our graphs do not yet, so sizes must divide evenly.
+ * Latents are 1/8 of the image. Sizes that the UNet cannot halve evenly at every level run with
+ * A1111's skip-connection resize (the engine picks that graph), so any multiple of 8 works.
  */
-function checkUnetSize(model: LoadedModel, width: number, height: number, what: string): void {
-  const m = 8 * 2 ** (model.engine.config.unet.channelMult.length - 1);
+function checkUnetSize(width: number, height: number, what: string): void {
+  const m = 8;
   if (width % m !== 0 || height % m !== 0) {
     throw new UserError(
       `${what} ${width}x${height} must be a multiple of ${m} for this model; try ${Math.max(m, Math.round(width / m) * m)}x${Math.max(m, Math.round(height / m) * m)}`,
@@ -474,12 +474,13 @@ export async function generate(
   const p: GenerationParams = { ...params };
   const resolved = resolveSampler(p.sampler_name, p.scheduler);
   requireSampler(resolved.sampler);
-  if (p.tiling) throw new UserError('tiling (seamless images) is not supported yet; turn it off');
+  // Seamless tiling: every UNet/VAE convolution pads circularly for this job (A1111 apply_circular).
+  if (p.tiling) model = { ...model, engine: model.engine.withTiling(true) };
   if (p.restore_faces) throw new UserError('face restoration is not available yet; turn restore_faces off');
-  checkUnetSize(model, p.width, p.height, 'width/height');
+  checkUnetSize(p.width, p.height, 'width/height');
   if (mode === 'txt2img' && p.enable_hr) {
     const t = hiresTargetSize(p);
-    checkUnetSize(model, t.width - 8 * t.truncateX, t.height - 8 * t.truncateY, 'hires fix size');
+    checkUnetSize(t.width - 8 * t.truncateX, t.height - 8 * t.truncateY, 'hires fix size');
   }
   const seed = fixSeed(p.seed);
   const subseed = fixSeed(p.subseed);
