@@ -19,6 +19,25 @@ export type BatchedFn<C> = (
 
 export type Parameterization = 'eps' | 'v';
 
+/** The eps wrappers' network input: c_in·x per image (c_in = 1/sqrt(sigma² + 1)) and t(sigma). */
+function scaledInput(
+  x: Float32Array,
+  sigmas: ArrayLike<number>,
+  schedule: { sigmaToT(sigma: number): number },
+): { xin: Float32Array; t: Float32Array } {
+  const n = sigmas.length;
+  const per = x.length / n;
+  const xin = new Float32Array(x.length);
+  const t = new Float32Array(n);
+  for (let b = 0; b < n; b++) {
+    const s = sigmas[b]!;
+    t[b] = schedule.sigmaToT(s);
+    const cIn = 1 / Math.sqrt(s * s + 1);
+    for (let i = b * per; i < (b + 1) * per; i++) xin[i] = x[i]! * cIn;
+  }
+  return { xin, t };
+}
+
 /**
  * k-diffusion's CompVisDenoiser / CompVisVDenoiser: x0 = c_skip·x + c_out·F(c_in·x, t(sigma)),
  * eps: c_skip = 1, c_out = -sigma; v: c_skip = 1/(sigma²+1), c_out = -sigma/√(sigma²+1); c_in = 1/√(sigma²+1).
@@ -31,14 +50,7 @@ export function compVisDenoiser<C>(
   return async (x, sigmas, conds) => {
     const n = sigmas.length;
     const per = x.length / n;
-    const xin = new Float32Array(x.length);
-    const t = new Float32Array(n);
-    for (let b = 0; b < n; b++) {
-      const s = sigmas[b]!;
-      const cIn = 1 / Math.sqrt(s * s + 1);
-      t[b] = schedule.sigmaToT(s);
-      for (let i = b * per; i < (b + 1) * per; i++) xin[i] = x[i]! * cIn;
-    }
+    const { xin, t } = scaledInput(x, sigmas, schedule);
     const out = await unet(xin, t, conds);
     const den = new Float32Array(x.length);
     for (let b = 0; b < n; b++) {
@@ -59,14 +71,7 @@ export function lcmDenoiser<C>(unet: UnetFn<C>, schedule: LcmSchedule): BatchedF
   return async (x, sigmas, conds) => {
     const n = sigmas.length;
     const per = x.length / n;
-    const xin = new Float32Array(x.length);
-    const t = new Float32Array(n);
-    for (let b = 0; b < n; b++) {
-      const s = sigmas[b]!;
-      t[b] = schedule.sigmaToT(s);
-      const cIn = 1 / Math.sqrt(s * s + 1);
-      for (let i = b * per; i < (b + 1) * per; i++) xin[i] = x[i]! * cIn;
-    }
+    const { xin, t } = scaledInput(x, sigmas, schedule);
     const eps = await unet(xin, t, conds);
     const out = new Float32Array(x.length);
     for (let b = 0; b < n; b++) {

@@ -4,6 +4,7 @@
  */
 import { ancestralStep, lin2, lin3, toD } from '../ops.js';
 import type { SamplerContext } from '../types.js';
+import { modelStep } from './step.js';
 
 const tOf = (sigma: number): number => -Math.log(sigma);
 const sigmaOf = (t: number): number => Math.exp(-t);
@@ -22,11 +23,8 @@ export async function sampleDpmpp2sAncestral(
   const { eta = 1, sNoise = 1 } = o;
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     const [down, up] = ancestralStep(sigma, next, eta);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
     if (down === 0) {
       x = lin2(1, x, down - sigma, toD(x, sigma, denoised));
     } else {
@@ -52,10 +50,7 @@ export async function sampleDpmppSde(
   const { eta = 1, sNoise = 1, r = 1 / 2 } = o;
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     if (next === 0) {
       x = lin2(1, x, next - sigma, toD(x, sigma, denoised));
       continue;
@@ -89,10 +84,7 @@ export async function sampleDpmpp2m(
   const total = sigmas.length - 1;
   let old: Float32Array | null = null;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     const t = tOf(sigma);
     const tNext = tOf(next);
     const h = tNext - t;
@@ -123,10 +115,7 @@ export async function sampleDpmpp2mSde(
   let old: Float32Array | null = null;
   let hLast = 0;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     let h = hLast;
     if (next === 0) {
       x = denoised;
@@ -164,10 +153,7 @@ export async function sampleDpmpp3mSde(
   let h1: number | null = null;
   let h2: number | null = null;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     let h: number | null = h1;
     if (next === 0) {
       x = denoised;

@@ -4,6 +4,7 @@
  */
 import { ancestralStep, lin2, toD } from '../ops.js';
 import type { SamplerContext } from '../types.js';
+import { modelStep } from './step.js';
 
 export interface ChurnOptions {
   sChurn?: number;
@@ -17,24 +18,31 @@ export interface AncestralOptions {
   sNoise?: number;
 }
 
-/** Algorithm 2's churn: raise sigma to sigma_hat by adding fresh noise (drawn every step, as k-diffusion does). */
-function churn(
+/**
+ * Algorithm 2's churn — raise sigma to sigma_hat by adding fresh noise (drawn every step, as
+ * k-diffusion does) — then the model call at sigma_hat and the step callback.
+ * Returns the churned x, sigma_hat and the derivative d.
+ */
+async function churnedModelStep(
   ctx: SamplerContext,
   x: Float32Array,
   sigmas: readonly number[],
   i: number,
   o: ChurnOptions,
-): [Float32Array, number] {
+): Promise<[Float32Array, number, Float32Array]> {
   const { sChurn = 0, sTmin = 0, sTmax = Infinity, sNoise = 1 } = o;
   const sigma = sigmas[i]!;
   const gamma = sTmin <= sigma && sigma <= sTmax ? Math.min(sChurn / (sigmas.length - 1), Math.SQRT2 - 1) : 0;
   const sigmaHat = sigma * (gamma + 1);
   if (gamma > 0) {
     const eps = ctx.noise.randnLike();
-    return [lin2(1, x, sNoise * Math.sqrt(sigmaHat ** 2 - sigma ** 2), eps), sigmaHat];
+    x = lin2(1, x, sNoise * Math.sqrt(sigmaHat ** 2 - sigma ** 2), eps);
+  } else {
+    ctx.noise.skipRandnLike();
   }
-  ctx.noise.skipRandnLike();
-  return [x, sigmaHat];
+  const denoised = await ctx.model(x, sigmaHat);
+  ctx.callback?.({ i, total: sigmas.length - 1, x, denoised, sigma, sigmaHat });
+  return [x, sigmaHat, toD(x, sigmaHat, denoised)];
 }
 
 export async function sampleEuler(
@@ -46,10 +54,8 @@ export async function sampleEuler(
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
     let sigmaHat: number;
-    [x, sigmaHat] = churn(ctx, x, sigmas, i, o);
-    const denoised = await ctx.model(x, sigmaHat);
-    const d = toD(x, sigmaHat, denoised);
-    ctx.callback?.({ i, total, x, denoised, sigma: sigmas[i]!, sigmaHat });
+    let d: Float32Array;
+    [x, sigmaHat, d] = await churnedModelStep(ctx, x, sigmas, i, o);
     x = lin2(1, x, sigmas[i + 1]! - sigmaHat, d);
   }
   return x;
@@ -64,10 +70,8 @@ export async function sampleHeun(
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
     let sigmaHat: number;
-    [x, sigmaHat] = churn(ctx, x, sigmas, i, o);
-    const denoised = await ctx.model(x, sigmaHat);
-    const d = toD(x, sigmaHat, denoised);
-    ctx.callback?.({ i, total, x, denoised, sigma: sigmas[i]!, sigmaHat });
+    let d: Float32Array;
+    [x, sigmaHat, d] = await churnedModelStep(ctx, x, sigmas, i, o);
     const next = sigmas[i + 1]!;
     const dt = next - sigmaHat;
     if (next === 0) {
@@ -92,10 +96,8 @@ export async function sampleDpm2(
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
     let sigmaHat: number;
-    [x, sigmaHat] = churn(ctx, x, sigmas, i, o);
-    const denoised = await ctx.model(x, sigmaHat);
-    const d = toD(x, sigmaHat, denoised);
-    ctx.callback?.({ i, total, x, denoised, sigma: sigmas[i]!, sigmaHat });
+    let d: Float32Array;
+    [x, sigmaHat, d] = await churnedModelStep(ctx, x, sigmas, i, o);
     const next = sigmas[i + 1]!;
     if (next === 0) {
       x = lin2(1, x, next - sigmaHat, d);
@@ -119,11 +121,8 @@ export async function sampleEulerAncestral(
   const { eta = 1, sNoise = 1 } = o;
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     const [down, up] = ancestralStep(sigma, next, eta);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
     x = lin2(1, x, down - sigma, toD(x, sigma, denoised));
     if (next > 0) x = lin2(1, x, sNoise * up, ctx.noise.sample(sigma, next));
   }
@@ -139,11 +138,8 @@ export async function sampleDpm2Ancestral(
   const { eta = 1, sNoise = 1 } = o;
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     const [down, up] = ancestralStep(sigma, next, eta);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
     const d = toD(x, sigma, denoised);
     if (down === 0) {
       x = lin2(1, x, down - sigma, d);

@@ -1,6 +1,7 @@
 /** A1111's LCM sampler: jump to the model's x0 each step and re-noise to the next sigma. */
 import { lin2 } from '../ops.js';
 import type { SamplerContext } from '../types.js';
+import { modelStep } from './step.js';
 
 export async function sampleLcm(
   ctx: SamplerContext,
@@ -9,10 +10,7 @@ export async function sampleLcm(
 ): Promise<Float32Array> {
   const total = sigmas.length - 1;
   for (let i = 0; i < total; i++) {
-    const sigma = sigmas[i]!;
-    const next = sigmas[i + 1]!;
-    const denoised = await ctx.model(x, sigma);
-    ctx.callback?.({ i, total, x, denoised, sigma, sigmaHat: sigma });
+    const { sigma, next, denoised } = await modelStep(ctx, x, sigmas, i);
     x = denoised;
     if (next > 0) x = lin2(1, x, next, ctx.noise.sample(sigma, next));
   }
