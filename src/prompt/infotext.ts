@@ -155,9 +155,10 @@ function restoreOldHiresFixParams(res: Map<string, unknown>): void {
 }
 
 /**
- * Prompts longer than this are not run through the attention parser to decide on Emphasis: its
- * bracket and BREAK handling is quadratic on pathological text (as A1111's is), and no real prompt
- * comes near (CLIP reads 75 tokens a chunk). Such a prompt counts as weighted if it has a bracket.
+ * Prompts longer than this are not run through the attention parser to decide on Emphasis: each
+ * closing bracket multiplies every fragment inside it (as A1111's does, for bit-identical weights),
+ * so deeply nested text costs depth x fragments, and no real prompt comes near (CLIP reads 75
+ * tokens a chunk). Such a prompt counts as weighted if it has a bracket.
  */
 export const MAX_EMPHASIS_CHECK_CHARS = 32 * 1024;
 
