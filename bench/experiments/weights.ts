@@ -6,6 +6,7 @@
  *   aligned4k    the same bytes copied once into a file with every tensor at a 4 KiB-aligned offset
  *   fusedmatmul  graph rewrite: Linear as com.microsoft FusedMatMul(transB=1) on the [out, in]
  *                weight instead of MatMul(x, Transpose(W)), so no transposed copy is folded at creation
+ *                (the engine emits FusedMatMul itself since 1930225; the rewrite then finds nothing)
  * Each variant: one process, session creation (wall, CPU, RSS after), one run at a small latent
  * (weights that load lazily show up here), peak RSS.
  *
