@@ -58,28 +58,35 @@ function mulHi(a: number, b: number): number {
   return (aHi * bHi + (m1 >>> 16) + (m2 >>> 16)) >>> 0;
 }
 
-/** Philox4x32-10 on counter (c0, 0, c2, 0) with key (k0, k1); returns the first two output words. */
-function philoxPair(c0: number, c2: number, k0: number, k1: number, out: Uint32Array): void {
-  let x0 = c0 >>> 0;
-  let x1 = 0;
-  let x2 = c2 >>> 0;
-  let x3 = 0;
-  let key0 = k0 >>> 0;
-  let key1 = k1 >>> 0;
-  for (let r = 0; r < 10; r++) {
-    const hi0 = mulHi(x0, PHILOX_M0);
-    const lo0 = Math.imul(x0, PHILOX_M0) >>> 0;
-    const hi1 = mulHi(x2, PHILOX_M1);
-    const lo1 = Math.imul(x2, PHILOX_M1) >>> 0;
-    x0 = (hi1 ^ x1 ^ key0) >>> 0;
-    x1 = lo1;
-    x2 = (hi0 ^ x3 ^ key1) >>> 0;
-    x3 = lo0;
-    key0 = (key0 + PHILOX_W0) >>> 0;
-    key1 = (key1 + PHILOX_W1) >>> 0;
+/**
+ * Philox4x32-10 on counters (c0, 0, i, 0) for i = 0..n-1 with key (k0, k1), each block's first two
+ * words turned into one normal by Box-Muller as rng_philox.py does. One tight loop: this is the
+ * innermost cost of every noise draw (and of each Brownian-tree node).
+ */
+function philoxNormals(c0: number, k0: number, k1: number, out: Float32Array): void {
+  for (let i = 0; i < out.length; i++) {
+    let x0 = c0 >>> 0;
+    let x1 = 0;
+    let x2 = i >>> 0;
+    let x3 = 0;
+    let key0 = k0 >>> 0;
+    let key1 = k1 >>> 0;
+    for (let r = 0; r < 10; r++) {
+      const hi0 = mulHi(x0, PHILOX_M0);
+      const lo0 = Math.imul(x0, PHILOX_M0) >>> 0;
+      const hi1 = mulHi(x2, PHILOX_M1);
+      const lo1 = Math.imul(x2, PHILOX_M1) >>> 0;
+      x0 = (hi1 ^ x1 ^ key0) >>> 0;
+      x1 = lo1;
+      x2 = (hi0 ^ x3 ^ key1) >>> 0;
+      x3 = lo0;
+      key0 = (key0 + PHILOX_W0) >>> 0;
+      key1 = (key1 + PHILOX_W1) >>> 0;
+    }
+    const u = x0 * TWO_POW32_INV + TWO_POW32_INV / 2;
+    const v = x1 * TWO_POW32_INV_2PI + TWO_POW32_INV_2PI / 2;
+    out[i] = Math.sqrt(-2 * Math.log(u)) * Math.sin(v);
   }
-  out[0] = x0;
-  out[1] = x1;
 }
 
 /** A1111's `rng_philox.Generator`: one counter offset per call, whatever the call's size. */
@@ -97,14 +104,7 @@ export class PhiloxGenerator implements NormalGenerator {
   randn(n: number): Float32Array {
     checkCount(n);
     const out = new Float32Array(n);
-    const pair = new Uint32Array(2);
-    const offset = this.offset >>> 0;
-    for (let i = 0; i < n; i++) {
-      philoxPair(offset, i, this.keyLo, this.keyHi, pair);
-      const u = pair[0]! * TWO_POW32_INV + TWO_POW32_INV / 2;
-      const v = pair[1]! * TWO_POW32_INV_2PI + TWO_POW32_INV_2PI / 2;
-      out[i] = Math.sqrt(-2 * Math.log(u)) * Math.sin(v);
-    }
+    philoxNormals(this.offset >>> 0, this.keyLo, this.keyHi, out);
     this.offset++;
     return out;
   }
