@@ -4,7 +4,43 @@
  */
 import { PY_WORD } from './pychars.js';
 
-const RE_EXTRA_NET = new RegExp(`<([${PY_WORD}]+):([^>]+)>`, 'gu');
+/** A1111's `re_extra_net`; the reference for {@link findExtraNetworkTags}. */
+export const RE_EXTRA_NET = new RegExp(`<([${PY_WORD}]+):([^>]+)>`, 'gu');
+const RE_TAG_NAME = new RegExp(`[${PY_WORD}]+:`, 'uy');
+
+/** A tag found in a prompt: where it starts and ends, its kind and its raw argument text. */
+interface TagMatch {
+  start: number;
+  end: number;
+  name: string;
+  args: string;
+}
+
+/**
+ * The matches of `re_extra_net` in linear time (the regex rescans to the end of the prompt from
+ * every `<` when no `>` follows). A tag is `<`, a maximal run of word characters, `:`, then at least
+ * one character up to the first `>`.
+ */
+export function findExtraNetworkTags(prompt: string): TagMatch[] {
+  const out: TagMatch[] = [];
+  let gt = -2; // the first '>' at or after the scan position; -2: not looked up yet
+  for (let p = prompt.indexOf('<'); p >= 0; p = prompt.indexOf('<', p + 1)) {
+    RE_TAG_NAME.lastIndex = p + 1;
+    if (!RE_TAG_NAME.test(prompt)) continue;
+    const argsStart = RE_TAG_NAME.lastIndex;
+    if (gt !== -1 && gt < argsStart) gt = prompt.indexOf('>', argsStart);
+    if (gt === -1) break; // no '>' anywhere after: no more tags
+    if (gt === argsStart) continue; // `<name:>` has no arguments
+    out.push({
+      start: p,
+      end: gt + 1,
+      name: prompt.slice(p + 1, argsStart - 1),
+      args: prompt.slice(argsStart, gt),
+    });
+    p = gt; // matches do not overlap
+  }
+  return out;
+}
 
 /** One tag: `<name:items...>`; items of the form `key=value` are also in `named`. */
 export interface ExtraNetworkParams {
@@ -54,10 +90,14 @@ function splitMax(s: string, sep: string, maxsplit: number): string[] {
 /** Remove the extra-network tags from one prompt and return them. */
 export function parseExtraNetworks(prompt: string): ParsedExtraNetworks {
   const networks: ExtraNetworkParams[] = [];
-  const stripped = prompt.replace(RE_EXTRA_NET, (_m, name: string, args: string) => {
-    networks.push(params(name, args));
-    return '';
-  });
+  let stripped = '';
+  let copied = 0;
+  for (const tag of findExtraNetworkTags(prompt)) {
+    networks.push(params(tag.name, tag.args));
+    stripped += prompt.slice(copied, tag.start);
+    copied = tag.end;
+  }
+  stripped += prompt.slice(copied);
   return { prompt: stripped, networks };
 }
 
