@@ -4,7 +4,7 @@
  * watching the file never reads half an image. Writes never overlap; a step that arrives while
  * one is being written replaces any older one still waiting.
  */
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { encodePng, imageGrid, type RgbImage } from './images.js';
 
 export interface LivePreviewFile {
@@ -19,15 +19,12 @@ export function livePreviewFile(path: string, batchSize: number): LivePreviewFil
   let waiting: RgbImage[] | null = null;
   let writing: Promise<void> | null = null;
   let failure: unknown = null;
-  const tmp = `${path}.tmp-${process.pid}`;
 
   const write = async (images: RgbImage[]): Promise<void> => {
     try {
-      await writeFile(tmp, await encodePng(images.length === 1 ? images[0]! : imageGrid(images)));
-      await rename(tmp, path);
+      await writeFileAtomic(path, await encodePng(images.length === 1 ? images[0]! : imageGrid(images)));
     } catch (e) {
       failure ??= e;
-      await rm(tmp, { force: true });
     }
   };
   const pump = (): void => {

@@ -9,9 +9,10 @@
  * file, so a second call on a 4 GB file is instant.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, writeFile, realpath } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { UserError } from '../util/errors.js';
 
 export interface FileHashes {
@@ -77,14 +78,7 @@ async function loadCache(file: string): Promise<CacheFile> {
 
 async function saveCache(file: string, dir: string, cache: CacheFile): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, JSON.stringify(cache, null, 1));
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(file, JSON.stringify(cache, null, 1));
 }
 
 /** Hash one file (streaming), from the cache when its path, size and mtime are unchanged. */

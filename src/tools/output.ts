@@ -1,6 +1,7 @@
 /** Checks on a tool's output path, made before any work so bad input fails fast and cleanly. */
 import { existsSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { tempPathFor } from '../util/atomic-write.js';
 import { UserError } from '../util/errors.js';
 
 export function checkOutputPath(out: string, inputs: string[]): string {
@@ -34,7 +35,7 @@ export function checkOutputPath(out: string, inputs: string[]): string {
  * Returns the function that takes the handlers away again.
  */
 export function removeTempOnSignal(out: string): () => void {
-  const tmp = `${resolve(out)}.tmp-${process.pid}`;
+  const tmp = tempPathFor(resolve(out));
   const signals = ['SIGINT', 'SIGTERM'] as const;
   const handler = (signal: NodeJS.Signals) => {
     rmSync(tmp, { force: true });
