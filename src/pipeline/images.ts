@@ -77,33 +77,41 @@ export function flatten(img: DecodedImage, background: [number, number, number] 
 export type ResampleKernel = 'lanczos3' | 'nearest' | 'cubic' | 'linear';
 
 /** Resizes to exactly width×height (PIL's resize; Lanczos unless told otherwise). */
-export async function resizeRgb(
+export function resizeRgb(
   img: RgbImage,
   width: number,
   height: number,
   kernel: ResampleKernel = 'lanczos3',
 ): Promise<RgbImage> {
-  if (img.width === width && img.height === height) return { width, height, data: img.data.slice() };
-  const buf = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-    .resize(width, height, { fit: 'fill', kernel })
-    .raw()
-    .toBuffer();
-  return { width, height, data: new Uint8Array(buf.buffer, buf.byteOffset, buf.length) };
+  return resizeRaw(img, 3, width, height, kernel);
 }
 
-export async function resizeGray(
+export function resizeGray(
   img: GrayImage,
   width: number,
   height: number,
   kernel: ResampleKernel = 'lanczos3',
 ): Promise<GrayImage> {
-  if (img.width === width && img.height === height) return { width, height, data: img.data.slice() };
-  const buf = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 1 } })
-    .resize(width, height, { fit: 'fill', kernel })
-    .extractChannel(0)
-    .raw()
-    .toBuffer();
-  return { width, height, data: new Uint8Array(buf.buffer, buf.byteOffset, buf.length) };
+  return resizeRaw(img, 1, width, height, kernel);
+}
+
+async function resizeRaw<T extends RgbImage | GrayImage>(
+  img: T,
+  channels: 1 | 3,
+  width: number,
+  height: number,
+  kernel: ResampleKernel,
+): Promise<T> {
+  if (img.width === width && img.height === height) return { width, height, data: img.data.slice() } as T;
+  let pipeline = sharp(img.data, { raw: { width: img.width, height: img.height, channels } }).resize(
+    width,
+    height,
+    { fit: 'fill', kernel },
+  );
+  // sharp writes a resized one-channel image as three channels: keep masks one channel.
+  if (channels === 1) pipeline = pipeline.extractChannel(0);
+  const buf = await pipeline.raw().toBuffer();
+  return { width, height, data: new Uint8Array(buf.buffer, buf.byteOffset, buf.length) } as T;
 }
 
 /** Crops [x1,x2)×[y1,y2); the region must lie inside the image. */
@@ -271,8 +279,7 @@ export function cheapPreview(latent: Float32Array, width: number, height: number
 
 /** PNG bytes of an image (no metadata; see outputs.ts for the infotext chunk). */
 export async function encodePng(img: RgbImage | GrayImage): Promise<Buffer> {
-  const channels = img.data.length / (img.width * img.height);
-  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: channels as 1 | 3 } })
-    .png()
-    .toBuffer();
+  // Loaded on first use: the metadata module is not needed to start the CLI.
+  const { encodePngWithInfotext } = await import('../prompt/image-metadata.js');
+  return encodePngWithInfotext(img, null);
 }

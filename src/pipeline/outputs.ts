@@ -5,9 +5,8 @@
  * leaves a half-written image and two writers never overwrite each other.
  */
 import { access, link, mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import { encodePngWithInfotext as encodeImageWithInfotext } from '../prompt/image-metadata.js';
 import type { RgbImage } from './images.js';
 
 export type OutputKind = 'txt2img-images' | 'img2img-images' | 'txt2img-grids' | 'img2img-grids';
@@ -44,46 +43,12 @@ export async function nextSequenceNumber(dir: string, basename = ''): Promise<nu
   return max + 1;
 }
 
-function chunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
-
 /**
- * A PNG text chunk as A1111/Pillow writes it: tEXt when the text is Latin-1, otherwise an
- * uncompressed iTXt (UTF-8), so non-Latin prompts survive.
+ * PNG bytes of an image with its infotext in the `parameters` chunk (nothing when infotext is empty),
+ * written as A1111/Pillow writes it (tEXt, or iTXt when the text is not Latin-1).
  */
-export function pngTextChunk(key: string, text: string): Buffer {
-  // eslint-disable-next-line no-control-regex
-  if (/^[\u0000-\u00ff]*$/.test(text)) {
-    return chunk(
-      'tEXt',
-      Buffer.concat([Buffer.from(key, 'latin1'), Buffer.from([0]), Buffer.from(text, 'latin1')]),
-    );
-  }
-  return chunk(
-    'iTXt',
-    Buffer.concat([Buffer.from(key, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')]),
-  );
-}
-
-/** Inserts text chunks right after IHDR of a PNG. */
-export function withPngText(png: Buffer, texts: Record<string, string>): Buffer {
-  const ihdrEnd = 8 + 8 + png.readUInt32BE(8) + 4;
-  const chunks = Object.entries(texts).map(([k, v]) => pngTextChunk(k, v));
-  return Buffer.concat([png.subarray(0, ihdrEnd), ...chunks, png.subarray(ihdrEnd)]);
-}
-
-/** PNG bytes of an image with its infotext in the `parameters` chunk (nothing when infotext is empty). */
-export async function encodePngWithInfotext(img: RgbImage, infotext: string): Promise<Buffer> {
-  const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-    .png()
-    .toBuffer();
-  return infotext ? withPngText(png, { parameters: infotext }) : png;
+export function encodePngWithInfotext(img: RgbImage, infotext: string): Promise<Buffer> {
+  return encodeImageWithInfotext(img, infotext || null);
 }
 
 export interface SaveOptions {
@@ -146,7 +111,7 @@ async function saveNow(png: Uint8Array, opts: SaveOptions): Promise<string> {
         return target;
       }
     }
-    throw new Error(`no free file name in ${dir}`);
+    throw new Error(`no free file name in ${dir} after 1000 tries; move some files out of it`);
   } finally {
     await unlink(tmp).catch(() => undefined);
   }
