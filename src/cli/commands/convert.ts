@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { convertModel, type TargetDType } from '../../tools/convert.js';
-import { progressBar } from '../../util/progress.js';
+import { countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
 import { removeTempOnSignal } from '../../tools/output.js';
 
@@ -40,17 +40,12 @@ const command: CliCommand = {
         `choose one of --fp16, --bf16, --fp32 (got ${picked.map((d) => '--' + d).join(' ')})`,
       );
     const [input, output] = positionals as [string, string];
-    let bar: ReturnType<typeof progressBar> | undefined;
     const stopCleanup = removeTempOnSignal(output);
     const r = await convertModel(input, output, {
       dtype: picked[0] as TargetDType | undefined,
       prune: values.prune,
       noVae: values['no-vae'],
-      onProgress: (done, total) => {
-        bar ??= progressBar(total, { label: 'converting', unit: 'tensors' });
-        bar.update(done);
-        if (done === total) bar.finish();
-      },
+      onProgress: countProgress('converting', 'tensors'),
     }).finally(stopCleanup);
     process.stdout.write(
       `wrote ${r.out}: ${r.tensors} tensors${r.dropped ? `, ${r.dropped} dropped` : ''}\n`,

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { extractPart, PARTS, type Part } from '../../tools/extract.js';
-import { progressBar } from '../../util/progress.js';
+import { countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
 import { removeTempOnSignal } from '../../tools/output.js';
 
@@ -31,14 +31,9 @@ const command: CliCommand = {
       throw new UserError(`--part must be one of ${PARTS.join(', ')}, not "${values.part}"`);
     }
     const [input, output] = positionals as [string, string];
-    let bar: ReturnType<typeof progressBar> | undefined;
     const stopCleanup = removeTempOnSignal(output);
     const r = await extractPart(input, values.part as Part, output, {
-      onProgress: (done, total) => {
-        bar ??= progressBar(total, { label: `extracting ${values.part}`, unit: 'tensors' });
-        bar.update(done);
-        if (done === total) bar.finish();
-      },
+      onProgress: countProgress(`extracting ${values.part}`, 'tensors'),
     }).finally(stopCleanup);
     process.stdout.write(`wrote ${r.out}: ${r.tensors} tensors\n`);
     return 0;

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { hashFile } from '../../tools/hash.js';
-import { progressBar } from '../../util/progress.js';
+import { byteProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
 
 const usage = `Usage: sdstudio hash FILE... [--json] [--no-cache]
@@ -28,14 +28,9 @@ const command: CliCommand = {
     if (positionals.length === 0)
       throw new UserError('give at least one FILE to hash (see `sdstudio hash --help`)');
     for (const file of positionals) {
-      let bar: ReturnType<typeof progressBar> | undefined;
       const h = await hashFile(file, {
         noCache: values['no-cache'],
-        onProgress: (done, total) => {
-          bar ??= progressBar(Math.ceil(total / 2 ** 20), { label: 'hashing', unit: 'MB' });
-          bar.update(Math.floor(done / 2 ** 20));
-          if (done >= total) bar.finish();
-        },
+        onProgress: byteProgress('hashing'),
       });
       if (values.json) {
         process.stdout.write(

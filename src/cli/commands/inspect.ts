@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { inspectFile, type InspectReport } from '../../tools/inspect.js';
-import { progressBar } from '../../util/progress.js';
+import { byteProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
 
 const usage = `Usage: sdstudio inspect FILE [--json] [--v-pred] [--yaml CONFIG.yaml] [--no-hash]
@@ -62,16 +62,11 @@ const command: CliCommand = {
     if (positionals.length !== 1)
       throw new UserError('give exactly one FILE to inspect (see `sdstudio inspect --help`)');
     const file = positionals[0]!;
-    let bar: ReturnType<typeof progressBar> | undefined;
     const report = await inspectFile(file, {
       vPred: values['v-pred'],
       yamlPath: values.yaml,
       noHash: values['no-hash'],
-      onHashProgress: (done, total) => {
-        bar ??= progressBar(Math.ceil(total / 2 ** 20), { label: 'hashing', unit: 'MB' });
-        bar.update(Math.floor(done / 2 ** 20));
-        if (done >= total) bar.finish();
-      },
+      onHashProgress: byteProgress('hashing'),
     });
     process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : human(file, report));
     return 0;

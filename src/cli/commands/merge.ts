@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { MERGE_MODES, mergeModels, type MergeMode } from '../../tools/merge.js';
-import { progressBar } from '../../util/progress.js';
+import { byteProgress, countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
 import { removeTempOnSignal } from '../../tools/output.js';
 
@@ -60,8 +60,7 @@ const command: CliCommand = {
         throw new UserError(`--alpha must be a number, not "${values.alpha}"`);
     }
     const [a, b, c] = positionals;
-    let bar: ReturnType<typeof progressBar> | undefined;
-    let hashing: { file: string; bar: ReturnType<typeof progressBar> } | undefined;
+    let hashing: { file: string; report: (done: number, total: number) => void } | undefined;
     const stopCleanup = removeTempOnSignal(values.out);
     const r = await mergeModels({ a: a!, b, c }, values.out, {
       mode,
@@ -71,20 +70,10 @@ const command: CliCommand = {
       discard: values.discard,
       // Inputs are hashed for the recipe first: seconds per GB unless cached.
       onHashProgress: (file, done, total) => {
-        if (hashing?.file !== file) {
-          hashing = {
-            file,
-            bar: progressBar(Math.ceil(total / 2 ** 20), { label: `hashing ${basename(file)}`, unit: 'MB' }),
-          };
-        }
-        hashing.bar.update(Math.floor(done / 2 ** 20));
-        if (done >= total) hashing.bar.finish();
+        if (hashing?.file !== file) hashing = { file, report: byteProgress(`hashing ${basename(file)}`) };
+        hashing.report(done, total);
       },
-      onProgress: (done, total) => {
-        bar ??= progressBar(total, { label: 'merging', unit: 'tensors' });
-        bar.update(done);
-        if (done === total) bar.finish();
-      },
+      onProgress: countProgress('merging', 'tensors'),
     }).finally(stopCleanup);
     const tags = [r.isInpainting ? 'inpainting' : '', r.isInstructPix2Pix ? 'instruct-pix2pix' : ''].filter(
       Boolean,
