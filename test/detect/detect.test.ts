@@ -9,7 +9,7 @@ import { detectModel, type ModelInfo } from '../../src/models/detect.js';
 import { parseSidecarText, readSidecar, MAX_SIDECAR_BYTES } from '../../src/models/detect-sidecar.js';
 import { RenamedSource } from '../../src/tools/keys.js';
 import { UserError } from '../../src/util/errors.js';
-import { goldenPath } from '../helpers/golden.js';
+import { goldenPath, readPythonJson } from '../helpers/golden.js';
 import { ShapeSource } from './shape-source.js';
 
 type Yaml = Record<string, unknown>;
@@ -359,12 +359,8 @@ describe('detect: adapters, embeddings, ControlNets', () => {
   const adapterFiles = readdirSync(adapterDir).filter(
     (f) => /\.(safetensors|pt)$/.test(f) && !f.startsWith('golden_'),
   );
-  // Python's json writes NaN/Infinity, which JSON.parse refuses; none of the fields read here use them.
-  const pyJson = readFileSync(join(adapterDir, 'cases.json'), 'utf8').replace(
-    /\b(NaN|-?Infinity)\b/g,
-    'null',
-  );
-  const cases = JSON.parse(pyJson) as {
+  // Python's json writes NaN/Infinity; none of the fields read here use them.
+  const cases = readPythonJson<{
     cases: {
       kind: string;
       adapter?: string;
@@ -372,7 +368,7 @@ describe('detect: adapters, embeddings, ControlNets', () => {
       a1111_on_disk?: { sd_version: string };
       loaded_fields?: { sizes: number[]; layer_structure: number[]; add_layer_norm: boolean };
     }[];
-  };
+  }>('adapters', 'cases.json');
 
   it('every adapter file has a known expected kind', () => {
     expect(adapterFiles.length).toBeGreaterThan(0);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,4 +22,12 @@ export function clipVocabPath(): string {
     : resolve(goldenDir(), '..', 'data', 'clip', 'bpe_simple_vocab_16e6.txt.gz');
   if (!existsSync(p)) throw new Error(`CLIP vocabulary not found at ${p}; set SDSTUDIO_CLIP_VOCAB`);
   return p;
+}
+
+/**
+ * A golden JSON file as Python's json module wrote it: its NaN/Infinity tokens (which JSON.parse
+ * refuses) read as null, so only read fields that never hold them.
+ */
+export function readPythonJson<T>(...parts: string[]): T {
+  return JSON.parse(readFileSync(goldenPath(...parts), 'utf8').replace(/\b(NaN|-?Infinity)\b/g, 'null')) as T;
 }

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { convertTensor, toFloat32 } from '../../src/formats/dtype.js';
-import { openModel } from '../../src/formats/open.js';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
-import type { Tensor, TensorSource } from '../../src/formats/tensor.js';
+import type { Tensor } from '../../src/formats/tensor.js';
 import { detectModel } from '../../src/models/detect.js';
 import { convertModel } from '../../src/tools/convert.js';
 import { extractPart } from '../../src/tools/extract.js';
 import { UserError } from '../../src/util/errors.js';
+import { withSource } from '../helpers/tensor-source.js';
 import { goldenPath } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-convert-'));
@@ -18,15 +18,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
 const tinyFp16 = goldenPath('tiny-sd', 'tiny-sd-fp16.safetensors');
 const tinyCkpt = goldenPath('formats', 'tiny-sd-fp16.ckpt');
-
-async function withSource<T>(path: string, f: (s: TensorSource) => Promise<T>): Promise<T> {
-  const s = await openModel(path);
-  try {
-    return await f(s);
-  } finally {
-    await s.close();
-  }
-}
 
 /** Every tensor of `a` equals the tensor of the same name in `b`, byte for byte (same dtype and shape). */
 async function expectIdentical(a: string, b: string): Promise<void> {

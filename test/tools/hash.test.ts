@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hashCachePath, hashFile } from '../../src/tools/hash.js';
 import { UserError } from '../../src/util/errors.js';
-import { goldenPath } from '../helpers/golden.js';
+import { goldenPath, readPythonJson } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-hash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -41,20 +41,16 @@ describe('hashFile', () => {
   });
 
   it("addnet hash equals A1111's LoRA hash for every LoRA case without a stored sshs_model_hash", async () => {
-    const text = readFileSync(goldenPath('adapters', 'cases.json'), 'utf8').replace(
-      /\b(NaN|-?Infinity)\b/g,
-      'null',
+    const cases = readPythonJson<{
+      cases: {
+        kind: string;
+        adapter?: string;
+        metadata_raw?: Record<string, string>;
+        a1111_on_disk?: { hash: string };
+      }[];
+    }>('adapters', 'cases.json').cases.filter(
+      (c) => c.kind === 'lora_apply' && c.a1111_on_disk && !c.metadata_raw?.sshs_model_hash,
     );
-    const cases = (
-      JSON.parse(text) as {
-        cases: {
-          kind: string;
-          adapter?: string;
-          metadata_raw?: Record<string, string>;
-          a1111_on_disk?: { hash: string };
-        }[];
-      }
-    ).cases.filter((c) => c.kind === 'lora_apply' && c.a1111_on_disk && !c.metadata_raw?.sshs_model_hash);
     expect(cases.length).toBeGreaterThan(0);
     for (const c of cases) {
       const h = await hashFile(goldenPath('adapters', c.adapter!), { noCache: true });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inspectFile, parseMetadata } from '../../src/tools/inspect.js';
-import { goldenPath } from '../helpers/golden.js';
+import { goldenPath, readPythonJson } from '../helpers/golden.js';
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'sdstudio-inspect-'));
 afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
@@ -23,20 +23,14 @@ describe('inspectFile', () => {
   });
 
   it("LoRA alpha: the modules' most common alpha, as A1111 reads it; none when the file has none", async () => {
-    const text = readFileSync(goldenPath('adapters', 'cases.json'), 'utf8').replace(
-      /\b(NaN|-?Infinity)\b/g,
-      'null',
-    );
-    const cases = (
-      JSON.parse(text) as {
-        cases: {
-          kind: string;
-          adapter?: string;
-          file_tensors?: string[];
-          matched_modules?: { alpha: number | null }[];
-        }[];
-      }
-    ).cases.filter((c) => c.kind === 'lora_apply' && c.adapter);
+    const cases = readPythonJson<{
+      cases: {
+        kind: string;
+        adapter?: string;
+        file_tensors?: string[];
+        matched_modules?: { alpha: number | null }[];
+      }[];
+    }>('adapters', 'cases.json').cases.filter((c) => c.kind === 'lora_apply' && c.adapter);
     expect(cases.length).toBeGreaterThan(0);
     let checked = 0;
     for (const c of cases) {
@@ -112,15 +106,11 @@ describe('inspectFile', () => {
   });
 
   it('hypernetwork .pt files report layer_structure and activation as saved', async () => {
-    const text = readFileSync(goldenPath('adapters', 'cases.json'), 'utf8').replace(
-      /\b(NaN|-?Infinity)\b/g,
-      'null',
+    const cases = readPythonJson<{
+      cases: { kind: string; file?: string; created_with?: unknown }[];
+    }>('adapters', 'cases.json').cases.filter(
+      (c) => c.kind === 'hypernetwork' && c.file && typeof c.created_with === 'object',
     );
-    const cases = (
-      JSON.parse(text) as {
-        cases: { kind: string; file?: string; created_with?: unknown }[];
-      }
-    ).cases.filter((c) => c.kind === 'hypernetwork' && c.file && typeof c.created_with === 'object');
     expect(cases.length).toBeGreaterThan(0);
     for (const c of cases) {
       const made = c.created_with as { layer_structure: number[]; activation_func: string };

@@ -5,13 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { castFloats, float32ArrayToTensor, toFloat32 } from '../../src/formats/dtype.js';
 import { openModel } from '../../src/formats/open.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
-import type { Tensor, TensorSource } from '../../src/formats/tensor.js';
+import type { Tensor } from '../../src/formats/tensor.js';
 import { detectModel } from '../../src/models/detect.js';
 import { convertModel } from '../../src/tools/convert.js';
 import { extractPart } from '../../src/tools/extract.js';
 import { hashFile } from '../../src/tools/hash.js';
 import { mergeModels } from '../../src/tools/merge.js';
 import { UserError } from '../../src/util/errors.js';
+import { withSource } from '../helpers/tensor-source.js';
 import { goldenPath } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-merge-'));
@@ -24,15 +25,6 @@ const B = join(dir, 'b.safetensors');
 const INPAINT = join(dir, 'inpaint.safetensors');
 const XL = join(dir, 'xl.safetensors');
 const CONV_IN = 'model.diffusion_model.input_blocks.0.0.weight';
-
-async function withSource<T>(path: string, f: (s: TensorSource) => Promise<T>): Promise<T> {
-  const s = await openModel(path);
-  try {
-    return await f(s);
-  } finally {
-    await s.close();
-  }
-}
 
 /** tiny-sd with some tensors replaced: `edit` returns the new tensor for a name, or undefined to keep it. */
 async function variantOf(out: string, edit: (name: string, t: Tensor) => Tensor | undefined): Promise<void> {
