@@ -34,6 +34,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { numel, type TensorSource } from '../formats/tensor.js';
 import type { GraphBuilder, ParamInit } from '../onnx/builder.js';
+import { UserError } from '../util/errors.js';
 import { encodeModel, OnnxDataType, type TensorProtoObj } from '../onnx/proto.js';
 
 /** Bump when the meaning of a cache entry changes (layout, dtype, param transforms). */
@@ -155,7 +156,11 @@ export async function prepareModel(
   const { entry, index, hit, ephemeral } = await cache.ensure(source, params, graphVersion);
   const model = g.toModel((p) => {
     const slot = index[p.key];
-    if (!slot) throw new Error(`weights cache entry ${entry} lacks ${p.key}`);
+    if (!slot) {
+      throw new UserError(
+        `weights cache entry ${entry} lacks ${p.key} (damaged); delete that folder and run again`,
+      );
+    }
     return external(p, 'weights.bin', slot[0], slot[1]);
   });
   return {
