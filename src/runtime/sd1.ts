@@ -33,7 +33,28 @@ export interface TensorF32 {
   dims: number[];
 }
 
+/** The networks of a checkpoint, as far as their sessions' settings go. */
+export type Sd1Part = 'text' | 'unet' | 'vae';
+
+/**
+ * Session settings per network where the best choice differs (docs/performance.md, measured on
+ * SD 1.5 at 512²). The VAE is 91 % convolutions: level 'all' runs them in MLAS's NCHWc kernels
+ * (≈ 20 % less CPU per decode) and without the memory-pattern planner it peaks 0.6 GB lower and
+ * pays one slow first run instead of two. The UNet stays at 'extended': 'all' takes 45 CPU s to
+ * create its session for no faster step.
+ */
+export const PART_SESSION_DEFAULTS: Readonly<Record<Sd1Part, Readonly<SessionOptions>>> = {
+  text: {},
+  unet: {},
+  vae: { optLevel: 'all', memPattern: false },
+};
+
 export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
+  /**
+   * Session options for one network (VAE = decoder and encoder). Precedence: these, then the
+   * top-level session options that are set (they apply to every part), then PART_SESSION_DEFAULTS.
+   */
+  partSessions?: Partial<Record<Sd1Part, SessionOptions>>;
   /** Hyper-parameters; default: read from the checkpoint's shapes (`sd1ConfigFromTensors`). */
   config?: Sd1Config;
   /** Attention kernel for UNet/VAE (default 'mha': onnxruntime's memory-efficient contrib op). */
@@ -126,7 +147,21 @@ export class Sd1Model {
     return new Sd1Model(this.source, this.config, this.opts, this.ownsSource, on, this.state);
   }
 
-  private session(key: string, version: string, build: () => GraphBuilder): Promise<ort.InferenceSession> {
+  /** The session options for one part (see Sd1LoadOptions.partSessions for the precedence). */
+  sessionOptions(part: Sd1Part): SessionOptions {
+    return {
+      ...PART_SESSION_DEFAULTS[part],
+      ...definedFields(this.opts),
+      ...definedFields(this.opts.partSessions?.[part] ?? {}),
+    };
+  }
+
+  private session(
+    part: Sd1Part,
+    key: string,
+    version: string,
+    build: () => GraphBuilder,
+  ): Promise<ort.InferenceSession> {
     const { sessions, ephemeralEntries } = this.state;
     if (this.state.released) throw new Error('this model has been released');
     let s = sessions.get(key);
@@ -134,7 +169,7 @@ export class Sd1Model {
       s = (async () => {
         const prepared = await prepareModel(build(), version, this.opts);
         if (prepared.ephemeral && prepared.cacheEntry) ephemeralEntries.push(prepared.cacheEntry);
-        return createSession(prepared, this.opts);
+        return createSession(prepared, this.sessionOptions(part));
       })();
       sessions.set(key, s);
       s.catch(() => sessions.delete(key));
@@ -180,7 +215,7 @@ export class Sd1Model {
 
   /** Token ids [batch, 77] → token embeddings [batch, 77, W] (splice textual-inversion vectors here). */
   async tokenEmbeddings(ids: Int32Array | BigInt64Array, batch: number): Promise<TensorF32> {
-    const s = this.session('clip-embed', GRAPH_VERSION.text, () =>
+    const s = this.session('text', 'clip-embed', GRAPH_VERSION.text, () =>
       buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
     );
     const r = await this.run(
@@ -200,7 +235,7 @@ export class Sd1Model {
 
   /** Run the text transformer on token embeddings [B, 77, W] and return the named outputs. */
   async textOutputs(embeds: TensorF32, outputs: string[]): Promise<Record<string, TensorF32>> {
-    const s = this.session('clip-encoder', GRAPH_VERSION.text, () =>
+    const s = this.session('text', 'clip-encoder', GRAPH_VERSION.text, () =>
       buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
     );
     const t = this.config.text;
@@ -238,7 +273,7 @@ export class Sd1Model {
       this.tiling && 't',
     ];
     const key = `unet|${flags.filter(Boolean).join('')}`;
-    return this.session(key, GRAPH_VERSION.unet, () =>
+    return this.session('unet', key, GRAPH_VERSION.unet, () =>
       buildUNetGraph(this.source, this.config.unet, {
         ...variant,
         tiling: this.tiling,
@@ -295,7 +330,7 @@ export class Sd1Model {
 
   /** ldm timestep_embedding and time_embed MLP for timesteps t [N]. */
   async timeEmbedding(t: TensorF32): Promise<{ embedding: TensorF32; timeEmbedOut: TensorF32 }> {
-    const s = this.session('time-embed', GRAPH_VERSION.unet, () =>
+    const s = this.session('unet', 'time-embed', GRAPH_VERSION.unet, () =>
       buildTimestepEmbeddingGraph(this.source, this.config.unet, this.config.prefixes.unet, this.graphOpts),
     );
     const r = await this.run(s, { t: f32(t.data, t.dims) }, ['embedding', 'time_embed_out']);
@@ -306,7 +341,7 @@ export class Sd1Model {
 
   private vaeDecoderSession() {
     const key = `vae-dec${this.opts.debug ? '|d' : ''}${this.tiling ? '|t' : ''}`;
-    return this.session(key, GRAPH_VERSION.vae, () =>
+    return this.session('vae', key, GRAPH_VERSION.vae, () =>
       buildVaeDecoderGraph(this.source, this.config.vae, {
         prefix: this.config.prefixes.vae,
         tiling: this.tiling,
@@ -319,7 +354,7 @@ export class Sd1Model {
 
   private vaeEncoderSession() {
     const key = `vae-enc${this.opts.debug ? '|d' : ''}${this.tiling ? '|t' : ''}`;
-    return this.session(key, GRAPH_VERSION.vae, () =>
+    return this.session('vae', key, GRAPH_VERSION.vae, () =>
       buildVaeEncoderGraph(this.source, this.config.vae, {
         prefix: this.config.prefixes.vae,
         tiling: this.tiling,
@@ -410,7 +445,7 @@ export class Sd1Model {
     for (const part of parts) {
       if (part === 'text') {
         pending.push(
-          this.session('clip-embed', GRAPH_VERSION.text, () =>
+          this.session('text', 'clip-embed', GRAPH_VERSION.text, () =>
             buildClipTokenEmbeddingGraph(
               this.source,
               this.config.text,
@@ -418,7 +453,7 @@ export class Sd1Model {
               this.graphOpts,
             ),
           ),
-          this.session('clip-encoder', GRAPH_VERSION.text, () =>
+          this.session('text', 'clip-encoder', GRAPH_VERSION.text, () =>
             buildClipTextEncoderGraph(
               this.source,
               this.config.text,
@@ -450,6 +485,11 @@ export class Sd1Model {
     for (const e of this.state.ephemeralEntries.splice(0)) await removeEntry(e);
     if (this.ownsSource) await this.source.close();
   }
+}
+
+/** The fields of `o` that are set, so spreading them does not override defaults with undefined. */
+function definedFields<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Open an SD 1.x checkpoint (path or TensorSource); sessions open lazily on first use. */
