@@ -32,6 +32,8 @@ export interface UNetBuildOptions {
   separateKV?: boolean;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
+  /** Query chunk size of plain attention (default DEFAULT_ATTENTION_CHUNK; 0 = never chunk). */
+  attentionChunk?: number;
   /** Seamless tiling: every padded conv wraps around the edges (A1111 "Tiling"). */
   tiling?: boolean;
   /**
@@ -118,6 +120,7 @@ export function buildUNetGraph(
   const g = new GraphBuilder('UNet', src, {
     contribOps: opts.contribOps,
     circularPadding: opts.tiling,
+    attentionChunk: opts.attentionChunk,
   });
   const mc = cfg.modelChannels;
   const embDim = mc * 4;

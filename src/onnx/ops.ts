@@ -226,11 +226,40 @@ export function attention(
   const split = (x: Value) => transpose(g, reshape(g, x, [0, 0, heads, headDim], name), [0, 2, 1, 3], name);
   const qh = scale(g, split(q), 1 / Math.sqrt(headDim), name);
   const kt = transpose(g, reshape(g, k, [0, 0, heads, headDim], name), [0, 2, 3, 1], name);
-  let scores = g.op1('MatMul', [qh, kt], {}, { name });
-  if (mask) scores = add(g, scores, mask, name);
-  const probs = g.op1('Softmax', [scores], { axis: -1 }, { name });
-  const out = g.op1('MatMul', [probs, split(v)], {}, { name });
+  const vh = split(v);
+  const attend = (qc: Value) => {
+    let scores = g.op1('MatMul', [qc, kt], {}, { name });
+    if (mask) scores = add(g, scores, mask, name);
+    const probs = g.op1('Softmax', [scores], { axis: -1 }, { name });
+    return g.op1('MatMul', [probs, vh], {}, { name });
+  };
+  // A mask (CLIP's causal one) is per query, so masked attention is never chunked; it runs at 77.
+  const out = mask || g.attentionChunk === 0 ? attend(qh) : attendChunked(g, qh, attend, name);
   return reshape(g, transpose(g, out, [0, 2, 1, 3], name), [0, 0, heads * headDim], name);
+}
+
+/**
+ * Most query chunks one plain attention is split into; the last takes every query beyond
+ * (MAX_ATTENTION_CHUNKS − 1)·chunk, so memory stays bounded up to that many tokens (16 × 1024:
+ * a 1024² image's top UNet level) and only grows past it.
+ */
+const MAX_ATTENTION_CHUNKS = 16;
+
+/**
+ * Attention on queries qh [B, heads, S, dh] in chunks of g.attentionChunk queries, so the
+ * [B·heads, S, L] score matrix is never held whole. The token count is only known at run time and
+ * the graph has no control flow, so the chunks are Slices with constant bounds: Slice clamps them
+ * to S, and the chunks past S are empty (S ≤ chunk runs as one chunk — no chunking for small S).
+ */
+function attendChunked(g: GraphBuilder, qh: Value, attend: (qc: Value) => Value, name: string): Value {
+  const c = g.attentionChunk;
+  const axis = g.constI64([2]);
+  const parts: Value[] = [];
+  for (let i = 0; i < MAX_ATTENTION_CHUNKS; i++) {
+    const end = i === MAX_ATTENTION_CHUNKS - 1 ? 2 ** 62 : (i + 1) * c;
+    parts.push(attend(g.op1('Slice', [qh, g.constI64([i * c]), g.constI64([end]), axis], {}, { name })));
+  }
+  return concat(g, parts, 2, name);
 }
 
 /** [B, C, H, W] → [B, H·W, C] token layout. */

@@ -61,6 +61,12 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
   attention?: AttentionImpl;
   /** Use com.microsoft contrib ops (default: on the CPU and CUDA providers, which implement them). */
   contribOps?: boolean;
+  /**
+   * Query chunk size of plain attention in the UNet (the form used without contrib ops: webgpu,
+   * dml, coreml); more queries than this are attended in chunks. Default DEFAULT_ATTENTION_CHUNK
+   * (1024); 0 = never chunk.
+   */
+  attentionChunk?: number;
   /** Build UNet/VAE graphs that also output every block (names = checkpoint key prefixes). */
   debug?: boolean;
 }
@@ -280,6 +286,7 @@ export class Sd1Model {
         prefix: this.config.prefixes.unet,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
+        attentionChunk: this.opts.attentionChunk,
       }),
     );
   }
