@@ -31,8 +31,9 @@ export class BrownianNoise {
     sigmaMin: number,
     sigmaMax: number,
   ) {
-    if (!(sigmaMin < sigmaMax))
-      throw new Error(`Brownian noise needs sigmaMin < sigmaMax (${sigmaMin}, ${sigmaMax})`);
+    // Equal ends happen with one step ([sigma_max, 0]): A1111 builds that tree too and never queries it.
+    if (!(sigmaMin <= sigmaMax))
+      throw new Error(`Brownian noise needs sigmaMin <= sigmaMax (${sigmaMin}, ${sigmaMax})`);
     const [a, b] = [Math.fround(sigmaMin), Math.fround(sigmaMax)];
     const [t0, t1, sign] = a < b ? [a, b, 1] : [b, a, -1]; // BatchedBrownianTree.sort
     this.sign = sign;

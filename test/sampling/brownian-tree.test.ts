@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pyRound6, TorchsdeBrownianTree, type SeededRandn } from '../../src/sampling/brownian-tree.js';
 import { seedSequenceState } from '../../src/sampling/seed-sequence.js';
-import { BrownianNoise } from '../../src/sampling/noise.js';
+import { BrownianNoise, imageRngNoise } from '../../src/sampling/noise.js';
+import { planSampling, runSampler, startLatent } from '../../src/sampling/index.js';
+import { DiscreteSchedule, sdAlphasCumprod } from '../../src/sampling/schedules.js';
+import { ImageRng } from '../../src/sampling/seeds.js';
 import { repoRoot } from '../helpers/golden.js';
 
 /** The stand-in for torch.randn that make-torchsde-brownian.py gives torchsde's code. */
@@ -82,5 +85,22 @@ describe('BrownianNoise (k-diffusion BrownianTreeNoiseSampler)', () => {
     const variance = a.reduce((s, v) => s + (v - mean) ** 2, 0) / numel;
     expect(Math.abs(mean)).toBeLessThan(0.1);
     expect(Math.abs(variance - 1)).toBeLessThan(0.1);
+  });
+
+  it('runs a one-step SDE schedule (both tree ends equal), as A1111 does', async () => {
+    const plan = planSampling({
+      sampler: 'DPM++ 2M SDE',
+      steps: 1,
+      schedule: new DiscreteSchedule(sdAlphasCumprod()),
+    });
+    const positive = plan.sigmas.filter((s) => s > 0);
+    const rng = new ImageRng({ shape: [1, 2, 2], seeds: [3] });
+    const brownian = new BrownianNoise(4, [3], Math.min(...positive), Math.max(...positive));
+    const res = await runSampler(
+      plan,
+      { model: async (x) => x.map((v) => v * 0.5), noise: imageRngNoise(rng, brownian) },
+      startLatent(plan, rng.next()),
+    );
+    expect(res.x.every(Number.isFinite)).toBe(true);
   });
 });
