@@ -33,21 +33,61 @@ export const VAE_IO = {
   },
 } as const;
 
+type Debug = (v: Value, name: string) => void;
+
+/** The builder, key prefix, attention form and debug-output hook both VAE graphs start from. */
+function vaeBuilder(name: string, src: TensorSource, opts: VaeBuildOptions) {
+  const p = opts.prefix ?? 'first_stage_model';
+  const g = new GraphBuilder(name, src, { contribOps: opts.contribOps, circularPadding: opts.tiling });
+  const debug: Debug = (v, key) => {
+    if (opts.debug) g.output(v, `${p}.${key}`);
+  };
+  return { g, p, impl: opts.attention ?? 'mha', debug };
+}
+
+/** ldm Encoder/Decoder `mid`: ResnetBlock, AttnBlock, ResnetBlock at one width. */
+function midBlock(
+  g: GraphBuilder,
+  prefix: string,
+  part: string,
+  h: Value,
+  ch: number,
+  impl: AttentionImpl,
+  debug: Debug,
+): Value {
+  h = vaeResnetBlock(g, `${prefix}.mid.block_1`, h, ch, ch);
+  debug(h, `${part}.mid.block_1`);
+  h = vaeAttnBlock(g, `${prefix}.mid.attn_1`, h, ch, impl);
+  debug(h, `${part}.mid.attn_1`);
+  h = vaeResnetBlock(g, `${prefix}.mid.block_2`, h, ch, ch);
+  debug(h, `${part}.mid.block_2`);
+  return h;
+}
+
+/** ldm Encoder/Decoder tail: norm_out, SiLU, conv_out. */
+function outBlock(
+  g: GraphBuilder,
+  prefix: string,
+  part: string,
+  h: Value,
+  ch: number,
+  outCh: number,
+  debug: Debug,
+): Value {
+  h = groupNorm(g, h, `${prefix}.norm_out`, ch, GROUPS, VAE_GN_EPS);
+  debug(h, `${part}.norm_out`);
+  h = conv2d(g, silu(g, h, `${prefix}.norm_out`), `${prefix}.conv_out`, ch, outCh, 3);
+  debug(h, `${part}.conv_out`);
+  return h;
+}
+
 /** first_stage_model.decode(z): post_quant_conv then Decoder. z [B, zc, h, w] → image [B, 3, 8h, 8w]. */
 export function buildVaeDecoderGraph(
   src: TensorSource,
   cfg: VaeConfig,
   opts: VaeBuildOptions = {},
 ): GraphBuilder {
-  const p = opts.prefix ?? 'first_stage_model';
-  const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('VAE decoder', src, {
-    contribOps: opts.contribOps,
-    circularPadding: opts.tiling,
-  });
-  const debug = (v: Value, name: string) => {
-    if (opts.debug) g.output(v, `${p}.${name}`);
-  };
+  const { g, p, impl, debug } = vaeBuilder('VAE decoder', src, opts);
   const levels = cfg.chMult.length;
   let h: Value = g.input(VAE_IO.decoder.z, 'float32', ['batch', cfg.embedDim, 'height', 'width']);
   if (cfg.hasQuantConv) {
@@ -58,12 +98,7 @@ export function buildVaeDecoderGraph(
   let ch = cfg.ch * cfg.chMult[levels - 1]!;
   h = conv2d(g, h, `${d}.conv_in`, cfg.zChannels, ch, 3);
   debug(h, 'decoder.conv_in');
-  h = vaeResnetBlock(g, `${d}.mid.block_1`, h, ch, ch);
-  debug(h, 'decoder.mid.block_1');
-  h = vaeAttnBlock(g, `${d}.mid.attn_1`, h, ch, impl);
-  debug(h, 'decoder.mid.attn_1');
-  h = vaeResnetBlock(g, `${d}.mid.block_2`, h, ch, ch);
-  debug(h, 'decoder.mid.block_2');
+  h = midBlock(g, d, 'decoder', h, ch, impl, debug);
   for (let level = levels - 1; level >= 0; level--) {
     const outCh = cfg.ch * cfg.chMult[level]!;
     for (let b = 0; b <= cfg.numResBlocks; b++) {
@@ -76,10 +111,7 @@ export function buildVaeDecoderGraph(
       debug(h, `decoder.up.${level}.upsample`);
     }
   }
-  h = groupNorm(g, h, `${d}.norm_out`, ch, GROUPS, VAE_GN_EPS);
-  debug(h, 'decoder.norm_out');
-  h = conv2d(g, silu(g, h, `${d}.norm_out`), `${d}.conv_out`, ch, cfg.outChannels, 3);
-  debug(h, 'decoder.conv_out');
+  h = outBlock(g, d, 'decoder', h, ch, cfg.outChannels, debug);
   g.output(h, VAE_IO.decoder.image, 'float32', ['batch', cfg.outChannels, 'out_height', 'out_width']);
   return g;
 }
@@ -94,15 +126,7 @@ export function buildVaeEncoderGraph(
   cfg: VaeConfig,
   opts: VaeBuildOptions = {},
 ): GraphBuilder {
-  const p = opts.prefix ?? 'first_stage_model';
-  const impl = opts.attention ?? 'mha';
-  const g = new GraphBuilder('VAE encoder', src, {
-    contribOps: opts.contribOps,
-    circularPadding: opts.tiling,
-  });
-  const debug = (v: Value, name: string) => {
-    if (opts.debug) g.output(v, `${p}.${name}`);
-  };
+  const { g, p, impl, debug } = vaeBuilder('VAE encoder', src, opts);
   const levels = cfg.chMult.length;
   const e = `${p}.encoder`;
   const image = g.input(VAE_IO.encoder.image, 'float32', ['batch', cfg.inChannels, 'height', 'width']);
@@ -129,16 +153,8 @@ export function buildVaeEncoderGraph(
       debug(h, `encoder.down.${level}.downsample`);
     }
   }
-  h = vaeResnetBlock(g, `${e}.mid.block_1`, h, ch, ch);
-  debug(h, 'encoder.mid.block_1');
-  h = vaeAttnBlock(g, `${e}.mid.attn_1`, h, ch, impl);
-  debug(h, 'encoder.mid.attn_1');
-  h = vaeResnetBlock(g, `${e}.mid.block_2`, h, ch, ch);
-  debug(h, 'encoder.mid.block_2');
-  h = groupNorm(g, h, `${e}.norm_out`, ch, GROUPS, VAE_GN_EPS);
-  debug(h, 'encoder.norm_out');
-  h = conv2d(g, silu(g, h, `${e}.norm_out`), `${e}.conv_out`, ch, 2 * cfg.zChannels, 3);
-  debug(h, 'encoder.conv_out');
+  h = midBlock(g, e, 'encoder', h, ch, impl, debug);
+  h = outBlock(g, e, 'encoder', h, ch, 2 * cfg.zChannels, debug);
   if (cfg.hasQuantConv) {
     h = conv2d(g, h, `${p}.quant_conv`, 2 * cfg.zChannels, 2 * cfg.embedDim, 1);
     debug(h, 'quant_conv');
