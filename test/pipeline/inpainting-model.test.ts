@@ -83,6 +83,19 @@ const mask: DecodedImage = (() => {
   return { rgba, width: 64, height: 64, hasAlpha: false };
 })();
 
+/** The img2img job both inpainting tests run (fresh each time). */
+function inpaintParams() {
+  return withDefaults({
+    prompt: 'a cat',
+    seed: 4,
+    steps: 3,
+    width: 64,
+    height: 64,
+    mask_blur: 0,
+    inpaint_full_res: false,
+  });
+}
+
 describe('9-channel inpainting models', () => {
   it('are recognised', () => {
     expect(base.inpainting).toBe(false);
@@ -96,30 +109,14 @@ describe('9-channel inpainting models', () => {
     const d = differing(a, b);
     expect(d.max).toBeLessThanOrEqual(1);
     expect(d.count / a.data.length).toBeLessThanOrEqual(0.01);
-    const q = withDefaults({
-      prompt: 'a cat',
-      seed: 4,
-      steps: 3,
-      width: 64,
-      height: 64,
-      mask_blur: 0,
-      inpaint_full_res: false,
-    });
+    const q = inpaintParams();
     const c = (await generate(base, q, 'img2img', { initImages: [init], mask })).images[0]!.image;
     const e = (await generate(zeroExtra, q, 'img2img', { initImages: [init], mask })).images[0]!.image;
     expect(differing(c, e).max).toBeLessThanOrEqual(1);
   });
 
   it('use the masked-image conditioning, and the composite keeps the unmasked pixels', async () => {
-    const q = withDefaults({
-      prompt: 'a cat',
-      seed: 4,
-      steps: 3,
-      width: 64,
-      height: 64,
-      mask_blur: 0,
-      inpaint_full_res: false,
-    });
+    const q = inpaintParams();
     const z = (await generate(zeroExtra, q, 'img2img', { initImages: [init], mask })).images[0]!.image;
     const r = (await generate(randomExtra, q, 'img2img', { initImages: [init], mask })).images[0]!.image;
     expect(differing(z, r).count).toBeGreaterThan(100);
