@@ -519,6 +519,8 @@ export async function generate(
 
   const results: GeneratedImage[] = [];
   let interrupted = false;
+  // An inpainting model's txt2img conditioning (a VAE encode) is the same for every batch: once.
+  let firstPassConditioning: Promise<Float32Array | undefined> | undefined;
   for (let n = 0; n < p.n_iter; n++) {
     if (hooks.stop?.interrupted) {
       interrupted = true;
@@ -595,7 +597,12 @@ export async function generate(
         x0: null,
         noise,
         dims,
-        imageConditioning: await txt2imgConditioning(model, p.width, p.height, p.batch_size),
+        imageConditioning: await (firstPassConditioning ??= txt2imgConditioning(
+          model,
+          p.width,
+          p.height,
+          p.batch_size,
+        )),
         hooks,
         progress: { phase: 'first pass', job: hires ? n * 2 : n, jobCount },
       });
