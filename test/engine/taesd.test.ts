@@ -15,7 +15,7 @@ import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors
 import type { Tensor } from '../../src/formats/tensor.js';
 import { buildTaesdDecoderGraph, taesdDecoderLayout } from '../../src/models/taesd.js';
 import { generate } from '../../src/pipeline/generate.js';
-import { loadModel, type LoadedModel } from '../../src/pipeline/model.js';
+import type { LoadedModel } from '../../src/pipeline/model.js';
 import { withDefaults } from '../../src/pipeline/params.js';
 import {
   findTaesdDecoder,
@@ -26,6 +26,7 @@ import {
 import { UserError } from '../../src/util/errors.js';
 import { buildZip, stateDictPickle } from '../formats/craft.js';
 import { clipVocabPath, goldenPath, repoRoot } from '../helpers/golden.js';
+import { loadTinyModel } from '../helpers/tiny-model.js';
 
 // ---- the upstream decoder, written out independently of src/models/taesd.ts ----
 
@@ -344,10 +345,7 @@ describe('TAESD live previews in the generation loop', () => {
       join(withFile, 'models', 'VAE-taesd', 'taesd_decoder.safetensors'),
       toTensors(weights),
     );
-    model = await loadModel({
-      checkpoint: goldenPath('tiny-sd', 'tiny-sd.safetensors'),
-      clipVocab: clipVocabPath(),
-    });
+    model = await loadTinyModel();
   });
   afterAll(async () => {
     await model?.release();

@@ -7,17 +7,14 @@ import { parseInfotext } from '../../src/prompt/infotext.js';
 import { generate, type StopFlags } from '../../src/pipeline/generate.js';
 import type { DecodedImage } from '../../src/pipeline/images.js';
 import { paramsFromInfotext } from '../../src/pipeline/infotext-fields.js';
-import { loadModel, type LoadedModel } from '../../src/pipeline/model.js';
+import type { LoadedModel } from '../../src/pipeline/model.js';
 import { encodePngWithInfotext } from '../../src/pipeline/outputs.js';
 import { SAMPLERS, withDefaults, type GenerationParams } from '../../src/pipeline/params.js';
-import { clipVocabPath, goldenPath } from '../helpers/golden.js';
+import { loadTinyModel } from '../helpers/tiny-model.js';
 
 let model: LoadedModel;
 beforeAll(async () => {
-  model = await loadModel({
-    checkpoint: goldenPath('tiny-sd', 'tiny-sd.safetensors'),
-    clipVocab: clipVocabPath(),
-  });
+  model = await loadTinyModel();
 });
 afterAll(async () => {
   await model?.release();

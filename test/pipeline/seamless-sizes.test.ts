@@ -7,16 +7,13 @@ import { parseInfotext } from '../../src/prompt/infotext.js';
 import { generate } from '../../src/pipeline/generate.js';
 import type { RgbImage } from '../../src/pipeline/images.js';
 import { paramsFromInfotext } from '../../src/pipeline/infotext-fields.js';
-import { loadModel, type LoadedModel } from '../../src/pipeline/model.js';
+import type { LoadedModel } from '../../src/pipeline/model.js';
 import { withDefaults } from '../../src/pipeline/params.js';
-import { clipVocabPath, goldenPath } from '../helpers/golden.js';
+import { loadTinyModel } from '../helpers/tiny-model.js';
 
 let model: LoadedModel;
 beforeAll(async () => {
-  model = await loadModel({
-    checkpoint: goldenPath('tiny-sd', 'tiny-sd.safetensors'),
-    clipVocab: clipVocabPath(),
-  });
+  model = await loadTinyModel();
 });
 afterAll(async () => {
   await model?.release();
