@@ -14,7 +14,7 @@ import {
   type PyGlobal,
   type PyObject,
 } from './pickle.js';
-import type { DType } from './tensor.js';
+import { DTYPE_BYTES, type DType } from './tensor.js';
 
 /** Storage classes torch pickles, by the dtype of their elements. */
 export const STORAGE_DTYPES: Record<string, DType> = {
@@ -175,19 +175,6 @@ function asIntList(v: unknown, what: string, source: string): number[] {
   return v as number[];
 }
 
-const ELEMENT_BYTES: Record<DType, number> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
-};
-
 /** `_rebuild_tensor_v2(storage, storage_offset, size, stride, ...)`, checked before anything is read. */
 function rebuildTensor(args: unknown[], ctx: GlobalContext): LazyTensor {
   const [storage, offset, size, stride] = args;
@@ -208,7 +195,7 @@ function rebuildTensor(args: unknown[], ctx: GlobalContext): LazyTensor {
     numel *= shape[i]!;
     if (shape[i]! > 0) maxIndex += (shape[i]! - 1) * strides[i]!;
   }
-  const eb = ELEMENT_BYTES[st.dtype];
+  const eb = DTYPE_BYTES[st.dtype];
   if (numel > 0) {
     if (!Number.isSafeInteger(maxIndex) || maxIndex >= st.numel) {
       throw new UnsafeFileError(
