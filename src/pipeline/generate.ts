@@ -555,28 +555,32 @@ export async function generate(
     let noise = rng.next();
     let latents: Float32Array;
     let stopped: 'interrupt' | 'skip' | undefined;
+    // What the first pass samples with, txt2img or img2img.
+    const pass = {
+      model,
+      p,
+      sampler: resolved.sampler,
+      scheduler: resolved.schedulerName,
+      steps: p.steps,
+      conds,
+      rng,
+      seeds: bSeeds,
+      dims,
+      hooks,
+    };
     if (prep) {
       const mult = p.initial_noise_multiplier ?? 1;
       if (mult !== 1) noise = noise.map((v) => v * mult);
       const init = concat(prep.initLatents);
       const nmask = prep.nmask ? concat(Array.from({ length: p.batch_size }, () => prep!.nmask!)) : undefined;
       const r = await sample({
-        model,
-        p,
-        sampler: resolved.sampler,
-        scheduler: resolved.schedulerName,
-        steps: p.steps,
-        conds,
-        rng,
-        seeds: bSeeds,
+        ...pass,
         x0: init,
         noise,
-        dims,
         denoisingStrength: p.denoising_strength,
         imageConditioning: prep.imageConditioning ? concat(prep.imageConditioning) : undefined,
         initLatent: nmask ? init : undefined,
         nmask,
-        hooks,
         progress: { phase: 'img2img', job: n, jobCount },
       });
       latents = r.x;
@@ -586,24 +590,15 @@ export async function generate(
           latents[k] = latents[k]! * nmask[k]! + init[k]! * (1 - nmask[k]!);
     } else {
       const r = await sample({
-        model,
-        p,
-        sampler: resolved.sampler,
-        scheduler: resolved.schedulerName,
-        steps: p.steps,
-        conds,
-        rng,
-        seeds: bSeeds,
+        ...pass,
         x0: null,
         noise,
-        dims,
         imageConditioning: await (firstPassConditioning ??= txt2imgConditioning(
           model,
           p.width,
           p.height,
           p.batch_size,
         )),
-        hooks,
         progress: { phase: 'first pass', job: hires ? n * 2 : n, jobCount },
       });
       latents = r.x;
