@@ -63,6 +63,8 @@ function stackPadded(conds: readonly TensorF32[]): TensorF32 {
 export class CfgDenoiser {
   /** Model calls so far: A1111 advances the prompt-editing step per call. */
   step = 0;
+  /** The contexts of the last call, reused while prompt editing picks the same conds. */
+  private contexts?: { picked: TensorF32[]; cond: TensorF32; uncond: TensorF32; joint?: TensorF32 };
 
   constructor(private readonly o: DenoiserOptions) {}
 
@@ -115,6 +117,30 @@ export class CfgDenoiser {
   readonly epsModel = (x: Float32Array, t: number): Promise<Float32Array> =>
     this.guided(x, 1, t, 0, (_xv, e) => e);
 
+  /**
+   * The cond and uncond batches (padded to their longest), and both as one batch when their token
+   * lengths agree. Built again only when prompt editing switches a conditioning.
+   */
+  private contextsFor(conds: TensorF32[], unconds: TensorF32[]) {
+    const picked = [...conds, ...unconds];
+    const last = this.contexts;
+    if (last && last.picked.length === picked.length && last.picked.every((c, i) => c === picked[i]))
+      return last;
+    const cond = stackPadded(conds);
+    const uncond = stackPadded(unconds);
+    let joint: TensorF32 | undefined;
+    if (cond.dims[1] === uncond.dims[1]) {
+      joint = {
+        data: new Float32Array(cond.data.length + uncond.data.length),
+        dims: [conds.length + unconds.length, cond.dims[1]!, cond.dims[2]!],
+      };
+      joint.data.set(cond.data);
+      joint.data.set(uncond.data, cond.data.length);
+    }
+    this.contexts = { picked, cond, uncond, joint };
+    return this.contexts;
+  }
+
   /** One guided prediction: every image with each AND part and its uncond, combined with CFG. */
   private async guided(
     x: Float32Array,
@@ -140,19 +166,12 @@ export class CfgDenoiser {
       }
     });
     const unconds = images.map((img) => condAtStep(img.uncond, this.step));
-    const condBatch = stackPadded(conds);
-    const uncondBatch = stackPadded(unconds);
+    const { cond: condBatch, uncond: uncondBatch, joint } = this.contextsFor(conds, unconds);
     const uncondXs = images.map((_, i) => x.subarray(i * n, (i + 1) * n));
     const uncondRows = images.map((_, i) => i);
     let epsAll: Float32Array;
-    if (condBatch.dims[1] === uncondBatch.dims[1]) {
-      const ctx: TensorF32 = {
-        data: new Float32Array(condBatch.data.length + uncondBatch.data.length),
-        dims: [conds.length + unconds.length, condBatch.dims[1]!, condBatch.dims[2]!],
-      };
-      ctx.data.set(condBatch.data);
-      ctx.data.set(uncondBatch.data, condBatch.data.length);
-      epsAll = await this.eps([...xs, ...uncondXs], [...condRows, ...uncondRows], cIn, t, sigma, ctx);
+    if (joint) {
+      epsAll = await this.eps([...xs, ...uncondXs], [...condRows, ...uncondRows], cIn, t, sigma, joint);
     } else {
       const epsCond = await this.eps(xs, condRows, cIn, t, sigma, condBatch);
       const epsUncond = await this.eps(uncondXs, uncondRows, cIn, t, sigma, uncondBatch);
