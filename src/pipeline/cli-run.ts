@@ -281,7 +281,9 @@ async function paramsFromImage(path: string): Promise<Partial<GenerationParams>>
   const { parseInfotext } = await import('../prompt/infotext.js');
   const { geninfo } = await readGenerationInfo(path);
   if (!geninfo)
-    throw new UserError(`${path} has no generation parameters (no A1111 "parameters" text in it)`);
+    throw new UserError(
+      `${path} has no generation parameters (no A1111 "parameters" text in it); give an image SD Studio or A1111 saved, or drop --params`,
+    );
   return paramsFromInfotext(parseInfotext(geninfo));
 }
 
@@ -358,7 +360,10 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     if (!existsSync(file)) throw new UserError(`--styles needs ${file}; create it or drop --styles`);
     styles = await (await import('../prompt/styles.js')).loadStyles(file);
     const missing = params.styles.filter((s) => !styles!.some((x) => x.name === s));
-    if (missing.length) throw new UserError(`style "${missing[0]}" is not in ${file}`);
+    if (missing.length)
+      throw new UserError(
+        `style "${missing[0]}" is not in ${file}; its styles are: ${styles.map((x) => x.name).join(', ') || 'none'}`,
+      );
   }
 
   const initImages = initPath ? [await readImageFile(initPath, 'init image')] : undefined;

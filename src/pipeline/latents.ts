@@ -73,7 +73,7 @@ export function interpolate(
   const [b, c, h, w] = dims;
   if (x.length !== b * c * h * w) throw new Error(`latent has ${x.length} values, expected ${b * c * h * w}`);
   if (!(outH > 0 && outW > 0) || b * c * outH * outW > 2 ** 30) {
-    throw new UserError(`cannot resize a latent to ${outW}x${outH}`);
+    throw new UserError(`cannot resize a latent to ${outW}x${outH}; choose a positive, smaller hires size`);
   }
   const ty = axisTaps(h, outH, mode);
   const tx = axisTaps(w, outW, mode);
@@ -117,7 +117,8 @@ export function cropLatent(
   const [b, c, h, w] = dims;
   const nh = h - top - bottom;
   const nw = w - left - right;
-  if (nh <= 0 || nw <= 0) throw new UserError('the hires fix crop leaves nothing of the image');
+  if (nh <= 0 || nw <= 0)
+    throw new UserError('the hires fix crop leaves nothing of the image; choose a larger hires size');
   const out = new Float32Array(b * c * nh * nw);
   for (let p = 0; p < b * c; p++) {
     for (let y = 0; y < nh; y++) {
