@@ -242,7 +242,7 @@ async function main(): Promise<void> {
       warmup: args.probeOptions.warmup,
       attention: args.probeOptions.attention ?? 'engine default',
       opt_level: args.probeOptions.optLevel ?? 'engine default',
-      threads: args.probeOptions.threads ?? 'onnxruntime default',
+      threads: args.probeOptions.threads ?? 'engine default (all CPUs)',
       mem_arena: args.probeOptions.memArena === undefined ? 'engine default' : args.probeOptions.memArena,
       txt2img_steps: args.steps,
     },
