@@ -94,7 +94,8 @@ function findCheckpointPath(nameOrPath: string | undefined, dataDir: string): st
   throw new UserError(
     `model "${nameOrPath}" not found in ${dir}` +
       (all.length ? ` (found: ${all.map((p) => basename(p)).join(', ')})` : '') +
-      `; put the checkpoint there or pass --model PATH`,
+      `; put the checkpoint there or pass --model PATH (no model yet? any SD 1.5 checkpoint works, e.g.` +
+      ` v1-5-pruned-emaonly.safetensors from https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5)`,
     4,
   );
 }
