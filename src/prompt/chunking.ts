@@ -3,7 +3,7 @@
  * 77-token chunks `[BOS] + 75 tokens + [EOS]`, padded with EOS, each token with its attention weight.
  * `BREAK` closes the chunk; a chunk that overflows is closed after a comma found within the last
  * `commaPaddingBacktrack` tokens; textual-inversion embeddings found by name take their vector count
- * of positions (id 0 placeholders, recorded in `fixes`).
+ * of positions (token id 0 in those slots, the vectors recorded in `fixes`).
  */
 import { parsePromptAttention, type PromptFragment } from './attention.js';
 
