@@ -8,9 +8,9 @@
  *
  *   npx tsx bench/experiments/network.ts --net unet --variants mha/extended,plain/extended,mha/all
  *   npx tsx bench/experiments/network.ts --net vae --variants mha/extended
- *   variant = attention/optLevel[/nopattern][/noarena][/nospin][/threadsN]
+ *   variant = attention/optLevel[/nopattern][/noarena][/nospin][/threadsN][/int8]
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +21,7 @@ import { buildUNetGraph } from '../../src/models/unet.js';
 import { buildVaeDecoderGraph } from '../../src/models/vae.js';
 import type { AttentionImpl } from '../../src/onnx/ops.js';
 import type { OptLevel } from '../../src/runtime/session.js';
+import { Int8WeightSource } from '../../src/runtime/quantize.js';
 import { prepareModel } from '../../src/runtime/weights.js';
 import { median, peakRssMb, runChild, timed } from '../measure.js';
 import { ensureRandomSd15 } from '../random-sd15.js';
@@ -60,8 +61,10 @@ async function runVariant(variant: string): Promise<Result> {
     const g =
       values.net === 'vae'
         ? buildVaeDecoderGraph(src, cfg.vae, { attention })
-        : buildUNetGraph(src, cfg.unet, { attention });
-    return prepareModel(g, `experiment-${values.net}`);
+        : flags.includes('int8')
+          ? buildUNetGraph(new Int8WeightSource(src), cfg.unet, { attention, precision: 'int8' })
+          : buildUNetGraph(src, cfg.unet, { attention });
+    return prepareModel(g, `experiment-${values.net}${flags.includes('int8') ? '-int8' : ''}`);
   });
   const profilePrefix = join(tmpdir(), `sdstudio-ort-profile-${process.pid}`);
   const profiling = process.env.SDSTUDIO_ORT_PROFILE === '1';
@@ -125,7 +128,7 @@ async function runVariant(variant: string): Promise<Result> {
       enableProfiling: true,
       profileFilePrefix: profilePrefix,
     });
-    for (let i = 0; i < 2; i++) await profSession.run(feeds);
+    for (let i = 0; i < 3; i++) await profSession.run(feeds);
     profSession.endProfiling();
     await profSession.release();
     printProfile(profilePrefix);
@@ -151,7 +154,7 @@ interface ProfileEvent {
   cat: string;
   name: string;
   dur: number;
-  args?: { op_name?: string };
+  args?: { op_name?: string; [k: string]: unknown };
 }
 
 /** onnxruntime's per-node kernel times of the last profiled run, summed by op type. */
@@ -172,6 +175,15 @@ function printProfile(prefix: string): void {
     }
     const total = [...byOp.values()].reduce((a, b) => a + b, 0);
     process.stderr.write(`  profile of one run: ${(total / 1e6).toFixed(2)} s in kernels\n`);
+    // SDSTUDIO_ORT_PROFILE_NODES=path: every node's kernel time of that run as JSON lines.
+    const nodesOut = process.env.SDSTUDIO_ORT_PROFILE_NODES;
+    if (nodesOut) {
+      const lines = events
+        .slice(from)
+        .filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'))
+        .map((e) => JSON.stringify({ node: e.name.slice(0, -'_kernel_time'.length), us: e.dur, ...e.args }));
+      writeFileSync(nodesOut, lines.join('\n') + '\n');
+    }
     for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
       process.stderr.write(
         `  ${op.padEnd(28)} ${(us / 1e6).toFixed(3)} s  ${((100 * us) / total).toFixed(1)}%\n`,

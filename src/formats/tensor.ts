@@ -57,6 +57,11 @@ export interface TensorSource {
   readFloat32(name: string): Promise<Float32Array>;
   /** The tensor's bytes as a contiguous region of a file on disk, when they are stored that way. */
   location(name: string): FileLocation | undefined;
+  /**
+   * For a tensor computed from stored ones (e.g. quantized weights): where the tensor it is
+   * derived from is stored, so caches of the computed bytes can recognise the checkpoint again.
+   */
+  derivedFrom?(name: string): FileLocation | undefined;
   close(): Promise<void>;
 }
 

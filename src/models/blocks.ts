@@ -13,7 +13,7 @@ import {
   layerNorm,
   linear,
   mul,
-  reshape,
+  perChannel,
   silu,
   splitEqual,
   toTokens,
@@ -43,8 +43,9 @@ export function unetResBlock(
 ): Value {
   let h = silu(g, groupNorm(g, x, `${p}.in_layers.0`, inCh, GROUPS, UNET_GN_EPS), p);
   h = conv2d(g, h, `${p}.in_layers.2`, inCh, outCh, 3);
-  const e = linear(g, embAct, `${p}.emb_layers.1`, embDim, outCh);
-  h = add(g, h, reshape(g, e, [0, outCh, 1, 1], p), p);
+  // Two rows of input (batch): not worth int8.
+  const e = linear(g, embAct, `${p}.emb_layers.1`, embDim, outCh, true, { int8: false });
+  h = add(g, h, perChannel(g, e, outCh, p), p);
   h = silu(g, groupNorm(g, h, `${p}.out_layers.0`, outCh, GROUPS, UNET_GN_EPS), p);
   h = conv2d(g, h, `${p}.out_layers.3`, outCh, outCh, 3);
   const skip = inCh === outCh ? x : conv2d(g, x, `${p}.skip_connection`, inCh, outCh, 1);
@@ -73,9 +74,12 @@ export function crossAttention(
   impl: AttentionImpl,
 ): Value {
   const headDim = dim / heads;
+  // In an int8 graph keys/values of the text context stay float32: 77 rows, and CLIP's hidden
+  // states have outlier channels that per-tensor quantization would flatten.
+  const selfAttention = kIn === x && vIn === x;
   const q = linear(g, x, `${p}.to_q`, dim, dim, false);
-  const k = linear(g, kIn, `${p}.to_k`, kvDim, dim, false);
-  const v = linear(g, vIn, `${p}.to_v`, kvDim, dim, false);
+  const k = linear(g, kIn, `${p}.to_k`, kvDim, dim, false, { int8: selfAttention });
+  const v = linear(g, vIn, `${p}.to_v`, kvDim, dim, false, { int8: selfAttention });
   const o = attention(g, q, k, v, heads, headDim, impl, p);
   return linear(g, o, `${p}.to_out.0`, dim, dim);
 }
@@ -122,8 +126,8 @@ export function spatialTransformer(
 ): Value {
   const n = groupNorm(g, x, `${p}.norm`, channels, GROUPS, TRANSFORMER_GN_EPS);
   let t: Value;
-  if (linearProj) t = linear(g, toTokens(g, n, p), `${p}.proj_in`, channels, channels);
-  else t = toTokens(g, conv2d(g, n, `${p}.proj_in`, channels, channels, 1), p);
+  if (linearProj) t = linear(g, toTokens(g, n, channels, p), `${p}.proj_in`, channels, channels);
+  else t = toTokens(g, conv2d(g, n, `${p}.proj_in`, channels, channels, 1), channels, p);
   for (let i = 0; i < depth; i++) {
     t = transformerBlock(g, `${p}.transformer_blocks.${i}`, t, channels, heads, contextDim, ctx);
   }
@@ -151,9 +155,9 @@ export function vaeResnetBlock(g: GraphBuilder, p: string, x: Value, inCh: numbe
 /** model.py AttnBlock: single-head self-attention over H·W positions with 1×1 conv q/k/v/proj_out. */
 export function vaeAttnBlock(g: GraphBuilder, p: string, x: Value, ch: number, impl: AttentionImpl): Value {
   const n = groupNorm(g, x, `${p}.norm`, ch, GROUPS, VAE_GN_EPS);
-  const q = toTokens(g, conv2d(g, n, `${p}.q`, ch, ch, 1), `${p}.q`);
-  const k = toTokens(g, conv2d(g, n, `${p}.k`, ch, ch, 1), `${p}.k`);
-  const v = toTokens(g, conv2d(g, n, `${p}.v`, ch, ch, 1), `${p}.v`);
+  const q = toTokens(g, conv2d(g, n, `${p}.q`, ch, ch, 1), ch, `${p}.q`);
+  const k = toTokens(g, conv2d(g, n, `${p}.k`, ch, ch, 1), ch, `${p}.k`);
+  const v = toTokens(g, conv2d(g, n, `${p}.v`, ch, ch, 1), ch, `${p}.v`);
   const o = fromTokens(g, attention(g, q, k, v, 1, ch, impl, p), x, p);
   return add(g, x, conv2d(g, o, `${p}.proj_out`, ch, ch, 1), p);
 }

@@ -6,6 +6,7 @@ import type { TensorSource } from '../formats/tensor.js';
 import { GraphBuilder, type GraphOptions, type Value } from '../onnx/builder.js';
 import {
   add,
+  channelAxis,
   concat,
   conv2d,
   groupNorm,
@@ -14,6 +15,8 @@ import {
   reshape,
   resizeNearestLike,
   silu,
+  toNchw,
+  toNhwc,
   upsampleNearest2x,
   type AttentionImpl,
 } from '../onnx/ops.js';
@@ -42,7 +45,16 @@ export interface UNetBuildOptions {
    * sd_hijack_unet does. Off by default: the extra Resize only costs where it is needed.
    */
   matchSkipSizes?: boolean;
+  /**
+   * 'int8': the opt-in fast UNet — channels-last activations, convolutions and the transformers'
+   * linear layers in int8 (weights from runtime/quantize.ts, `src` must provide `#q8` tensors),
+   * attention, norms and the small layers in float32. Inputs and outputs stay NCHW float32.
+   * 'nhwc': the same channels-last graph entirely in float32 (checks the layout against 'fp32').
+   */
+  precision?: UNetPrecision;
 }
+
+export type UNetPrecision = 'fp32' | 'int8' | 'nhwc';
 
 /** Input/output names of the UNet graph. */
 export const UNET_IO = { x: 'x', t: 'timesteps', context: 'context', eps: 'eps' } as const;
@@ -71,8 +83,12 @@ export function timestepEmbedding(g: GraphBuilder, t: Value, dim: number, maxPer
 
 /** time_embed: Linear(mc → 4mc), SiLU, Linear(4mc → 4mc). */
 export function timeEmbed(g: GraphBuilder, p: string, emb: Value, mc: number): Value {
-  const h = silu(g, linear(g, emb, `${p}.time_embed.0`, mc, mc * 4), `${p}.time_embed`);
-  return linear(g, h, `${p}.time_embed.2`, mc * 4, mc * 4);
+  const h = silu(
+    g,
+    linear(g, emb, `${p}.time_embed.0`, mc, mc * 4, true, { int8: false }),
+    `${p}.time_embed`,
+  );
+  return linear(g, h, `${p}.time_embed.2`, mc * 4, mc * 4, true, { int8: false });
 }
 
 /** A graph t [N] → `embedding` [N, mc], `time_embed_out` [N, 4mc] (for conformance checks and tools). */
@@ -117,11 +133,18 @@ export function buildUNetGraph(
 ): GraphBuilder {
   const p = opts.prefix ?? 'model.diffusion_model';
   const impl = opts.attention ?? 'mha';
+  const precision = opts.precision ?? 'fp32';
   const g = new GraphBuilder('UNet', src, {
     contribOps: opts.contribOps,
     circularPadding: opts.tiling,
     attentionChunk: opts.attentionChunk,
+    layout: precision === 'fp32' ? 'nchw' : 'nhwc',
+    int8: precision === 'int8',
   });
+  const nhwc = g.layout === 'nhwc';
+  const cAxis = channelAxis(g);
+  /** An NCHW graph input in the graph's layout. */
+  const inLayout = (v: Value) => (nhwc ? toNhwc(g, v) : v);
   const mc = cfg.modelChannels;
   const embDim = mc * 4;
   const levels = cfg.channelMult.length;
@@ -137,7 +160,7 @@ export function buildUNetGraph(
     ctx.contextV = g.input('context_v', 'float32', ['batch', 'tokens', cfg.contextDim]);
   }
   const debug = (v: Value, name: string) => {
-    if (opts.debug) g.output(v, name);
+    if (opts.debug) g.output(nhwc && name !== `${p}.time_embed` ? toNchw(g, v, name) : v, name);
   };
 
   const emb = timeEmbed(g, p, timestepEmbedding(g, t, mc), mc);
@@ -159,7 +182,8 @@ export function buildUNetGraph(
 
   // Input blocks.
   const skips: { v: Value; ch: number }[] = [];
-  let h = conv2d(g, x, `${p}.input_blocks.0.0`, cfg.inChannels, mc, 3);
+  // The first and last convolutions see the latent itself (4 channels): always float32.
+  let h = conv2d(g, inLayout(x), `${p}.input_blocks.0.0`, cfg.inChannels, mc, 3, { int8: false });
   let ch = mc;
   let ds = 1;
   let idx = 0;
@@ -192,7 +216,12 @@ export function buildUNetGraph(
   h = transformer(`${mp}.1`, h, ch);
   h = unetResBlock(g, `${mp}.2`, h, embAct, ch, ch, embDim);
   if (opts.controlInputs) {
-    h = add(g, h, g.input('control.middle', 'float32', ['batch', ch, 'mid_height', 'mid_width']), mp);
+    h = add(
+      g,
+      h,
+      inLayout(g.input('control.middle', 'float32', ['batch', ch, 'mid_height', 'mid_width'])),
+      mp,
+    );
   }
   debug(h, mp);
 
@@ -212,11 +241,11 @@ export function buildUNetGraph(
           `control_${skipIndex}_h`,
           `control_${skipIndex}_w`,
         ]);
-        sv = add(g, sv, c, bp);
+        sv = add(g, sv, inLayout(c), bp);
       }
       if (upsampled && opts.matchSkipSizes) h = resizeNearestLike(g, h, sv, bp);
       upsampled = false;
-      const cat = concat(g, [h, sv], 1, bp);
+      const cat = concat(g, [h, sv], cAxis, bp);
       const outCh = cfg.channelMult[level]! * mc;
       h = unetResBlock(g, `${bp}.0`, cat, embAct, ch + skip.ch, outCh, embDim);
       ch = outCh;
@@ -233,8 +262,9 @@ export function buildUNetGraph(
   }
 
   h = silu(g, groupNorm(g, h, `${p}.out.0`, ch, GROUPS, UNET_GN_EPS), `${p}.out`);
-  h = conv2d(g, h, `${p}.out.2`, ch, cfg.outChannels, 3);
-  debug(h, `${p}.out`);
+  h = conv2d(g, h, `${p}.out.2`, ch, cfg.outChannels, 3, { int8: false });
+  if (nhwc) h = toNchw(g, h, `${p}.out`);
+  if (opts.debug) g.output(h, `${p}.out`);
   g.output(h, UNET_IO.eps, 'float32', ['batch', cfg.outChannels, 'height', 'width']);
   return g;
 }

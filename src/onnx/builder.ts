@@ -47,7 +47,20 @@ export interface GraphOptions {
   circularPadding?: boolean;
   /** Query chunk size of plain (MatMul/Softmax) attention; 0 = never chunk. See ops.attention. */
   attentionChunk?: number;
+  /**
+   * Activation layout inside the graph: 'nchw' (default) or 'nhwc' (channels last: convolutions
+   * as im2col matrix products, tokens without transposes; what the int8 graph needs).
+   */
+  layout?: Layout;
+  /**
+   * Multiply the large weights in int8 (dynamic uint8 activations × int8 weights, onnxruntime's
+   * VNNI kernels): the opt-in fast UNet. Needs layout 'nhwc', contrib ops, and a source that
+   * provides `#q8` tensors (runtime/quantize.ts).
+   */
+  int8?: boolean;
 }
+
+export type Layout = 'nchw' | 'nhwc';
 
 /** An edge of the graph (its name changes when it is exposed as a named graph output). */
 export interface Value {
@@ -63,6 +76,8 @@ export interface ParamInit {
   dims: number[];
   /** Shape of the tensor in the checkpoint. */
   shape: number[];
+  /** Element type onnxruntime gets: float32 (converted from any float dtype) or int8 as stored. */
+  dtype: 'F32' | 'I8';
 }
 
 /** A small constant made by the builder, stored inside the model file. */
@@ -99,6 +114,11 @@ export class GraphBuilder {
   /** Query chunk size of plain attention (0 = whole); see GraphOptions.attentionChunk. */
   readonly attentionChunk: number;
 
+  readonly layout: Layout;
+  readonly int8: boolean;
+  /** DynamicQuantizeLinear outputs per quantized value, so a tensor feeding several int8 ops is quantized once. */
+  readonly quantizedValues = new Map<string, [q: Value, scale: Value, zeroPoint: Value]>();
+
   constructor(
     readonly graphName: string,
     /** Where params come from; shapes are checked against it. */
@@ -110,6 +130,10 @@ export class GraphBuilder {
     this.attentionChunk = opts.attentionChunk ?? DEFAULT_ATTENTION_CHUNK;
     if (!Number.isInteger(this.attentionChunk) || this.attentionChunk < 0)
       throw new Error(`graph ${graphName}: attentionChunk must be a non-negative integer`);
+    this.layout = opts.layout ?? 'nchw';
+    this.int8 = opts.int8 ?? false;
+    if (this.int8 && (this.layout !== 'nhwc' || !this.contribOps))
+      throw new Error(`graph ${graphName}: int8 needs layout 'nhwc' and contrib ops`);
   }
 
   private fresh(base: string): string {
@@ -162,13 +186,27 @@ export class GraphBuilder {
    * same size (e.g. a GroupNorm gamma [C] seen as [C,1,1]) at no cost.
    */
   param(key: string, shape: readonly number[], view?: readonly number[]): Value {
+    return this.addParam(key, shape, view, 'F32');
+  }
+
+  /** A computed int8 weight (`<key>#q8` of runtime/quantize.ts) of `shape` [K, N]. */
+  paramInt8(key: string, shape: readonly number[]): Value {
+    return this.addParam(key, shape, undefined, 'I8');
+  }
+
+  private addParam(
+    key: string,
+    shape: readonly number[],
+    view: readonly number[] | undefined,
+    dtype: ParamInit['dtype'],
+  ): Value {
     const existing = this.params.get(key);
     const dims = [...(view ?? shape)];
     if (existing && sameDims(existing.dims, dims)) return { name: existing.name };
     if (this.source instanceof ShapeRecorder) {
       this.source.record(key, shape);
       const name = this.fresh(existing ? `${key}#${dims.join('x')}` : key);
-      this.params.set(existing ? name : key, { name, key, dims, shape: [...shape] });
+      this.params.set(existing ? name : key, { name, key, dims, shape: [...shape], dtype });
       return { name };
     }
     const info = this.source.info(key);
@@ -184,13 +222,15 @@ export class GraphBuilder {
           `needs [${shape.join(',')}]; the checkpoint does not match the detected architecture`,
       );
     }
-    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') {
-      throw new UserError(`${this.source.path}: tensor "${key}" is ${info.dtype}, expected a float tensor`);
+    if (dtype === 'I8' ? info.dtype !== 'I8' : !['F32', 'F16', 'BF16', 'F64'].includes(info.dtype)) {
+      throw new UserError(
+        `${this.source.path}: tensor "${key}" is ${info.dtype}, expected ${dtype === 'I8' ? 'int8' : 'a float tensor'}`,
+      );
     }
     if (view && numel(view) !== numel(shape))
       throw new Error(`param ${key}: view ${view} does not fit ${shape}`);
     const name = this.fresh(existing ? `${key}#${dims.join('x')}` : key);
-    this.params.set(existing ? name : key, { name, key, dims, shape: [...shape] });
+    this.params.set(existing ? name : key, { name, key, dims, shape: [...shape], dtype });
     return { name };
   }
 

@@ -61,12 +61,12 @@ export function splitEqual(g: GraphBuilder, x: Value, axis: number, sizes: numbe
 }
 
 /**
- * Circular padding of [B, C, H, W] by `pad` on every side (torch F.pad mode='circular'), built from
- * Slice+Concat so it runs at opset 17 on every provider (Pad mode 'wrap' needs opset 19).
+ * Circular padding of the spatial axes by `pad` on every side (torch F.pad mode='circular'), built
+ * from Slice+Concat so it runs at opset 17 on every provider (Pad mode 'wrap' needs opset 19).
  */
 export function padCircular(g: GraphBuilder, x: Value, pad: number, name?: string): Value {
   let y = x;
-  for (const axis of [3, 2]) {
+  for (const axis of g.layout === 'nhwc' ? [2, 1] : [3, 2]) {
     const ax = g.constI64([axis]);
     const tail = g.op1('Slice', [y, g.constI64([-pad]), g.constI64([2 ** 62]), ax], {}, { name });
     const head = g.op1('Slice', [y, g.constI64([0]), g.constI64([pad]), ax], {}, { name });
@@ -75,9 +75,117 @@ export function padCircular(g: GraphBuilder, x: Value, pad: number, name?: strin
   return y;
 }
 
+/** The channel axis of image activations in the graph's layout. */
+export function channelAxis(g: GraphBuilder): number {
+  return g.layout === 'nhwc' ? 3 : 1;
+}
+
+/** A per-sample channel vector [B, C] as [B, C, 1, 1] (NCHW) or [B, 1, 1, C] (NHWC), to add to activations. */
+export function perChannel(g: GraphBuilder, v: Value, channels: number, name?: string): Value {
+  return reshape(g, v, g.layout === 'nhwc' ? [0, 1, 1, channels] : [0, channels, 1, 1], name);
+}
+
+/** NCHW → NHWC. */
+export function toNhwc(g: GraphBuilder, x: Value, name?: string): Value {
+  return transpose(g, x, [0, 2, 3, 1], name);
+}
+
+/** NHWC → NCHW. */
+export function toNchw(g: GraphBuilder, x: Value, name?: string): Value {
+  return transpose(g, x, [0, 3, 1, 2], name);
+}
+
+/**
+ * x quantized to uint8 per tensor at run time (DynamicQuantizeLinear: q, scale, zero point), once
+ * per value however many int8 products read it.
+ */
+function quantizeDynamic(g: GraphBuilder, x: Value, name?: string): [Value, Value, Value] {
+  let hit = g.quantizedValues.get(x.name);
+  if (!hit) {
+    const [q, s, z] = g.op('DynamicQuantizeLinear', [x], {}, { name, outputs: 3 });
+    hit = [q!, s!, z!];
+    g.quantizedValues.set(x.name, hit);
+  }
+  return hit;
+}
+
+/** y = x·W + b in int8: x quantized dynamically, W = `${prefix}.weight#q8` [K, N] with per-column scales. */
+function matMulInt8(
+  g: GraphBuilder,
+  xq: [Value, Value, Value],
+  prefix: string,
+  K: number,
+  N: number,
+  bias: boolean,
+): Value {
+  const wq = g.paramInt8(`${prefix}.weight#q8`, [K, N]);
+  const ws = g.param(`${prefix}.weight#q8scale`, [N]);
+  const b = bias ? g.param(`${prefix}.bias`, [N]) : null;
+  return g.op1(
+    'MatMulIntegerToFloat',
+    [xq[0], wq, xq[1], ws, xq[2], null, b],
+    {},
+    { name: prefix, domain: MS_DOMAIN },
+  );
+}
+
+/**
+ * Convolution of NHWC x as a matrix product: the k·k shifted (and strided) views of the padded
+ * input concatenated along channels (im2col, [B, Ho, Wo, k²·C]) times the weight as [k²·C, O].
+ * In int8 the input is quantized first and padded with its zero point, and the weight comes from
+ * runtime/quantize.ts in that row order; in float32 the weight's transpose is constant-folded by
+ * onnxruntime when the session is created.
+ */
+function conv2dNhwc(
+  g: GraphBuilder,
+  x: Value,
+  prefix: string,
+  inCh: number,
+  outCh: number,
+  k: number,
+  stride: number,
+  pad: number,
+  bias: boolean,
+  int8: boolean,
+): Value {
+  const xq = int8 ? quantizeDynamic(g, x, prefix) : undefined;
+  let src = xq ? xq[0] : x;
+  if (pad > 0) {
+    if (g.circularPadding) src = padCircular(g, src, pad, prefix);
+    else {
+      const pads = g.constI64([0, pad, pad, 0, 0, pad, pad, 0]);
+      const fill = xq ? xq[2] : g.constF32([0], [], 'zero');
+      src = g.op1('Pad', [src, pads, fill], {}, { name: prefix });
+    }
+  }
+  let cols = src;
+  if (k > 1 || stride > 1) {
+    const views: Value[] = [];
+    const axes = g.constI64([1, 2]);
+    const steps = g.constI64([stride, stride]);
+    for (let dy = 0; dy < k; dy++) {
+      for (let dx = 0; dx < k; dx++) {
+        // End −(k−1−d) leaves exactly Ho (Wo) positions for any input size and stride.
+        const end = (d: number) => (d === k - 1 ? 2 ** 62 : -(k - 1 - d));
+        const starts = g.constI64([dy, dx]);
+        const ends = g.constI64([end(dy), end(dx)]);
+        views.push(g.op1('Slice', [src, starts, ends, axes, steps], {}, { name: prefix }));
+      }
+    }
+    cols = views.length === 1 ? views[0]! : concat(g, views, 3, prefix);
+  }
+  const K = k * k * inCh;
+  if (xq) return matMulInt8(g, [cols, xq[1], xq[2]], prefix, K, outCh, bias);
+  const w = g.param(`${prefix}.weight`, [outCh, inCh, k, k]);
+  const wt = reshape(g, transpose(g, w, [2, 3, 1, 0], prefix), [K, outCh], prefix);
+  const y = g.op1('MatMul', [cols, wt], {}, { name: prefix });
+  return bias ? add(g, y, g.param(`${prefix}.bias`, [outCh]), prefix) : y;
+}
+
 /**
  * 2-D convolution, weights [out, in, k, k], symmetric padding: zeros, or wrapped around the edges
  * when the graph is built with `circularPadding` (only padded convs change, as in torch).
+ * In an NHWC graph it is a matrix product (conv2dNhwc), in int8 unless `int8: false`.
  */
 export function conv2d(
   g: GraphBuilder,
@@ -86,10 +194,14 @@ export function conv2d(
   inCh: number,
   outCh: number,
   k: number,
-  opts: { stride?: number; pad?: number; bias?: boolean } = {},
+  opts: { stride?: number; pad?: number; bias?: boolean; int8?: boolean } = {},
 ): Value {
   const stride = opts.stride ?? 1;
   const pad = opts.pad ?? (k - 1) / 2;
+  if (g.layout === 'nhwc') {
+    const int8 = g.int8 && opts.int8 !== false;
+    return conv2dNhwc(g, x, prefix, inCh, outCh, k, stride, pad, opts.bias !== false, int8);
+  }
   const w = g.param(`${prefix}.weight`, [outCh, inCh, k, k]);
   const b = opts.bias === false ? null : g.param(`${prefix}.bias`, [outCh]);
   const circular = g.circularPadding && pad > 0;
@@ -105,7 +217,8 @@ export function conv2d(
 
 /**
  * torch Linear on the last axis: y = x·Wᵀ + b with W stored [out, in]. Without contrib ops the
- * transpose of the initializer is constant-folded by onnxruntime at session creation.
+ * transpose of the initializer is constant-folded by onnxruntime at session creation. In an int8
+ * graph it multiplies in int8 unless `int8: false` (small or outlier-prone inputs stay float32).
  */
 export function linear(
   g: GraphBuilder,
@@ -114,7 +227,10 @@ export function linear(
   inF: number,
   outF: number,
   bias = true,
+  opts: { int8?: boolean } = {},
 ): Value {
+  if (g.int8 && opts.int8 !== false)
+    return matMulInt8(g, quantizeDynamic(g, x, prefix), prefix, inF, outF, bias);
   const w = g.param(`${prefix}.weight`, [outF, inF]);
   let y: Value;
   if (g.contribOps) {
@@ -154,9 +270,10 @@ export function groupNorm(
   if (channels % groups !== 0) {
     throw new Error(`${prefix}: GroupNorm over ${channels} channels cannot use ${groups} groups`);
   }
-  const gamma = g.param(`${prefix}.weight`, [channels], [channels, 1, 1]);
-  const beta = g.param(`${prefix}.bias`, [channels], [channels, 1, 1]);
-  const grouped = reshape(g, x, [0, groups, -1], prefix);
+  const nhwc = g.layout === 'nhwc';
+  // onnxruntime's CPU provider has no channels-last GroupNorm: NHWC graphs normalise in NCHW.
+  const input = nhwc ? toNchw(g, x, prefix) : x;
+  const grouped = reshape(g, input, [0, groups, -1], prefix);
   const ones = g.constF32(new Float32Array(groups).fill(1), [groups], 'ones');
   const zeros = g.constF32(new Float32Array(groups), [groups], 'zeros');
   const normed = g.op1(
@@ -165,15 +282,20 @@ export function groupNorm(
     { epsilon: { float: eps } },
     { name: prefix },
   );
-  const back = reshape(g, normed, shapeOf(g, x, prefix), prefix);
+  let back = reshape(g, normed, shapeOf(g, input, prefix), prefix);
+  if (nhwc) back = toNhwc(g, back, prefix);
+  const view = nhwc ? [channels] : [channels, 1, 1];
+  const gamma = g.param(`${prefix}.weight`, [channels], view);
+  const beta = g.param(`${prefix}.bias`, [channels], view);
   return add(g, mul(g, back, gamma, prefix), beta, prefix);
 }
 
 /** Nearest-neighbour ×2 upsampling of [B, C, H, W] (torch F.interpolate(scale_factor=2, mode="nearest")). */
 export function upsampleNearest2x(g: GraphBuilder, x: Value, name?: string): Value {
+  const scales = g.layout === 'nhwc' ? [1, 2, 2, 1] : [1, 1, 2, 2];
   return g.op1(
     'Resize',
-    [x, null, g.constF32([1, 1, 2, 2], [4], 'scales')],
+    [x, null, g.constF32(scales, [4], 'scales')],
     { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
     { name },
   );
@@ -184,11 +306,15 @@ export function upsampleNearest2x(g: GraphBuilder, x: Value, name?: string): Val
  * F.interpolate(size=…, mode='nearest'): source index floor(dst·in/out)).
  */
 export function resizeNearestLike(g: GraphBuilder, x: Value, like: Value, name?: string): Value {
-  const bc = g.op1('Slice', [shapeOf(g, x, name), g.constI64([0]), g.constI64([2])], {}, { name });
-  const hw = g.op1('Slice', [shapeOf(g, like, name), g.constI64([2]), g.constI64([4])], {}, { name });
+  const dims = (v: Value, from: number, to: number) =>
+    g.op1('Slice', [shapeOf(g, v, name), g.constI64([from]), g.constI64([to])], {}, { name });
+  const sizes =
+    g.layout === 'nhwc'
+      ? concat(g, [dims(x, 0, 1), dims(like, 1, 3), dims(x, 3, 4)], 0, name)
+      : concat(g, [dims(x, 0, 2), dims(like, 2, 4)], 0, name);
   return g.op1(
     'Resize',
-    [x, null, null, concat(g, [bc, hw], 0, name)],
+    [x, null, null, sizes],
     { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' },
     { name },
   );
@@ -262,12 +388,14 @@ function attendChunked(g: GraphBuilder, qh: Value, attend: (qc: Value) => Value,
   return concat(g, parts, 2, name);
 }
 
-/** [B, C, H, W] → [B, H·W, C] token layout. */
-export function toTokens(g: GraphBuilder, x: Value, name?: string): Value {
+/** Image activations → [B, H·W, C] tokens (in an NHWC graph a free reshape). */
+export function toTokens(g: GraphBuilder, x: Value, channels: number, name?: string): Value {
+  if (g.layout === 'nhwc') return reshape(g, x, [0, -1, channels], name);
   return transpose(g, reshape(g, x, [0, 0, -1], name), [0, 2, 1], name);
 }
 
-/** [B, H·W, C] tokens back to the shape of `like` ([B, C, H, W]). */
+/** [B, H·W, C] tokens back to the shape of `like` (the graph's image layout). */
 export function fromTokens(g: GraphBuilder, t: Value, like: Value, name?: string): Value {
+  if (g.layout === 'nhwc') return reshape(g, t, shapeOf(g, like, name), name);
   return reshape(g, transpose(g, t, [0, 2, 1], name), shapeOf(g, like, name), name);
 }

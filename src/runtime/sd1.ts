@@ -21,11 +21,13 @@ import {
   buildUNetGraph,
   UNET_IO,
   type UNetBuildOptions,
+  type UNetPrecision,
 } from '../models/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/vae.js';
 import { UserError } from '../util/errors.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
 import { cropBorder, decodeTiled, encodeTiled, seamlessMargin, wrapPad, type TileOptions } from './tiling.js';
+import { Int8WeightSource } from './quantize.js';
 import { prepareModel, removeEntry, type WeightsCacheOptions } from './weights.js';
 
 export interface TensorF32 {
@@ -69,6 +71,12 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
   attentionChunk?: number;
   /** Build UNet/VAE graphs that also output every block (names = checkpoint key prefixes). */
   debug?: boolean;
+  /**
+   * UNet arithmetic: 'fp32' (default, the reference), or 'int8' — the opt-in fast path
+   * (convolutions and transformer linears in int8 on onnxruntime's CPU provider; weights quantized
+   * once per checkpoint into the weights cache). 'nhwc' is the int8 graph's layout in float32.
+   */
+  unetPrecision?: UNetPrecision;
 }
 
 export interface UNetInputs {
@@ -116,6 +124,8 @@ export function expectDims(what: string, t: TensorF32, pattern: (number | null)[
 
 /** Graph versions: part of the weights-cache key and of the session cache key. */
 const GRAPH_VERSION = { text: 'clip-1', unet: 'unet-1', vae: 'vae-1' };
+/** Bump when runtime/quantize.ts changes what `#q8` tensors hold. */
+const INT8_WEIGHTS_VERSION = 'q8-1';
 
 /** Sessions and cleanup shared by a model and its tiling views. */
 interface Sd1State {
@@ -278,15 +288,27 @@ export class Sd1Model {
       variant.matchSkipSizes && 'm',
       this.tiling && 't',
     ];
-    const key = `unet|${flags.filter(Boolean).join('')}`;
-    return this.session('unet', key, GRAPH_VERSION.unet, () =>
-      buildUNetGraph(this.source, this.config.unet, {
+    const precision = this.opts.unetPrecision ?? 'fp32';
+    if (precision === 'int8' && (this.opts.provider ?? 'cpu') !== 'cpu') {
+      throw new UserError(
+        `the int8 UNet runs on the CPU provider only; use --precision fp32 with ${this.opts.provider}`,
+      );
+    }
+    const key = `unet|${flags.filter(Boolean).join('')}|${precision}`;
+    const version =
+      precision === 'fp32'
+        ? GRAPH_VERSION.unet
+        : `${GRAPH_VERSION.unet}-${precision}-${INT8_WEIGHTS_VERSION}`;
+    const source = precision === 'int8' ? new Int8WeightSource(this.source) : this.source;
+    return this.session('unet', key, version, () =>
+      buildUNetGraph(source, this.config.unet, {
         ...variant,
         tiling: this.tiling,
         prefix: this.config.prefixes.unet,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
         attentionChunk: this.opts.attentionChunk,
+        precision,
       }),
     );
   }

@@ -78,7 +78,7 @@ function external(p: ParamInit, location: string, offset: number, length: number
   return {
     name: p.name,
     dims: p.dims,
-    dataType: OnnxDataType.FLOAT,
+    dataType: p.dtype === 'I8' ? OnnxDataType.INT8 : OnnxDataType.FLOAT,
     dataLocation: 1,
     externalData: [
       { key: 'location', value: location },
@@ -128,13 +128,12 @@ export async function prepareModel(
   const source = g.source;
   const { file, located } = inPlaceFile(source, params);
   const rest = params.filter((p) => !located.has(p.key));
-  const restBytes = rest.reduce((n, p) => n + numel(p.shape) * 4, 0);
+  const restBytes = rest.reduce((n, p) => n + numel(p.shape) * paramBytes(p), 0);
   if (file !== undefined && restBytes <= OVERLAY_MAX_BYTES) {
     const overlay = new Map<string, Uint8Array>();
     for (const p of rest) {
       if (overlay.has(p.key)) continue;
-      const data = await source.readFloat32(p.key);
-      overlay.set(p.key, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      overlay.set(p.key, await paramData(source, p));
     }
     // onnxruntime refuses external data whose real path leaves the model folder, so a symlinked
     // checkpoint is referenced through its target.
@@ -142,7 +141,10 @@ export async function prepareModel(
     const name = basename(real);
     const model = g.toModel((p) => {
       const inline = overlay.get(p.key);
-      if (inline) return { name: p.name, dims: p.dims, dataType: OnnxDataType.FLOAT, rawData: inline };
+      if (inline) {
+        const dataType = p.dtype === 'I8' ? OnnxDataType.INT8 : OnnxDataType.FLOAT;
+        return { name: p.name, dims: p.dims, dataType, rawData: inline };
+      }
       const loc = source.location(p.key)!;
       return external(p, name, loc.offset, loc.length);
     });
@@ -172,6 +174,17 @@ export async function prepareModel(
   };
 }
 
+function paramBytes(p: ParamInit): number {
+  return p.dtype === 'I8' ? 1 : 4;
+}
+
+/** A param's bytes as onnxruntime gets them: int8 as stored, any float dtype as float32. */
+async function paramData(source: TensorSource, p: ParamInit): Promise<Uint8Array> {
+  if (p.dtype === 'I8') return (await source.read(p.key)).data;
+  const data = await source.readFloat32(p.key);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
 type CacheIndex = Record<string, [offset: number, length: number]>;
 
 /**
@@ -182,7 +195,7 @@ type CacheIndex = Record<string, [offset: number, length: number]>;
 async function sourceIdentity(source: TensorSource, keys: string[]): Promise<string | undefined> {
   const files = new Set<string>();
   for (const k of keys) {
-    const loc = source.location(k);
+    const loc = source.location(k) ?? source.derivedFrom?.(k);
     if (!loc) return undefined;
     files.add(loc.path);
   }
@@ -214,7 +227,8 @@ export class WeightsCache {
     params: ParamInit[],
     graphVersion: string,
   ): Promise<{ entry: string; index: CacheIndex; hit: boolean; ephemeral: boolean }> {
-    const keys = [...new Set(params.map((p) => p.key))].sort();
+    const byKey = new Map(params.map((p) => [p.key, p]));
+    const keys = [...byKey.keys()].sort();
     const known = await sourceIdentity(source, keys);
     const ephemeral = known === undefined;
     const identity = known ?? `memory:${randomUUID()}`;
@@ -240,8 +254,7 @@ export class WeightsCache {
       try {
         let pos = 0;
         for (const key of keys) {
-          const data = await source.readFloat32(key);
-          const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          const bytes = await paramData(source, byKey.get(key)!);
           pos = Math.ceil(pos / ALIGN) * ALIGN;
           let done = 0;
           while (done < bytes.byteLength) {

@@ -1,0 +1,139 @@
+/**
+ * int8 weights for the opt-in fast UNet (docs/performance.md, "int8 UNet"): a TensorSource view of
+ * a checkpoint that adds, for every weight the int8 graph multiplies in integer arithmetic, two
+ * computed tensors —
+ *
+ *   `<key>#q8`      int8 [K, N]: the weight laid out as the right-hand side of x·W, symmetric,
+ *                   one scale per output channel (N);
+ *   `<key>#q8scale` float32 [N]: the scales (max |w| of the channel / 127).
+ *
+ * Layouts: Linear [out, in] → [in, out]; Conv [out, in, kh, kw] → [(dy·kw + dx)·in + ci, out], the
+ * order in which the graph concatenates the kh·kw shifted views of an NHWC input (im2col).
+ * The computed tensors have no file location; `derivedFrom` names the stored tensor so the weights
+ * cache keys them by the checkpoint and converts each checkpoint once.
+ */
+import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
+
+export const Q8_SUFFIX = '#q8';
+export const Q8_SCALE_SUFFIX = '#q8scale';
+
+interface Quantized {
+  q: Int8Array;
+  scale: Float32Array;
+}
+
+/** [K, N] = the int8 matrix shape of a weight of `shape` (2-D Linear or 4-D Conv). */
+export function int8MatrixShape(shape: readonly number[]): [number, number] {
+  if (shape.length === 2) return [shape[1]!, shape[0]!];
+  if (shape.length === 4) return [shape[1]! * shape[2]! * shape[3]!, shape[0]!];
+  throw new Error(`int8 weights need a 2-D or 4-D tensor, got [${shape.join(',')}]`);
+}
+
+/**
+ * Quantize one weight: per output channel, symmetric, round to nearest, in the [K, N] layout
+ * described above. Returned scales are never 0 (an all-zero channel gets scale 1).
+ */
+export function quantizeWeight(w: Float32Array, shape: readonly number[]): Quantized {
+  const [K, N] = int8MatrixShape(shape);
+  const scale = new Float32Array(N);
+  const q = new Int8Array(K * N);
+  // Per output channel o the source row w[o·K … o·K+K) holds (ci, dy, dx) in that order.
+  const ci = shape.length === 4 ? shape[1]! : K;
+  const taps = shape.length === 4 ? shape[2]! * shape[3]! : 1;
+  for (let o = 0; o < N; o++) {
+    const row = o * K;
+    let max = 0;
+    for (let i = 0; i < K; i++) {
+      const a = Math.abs(w[row + i]!);
+      if (a > max) max = a;
+    }
+    const s = max > 0 ? max / 127 : 1;
+    scale[o] = s;
+    const inv = 1 / s;
+    for (let c = 0; c < ci; c++) {
+      for (let t = 0; t < taps; t++) {
+        const v = Math.round(w[row + c * taps + t]! * inv);
+        q[(t * ci + c) * N + o] = v > 127 ? 127 : v < -127 ? -127 : v;
+      }
+    }
+  }
+  return { q, scale };
+}
+
+function splitKey(name: string): { base: string; part: 'q' | 'scale' } | undefined {
+  if (name.endsWith(Q8_SCALE_SUFFIX)) return { base: name.slice(0, -Q8_SCALE_SUFFIX.length), part: 'scale' };
+  if (name.endsWith(Q8_SUFFIX)) return { base: name.slice(0, -Q8_SUFFIX.length), part: 'q' };
+  return undefined;
+}
+
+/** A checkpoint plus the computed int8 weights of every 2-D/4-D float tensor in it. */
+export class Int8WeightSource implements TensorSource {
+  readonly path: string;
+  readonly format: TensorSource['format'];
+  readonly metadata: Record<string, string>;
+  /** The last quantized weight: q and scale are read one after the other. */
+  private last?: { base: string; value: Quantized };
+
+  constructor(readonly base: TensorSource) {
+    this.path = base.path;
+    this.format = base.format;
+    this.metadata = base.metadata;
+  }
+
+  keys(): string[] {
+    return this.base.keys();
+  }
+
+  has(name: string): boolean {
+    return this.info(name) !== undefined;
+  }
+
+  info(name: string): TensorInfo | undefined {
+    const v = splitKey(name);
+    if (!v) return this.base.info(name);
+    const bi = this.base.info(v.base);
+    if (!bi || (bi.shape.length !== 2 && bi.shape.length !== 4)) return undefined;
+    const [K, N] = int8MatrixShape(bi.shape);
+    return v.part === 'q' ? { name, dtype: 'I8', shape: [K, N] } : { name, dtype: 'F32', shape: [N] };
+  }
+
+  private async quantized(base: string): Promise<Quantized> {
+    if (this.last?.base === base) return this.last.value;
+    const info = this.base.info(base);
+    if (!info) throw new Error(`tensor "${base}" is not in ${this.path}`);
+    const value = quantizeWeight(await this.base.readFloat32(base), info.shape);
+    this.last = { base, value };
+    return value;
+  }
+
+  async read(name: string): Promise<Tensor> {
+    const v = splitKey(name);
+    if (!v) return this.base.read(name);
+    const info = this.info(name);
+    if (!info) throw new Error(`tensor "${name}" is not in ${this.path}`);
+    const { q, scale } = await this.quantized(v.base);
+    const data = v.part === 'q' ? new Uint8Array(q.buffer) : new Uint8Array(scale.buffer);
+    return { dtype: info.dtype, shape: info.shape, data };
+  }
+
+  async readFloat32(name: string): Promise<Float32Array> {
+    const v = splitKey(name);
+    if (!v) return this.base.readFloat32(name);
+    const { q, scale } = await this.quantized(v.base);
+    return v.part === 'scale' ? scale : Float32Array.from(q);
+  }
+
+  location(name: string): FileLocation | undefined {
+    return splitKey(name) ? undefined : this.base.location(name);
+  }
+
+  derivedFrom(name: string): FileLocation | undefined {
+    const v = splitKey(name);
+    const key = v ? v.base : name;
+    return this.base.location(key) ?? this.base.derivedFrom?.(key);
+  }
+
+  close(): Promise<void> {
+    return this.base.close();
+  }
+}
