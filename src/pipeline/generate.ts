@@ -690,6 +690,7 @@ export async function generate(
         vaeHash: model.vae?.hash ?? null,
         vaeName: model.vae?.name ?? null,
         tiHashes: tiHashes(conditioner.usedEmbeddings, hooks.embeddings),
+        unetPrecision: model.precision,
         version: VERSION,
       });
       const infotext = formatInfotext({

@@ -13,7 +13,13 @@ export {
   type OverrideSettings,
   type WithDefaultsOptions,
 } from './params.js';
-export { paramsToInfotextFields, paramsFromInfotext, type InfotextExtras } from './infotext-fields.js';
+export {
+  paramsToInfotextFields,
+  paramsFromInfotext,
+  unetPrecisionFromInfotext,
+  UNET_PRECISION_KEY,
+  type InfotextExtras,
+} from './infotext-fields.js';
 export {
   generate,
   type GenerateHooks,
@@ -31,6 +37,12 @@ export {
   type LoadedModel,
   type LoadModelOptions,
 } from './model.js';
+export {
+  unetPrecisionOf,
+  checkPrecisionProvider,
+  UNET_PRECISIONS,
+  type UnetPrecisionChoice,
+} from './unet-precision.js';
 export { decodeImage, imageGrid, type DecodedImage, type RgbImage, type GrayImage } from './images.js';
 export {
   encodePngWithInfotext,

@@ -12,8 +12,12 @@ import {
   resolveSampler,
   type GenerationParams,
 } from './params.js';
+import { UNET_PRECISIONS, type UnetPrecisionChoice } from './unet-precision.js';
 
 export type InfotextValue = string | number | boolean;
+
+/** Infotext key of the UNet's arithmetic; written only for int8 so fp32 infotexts stay A1111's. */
+export const UNET_PRECISION_KEY = 'UNet precision';
 
 /** What the pipeline knows beyond the request: the model, the mode, hashes of extra networks. */
 export interface InfotextExtras {
@@ -29,6 +33,8 @@ export interface InfotextExtras {
   tiHashes?: string | null;
   /** Written only when not "Original" (A1111's emphasis setting). */
   emphasis?: string | null;
+  /** The UNet's arithmetic; written only when not 'fp32' (A1111 has no such key and keeps unknown ones). */
+  unetPrecision?: UnetPrecisionChoice | null;
   version?: string | null;
   /** Anything else, appended in order before Version. */
   extra?: Record<string, InfotextValue | null | undefined>;
@@ -123,6 +129,8 @@ export function paramsToInfotextFields(
   if (extras.loraHashes) fields['Lora hashes'] = extras.loraHashes;
   if (extras.tiHashes) fields['TI hashes'] = extras.tiHashes;
   if (extras.emphasis && extras.emphasis !== 'Original') fields.Emphasis = extras.emphasis;
+  if (extras.unetPrecision && extras.unetPrecision !== 'fp32')
+    fields[UNET_PRECISION_KEY] = extras.unetPrecision;
   for (const [k, v] of Object.entries(extras.extra ?? {})) fields[k] = v;
   fields.Version = extras.version;
 
@@ -151,6 +159,15 @@ function num(d: ParsedInfotext, key: string): number | undefined {
 function int(d: ParsedInfotext, key: string): number | undefined {
   const n = num(d, key);
   return n !== undefined && Number.isInteger(n) ? n : undefined;
+}
+
+/**
+ * The UNet precision an infotext records: 'int8' or 'fp32' when its "UNet precision" key names one,
+ * undefined when the key is absent or unknown (then the front door's default applies).
+ */
+export function unetPrecisionFromInfotext(d: ParsedInfotext): UnetPrecisionChoice | undefined {
+  const v = str(d, UNET_PRECISION_KEY)?.trim().toLowerCase();
+  return UNET_PRECISIONS.find((p) => p === v);
 }
 
 /**

@@ -14,6 +14,7 @@ import type { Provider } from '../runtime/session.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
+import { checkPrecisionProvider, unetPrecisionOf, type UnetPrecisionChoice } from './unet-precision.js';
 
 export const MODEL_EXTENSIONS = ['.safetensors', '.ckpt', '.pt', '.bin'];
 const VAE_PREFIX = 'first_stage_model.';
@@ -31,6 +32,8 @@ export interface LoadedModel {
   /** 9-channel inpainting UNet. */
   inpainting: boolean;
   latentChannels: number;
+  /** UNet arithmetic; 'int8' is recorded in the infotext ("UNet precision: int8"). */
+  precision: UnetPrecisionChoice;
   tokenizer: ClipTokenizer;
   release(): Promise<void>;
 }
@@ -199,9 +202,14 @@ export interface LoadModelOptions {
   clipVocab?: string;
   /** Compute the A1111 model hash for the infotext (cached by path+size+mtime). Default true. */
   hash?: boolean;
+  /** UNet arithmetic (default 'fp32'); 'int8' needs the CPU provider. */
+  unetPrecision?: UnetPrecisionChoice;
 }
 
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
+  // Checked at run time too: API callers may pass any string.
+  const precision = unetPrecisionOf(opts.unetPrecision ?? 'fp32', 'unetPrecision');
+  checkPrecisionProvider(precision, opts.provider);
   const vocabSource = await resolveClipVocab({ explicitPath: opts.clipVocab, modelPath: opts.checkpoint });
   const tokenizer = new ClipTokenizer(readClipVocab(vocabSource));
   const base = opts.source ?? (await openModel(opts.checkpoint));
@@ -216,7 +224,11 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     const alphas = source.has('alphas_cumprod')
       ? await source.readFloat32('alphas_cumprod')
       : sdAlphasCumprod();
-    const engine = await loadSd1(source, { provider: opts.provider, cacheDir: opts.cacheDir });
+    const engine = await loadSd1(source, {
+      provider: opts.provider,
+      cacheDir: opts.cacheDir,
+      unetPrecision: precision,
+    });
     const wantHash = opts.hash !== false;
     const hash = wantHash && !opts.source ? (await hashFile(opts.checkpoint)).autov2 : null;
     const vaeHash = opts.vaePath && wantHash ? (await hashFile(opts.vaePath)).autov2 : null;
@@ -232,6 +244,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       scaleFactor: 0.18215,
       inpainting: inChannels === 9,
       latentChannels: engine.config.unet.outChannels,
+      precision,
       tokenizer,
       async release() {
         await engine.release();

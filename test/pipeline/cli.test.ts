@@ -3,42 +3,11 @@
  * files in A1111's layout with their parameters inside.
  */
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { readGenerationInfo } from '../../src/prompt/image-metadata.js';
-import { parseInfotext } from '../../src/prompt/infotext.js';
-import { clipVocabPath, goldenPath, repoRoot } from '../helpers/golden.js';
-
-const bin = join(repoRoot, 'bin', 'sdstudio.js');
-const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
-
-function run(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [bin, ...args],
-      { cwd, env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath() }, timeout: 110_000 },
-      (err, stdout, stderr) => {
-        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-      },
-    );
-  });
-}
-
-async function size(path: string): Promise<[number, number]> {
-  const m = await sharp(path).metadata();
-  return [m.width!, m.height!];
-}
-
-async function infotextOf(path: string): Promise<Record<string, unknown>> {
-  const { geninfo } = await readGenerationInfo(path);
-  expect(geninfo).toBeTruthy();
-  return parseInfotext(geninfo!);
-}
+import { imageSize as size, infotextOf, runCli as run, tiny } from './cli-helpers.js';
 
 const small = ['--steps', '2', '--width', '64', '--height', '64', '--model', tiny];
 

@@ -1,0 +1,116 @@
+/**
+ * The UNet precision choice below the CLI: parsing a user's value, the infotext key (written only
+ * for int8, read back tolerantly), and loadModel passing it on and refusing int8 off the CPU.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  paramsFromInfotext,
+  paramsToInfotextFields,
+  unetPrecisionFromInfotext,
+  UNET_PRECISION_KEY,
+} from '../../src/pipeline/infotext-fields.js';
+import { loadModel } from '../../src/pipeline/model.js';
+import { withDefaults } from '../../src/pipeline/params.js';
+import { unetPrecisionOf, UNET_PRECISIONS } from '../../src/pipeline/unet-precision.js';
+import { formatInfotext, parseInfotext } from '../../src/prompt/infotext.js';
+import { UserError } from '../../src/util/errors.js';
+import { clipVocabPath } from '../helpers/golden.js';
+import { loadTinyModel } from '../helpers/tiny-model.js';
+
+let cacheDir: string;
+
+beforeAll(async () => {
+  cacheDir = await mkdtemp(join(tmpdir(), 'sd-precision-'));
+});
+
+afterAll(async () => {
+  await rm(cacheDir, { recursive: true, force: true });
+});
+
+const params = withDefaults({ prompt: 'a cube', seed: 5, steps: 3, width: 64, height: 64 });
+const extras = { mode: 'txt2img' as const, modelHash: '0123456789', modelName: 'tiny', version: 'v' };
+
+function textOf(fields: Record<string, string | number | boolean>): string {
+  return formatInfotext({ prompt: params.prompt, negativePrompt: '', params: fields });
+}
+
+describe('unetPrecisionOf', () => {
+  it('takes every allowed value (any case), and names them when refusing another', () => {
+    for (const p of UNET_PRECISIONS) {
+      expect(unetPrecisionOf(p)).toBe(p);
+      expect(unetPrecisionOf(` ${p.toUpperCase()} `)).toBe(p);
+    }
+    for (const bad of ['int4', 'nhwc', 'fp16', '']) {
+      expect(() => unetPrecisionOf(bad)).toThrow(UserError);
+      expect(() => unetPrecisionOf(bad)).toThrow(
+        new RegExp(`--precision must be ${UNET_PRECISIONS.join(' or ')}`),
+      );
+    }
+  });
+});
+
+describe('"UNet precision" infotext key', () => {
+  it('is absent for fp32, so the infotext is the same as without it', () => {
+    const plain = paramsToInfotextFields(params, extras);
+    const fp32 = paramsToInfotextFields(params, { ...extras, unetPrecision: 'fp32' });
+    expect(fp32).toEqual(plain);
+    expect(textOf(fp32)).toBe(textOf(plain));
+    expect(textOf(fp32)).not.toContain(UNET_PRECISION_KEY);
+  });
+
+  it('is written for int8 just before Version, and read back; other parameters are unchanged', () => {
+    const plain = paramsToInfotextFields(params, extras);
+    const int8 = paramsToInfotextFields(params, { ...extras, unetPrecision: 'int8' });
+    const keys = Object.keys(int8);
+    expect(int8[UNET_PRECISION_KEY]).toBe('int8');
+    expect(keys.indexOf(UNET_PRECISION_KEY)).toBe(keys.indexOf('Version') - 1);
+    const { [UNET_PRECISION_KEY]: _, ...rest } = int8;
+    expect(rest).toEqual(plain);
+
+    const parsed = parseInfotext(textOf(int8));
+    expect(unetPrecisionFromInfotext(parsed)).toBe('int8');
+    expect(paramsFromInfotext(parsed)).toEqual(paramsFromInfotext(parseInfotext(textOf(plain))));
+    expect(unetPrecisionFromInfotext(parseInfotext(textOf(plain)))).toBeUndefined();
+  });
+
+  it('ignores a value it does not know (hostile infotext) instead of failing', () => {
+    // A1111 reads the last line as parameters only when it has at least 3 of them.
+    const base = { Steps: 3, Sampler: 'Euler', Seed: 1 };
+    for (const v of ['int4', '', 'nhwc', '"int8']) {
+      const parsed = parseInfotext(textOf({ ...base, [UNET_PRECISION_KEY]: v }));
+      expect(unetPrecisionFromInfotext(parsed)).toBeUndefined();
+    }
+    expect(unetPrecisionFromInfotext({ [UNET_PRECISION_KEY]: 8 })).toBeUndefined();
+    expect(unetPrecisionFromInfotext(parseInfotext(textOf({ ...base, [UNET_PRECISION_KEY]: 'INT8' })))).toBe(
+      'int8',
+    );
+  });
+});
+
+describe('loadModel unetPrecision', () => {
+  it('refuses int8 on a non-CPU provider before opening anything', async () => {
+    const missing = join(cacheDir, 'no-such-model.safetensors');
+    const int8OnGpu = loadModel({ checkpoint: missing, provider: 'webgpu', unetPrecision: 'int8', cacheDir });
+    await expect(int8OnGpu).rejects.toBeInstanceOf(UserError);
+    await expect(int8OnGpu).rejects.toThrow(/int8 UNet runs on the CPU provider only/);
+    await expect(
+      loadModel({ checkpoint: missing, clipVocab: clipVocabPath(), unetPrecision: 'nhwc' as 'int8' }),
+    ).rejects.toThrow(/unetPrecision must be fp32 or int8/);
+  });
+
+  it('records the precision on the loaded model (fp32 by default)', async () => {
+    const [plain, int8] = await Promise.all([
+      loadTinyModel({ cacheDir, hash: false }),
+      loadTinyModel({ cacheDir, hash: false, unetPrecision: 'int8' }),
+    ]);
+    try {
+      expect(plain.precision).toBe('fp32');
+      expect(int8.precision).toBe('int8');
+    } finally {
+      await Promise.all([plain.release(), int8.release()]);
+    }
+  });
+});
