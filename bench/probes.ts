@@ -5,8 +5,10 @@
  * the weights and creates the sessions (timed on its own), then `unet` / `vaeDecode` / `encodeIds`
  * run as the pipeline runs them.
  */
+import type { UNetPrecision } from '../src/models/unet.js';
 import type { AttentionImpl } from '../src/onnx/ops.js';
-import { loadSd1, type Sd1Model } from '../src/runtime/sd1.js';
+import { loadSd1, type Sd1Model, type TensorF32 } from '../src/runtime/sd1.js';
+import { DiscreteSchedule, sdAlphasCumprod } from '../src/sampling/schedules.js';
 import type { OptLevel } from '../src/runtime/session.js';
 import { median, peakRssMb, rssBreakdownMb, timed } from './measure.js';
 
@@ -18,6 +20,8 @@ export interface ProbeOptions {
   optLevel?: OptLevel;
   threads?: number;
   memArena?: boolean;
+  /** UNet arithmetic (default fp32; 'int8' = the opt-in fast path). */
+  unetPrecision?: UNetPrecision;
 }
 
 export interface RunStats {
@@ -103,6 +107,7 @@ async function withModel<T>(
       optLevel: opts.optLevel,
       threads: opts.threads,
       memArena: opts.memArena,
+      unetPrecision: opts.unetPrecision,
     });
     await model.open(parts);
     return model;
@@ -324,4 +329,97 @@ export async function probePipeline(
   } finally {
     await model.release();
   }
+}
+
+export interface Int8QualityResult {
+  probe: string;
+  steps: number;
+  /** PSNR of the int8 UNet's eps against fp32 on the same inputs (peak = max |eps_fp32|). */
+  psnr_eps_db: number;
+  /** PSNR of the decoded image after `steps` Euler steps with CFG, int8 vs fp32 (pixels in [0, 1]). */
+  psnr_image_db: number;
+  /** Relative L2 error of the final latent. */
+  latent_rel_l2: number;
+  peak_rss_mb: number;
+}
+
+function psnr(a: Float32Array, ref: Float32Array, peak: number): number {
+  let se = 0;
+  for (let i = 0; i < ref.length; i++) se += (a[i]! - ref[i]!) ** 2;
+  return 10 * Math.log10((peak * peak) / (se / ref.length));
+}
+
+/**
+ * The int8 UNet's accuracy on the full-size random model: one UNet call, and a short 512² txt2img
+ * (k-diffusion Euler, CFG 7, the same start noise and prompts) decoded by the fp32 VAE, each run
+ * once in fp32 and once in int8. Two models in turn, so only one UNet is resident at a time.
+ */
+export async function probeInt8Quality(opts: ProbeOptions, steps: number): Promise<Int8QualityResult> {
+  const h = 64;
+  const schedule = new DiscreteSchedule(sdAlphasCumprod());
+  const sigmas = [...schedule.getSigmas(steps), 0];
+  const run = async (precision: UNetPrecision) => {
+    const model = await loadSd1(opts.checkpoint, { threads: opts.threads, unetPrecision: precision });
+    try {
+      const cond = await model.encodeIds(promptIds(1, 20), 1);
+      const uncond = await model.encodeIds(promptIds(1, 0), 1);
+      const context = new Float32Array(cond.data.length * 2);
+      context.set(cond.data);
+      context.set(uncond.data, cond.data.length);
+      const ctx: TensorF32 = { data: context, dims: [2, ...cond.dims.slice(1)] };
+      const n = 4 * h * h;
+      const probeX = noise(2 * n, 7);
+      const eps0 = (
+        await model.unet({
+          x: { data: probeX, dims: [2, 4, h, h] },
+          t: { data: new Float32Array([500, 500]), dims: [2] },
+          context: ctx,
+        })
+      ).data;
+      const x = noise(n, 11, sigmas[0]! * Math.sqrt(3)); // uniform noise with std sigma_max
+      for (let i = 0; i < steps; i++) {
+        const sigma = sigmas[i]!;
+        const cIn = 1 / Math.sqrt(sigma * sigma + 1);
+        const xin = new Float32Array(2 * n);
+        for (let j = 0; j < n; j++) xin[j] = xin[n + j] = x[j]! * cIn;
+        const t = schedule.sigmaToT(sigma);
+        const eps = (
+          await model.unet({
+            x: { data: xin, dims: [2, 4, h, h] },
+            t: { data: new Float32Array([t, t]), dims: [2] },
+            context: ctx,
+          })
+        ).data;
+        const dt = sigmas[i + 1]! - sigma;
+        // Euler on d = (x - denoised) / sigma = eps (CFG: uncond + 7 · (cond − uncond)).
+        for (let j = 0; j < n; j++) x[j] = x[j]! + (eps[n + j]! + 7 * (eps[j]! - eps[n + j]!)) * dt;
+        log(`int8 quality (${precision}): step ${i + 1}/${steps}`);
+      }
+      const img = await model.vaeDecode({ data: x.map((v) => v / 0.18215), dims: [1, 4, h, h] });
+      const pixels = img.data.map((v) => Math.min(1, Math.max(0, (v + 1) / 2)));
+      return { eps0, latent: x, pixels };
+    } finally {
+      await model.release();
+    }
+  };
+  const ref = await run('fp32');
+  const q = await run('int8');
+  let peak = 0;
+  for (const v of ref.eps0) peak = Math.max(peak, Math.abs(v));
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.latent.length; i++) {
+    num += (q.latent[i]! - ref.latent[i]!) ** 2;
+    den += ref.latent[i]! ** 2;
+  }
+  const result = {
+    probe: `int8 vs fp32 UNet, 512² b2, ${steps} Euler step(s)`,
+    steps,
+    psnr_eps_db: psnr(q.eps0, ref.eps0, peak),
+    psnr_image_db: psnr(q.pixels, ref.pixels, 1),
+    latent_rel_l2: Math.sqrt(num / den),
+    peak_rss_mb: peakRssMb(),
+  };
+  log(`int8 quality: eps ${result.psnr_eps_db.toFixed(1)} dB, image ${result.psnr_image_db.toFixed(1)} dB`);
+  return result;
 }

@@ -13,7 +13,10 @@
  * unet512 (512² batch 2), unet512b1, unet256 (256² batch 2), vae (decode 512²), text (one
  * 77-token prompt), txt2img (512², --steps UNet steps through the engine, all three networks
  * loaded), pipeline (the product's loadModel + generate at 512², --steps Euler steps; needs the
- * CLIP vocabulary: --clip-vocab, $SDSTUDIO_CLIP_VOCAB or ../shared/data/clip); default all.
+ * CLIP vocabulary: --clip-vocab, $SDSTUDIO_CLIP_VOCAB or ../shared/data/clip), unet512int8 (the
+ * opt-in int8 UNet at 512² batch 2; its first run ever quantizes the checkpoint into the weights
+ * cache, reported as its session creation), int8quality (int8 vs fp32: PSNR of one UNet output and
+ * of the image after --quality-steps Euler steps); default all.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -25,12 +28,14 @@ import type { OptLevel } from '../src/runtime/session.js';
 import { machineInfo, runChild } from './measure.js';
 import {
   probeCreate,
+  probeInt8Quality,
   probePipeline,
   probeText,
   probeTxt2img,
   probeUNet,
   probeVaeDecode,
   type CreateProbeResult,
+  type Int8QualityResult,
   type PipelineProbeResult,
   type ProbeOptions,
   type SessionProbeResult,
@@ -39,7 +44,18 @@ import {
 } from './probes.js';
 import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
 
-const PROBES = ['create', 'unet512', 'unet512b1', 'unet256', 'vae', 'text', 'txt2img', 'pipeline'] as const;
+const PROBES = [
+  'create',
+  'unet512',
+  'unet512b1',
+  'unet256',
+  'vae',
+  'text',
+  'txt2img',
+  'pipeline',
+  'unet512int8',
+  'int8quality',
+] as const;
 type ProbeName = (typeof PROBES)[number];
 
 /** The issue's targets on the reference machine (2 cores, AVX-512). */
@@ -48,9 +64,11 @@ export const TARGETS = {
   vae_decode_s_512: 7.5,
   session_create_s: 10,
   peak_rss_mb: 6 * 1024,
+  unet_int8_s_per_step_512_b2: 2.5,
+  int8_psnr_db: 30,
 } as const;
 
-const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N]
+const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N] [--quality-steps N]
        [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N] [--mem-arena on|off]
        [--steps N] [--checkpoint PATH] [--clip-vocab PATH] [--in-process]`;
 
@@ -82,6 +100,7 @@ function parse() {
         runs: { type: 'string', default: '3' },
         warmup: { type: 'string', default: '2' },
         steps: { type: 'string', default: '1' },
+        'quality-steps': { type: 'string', default: '8' },
         attention: { type: 'string' },
         'opt-level': { type: 'string' },
         threads: { type: 'string' },
@@ -129,6 +148,7 @@ function parse() {
     clipVocab,
     inProcess: v['in-process']!,
     steps: int('steps', v.steps!, 1),
+    qualitySteps: int('quality-steps', v['quality-steps']!, 1),
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
     probeOptions: {
       runs: int('runs', v.runs!, 1),
@@ -142,7 +162,12 @@ function parse() {
 }
 
 type ProbeResult =
-  CreateProbeResult | SessionProbeResult | TextProbeResult | Txt2imgProbeResult | PipelineProbeResult;
+  | CreateProbeResult
+  | SessionProbeResult
+  | TextProbeResult
+  | Txt2imgProbeResult
+  | PipelineProbeResult
+  | Int8QualityResult;
 
 /** Child side: run one probe and print its JSON result as the last stdout line. */
 async function runProbe(
@@ -150,6 +175,7 @@ async function runProbe(
   opts: ProbeOptions,
   steps: number,
   clipVocab: string | undefined,
+  qualitySteps = 8,
 ): Promise<ProbeResult> {
   switch (name) {
     case 'create':
@@ -168,6 +194,10 @@ async function runProbe(
       return probeTxt2img(opts, steps);
     case 'pipeline':
       return probePipeline(opts, steps, clipVocab!);
+    case 'unet512int8':
+      return probeUNet({ ...opts, unetPrecision: 'int8' }, 2, 64, 64);
+    case 'int8quality':
+      return probeInt8Quality(opts, qualitySteps);
   }
 }
 
@@ -180,7 +210,13 @@ async function main(): Promise<void> {
 
   if (args.probe) {
     const opts: ProbeOptions = { checkpoint: args.checkpoint!, ...args.probeOptions };
-    const result = await runProbe(args.probe as ProbeName, opts, args.steps, args.clipVocab);
+    const result = await runProbe(
+      args.probe as ProbeName,
+      opts,
+      args.steps,
+      args.clipVocab,
+      args.qualitySteps,
+    );
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
@@ -192,6 +228,7 @@ async function main(): Promise<void> {
   );
   const childArgs = (probe: ProbeName) => {
     const a = ['--probe', probe, '--checkpoint', checkpoint, '--steps', String(args.steps)];
+    a.push('--quality-steps', String(args.qualitySteps));
     if (args.clipVocab) a.push('--clip-vocab', args.clipVocab);
     const o = args.probeOptions;
     a.push('--runs', String(o.runs), '--warmup', String(o.warmup));
@@ -205,7 +242,13 @@ async function main(): Promise<void> {
   for (const probe of args.only) {
     process.stderr.write(`bench: ${probe}\n`);
     results[probe] = args.inProcess
-      ? await runProbe(probe, { checkpoint, ...args.probeOptions }, args.steps, args.clipVocab)
+      ? await runProbe(
+          probe,
+          { checkpoint, ...args.probeOptions },
+          args.steps,
+          args.clipVocab,
+          args.qualitySteps,
+        )
       : runChild<ProbeResult>(self, childArgs(probe));
   }
 
@@ -215,6 +258,8 @@ async function main(): Promise<void> {
   const text = results.text as TextProbeResult | undefined;
   const txt2img = results.txt2img as Txt2imgProbeResult | undefined;
   const pipeline = results.pipeline as PipelineProbeResult | undefined;
+  const int8 = results.unet512int8 as SessionProbeResult | undefined;
+  const quality = results.int8quality as Int8QualityResult | undefined;
   const peaks = Object.values(results).map((r) => r.peak_rss_mb);
   const out = {
     unet_s_per_step_512_b2: round(unet512?.median_s),
@@ -235,6 +280,13 @@ async function main(): Promise<void> {
     session_create_rss_mb: round(create?.rss_after_create_mb, 0),
     unet_session_create_s: round(unet512?.create_s, 2),
     txt2img_512_total_s: round(txt2img?.total_s, 2),
+    unet_int8_s_per_step_512_b2: round(int8?.median_s),
+    unet_int8_first_runs_s_512_b2: int8?.warmup_s.map((x) => round(x)),
+    unet_int8_session_create_s: round(int8?.create_s, 2),
+    unet_int8_peak_rss_mb: round(int8?.peak_rss_mb, 0),
+    int8_psnr_db_unet_eps: round(quality?.psnr_eps_db, 2),
+    int8_psnr_db_image: round(quality?.psnr_image_db, 2),
+    int8_quality_steps: quality?.steps ?? null,
     machine: { ...machine, load_avg_1m_end: machineInfo().load_avg_1m },
     onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
     options: {
@@ -262,6 +314,12 @@ async function main(): Promise<void> {
     ['VAE decode 512²', out.vae_decode_s_512, 's', TARGETS.vae_decode_s_512],
     ['text encode (77 tokens)', out.text_encode_ms, 'ms', undefined],
     ['session create + weights', out.session_create_s, 's', TARGETS.session_create_s],
+    [
+      'int8 UNet 512² batch 2',
+      out.unet_int8_s_per_step_512_b2,
+      's/step',
+      TARGETS.unet_int8_s_per_step_512_b2,
+    ],
     pipeline || txt2img
       ? ['peak RSS, 512² txt2img', out.peak_rss_mb, 'MB', TARGETS.peak_rss_mb]
       : ['peak RSS, largest probe', out.peak_rss_mb, 'MB', undefined],
@@ -274,6 +332,15 @@ async function main(): Promise<void> {
     if (value === null) continue;
     const verdict = target === undefined ? '' : value <= target ? `  ≤ ${target} ✓` : `  > ${target} ✗`;
     lines.push(`${name.padEnd(28)} ${String(value).padStart(9)} ${unit}${verdict}`);
+  }
+  for (const [name, value] of [
+    ['int8 PSNR, UNet eps', out.int8_psnr_db_unet_eps],
+    [`int8 PSNR, image (${out.int8_quality_steps} steps)`, out.int8_psnr_db_image],
+  ] as const) {
+    if (value !== null)
+      lines.push(
+        `${name.padEnd(28)} ${String(value).padStart(9)} dB  ${value >= TARGETS.int8_psnr_db ? '≥' : '<'} ${TARGETS.int8_psnr_db}`,
+      );
   }
   if (out.unet_first_runs_s_512_b2)
     lines.push(`UNet 512² b2 fresh-session runs: ${out.unet_first_runs_s_512_b2.join(', ')} s`);

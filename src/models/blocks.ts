@@ -12,10 +12,10 @@ import {
   groupNorm,
   layerNorm,
   linear,
+  linearSplit,
   mul,
   perChannel,
   silu,
-  splitEqual,
   toTokens,
   upsampleNearest2x,
   type AttentionImpl,
@@ -87,8 +87,7 @@ export function crossAttention(
 /** GEGLU feed-forward: proj → [h, gate], h·GELU(gate), Linear. */
 function feedForward(g: GraphBuilder, p: string, x: Value, dim: number): Value {
   const inner = dim * 4;
-  const proj = linear(g, x, `${p}.net.0.proj`, dim, inner * 2);
-  const [h, gate] = splitEqual(g, proj, -1, [inner, inner], `${p}.net.0`);
+  const [h, gate] = linearSplit(g, x, `${p}.net.0.proj`, dim, [inner, inner], `${p}.net.0`);
   return linear(g, mul(g, h!, gelu(g, gate!, `${p}.net.0`), `${p}.net.0`), `${p}.net.2`, inner, dim);
 }
 

@@ -109,7 +109,10 @@ function quantizeDynamic(g: GraphBuilder, x: Value, name?: string): [Value, Valu
   return hit;
 }
 
-/** y = x·W + b in int8: x quantized dynamically, W = `${prefix}.weight#q8` [K, N] with per-column scales. */
+/**
+ * y = x·W + b in int8: x quantized dynamically, W = `${prefix}.weight#q8` [K, N] with per-column
+ * scales; `rows` takes only output channels [start, end) of the layer (runtime/quantize.ts `@rows=`).
+ */
 function matMulInt8(
   g: GraphBuilder,
   xq: [Value, Value, Value],
@@ -117,10 +120,13 @@ function matMulInt8(
   K: number,
   N: number,
   bias: boolean,
+  rows?: [number, number],
 ): Value {
-  const wq = g.paramInt8(`${prefix}.weight#q8`, [K, N]);
-  const ws = g.param(`${prefix}.weight#q8scale`, [N]);
-  const b = bias ? g.param(`${prefix}.bias`, [N]) : null;
+  const part = rows ? `@rows=${rows[0]}:${rows[1]}` : '';
+  if (rows && rows[1] - rows[0] !== N) throw new Error(`${prefix}: rows ${rows} do not give ${N} outputs`);
+  const wq = g.paramInt8(`${prefix}.weight${part}#q8`, [K, N]);
+  const ws = g.param(`${prefix}.weight${part}#q8scale`, [N]);
+  const b = bias ? g.param(`${prefix}.bias${part}`, [N]) : null;
   return g.op1(
     'MatMulIntegerToFloat',
     [xq[0], wq, xq[1], ws, xq[2], null, b],
@@ -245,6 +251,30 @@ export function linear(
   return y;
 }
 
+/**
+ * A Linear layer split by output channels into parts of `sizes` (e.g. GEGLU's value and gate
+ * halves). In an int8 graph each part is its own product on the once-quantized input, which
+ * saves a Split pass over the widest activation of the network; otherwise Linear + Split.
+ */
+export function linearSplit(
+  g: GraphBuilder,
+  x: Value,
+  prefix: string,
+  inF: number,
+  sizes: number[],
+  name?: string,
+): Value[] {
+  const outF = sizes.reduce((a, b) => a + b, 0);
+  if (!g.int8) return splitEqual(g, linear(g, x, prefix, inF, outF), -1, sizes, name);
+  const xq = quantizeDynamic(g, x, prefix);
+  let start = 0;
+  return sizes.map((n) => {
+    const part = matMulInt8(g, xq, prefix, inF, n, true, [start, start + n]);
+    start += n;
+    return part;
+  });
+}
+
 /** LayerNorm over the last axis. */
 export function layerNorm(g: GraphBuilder, x: Value, prefix: string, dim: number, eps: number): Value {
   return g.op1(
@@ -270,10 +300,10 @@ export function groupNorm(
   if (channels % groups !== 0) {
     throw new Error(`${prefix}: GroupNorm over ${channels} channels cannot use ${groups} groups`);
   }
-  const nhwc = g.layout === 'nhwc';
-  // onnxruntime's CPU provider has no channels-last GroupNorm: NHWC graphs normalise in NCHW.
-  const input = nhwc ? toNchw(g, x, prefix) : x;
-  const grouped = reshape(g, input, [0, groups, -1], prefix);
+  if (g.layout === 'nhwc') return groupNormNhwc(g, x, prefix, channels, groups, eps);
+  const gamma = g.param(`${prefix}.weight`, [channels], [channels, 1, 1]);
+  const beta = g.param(`${prefix}.bias`, [channels], [channels, 1, 1]);
+  const grouped = reshape(g, x, [0, groups, -1], prefix);
   const ones = g.constF32(new Float32Array(groups).fill(1), [groups], 'ones');
   const zeros = g.constF32(new Float32Array(groups), [groups], 'zeros');
   const normed = g.op1(
@@ -282,12 +312,39 @@ export function groupNorm(
     { epsilon: { float: eps } },
     { name: prefix },
   );
-  let back = reshape(g, normed, shapeOf(g, input, prefix), prefix);
-  if (nhwc) back = toNhwc(g, back, prefix);
-  const view = nhwc ? [channels] : [channels, 1, 1];
-  const gamma = g.param(`${prefix}.weight`, [channels], view);
-  const beta = g.param(`${prefix}.bias`, [channels], view);
+  const back = reshape(g, normed, shapeOf(g, x, prefix), prefix);
   return add(g, mul(g, back, gamma, prefix), beta, prefix);
+}
+
+/**
+ * GroupNorm of NHWC x (onnxruntime's CPU provider has no channels-last GroupNorm kernel, and
+ * transposing to NCHW and back costs two passes more): statistics over [B, H·W, G, C/G] reduced
+ * on axes 1 and 3, centred before squaring (as the NCHW kernel does), then one scale and shift.
+ */
+function groupNormNhwc(
+  g: GraphBuilder,
+  x: Value,
+  prefix: string,
+  channels: number,
+  groups: number,
+  eps: number,
+): Value {
+  const cg = channels / groups;
+  const xr = reshape(g, x, [0, -1, groups, cg], prefix);
+  const axes = { axes: [1, 3], keepdims: 1 };
+  const mean = g.op1('ReduceMean', [xr], axes, { name: prefix });
+  const d = sub(g, xr, mean, prefix);
+  const variance = g.op1('ReduceMean', [mul(g, d, d, prefix)], axes, { name: prefix });
+  const rstd = g.op1(
+    'Reciprocal',
+    [g.op1('Sqrt', [add(g, variance, g.constF32([eps], [], 'eps'), prefix)], {}, { name: prefix })],
+    {},
+    { name: prefix },
+  );
+  const gamma = g.param(`${prefix}.weight`, [channels], [1, 1, groups, cg]);
+  const beta = g.param(`${prefix}.bias`, [channels], [1, 1, groups, cg]);
+  const y = add(g, mul(g, d, mul(g, rstd, gamma, prefix), prefix), beta, prefix);
+  return reshape(g, y, shapeOf(g, x, prefix), prefix);
 }
 
 /** Nearest-neighbour ×2 upsampling of [B, C, H, W] (torch F.interpolate(scale_factor=2, mode="nearest")). */

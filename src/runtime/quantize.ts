@@ -9,6 +9,8 @@
  *
  * Layouts: Linear [out, in] → [in, out]; Conv [out, in, kh, kw] → [(dy·kw + dx)·in + ci, out], the
  * order in which the graph concatenates the kh·kw shifted views of an NHWC input (im2col).
+ * `<key>@rows=a:b` (optionally followed by either suffix) is output channels [a, b) of a tensor:
+ * a layer split in parts (GEGLU's halves), each multiplied on its own.
  * The computed tensors have no file location; `derivedFrom` names the stored tensor so the weights
  * cache keys them by the checkpoint and converts each checkpoint once.
  */
@@ -60,10 +62,28 @@ export function quantizeWeight(w: Float32Array, shape: readonly number[]): Quant
   return { q, scale };
 }
 
-function splitKey(name: string): { base: string; part: 'q' | 'scale' } | undefined {
-  if (name.endsWith(Q8_SCALE_SUFFIX)) return { base: name.slice(0, -Q8_SCALE_SUFFIX.length), part: 'scale' };
-  if (name.endsWith(Q8_SUFFIX)) return { base: name.slice(0, -Q8_SUFFIX.length), part: 'q' };
-  return undefined;
+interface DerivedKey {
+  base: string;
+  /** Output channels [start, end) of the base tensor. */
+  rows?: [number, number];
+  part: 'q' | 'scale' | 'float';
+}
+
+const ROWS = /@rows=(\d+):(\d+)$/;
+
+function splitKey(name: string): DerivedKey | undefined {
+  let rest = name;
+  let part: DerivedKey['part'] = 'float';
+  if (rest.endsWith(Q8_SCALE_SUFFIX)) {
+    part = 'scale';
+    rest = rest.slice(0, -Q8_SCALE_SUFFIX.length);
+  } else if (rest.endsWith(Q8_SUFFIX)) {
+    part = 'q';
+    rest = rest.slice(0, -Q8_SUFFIX.length);
+  }
+  const m = ROWS.exec(rest);
+  if (!m) return part === 'float' ? undefined : { base: rest, part };
+  return { base: rest.slice(0, m.index), rows: [Number(m[1]), Number(m[2])], part };
 }
 
 /** A checkpoint plus the computed int8 weights of every 2-D/4-D float tensor in it. */
@@ -72,7 +92,7 @@ export class Int8WeightSource implements TensorSource {
   readonly format: TensorSource['format'];
   readonly metadata: Record<string, string>;
   /** The last quantized weight: q and scale are read one after the other. */
-  private last?: { base: string; value: Quantized };
+  private last?: { id: string; value: Quantized };
 
   constructor(readonly base: TensorSource) {
     this.path = base.path;
@@ -91,18 +111,37 @@ export class Int8WeightSource implements TensorSource {
   info(name: string): TensorInfo | undefined {
     const v = splitKey(name);
     if (!v) return this.base.info(name);
-    const bi = this.base.info(v.base);
-    if (!bi || (bi.shape.length !== 2 && bi.shape.length !== 4)) return undefined;
-    const [K, N] = int8MatrixShape(bi.shape);
+    const shape = this.baseShape(v);
+    if (!shape) return undefined;
+    if (v.part === 'float') return { name, dtype: 'F32', shape };
+    if (shape.length !== 2 && shape.length !== 4) return undefined;
+    const [K, N] = int8MatrixShape(shape);
     return v.part === 'q' ? { name, dtype: 'I8', shape: [K, N] } : { name, dtype: 'F32', shape: [N] };
   }
 
-  private async quantized(base: string): Promise<Quantized> {
-    if (this.last?.base === base) return this.last.value;
-    const info = this.base.info(base);
-    if (!info) throw new Error(`tensor "${base}" is not in ${this.path}`);
-    const value = quantizeWeight(await this.base.readFloat32(base), info.shape);
-    this.last = { base, value };
+  /** Shape of the (row range of the) base tensor; undefined when absent or the range does not fit. */
+  private baseShape(v: DerivedKey): number[] | undefined {
+    const bi = this.base.info(v.base);
+    if (!bi || bi.shape.length === 0) return undefined;
+    if (!v.rows) return bi.shape;
+    const [a, b] = v.rows;
+    if (!(a < b && b <= bi.shape[0]!)) return undefined;
+    return [b - a, ...bi.shape.slice(1)];
+  }
+
+  /** The float32 values of the (row range of the) base tensor. */
+  private async baseValues(v: DerivedKey): Promise<Float32Array> {
+    const all = await this.base.readFloat32(v.base);
+    if (!v.rows) return all;
+    const rowSize = all.length / this.base.info(v.base)!.shape[0]!;
+    return all.subarray(v.rows[0] * rowSize, v.rows[1] * rowSize);
+  }
+
+  private async quantized(v: DerivedKey, shape: number[]): Promise<Quantized> {
+    const id = `${v.base}@${v.rows?.join(':') ?? ''}`;
+    if (this.last?.id === id) return this.last.value;
+    const value = quantizeWeight(await this.baseValues(v), shape);
+    this.last = { id, value };
     return value;
   }
 
@@ -111,15 +150,22 @@ export class Int8WeightSource implements TensorSource {
     if (!v) return this.base.read(name);
     const info = this.info(name);
     if (!info) throw new Error(`tensor "${name}" is not in ${this.path}`);
-    const { q, scale } = await this.quantized(v.base);
-    const data = v.part === 'q' ? new Uint8Array(q.buffer) : new Uint8Array(scale.buffer);
+    if (v.part === 'q') {
+      const { q } = await this.quantized(v, this.baseShape(v)!);
+      return { dtype: info.dtype, shape: info.shape, data: new Uint8Array(q.buffer) };
+    }
+    const values = await this.readFloat32(name);
+    const data = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
     return { dtype: info.dtype, shape: info.shape, data };
   }
 
   async readFloat32(name: string): Promise<Float32Array> {
     const v = splitKey(name);
     if (!v) return this.base.readFloat32(name);
-    const { q, scale } = await this.quantized(v.base);
+    const shape = this.baseShape(v);
+    if (!shape) throw new Error(`tensor "${name}" is not in ${this.path}`);
+    if (v.part === 'float') return (await this.baseValues(v)).slice();
+    const { q, scale } = await this.quantized(v, shape);
     return v.part === 'scale' ? scale : Float32Array.from(q);
   }
 

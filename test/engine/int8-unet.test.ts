@@ -108,6 +108,22 @@ describe('int8 weight quantizer', () => {
     expect(s.derivedFrom(`${key}#q8`)?.path).toBe(src.location(key)!.path);
     expect(s.info('model.diffusion_model.out.0.weight#q8')).toBeUndefined(); // 1-D: not quantizable
   });
+
+  it('takes row ranges (@rows=a:b) of a layer: the same values as the whole layer’s rows', async () => {
+    const s = new Int8WeightSource(src);
+    const key = 'model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.0.proj';
+    const [out, inF] = src.info(`${key}.weight`)!.shape as [number, number];
+    const half = out / 2;
+    const whole = await s.read(`${key}.weight#q8`); // [in, out]
+    const part = await s.read(`${key}.weight@rows=${half}:${out}#q8`); // [in, out/2]
+    expect(part.shape).toEqual([inF, half]);
+    for (let k = 0; k < inF; k++) {
+      for (let o = 0; o < half; o++) expect(part.data[k * half + o]).toBe(whole.data[k * out + half + o]);
+    }
+    const bias = await s.readFloat32(`${key}.bias@rows=0:${half}`);
+    expect(Array.from(bias)).toEqual(Array.from((await src.readFloat32(`${key}.bias`)).subarray(0, half)));
+    expect(s.info(`${key}.bias@rows=0:${out + 1}`)).toBeUndefined(); // past the end
+  });
 });
 
 describe('channels-last UNet graph (float32)', () => {
