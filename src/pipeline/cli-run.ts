@@ -395,6 +395,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     cacheDir: values['cache-dir'],
     clipVocab: values['clip-vocab'],
     unetPrecision: precision,
+    onNotice: (message) => process.stderr.write(`${message}\n`),
   });
   const { loadPreviewDecoder } = await import('./taesd.js');
   // Without --preview-type, TAESD is used when its file is there, silently falling back otherwise.

@@ -204,6 +204,8 @@ export interface LoadModelOptions {
   hash?: boolean;
   /** UNet arithmetic (default 'fp32'); 'int8' needs the CPU provider. */
   unetPrecision?: UnetPrecisionChoice;
+  /** Told about slow one-time work as it starts (optimising a new checkpoint's UNet). */
+  onNotice?: (message: string) => void;
 }
 
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
@@ -228,6 +230,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       provider: opts.provider,
       cacheDir: opts.cacheDir,
       unetPrecision: precision,
+      onNotice: opts.onNotice,
     });
     const wantHash = opts.hash !== false;
     const hash = wantHash && !opts.source ? (await hashFile(opts.checkpoint)).autov2 : null;

@@ -27,8 +27,19 @@ import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/va
 import { UserError } from '../util/errors.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
 import { cropBorder, decodeTiled, encodeTiled, seamlessMargin, wrapPad, type TileOptions } from './tiling.js';
+import { numel } from '../formats/tensor.js';
+import { createOptimizedSession } from './optimized-cache.js';
 import { Int8WeightSource } from './quantize.js';
-import { prepareModel, removeEntry, type WeightsCacheOptions } from './weights.js';
+import {
+  prepareModel,
+  removeEntry,
+  sourceIdentity,
+  type PreparedModel,
+  type WeightsCacheOptions,
+} from './weights.js';
+
+/** Graphs with at least this many weight bytes keep their level-'all' optimisation in the cache. */
+const SAVE_OPTIMIZED_MIN_BYTES = 256 * 1024 ** 2;
 
 export interface TensorF32 {
   data: Float32Array;
@@ -42,12 +53,13 @@ export type Sd1Part = 'text' | 'unet' | 'vae';
  * Session settings per network where the best choice differs (docs/performance.md, measured on
  * SD 1.5 at 512²). The VAE is 91 % convolutions: level 'all' runs them in MLAS's NCHWc kernels
  * (≈ 20 % less CPU per decode) and without the memory-pattern planner it peaks 0.6 GB lower and
- * pays one slow first run instead of two. The UNet stays at 'extended': 'all' takes 45 CPU s to
- * create its session for no faster step.
+ * pays one slow first run instead of two. The UNet at 'all' runs its convolutions the same way
+ * (512² step 6.06 → ≈ 5.3 s), but onnxruntime needs ≈ 35 s to optimise it: Sd1Model saves the
+ * optimised UNet once per checkpoint (sessionAtLevelAll).
  */
 export const PART_SESSION_DEFAULTS: Readonly<Record<Sd1Part, Readonly<SessionOptions>>> = {
   text: {},
-  unet: {},
+  unet: { optLevel: 'all' },
   vae: { optLevel: 'all', memPattern: false },
 };
 
@@ -77,6 +89,8 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
    * once per checkpoint into the weights cache). 'nhwc' is the int8 graph's layout in float32.
    */
   unetPrecision?: UNetPrecision;
+  /** Told about slow one-time work as it starts (e.g. optimising a new checkpoint's UNet). */
+  onNotice?: (message: string) => void;
 }
 
 export interface UNetInputs {
@@ -165,9 +179,13 @@ export class Sd1Model {
 
   /** The session options for one part (see Sd1LoadOptions.partSessions for the precedence). */
   sessionOptions(part: Sd1Part): SessionOptions {
-    // The int8 UNet's activations are small (1.4 GB peak): without the memory-pattern planner its
-    // second run is already at full speed (2.7 s vs 3.0 s with the planner's extra allocation).
-    const int8 = part === 'unet' && this.opts.unetPrecision === 'int8' ? { memPattern: false } : {};
+    // The int8 UNet has no float convolutions left for level 'all' to improve, and its activations
+    // are small (1.4 GB peak): without the memory-pattern planner its second run is already at full
+    // speed (2.7 s vs 3.0 s with the planner's extra allocation).
+    const int8: SessionOptions =
+      part === 'unet' && this.opts.unetPrecision === 'int8'
+        ? { optLevel: 'extended', memPattern: false }
+        : {};
     return {
       ...PART_SESSION_DEFAULTS[part],
       ...int8,
@@ -187,14 +205,51 @@ export class Sd1Model {
     let s = sessions.get(key);
     if (!s) {
       s = (async () => {
-        const prepared = await prepareModel(build(), version, this.opts);
+        const g = build();
+        const prepared = await prepareModel(g, version, this.opts);
         if (prepared.ephemeral && prepared.cacheEntry) ephemeralEntries.push(prepared.cacheEntry);
-        return createSession(prepared, this.sessionOptions(part));
+        const options = this.sessionOptions(part);
+        if (options.optLevel === 'all' && (options.provider ?? 'cpu') === 'cpu') {
+          return this.sessionAtLevelAll(g, prepared, options, `${version}|${key}`);
+        }
+        return createSession(prepared, options);
       })();
       sessions.set(key, s);
       s.catch(() => sessions.delete(key));
     }
     return s;
+  }
+
+  /**
+   * A CPU session at level 'all'. A large graph (a real checkpoint's UNet) is optimised once and
+   * saved in the weights cache (runtime/optimized-cache.ts: ≈ 35 s once, then ≈ 4 s per load);
+   * weights that cannot be recognised again (in memory, patched) get level 'extended' instead,
+   * since optimising them anew at every load would cost more than it saves. Small graphs are
+   * optimised directly.
+   */
+  private async sessionAtLevelAll(
+    g: GraphBuilder,
+    prepared: PreparedModel,
+    options: SessionOptions,
+    graphKey: string,
+  ): Promise<ort.InferenceSession> {
+    const params = [...g.params.values()];
+    const bytes = params.reduce((n, p) => n + numel(p.shape) * (p.dtype === 'I8' ? 1 : 4), 0);
+    if (bytes < SAVE_OPTIMIZED_MIN_BYTES) return createSession(prepared, options);
+    const identity = prepared.ephemeral
+      ? undefined
+      : await sourceIdentity(
+          g.source,
+          params.map((p) => p.key),
+        );
+    if (!identity) return createSession(prepared, { ...options, optLevel: 'extended' });
+    const key = JSON.stringify([graphKey, this.opts.attention ?? 'mha', this.opts.attentionChunk ?? null]);
+    const r = await createOptimizedSession(prepared, identity, key, options, this.opts, () =>
+      this.opts.onNotice?.(
+        'optimising the UNet for this CPU (once per checkpoint, about a minute; saved in the weights cache)',
+      ),
+    );
+    return r.session;
   }
 
   private async run(

@@ -56,16 +56,15 @@ export function checkProvider(provider: string): Provider {
   return provider as Provider;
 }
 
-export async function createSession(
-  model: PreparedModel,
-  opts: SessionOptions = {},
-): Promise<ort.InferenceSession> {
-  const provider = checkProvider(opts.provider ?? 'cpu');
+/** onnxruntime's session options for our SessionOptions on `provider` (threads default to every CPU). */
+export function ortSessionOptions(
+  provider: Provider,
+  opts: SessionOptions,
+): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [provider],
     graphOptimizationLevel: opts.optLevel ?? 'extended',
     logSeverityLevel: opts.logSeverity ?? 3,
-    extra: { session: { model_external_initializers_file_folder_path: model.externalFolder } },
   };
   if (opts.threads !== undefined) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1)
@@ -79,6 +78,16 @@ export async function createSession(
   if (opts.freeDimOverrides) options.freeDimensionOverrides = opts.freeDimOverrides;
   if (opts.memArena !== undefined) options.enableCpuMemArena = opts.memArena;
   if (opts.memPattern !== undefined) options.enableMemPattern = opts.memPattern;
+  return options;
+}
+
+export async function createSession(
+  model: PreparedModel,
+  opts: SessionOptions = {},
+): Promise<ort.InferenceSession> {
+  const provider = checkProvider(opts.provider ?? 'cpu');
+  const options = ortSessionOptions(provider, opts);
+  options.extra = { session: { model_external_initializers_file_folder_path: model.externalFolder } };
   try {
     return await ort.InferenceSession.create(model.bytes, options);
   } catch (e) {

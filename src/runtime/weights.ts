@@ -192,7 +192,7 @@ type CacheIndex = Record<string, [offset: number, length: number]>;
  * mtime). Undefined when any tensor has no file location (in memory, patched, converted on read):
  * such weights cannot be recognised again, so their entry is ephemeral.
  */
-async function sourceIdentity(source: TensorSource, keys: string[]): Promise<string | undefined> {
+export async function sourceIdentity(source: TensorSource, keys: string[]): Promise<string | undefined> {
   const files = new Set<string>();
   for (const k of keys) {
     const loc = source.location(k) ?? source.derivedFrom?.(k);

@@ -197,7 +197,8 @@ describe('sizes the UNet cannot halve evenly', () => {
         matchSkipSizes: true,
       });
       const resized = await runGraph(g, { x: inp.x, timesteps: inp.t, context: inp.context }, 'eps');
-      expect(errors(resized.data, plain.data).maxAbs).toBeLessThan(1e-6);
+      // Not bit-equal: at level 'all' the Resize nodes change how convolutions are blocked.
+      expect(errors(resized.data, plain.data).maxAbs).toBeLessThan(1e-5);
     } finally {
       await m.release();
     }
