@@ -158,18 +158,42 @@ export function probeVaeDecode(opts: ProbeOptions, h: number, w: number): Promis
 
 export interface CreateProbeResult {
   probe: string;
+  /** Loading a checkpoint seen before (the optimised UNet and the int8 weights come from the cache). */
   create_s: number;
   create_cpu_s: number;
   rss_after_create_mb: number;
   peak_rss_mb: number;
+  /** The first load of this process: includes the one-time UNet optimisation when `optimised_now`. */
+  first_create_s: number;
+  optimised_now: boolean;
 }
 
-/** SD 1.5 ready to generate: text encoder, UNet and VAE decoder sessions opened from the file. */
-export function probeCreate(opts: ProbeOptions): Promise<CreateProbeResult> {
+/**
+ * SD 1.5 ready to generate: text encoder, UNet and VAE decoder sessions opened from the file —
+ * twice, since a checkpoint's first load also optimises its UNet once for this CPU and saves it
+ * (runtime/optimized-cache.ts): the first figure says what a new checkpoint costs, the second what
+ * every later load costs.
+ */
+export async function probeCreate(opts: ProbeOptions): Promise<CreateProbeResult> {
+  let optimised_now = false;
+  const first = await timed(async () => {
+    const model = await loadSd1(opts.checkpoint, {
+      attention: opts.attention,
+      optLevel: opts.optLevel,
+      threads: opts.threads,
+      memArena: opts.memArena,
+      onNotice: () => (optimised_now = true),
+    });
+    await model.open(['text', 'unet', 'vaeDecoder']);
+    await model.release();
+  });
+  log(`create: first load ${first.wall_s.toFixed(2)} s${optimised_now ? ' (UNet optimised now)' : ''}`);
   return withModel('create', opts, ['text', 'unet', 'vaeDecoder'], async (_model, created) => ({
     probe: 'session create (text, unet, vae decoder)',
     ...created,
     peak_rss_mb: peakRssMb(),
+    first_create_s: first.wall_s,
+    optimised_now,
   }));
 }
 

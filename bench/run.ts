@@ -268,6 +268,8 @@ async function main(): Promise<void> {
     vae_decode_s_512: round(vae?.median_s),
     text_encode_ms: round(text ? text.median_s * 1000 : undefined, 1),
     session_create_s: round(create?.create_s, 2),
+    session_create_first_s: round(create?.first_create_s, 2),
+    session_create_first_optimised_unet: create?.optimised_now ?? null,
     // The end-to-end figure (the product's pipeline, else the engine txt2img); otherwise the largest probe's.
     peak_rss_mb: round(
       pipeline?.peak_rss_mb ?? txt2img?.peak_rss_mb ?? (peaks.length ? Math.max(...peaks) : undefined),
@@ -314,6 +316,14 @@ async function main(): Promise<void> {
     ['VAE decode 512²', out.vae_decode_s_512, 's', TARGETS.vae_decode_s_512],
     ['text encode (77 tokens)', out.text_encode_ms, 'ms', undefined],
     ['session create + weights', out.session_create_s, 's', TARGETS.session_create_s],
+    [
+      out.session_create_first_optimised_unet
+        ? '… first load (optimises UNet)'
+        : '… first load of this process',
+      out.session_create_first_s,
+      's',
+      undefined,
+    ],
     [
       'int8 UNet 512² batch 2',
       out.unet_int8_s_per_step_512_b2,
