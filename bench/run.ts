@@ -70,7 +70,7 @@ export const TARGETS = {
 
 const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N] [--quality-steps N]
        [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N] [--mem-arena on|off]
-       [--steps N] [--checkpoint PATH] [--clip-vocab PATH] [--in-process]`;
+       [--steps N] [--checkpoint PATH] [--clip-vocab PATH] [--in-process] [--no-hugepages]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -109,6 +109,7 @@ function parse() {
         'clip-vocab': { type: 'string' },
         probe: { type: 'string' },
         'in-process': { type: 'boolean', default: false },
+        'no-hugepages': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -147,6 +148,7 @@ function parse() {
     probe: v.probe,
     clipVocab,
     inProcess: v['in-process']!,
+    hugePages: !v['no-hugepages'],
     steps: int('steps', v.steps!, 1),
     qualitySteps: int('quality-steps', v['quality-steps']!, 1),
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
@@ -207,6 +209,12 @@ const round = (x: number | undefined, digits = 3) =>
 async function main(): Promise<void> {
   const args = parse();
   const self = fileURLToPath(import.meta.url);
+  // Probe processes start as `sdstudio txt2img` does (bin/sdstudio.js): glibc's malloc asking for
+  // transparent huge pages, unless --no-hugepages.
+  const tunables = process.env.GLIBC_TUNABLES ?? '';
+  if (args.hugePages && !args.probe && !tunables.includes('glibc.malloc.hugetlb')) {
+    process.env.GLIBC_TUNABLES = [tunables, 'glibc.malloc.hugetlb=1'].filter(Boolean).join(':');
+  }
 
   if (args.probe) {
     const opts: ProbeOptions = { checkpoint: args.checkpoint!, ...args.probeOptions };
@@ -299,6 +307,7 @@ async function main(): Promise<void> {
       threads: args.probeOptions.threads ?? 'engine default (all CPUs)',
       mem_arena: args.probeOptions.memArena === undefined ? 'engine default' : args.probeOptions.memArena,
       txt2img_steps: args.steps,
+      glibc_tunables: process.env.GLIBC_TUNABLES ?? null,
     },
     checkpoint: { path: checkpoint, random: !args.checkpoint, generator_version: RANDOM_SD15_VERSION },
     targets: TARGETS,
