@@ -55,7 +55,7 @@ if (values.phase === 'save') {
   session = created.value;
   console.error(
     `save: create+save ${created.wall_s.toFixed(2)} s (cpu ${created.cpu_s.toFixed(2)}), ` +
-      `model ${statSync(saved).size} B, weights ${statSync(join(dir, 'unet.weights')).size} B`,
+      `model ${statSync(saved).size} B, weights ${statSync(join(dir, 'unet.weights')).size} B, peak RSS ${peakRssMb().toFixed(0)} MB`,
   );
 } else {
   const created = await timed(() =>

@@ -52,13 +52,14 @@ function entryFor(cacheDir: string, identity: string, graphKey: string): string 
 }
 
 /**
- * A CPU session of `prepared` optimised at level 'all': loaded from the cache when this checkpoint
- * and graph were optimised before, else optimised now (the slow part) and saved.
+ * A CPU session of `model` optimised at level 'all': loaded from the cache when this checkpoint
+ * and graph were optimised before, else optimised now (the slow part) and saved. `model` may be a
+ * function, called only when the graph has to be optimised (placing weights can cost a conversion).
  * `identity` must name the weights' files (weights.sourceIdentity); `onOptimize` is told before the
  * slow path starts, so a caller can say why this load takes longer.
  */
 export async function createOptimizedSession(
-  prepared: PreparedModel,
+  model: PreparedModel | (() => Promise<PreparedModel>),
   identity: string,
   graphKey: string,
   opts: SessionOptions,
@@ -82,6 +83,7 @@ export async function createOptimizedSession(
     return { session, status: 'hit', entry };
   }
   onOptimize?.();
+  const prepared = typeof model === 'function' ? await model() : model;
   await mkdir(cache.dir, { recursive: true });
   const tmp = join(cache.dir, `.tmp-opt-${process.pid}-${randomUUID().slice(0, 8)}`);
   await mkdir(tmp, { recursive: true });

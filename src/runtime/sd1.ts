@@ -200,19 +200,17 @@ export class Sd1Model {
     version: string,
     build: () => GraphBuilder,
   ): Promise<ort.InferenceSession> {
-    const { sessions, ephemeralEntries } = this.state;
+    const { sessions } = this.state;
     if (this.state.released) throw new Error('this model has been released');
     let s = sessions.get(key);
     if (!s) {
       s = (async () => {
         const g = build();
-        const prepared = await prepareModel(g, version, this.opts);
-        if (prepared.ephemeral && prepared.cacheEntry) ephemeralEntries.push(prepared.cacheEntry);
         const options = this.sessionOptions(part);
         if (options.optLevel === 'all' && (options.provider ?? 'cpu') === 'cpu') {
-          return this.sessionAtLevelAll(g, prepared, options, `${version}|${key}`);
+          return this.sessionAtLevelAll(g, version, options, `${version}|${key}`);
         }
-        return createSession(prepared, options);
+        return createSession(await this.prepare(g, version), options);
       })();
       sessions.set(key, s);
       s.catch(() => sessions.delete(key));
@@ -227,27 +225,42 @@ export class Sd1Model {
    * since optimising them anew at every load would cost more than it saves. Small graphs are
    * optimised directly.
    */
+  /** Place the graph's weights (runtime/weights.ts); ephemeral cache entries go on release(). */
+  private async prepare(g: GraphBuilder, version: string): Promise<PreparedModel> {
+    const prepared = await prepareModel(g, version, this.opts);
+    if (prepared.ephemeral && prepared.cacheEntry) this.state.ephemeralEntries.push(prepared.cacheEntry);
+    return prepared;
+  }
+
   private async sessionAtLevelAll(
     g: GraphBuilder,
-    prepared: PreparedModel,
+    version: string,
     options: SessionOptions,
     graphKey: string,
   ): Promise<ort.InferenceSession> {
     const params = [...g.params.values()];
     const bytes = params.reduce((n, p) => n + numel(p.shape) * (p.dtype === 'I8' ? 1 : 4), 0);
-    if (bytes < SAVE_OPTIMIZED_MIN_BYTES) return createSession(prepared, options);
-    const identity = prepared.ephemeral
-      ? undefined
-      : await sourceIdentity(
-          g.source,
-          params.map((p) => p.key),
-        );
-    if (!identity) return createSession(prepared, { ...options, optLevel: 'extended' });
+    if (bytes < SAVE_OPTIMIZED_MIN_BYTES) return createSession(await this.prepare(g, version), options);
+    const identity = await sourceIdentity(
+      g.source,
+      params.map((p) => p.key),
+    );
+    if (!identity) {
+      return createSession(await this.prepare(g, version), { ...options, optLevel: 'extended' });
+    }
+    // The weights are only placed (an fp16 checkpoint converted) when the optimised model is not
+    // saved yet: a saved one carries its own.
     const key = JSON.stringify([graphKey, this.opts.attention ?? 'mha', this.opts.attentionChunk ?? null]);
-    const r = await createOptimizedSession(prepared, identity, key, options, this.opts, () =>
-      this.opts.onNotice?.(
-        'optimising the UNet for this CPU (once per checkpoint, about a minute; saved in the weights cache)',
-      ),
+    const r = await createOptimizedSession(
+      () => this.prepare(g, version),
+      identity,
+      key,
+      options,
+      this.opts,
+      () =>
+        this.opts.onNotice?.(
+          'optimising the UNet for this CPU (once per checkpoint, about a minute; saved in the weights cache)',
+        ),
     );
     return r.session;
   }

@@ -90,6 +90,16 @@ describe('optimised-model cache', () => {
 
     expect(errors(a, ref).maxAbs).toBeLessThan(1e-4);
     expect(Array.from(b)).toEqual(Array.from(a)); // the saved model is the same graph
+    // Given lazily, the weights are placed only when the graph has to be optimised.
+    let placed = 0;
+    const lazy = async () => {
+      placed++;
+      return prepared;
+    };
+    const third = await createOptimizedSession(lazy, identity, 'unet|test', opts, { cacheDir });
+    expect(third.status).toBe('hit');
+    await third.session.release();
+    expect(placed).toBe(0);
     // Another graph key (e.g. a UNet variant) is another entry.
     const other = await createOptimizedSession(prepared, identity, 'unet|other', opts, { cacheDir });
     expect(other.status).toBe('created');
