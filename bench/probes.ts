@@ -125,18 +125,26 @@ async function withModel<T>(
   }
 }
 
-/** UNet eps at batch × (8·h) × (8·w) pixels, 77-token context. */
+/**
+ * UNet eps at batch × (8·h) × (8·w) pixels, 77-token context. `cfg`: the batch is one CFG step —
+ * every row the same latent and timestep, each its own context (cond, uncond), as the sampler
+ * calls it; otherwise every row has its own latent.
+ */
 export function probeUNet(
   opts: ProbeOptions,
   batch: number,
   h: number,
   w: number,
+  cfg = false,
 ): Promise<SessionProbeResult> {
-  const label = `unet ${8 * w}x${8 * h} b${batch}`;
+  const label = `unet ${8 * w}x${8 * h} b${batch}${cfg ? ' cfg' : ''}`;
   return withModel(label, opts, ['unet'], async (model, created) => {
     const u = model.config.unet;
+    const n = u.inChannels * h * w;
+    const latent = noise(n, 1);
+    const x = cfg ? new Float32Array(batch * n).map((_, i) => latent[i % n]!) : noise(batch * n, 1);
     const inputs = {
-      x: { data: noise(batch * u.inChannels * h * w, 1), dims: [batch, u.inChannels, h, w] },
+      x: { data: x, dims: [batch, u.inChannels, h, w] },
       t: { data: new Float32Array(batch).fill(500), dims: [batch] },
       context: { data: noise(batch * 77 * u.contextDim, 2), dims: [batch, 77, u.contextDim] },
     };

@@ -16,7 +16,8 @@
  * CLIP vocabulary: --clip-vocab, $SDSTUDIO_CLIP_VOCAB or ../shared/data/clip), unet512int8 (the
  * opt-in int8 UNet at 512² batch 2; its first run ever quantizes the checkpoint into the weights
  * cache, reported as its session creation), int8quality (int8 vs fp32: PSNR of one UNet output and
- * of the image after --quality-steps Euler steps); default all.
+ * of the image after --quality-steps Euler steps), unet512cfg / unet512int8cfg (one CFG step: both
+ * rows the same latent, as the sampler calls the UNet); default all.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -55,6 +56,8 @@ const PROBES = [
   'pipeline',
   'unet512int8',
   'int8quality',
+  'unet512cfg',
+  'unet512int8cfg',
 ] as const;
 type ProbeName = (typeof PROBES)[number];
 
@@ -198,6 +201,10 @@ async function runProbe(
       return probePipeline(opts, steps, clipVocab!);
     case 'unet512int8':
       return probeUNet({ ...opts, unetPrecision: 'int8' }, 2, 64, 64);
+    case 'unet512cfg':
+      return probeUNet(opts, 2, 64, 64, true);
+    case 'unet512int8cfg':
+      return probeUNet({ ...opts, unetPrecision: 'int8' }, 2, 64, 64, true);
     case 'int8quality':
       return probeInt8Quality(opts, qualitySteps);
   }
@@ -291,6 +298,9 @@ async function main(): Promise<void> {
     unet_session_create_s: round(unet512?.create_s, 2),
     txt2img_512_total_s: round(txt2img?.total_s, 2),
     unet_int8_s_per_step_512_b2: round(int8?.median_s),
+    // One CFG step (both rows the same latent): the first blocks run once (sharedRows).
+    unet_s_per_cfg_step_512: round((results.unet512cfg as SessionProbeResult | undefined)?.median_s),
+    unet_int8_s_per_cfg_step_512: round((results.unet512int8cfg as SessionProbeResult | undefined)?.median_s),
     unet_int8_first_runs_s_512_b2: int8?.warmup_s.map((x) => round(x)),
     unet_int8_session_create_s: round(int8?.create_s, 2),
     unet_int8_peak_rss_mb: round(int8?.peak_rss_mb, 0),

@@ -91,7 +91,7 @@ function feedForward(g: GraphBuilder, p: string, x: Value, dim: number): Value {
   return linear(g, mul(g, h!, gelu(g, gate!, `${p}.net.0`), `${p}.net.0`), `${p}.net.2`, inner, dim);
 }
 
-/** ldm BasicTransformerBlock. */
+/** ldm BasicTransformerBlock. `expand` (see spatialTransformer) is applied before cross-attention. */
 function transformerBlock(
   g: GraphBuilder,
   p: string,
@@ -100,9 +100,11 @@ function transformerBlock(
   heads: number,
   contextDim: number,
   ctx: AttentionContext,
+  expand?: (v: Value) => Value,
 ): Value {
   let n = layerNorm(g, x, `${p}.norm1`, dim, LN_EPS);
   x = add(g, crossAttention(g, `${p}.attn1`, n, n, n, dim, dim, heads, ctx.impl), x, p);
+  if (expand) x = expand(x);
   n = layerNorm(g, x, `${p}.norm2`, dim, LN_EPS);
   const kc = ctx.contextK ?? ctx.context;
   const vc = ctx.contextV ?? ctx.context;
@@ -111,7 +113,12 @@ function transformerBlock(
   return add(g, feedForward(g, `${p}.ff`, n, dim), x, p);
 }
 
-/** ldm SpatialTransformer: GN, proj_in (1×1 conv or Linear), transformer blocks, proj_out, residual. */
+/**
+ * ldm SpatialTransformer: GN, proj_in (1×1 conv or Linear), transformer blocks, proj_out, residual.
+ * `expand` maps rows shared by several batch entries to the full batch (unet.ts `sharedRows`): it
+ * is applied where the rows first meet their own context, the first block's cross-attention, and to
+ * the residual input.
+ */
 export function spatialTransformer(
   g: GraphBuilder,
   p: string,
@@ -122,18 +129,21 @@ export function spatialTransformer(
   contextDim: number,
   linearProj: boolean,
   ctx: AttentionContext,
+  expand?: (v: Value) => Value,
 ): Value {
   const n = groupNorm(g, x, `${p}.norm`, channels, GROUPS, TRANSFORMER_GN_EPS);
   let t: Value;
   if (linearProj) t = linear(g, toTokens(g, n, channels, p), `${p}.proj_in`, channels, channels);
   else t = toTokens(g, conv2d(g, n, `${p}.proj_in`, channels, channels, 1), channels, p);
   for (let i = 0; i < depth; i++) {
-    t = transformerBlock(g, `${p}.transformer_blocks.${i}`, t, channels, heads, contextDim, ctx);
+    const e = i === 0 ? expand : undefined;
+    t = transformerBlock(g, `${p}.transformer_blocks.${i}`, t, channels, heads, contextDim, ctx, e);
   }
+  const residual = expand ? expand(x) : x;
   let out: Value;
-  if (linearProj) out = fromTokens(g, linear(g, t, `${p}.proj_out`, channels, channels), x, p);
-  else out = conv2d(g, fromTokens(g, t, x, p), `${p}.proj_out`, channels, channels, 1);
-  return add(g, out, x, p);
+  if (linearProj) out = fromTokens(g, linear(g, t, `${p}.proj_out`, channels, channels), residual, p);
+  else out = conv2d(g, fromTokens(g, t, residual, p), `${p}.proj_out`, channels, channels, 1);
+  return add(g, out, residual, p);
 }
 
 /** Nearest ×2 then 3×3 conv (UNet `conv`, VAE `conv`). */

@@ -52,12 +52,20 @@ export interface UNetBuildOptions {
    * 'nhwc': the same channels-last graph entirely in float32 (checks the layout against 'fp32').
    */
   precision?: UNetPrecision;
+  /**
+   * Batch rows that share their latent and timestep (CFG: an image's cond and uncond rows) are
+   * computed once until they first meet their own context: inputs `x` and `timesteps` hold the
+   * distinct rows, int64 `rows` [batch] names each batch row's one, `context` is per batch row.
+   * Everything before the first cross-attention (input conv, first ResBlock, first self-attention:
+   * ≈ 3–5 % of a 512² step) then runs at the smaller batch. Exact: each row's arithmetic is the same.
+   */
+  sharedRows?: boolean;
 }
 
 export type UNetPrecision = 'fp32' | 'int8' | 'nhwc';
 
 /** Input/output names of the UNet graph. */
-export const UNET_IO = { x: 'x', t: 'timesteps', context: 'context', eps: 'eps' } as const;
+export const UNET_IO = { x: 'x', t: 'timesteps', context: 'context', eps: 'eps', rows: 'rows' } as const;
 
 /**
  * ldm timestep_embedding: cat(cos(t·f), sin(t·f)), f_i = exp(-ln(max_period)·i/half), in float32
@@ -151,8 +159,13 @@ export function buildUNetGraph(
   if (levels < 1 || cfg.numResBlocks < 1)
     throw new Error('UNet config needs at least one level and one ResBlock');
 
-  const x = g.input(UNET_IO.x, 'float32', ['batch', cfg.inChannels, 'height', 'width']);
-  const t = g.input(UNET_IO.t, 'float32', ['batch']);
+  if (opts.sharedRows && opts.debug) throw new Error('UNet: sharedRows and debug outputs do not combine');
+  const rowsDim = opts.sharedRows ? 'distinct' : 'batch';
+  const x = g.input(UNET_IO.x, 'float32', [rowsDim, cfg.inChannels, 'height', 'width']);
+  const t = g.input(UNET_IO.t, 'float32', [rowsDim]);
+  const rows = opts.sharedRows ? g.input(UNET_IO.rows, 'int64', ['batch']) : undefined;
+  /** Distinct rows → batch rows (identity without sharedRows). */
+  const expand = (v: Value) => (rows ? g.op1('Gather', [v, rows], { axis: 0 }, { name: 'shared_rows' }) : v);
   const context = g.input(UNET_IO.context, 'float32', ['batch', 'tokens', cfg.contextDim]);
   const ctx: AttentionContext = { context, impl };
   if (opts.separateKV) {
@@ -165,10 +178,15 @@ export function buildUNetGraph(
 
   const emb = timeEmbed(g, p, timestepEmbedding(g, t, mc), mc);
   debug(emb, `${p}.time_embed`);
-  const embAct = silu(g, emb, `${p}.emb_act`);
+  const embActDistinct = silu(g, emb, `${p}.emb_act`);
+  const embActBatch = expand(embActDistinct);
+  // While the rows are shared, blocks run on the distinct rows (see UNetBuildOptions.sharedRows).
+  let sharing = !!rows;
+  const embAct = () => (sharing ? embActDistinct : embActBatch);
 
-  const transformer = (bp: string, h: Value, ch: number) =>
-    spatialTransformer(
+  const skips: { v: Value; ch: number }[] = [];
+  const transformer = (bp: string, h: Value, ch: number) => {
+    const out = spatialTransformer(
       g,
       bp,
       h,
@@ -178,12 +196,24 @@ export function buildUNetGraph(
       cfg.contextDim,
       cfg.useLinearInProjection,
       ctx,
+      sharing ? expand : undefined,
     );
+    if (sharing) {
+      // The rows met their context: from here on every tensor is per batch row.
+      sharing = false;
+      for (const s of skips) s.v = expand(s.v);
+    }
+    return out;
+  };
 
   // Input blocks.
-  const skips: { v: Value; ch: number }[] = [];
   // The first and last convolutions see the latent itself (4 channels): always float32.
   let h = conv2d(g, inLayout(x), `${p}.input_blocks.0.0`, cfg.inChannels, mc, 3, { int8: false });
+  if (sharing && !cfg.attentionResolutions.includes(1)) {
+    // No cross-attention in the first level: the rows part right away.
+    sharing = false;
+    h = expand(h);
+  }
   let ch = mc;
   let ds = 1;
   let idx = 0;
@@ -194,7 +224,7 @@ export function buildUNetGraph(
       idx++;
       const bp = `${p}.input_blocks.${idx}`;
       const outCh = cfg.channelMult[level]! * mc;
-      h = unetResBlock(g, `${bp}.0`, h, embAct, ch, outCh, embDim);
+      h = unetResBlock(g, `${bp}.0`, h, embAct(), ch, outCh, embDim);
       ch = outCh;
       if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.1`, h, ch);
       debug(h, bp);
@@ -212,9 +242,9 @@ export function buildUNetGraph(
 
   // Middle block.
   const mp = `${p}.middle_block`;
-  h = unetResBlock(g, `${mp}.0`, h, embAct, ch, ch, embDim);
+  h = unetResBlock(g, `${mp}.0`, h, embAct(), ch, ch, embDim);
   h = transformer(`${mp}.1`, h, ch);
-  h = unetResBlock(g, `${mp}.2`, h, embAct, ch, ch, embDim);
+  h = unetResBlock(g, `${mp}.2`, h, embAct(), ch, ch, embDim);
   if (opts.controlInputs) {
     h = add(
       g,
@@ -247,7 +277,7 @@ export function buildUNetGraph(
       upsampled = false;
       const cat = concat(g, [h, sv], cAxis, bp);
       const outCh = cfg.channelMult[level]! * mc;
-      h = unetResBlock(g, `${bp}.0`, cat, embAct, ch + skip.ch, outCh, embDim);
+      h = unetResBlock(g, `${bp}.0`, cat, embAct(), ch + skip.ch, outCh, embDim);
       ch = outCh;
       let sub = 1;
       if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.${sub++}`, h, ch);

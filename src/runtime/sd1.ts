@@ -351,9 +351,13 @@ export class Sd1Model {
   // ---- UNet ----
 
   private unetSession(
-    variant: Pick<UNetBuildOptions, 'controlInputs' | 'separateKV' | 'debug' | 'matchSkipSizes'>,
+    variant: Pick<
+      UNetBuildOptions,
+      'controlInputs' | 'separateKV' | 'debug' | 'matchSkipSizes' | 'sharedRows'
+    >,
   ) {
     const flags = [
+      variant.sharedRows && 's',
       variant.controlInputs && 'c',
       variant.separateKV && 'kv',
       variant.debug && 'd',
@@ -419,14 +423,36 @@ export class Sd1Model {
   async unetOutputs(inp: UNetInputs, outputs: string[]): Promise<Record<string, TensorF32>> {
     const [, , h, w] = inp.x.dims;
     const factor = 2 ** (this.config.unet.channelMult.length - 1);
+    const debug = !!this.opts.debug && outputs.some((o) => o !== UNET_IO.eps);
+    const feeds = this.unetFeeds(inp);
+    // CFG rows (an image's cond and uncond) share latent and timestep: computed once up to the
+    // first cross-attention (UNetBuildOptions.sharedRows).
+    const shared = debug ? undefined : sharedRows(inp.x, inp.t);
+    if (shared && shared.distinct.length < inp.x.dims[0]!) {
+      const n = inp.x.data.length / inp.x.dims[0]!;
+      const x = new Float32Array(shared.distinct.length * n);
+      shared.distinct.forEach((r, i) => x.set(inp.x.data.subarray(r * n, (r + 1) * n), i * n));
+      feeds[UNET_IO.x] = f32(x, [shared.distinct.length, ...inp.x.dims.slice(1)]);
+      feeds[UNET_IO.t] = f32(
+        Float32Array.from(shared.distinct, (r) => inp.t.data[r]!),
+        [shared.distinct.length],
+      );
+    }
+    // One graph serves both: distinct rows map to themselves (a Gather of ≈ 30 MB at 512² b2).
+    if (shared)
+      feeds[UNET_IO.rows] = i64(
+        BigInt64Array.from(shared.rows, (r) => BigInt(r)),
+        [shared.rows.length],
+      );
     const s = this.unetSession({
       controlInputs: !!inp.control,
       separateKV: !!(inp.contextK || inp.contextV),
-      debug: !!this.opts.debug && outputs.some((o) => o !== UNET_IO.eps),
+      debug,
       // Only sizes that do not halve evenly at every level need the skip resizes.
       matchSkipSizes: h! % factor !== 0 || w! % factor !== 0,
+      sharedRows: !debug,
     });
-    return this.run(s, this.unetFeeds(inp), outputs);
+    return this.run(s, feeds, outputs);
   }
 
   /** ldm timestep_embedding and time_embed MLP for timesteps t [N]. */
@@ -563,7 +589,7 @@ export class Sd1Model {
             ),
           ),
         );
-      } else if (part === 'unet') pending.push(this.unetSession({}));
+      } else if (part === 'unet') pending.push(this.unetSession({ sharedRows: true }));
       else if (part === 'vaeDecoder') pending.push(this.vaeDecoderSession());
       else pending.push(this.vaeEncoderSession());
     }
@@ -586,6 +612,30 @@ export class Sd1Model {
     for (const e of this.state.ephemeralEntries.splice(0)) await removeEntry(e);
     if (this.ownsSource) await this.source.close();
   }
+}
+
+/**
+ * Batch rows whose latent and timestep are bit-identical to an earlier row's: `distinct` lists the
+ * first row of each kind, `rows[i]` the index in `distinct` of row i (the identity when all differ).
+ */
+export function sharedRows(x: TensorF32, t: TensorF32): { distinct: number[]; rows: number[] } {
+  const b = x.dims[0]!;
+  const n = x.data.length / b;
+  const bits = new Uint32Array(x.data.buffer, x.data.byteOffset, x.data.length);
+  const tBits = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length);
+  const same = (i: number, j: number) => {
+    if (tBits[i] !== tBits[j]) return false;
+    for (let k = 0; k < n; k++) if (bits[i * n + k] !== bits[j * n + k]) return false;
+    return true;
+  };
+  const distinct: number[] = [];
+  const rows: number[] = [];
+  for (let i = 0; i < b; i++) {
+    let u = distinct.findIndex((j) => same(i, j));
+    if (u < 0) u = distinct.push(i) - 1;
+    rows.push(u);
+  }
+  return { distinct, rows };
 }
 
 /** The fields of `o` that are set, so spreading them does not override defaults with undefined. */
