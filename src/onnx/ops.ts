@@ -4,6 +4,7 @@
  * file's key tree and the code mirror each other.
  */
 import { MS_DOMAIN, type GraphBuilder, type Value } from './builder.js';
+import { OnnxDataType } from './proto.js';
 
 export function add(g: GraphBuilder, a: Value, b: Value, name?: string): Value {
   return g.op1('Add', [a, b], {}, { name });
@@ -334,7 +335,11 @@ function groupNormNhwc(
   const axes = { axes: [1, 3], keepdims: 1 };
   const mean = g.op1('ReduceMean', [xr], axes, { name: prefix });
   const d = sub(g, xr, mean, prefix);
-  const variance = g.op1('ReduceMean', [mul(g, d, d, prefix)], axes, { name: prefix });
+  // Σd² / N read in one pass (no d·d tensor written); N = H·W·C/G from the run-time shape.
+  const hw = g.op1('Gather', [shapeOf(g, xr, prefix), g.constI64([1], [])], { axis: 0 }, { name: prefix });
+  const count = scale(g, g.op1('Cast', [hw], { to: OnnxDataType.FLOAT }, { name: prefix }), cg, prefix);
+  const sumSq = g.op1('ReduceSumSquare', [d], axes, { name: prefix });
+  const variance = g.op1('Div', [sumSq, count], {}, { name: prefix });
   const rstd = g.op1(
     'Reciprocal',
     [g.op1('Sqrt', [add(g, variance, g.constF32([eps], [], 'eps'), prefix)], {}, { name: prefix })],
