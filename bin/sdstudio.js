@@ -16,18 +16,24 @@ if (
   process.platform === 'linux' &&
   NETWORK_COMMANDS.has(process.argv[2] ?? '') &&
   !tunables.includes('glibc.malloc.hugetlb') &&
-  process.env.SDSTUDIO_HUGEPAGES !== '0'
+  process.env.SDSTUDIO_HUGEPAGES !== '0' &&
+  // Never twice: glibc drops tunables for privileged (setuid/capability) processes.
+  process.env.SDSTUDIO_REEXEC !== '1'
 ) {
   const env = {
     ...process.env,
+    SDSTUDIO_REEXEC: '1',
     GLIBC_TUNABLES: [tunables, 'glibc.malloc.hugetlb=1'].filter(Boolean).join(':'),
   };
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: 'inherit',
     env,
   });
-  // Ctrl-C reaches the child from the terminal itself; a SIGTERM sent to this process is passed on.
-  process.on('SIGINT', () => {});
+  // At a terminal, Ctrl-C reaches the child by itself (same process group); a SIGINT sent to this
+  // process alone (a supervisor, `kill -INT`) and SIGTERM are passed on.
+  process.on('SIGINT', () => {
+    if (!process.stderr.isTTY) child.kill('SIGINT');
+  });
   process.on('SIGTERM', () => child.kill('SIGTERM'));
   child.on('exit', (code, signal) => {
     if (signal) {

@@ -16,6 +16,8 @@ import { mkdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/pr
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
+import type { GraphBuilder } from '../onnx/builder.js';
+import { encodeModel, OnnxDataType } from '../onnx/proto.js';
 import { checkProvider, ortSessionOptions, type SessionOptions } from './session.js';
 import { WeightsCache, type PreparedModel, type WeightsCacheOptions } from './weights.js';
 
@@ -27,9 +29,26 @@ const MARKER = 'index.json';
 
 export interface OptimizedSessionResult {
   session: ort.InferenceSession;
-  /** 'hit': loaded a saved model; 'created': optimised now and saved for next time. */
-  status: 'hit' | 'created';
+  /**
+   * 'hit': loaded a saved model; 'created': optimised now and saved for next time; 'unsaved': the
+   * cache could not be written, so the session runs at level 'extended'.
+   */
+  status: 'hit' | 'created' | 'unsaved';
   entry: string;
+}
+
+/**
+ * A hash of the graph as onnxruntime would see it minus the weights' bytes (nodes, attributes,
+ * inputs, outputs, inline constants, every initializer's name, type and dims): any change to the
+ * builders gives another cache entry, so a saved model is never one of an older graph.
+ */
+export function graphFingerprint(g: GraphBuilder): string {
+  const model = g.toModel((p) => ({
+    name: p.name,
+    dims: p.dims,
+    dataType: p.dtype === 'I8' ? OnnxDataType.INT8 : OnnxDataType.FLOAT,
+  }));
+  return createHash('sha256').update(encodeModel(model)).digest('hex');
 }
 
 /** The cache folder of the optimised model for `identity` (weights) + `graphKey` (graph and options). */
@@ -79,11 +98,34 @@ export async function createOptimizedSession(
     const now = new Date();
     await utimes(marker, now, now).catch(() => undefined);
     const options = ortSessionOptions(provider, { ...opts, optLevel: 'disabled' });
-    const session = await ort.InferenceSession.create(join(entry, MODEL_FILE), options);
-    return { session, status: 'hit', entry };
+    try {
+      const session = await ort.InferenceSession.create(join(entry, MODEL_FILE), options);
+      return { session, status: 'hit', entry };
+    } catch {
+      // Damaged (e.g. an eviction interrupted halfway): remove it and optimise again.
+      await rm(entry, { recursive: true, force: true }).catch(() => undefined);
+    }
   }
   onOptimize?.();
   const prepared = typeof model === 'function' ? await model() : model;
+  try {
+    return await optimizeAndSave(prepared, entry, provider, opts, cache);
+  } catch {
+    // The cache cannot be written (read-only folder, disk full): run unsaved at level 'extended'
+    // rather than not at all — the optimisation alone would cost more than it saves.
+    const options = ortSessionOptions(provider, { ...opts, optLevel: 'extended' });
+    options.extra = { session: { model_external_initializers_file_folder_path: prepared.externalFolder } };
+    return { session: await ort.InferenceSession.create(prepared.bytes, options), status: 'unsaved', entry };
+  }
+}
+
+async function optimizeAndSave(
+  prepared: PreparedModel,
+  entry: string,
+  provider: ReturnType<typeof checkProvider>,
+  opts: SessionOptions,
+  cache: WeightsCache,
+): Promise<OptimizedSessionResult> {
   await mkdir(cache.dir, { recursive: true });
   const tmp = join(cache.dir, `.tmp-opt-${process.pid}-${randomUUID().slice(0, 8)}`);
   await mkdir(tmp, { recursive: true });

@@ -14,6 +14,7 @@
  * The computed tensors have no file location; `derivedFrom` names the stored tensor so the weights
  * cache keys them by the checkpoint and converts each checkpoint once.
  */
+import { readFileSync } from 'node:fs';
 import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
 
 export const Q8_SUFFIX = '#q8';
@@ -24,6 +25,24 @@ interface Quantized {
   scale: Float32Array;
 }
 
+/**
+ * The largest int8 weight magnitude to use on this CPU. With VNNI (AVX-512 VNNI, AVX-VNNI, AMX)
+ * onnxruntime's uint8 × int8 kernels sum products in int32, so weights use ±127. Without it (AVX2,
+ * older AVX-512) MLAS adds pairs of uint8·int8 products in int16 (vpmaddubsw), which saturates
+ * beyond 2·255·64: weights then use ±63 (onnxruntime's own "reduce range" advice). Unknown x86
+ * CPUs (no /proc/cpuinfo) get the safe range; ARM's dot-product kernels do not saturate.
+ */
+export function int8WeightLimit(): number {
+  if (process.arch === 'arm64') return 127;
+  if (process.arch !== 'x64' && process.arch !== 'ia32') return 63;
+  try {
+    const flags = readFileSync('/proc/cpuinfo', 'utf8');
+    return /\b(avx512_vnni|avx_vnni|amx_int8)\b/.test(flags) ? 127 : 63;
+  } catch {
+    return 63;
+  }
+}
+
 /** [K, N] = the int8 matrix shape of a weight of `shape` (2-D Linear or 4-D Conv). */
 export function int8MatrixShape(shape: readonly number[]): [number, number] {
   if (shape.length === 2) return [shape[1]!, shape[0]!];
@@ -32,10 +51,10 @@ export function int8MatrixShape(shape: readonly number[]): [number, number] {
 }
 
 /**
- * Quantize one weight: per output channel, symmetric, round to nearest, in the [K, N] layout
- * described above. Returned scales are never 0 (an all-zero channel gets scale 1).
+ * Quantize one weight: per output channel, symmetric to ±`limit`, round to nearest, in the [K, N]
+ * layout described above. Returned scales are never 0 (an all-zero channel gets scale 1).
  */
-export function quantizeWeight(w: Float32Array, shape: readonly number[]): Quantized {
+export function quantizeWeight(w: Float32Array, shape: readonly number[], limit = 127): Quantized {
   const [K, N] = int8MatrixShape(shape);
   const scale = new Float32Array(N);
   const q = new Int8Array(K * N);
@@ -49,13 +68,13 @@ export function quantizeWeight(w: Float32Array, shape: readonly number[]): Quant
       const a = Math.abs(w[row + i]!);
       if (a > max) max = a;
     }
-    const s = max > 0 ? max / 127 : 1;
+    const s = max > 0 ? max / limit : 1;
     scale[o] = s;
     const inv = 1 / s;
     for (let c = 0; c < ci; c++) {
       for (let t = 0; t < taps; t++) {
         const v = Math.round(w[row + c * taps + t]! * inv);
-        q[(t * ci + c) * N + o] = v > 127 ? 127 : v < -127 ? -127 : v;
+        q[(t * ci + c) * N + o] = v > limit ? limit : v < -limit ? -limit : v;
       }
     }
   }
@@ -94,7 +113,11 @@ export class Int8WeightSource implements TensorSource {
   /** The last quantized weight: q and scale are read one after the other. */
   private last?: { id: string; value: Quantized };
 
-  constructor(readonly base: TensorSource) {
+  constructor(
+    readonly base: TensorSource,
+    /** Weight range ±limit (int8WeightLimit(): 127 with VNNI, else 63). */
+    readonly limit = 127,
+  ) {
     this.path = base.path;
     this.format = base.format;
     this.metadata = base.metadata;
@@ -140,7 +163,7 @@ export class Int8WeightSource implements TensorSource {
   private async quantized(v: DerivedKey, shape: number[]): Promise<Quantized> {
     const id = `${v.base}@${v.rows?.join(':') ?? ''}`;
     if (this.last?.id === id) return this.last.value;
-    const value = quantizeWeight(await this.baseValues(v), shape);
+    const value = quantizeWeight(await this.baseValues(v), shape, this.limit);
     this.last = { id, value };
     return value;
   }

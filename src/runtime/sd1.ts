@@ -28,8 +28,8 @@ import { UserError } from '../util/errors.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
 import { cropBorder, decodeTiled, encodeTiled, seamlessMargin, wrapPad, type TileOptions } from './tiling.js';
 import { numel } from '../formats/tensor.js';
-import { createOptimizedSession } from './optimized-cache.js';
-import { Int8WeightSource } from './quantize.js';
+import { createOptimizedSession, graphFingerprint } from './optimized-cache.js';
+import { Int8WeightSource, int8WeightLimit } from './quantize.js';
 import {
   prepareModel,
   removeEntry,
@@ -250,7 +250,7 @@ export class Sd1Model {
     }
     // The weights are only placed (an fp16 checkpoint converted) when the optimised model is not
     // saved yet: a saved one carries its own.
-    const key = JSON.stringify([graphKey, this.opts.attention ?? 'mha', this.opts.attentionChunk ?? null]);
+    const key = JSON.stringify([graphKey, graphFingerprint(g), options.freeDimOverrides ?? null]);
     const r = await createOptimizedSession(
       () => this.prepare(g, version),
       identity,
@@ -371,11 +371,12 @@ export class Sd1Model {
       );
     }
     const key = `unet|${flags.filter(Boolean).join('')}|${precision}`;
+    const limit = int8WeightLimit();
     const version =
       precision === 'fp32'
         ? GRAPH_VERSION.unet
-        : `${GRAPH_VERSION.unet}-${precision}-${INT8_WEIGHTS_VERSION}`;
-    const source = precision === 'int8' ? new Int8WeightSource(this.source) : this.source;
+        : `${GRAPH_VERSION.unet}-${precision}-${INT8_WEIGHTS_VERSION}-${limit}`;
+    const source = precision === 'int8' ? new Int8WeightSource(this.source, limit) : this.source;
     return this.session('unet', key, version, () =>
       buildUNetGraph(source, this.config.unet, {
         ...variant,

@@ -41,6 +41,8 @@ import { encodeModel, OnnxDataType, type TensorProtoObj } from '../onnx/proto.js
 export const WEIGHTS_CACHE_VERSION = 1;
 const ALIGN = 64;
 const DEFAULT_LIMIT_BYTES = 20 * 1024 ** 3;
+/** A temporary folder untouched this long belongs to a process that stopped without cleaning up. */
+const STALE_TMP_MS = 6 * 3600 * 1000;
 
 export interface WeightsCacheOptions {
   /** Cache folder; default `$SDSTUDIO_CACHE/weights` or `~/.cache/sdstudio/weights`. */
@@ -288,7 +290,13 @@ export class WeightsCache {
   async evict(keep: string): Promise<void> {
     const entries: { path: string; size: number; used: number }[] = [];
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      if (name.startsWith('.tmp-')) continue;
+      if (name.startsWith('.tmp-')) {
+        // Left by a process stopped while writing (Ctrl-C during a conversion or optimisation).
+        const path = join(this.dir, name);
+        const age = Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? Date.now());
+        if (age > STALE_TMP_MS) await rm(path, { recursive: true, force: true }).catch(() => undefined);
+        continue;
+      }
       const path = join(this.dir, name);
       try {
         const w = await stat(join(path, 'weights.bin'));

@@ -11,7 +11,8 @@ import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensor.js';
 import { buildUNetGraph, type UNetPrecision } from '../../src/models/unet.js';
 import { sd1ConfigFromTensors } from '../../src/models/config.js';
-import { Int8WeightSource, quantizeWeight } from '../../src/runtime/quantize.js';
+import { Int8WeightSource, int8WeightLimit, quantizeWeight } from '../../src/runtime/quantize.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadSd1, type Sd1LoadOptions, type TensorF32 } from '../../src/runtime/sd1.js';
 import { prepareModel, WeightsCache } from '../../src/runtime/weights.js';
 import { goldenPath } from '../helpers/golden.js';
@@ -92,6 +93,24 @@ describe('int8 weight quantizer', () => {
     expect(scale[0]).toBe(1);
     expect(scale[1]).toBeCloseTo(2 / 127, 7);
     expect(Array.from(q)).toEqual([0, 64, 0, -127, 0, 32]);
+  });
+
+  it('keeps weights within ±63 where the CPU lacks VNNI (int16 pair sums would saturate)', () => {
+    const w = wave(4 * 50, 0.37);
+    const { q, scale } = quantizeWeight(w, [4, 50], 63);
+    expect(Math.max(...Array.from(q, Math.abs))).toBe(63);
+    for (let o = 0; o < 4; o++) {
+      for (let i = 0; i < 50; i++) {
+        expect(Math.abs(q[i * 4 + o]! * scale[o]! - w[o * 50 + i]!)).toBeLessThanOrEqual(
+          scale[o]! / 2 + 1e-7,
+        );
+      }
+    }
+    const limit = int8WeightLimit();
+    if (process.arch === 'x64' && existsSync('/proc/cpuinfo')) {
+      const vnni = /\b(avx512_vnni|avx_vnni|amx_int8)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+      expect(limit).toBe(vnni ? 127 : 63);
+    } else expect([63, 127]).toContain(limit);
   });
 
   it('exposes #q8 / #q8scale views of the checkpoint, derived from its file', () => {

@@ -2,7 +2,7 @@
  * The saved level-'all' model (runtime/optimized-cache.ts): optimised once, loaded from the weights
  * cache afterwards, computing what the unoptimised graph computes; unfinished entries are not used.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensor.js';
 import { sd1ConfigFromTensors } from '../../src/models/config.js';
 import { buildUNetGraph, UNET_IO } from '../../src/models/unet.js';
-import { createOptimizedSession, isSavedModel } from '../../src/runtime/optimized-cache.js';
+import { createOptimizedSession, graphFingerprint, isSavedModel } from '../../src/runtime/optimized-cache.js';
 import { createSession, f32 } from '../../src/runtime/session.js';
 import { prepareModel, sourceIdentity, WeightsCache } from '../../src/runtime/weights.js';
 import { goldenPath } from '../helpers/golden.js';
@@ -161,5 +161,40 @@ describe('optimised-model cache', () => {
     expect(await isSavedModel(b.entry)).toBe(true); // the one just written is kept
     await new WeightsCache({ cacheDir: dir, limitBytes: 1 }).evict(b.entry);
     expect(existsSync(b.entry)).toBe(true);
+  });
+
+  it('runs unsaved at level extended when the cache cannot be written', async () => {
+    const { prepared, identity, feeds } = await tinyUNet();
+    const notAFolder = join(cacheDir, 'plain-file');
+    writeFileSync(notAFolder, 'x');
+    const r = await createOptimizedSession(
+      prepared,
+      identity,
+      'unet|ro',
+      { threads: 2 },
+      { cacheDir: notAFolder },
+    );
+    expect(r.status).toBe('unsaved');
+    expect((await r.session.run(feeds))[UNET_IO.eps]!.data.length).toBe(2 * 4 * 16 * 16);
+    await r.session.release();
+  });
+
+  it('keys saved models by the graph itself: another graph, another fingerprint', () => {
+    const cfg = sd1ConfigFromTensors(src);
+    const a = graphFingerprint(buildUNetGraph(src, cfg.unet, {}));
+    expect(graphFingerprint(buildUNetGraph(src, cfg.unet, {}))).toBe(a);
+    expect(graphFingerprint(buildUNetGraph(src, cfg.unet, { tiling: true }))).not.toBe(a);
+    expect(graphFingerprint(buildUNetGraph(src, cfg.unet, { attention: 'plain' }))).not.toBe(a);
+  });
+
+  it('removes temporary folders a stopped process left behind, once they are old', async () => {
+    const dir = join(cacheDir, 'stale');
+    mkdirSync(join(dir, '.tmp-opt-1-old'), { recursive: true });
+    mkdirSync(join(dir, '.tmp-opt-2-new'), { recursive: true });
+    const old = new Date(Date.now() - 24 * 3600 * 1000);
+    utimesSync(join(dir, '.tmp-opt-1-old'), old, old);
+    await new WeightsCache({ cacheDir: dir }).evict('');
+    expect(existsSync(join(dir, '.tmp-opt-1-old'))).toBe(false);
+    expect(existsSync(join(dir, '.tmp-opt-2-new'))).toBe(true); // may still be being written
   });
 });
