@@ -54,7 +54,7 @@ export type Sd1Part = 'text' | 'unet' | 'vae';
  * SD 1.5 at 512²). The VAE is 91 % convolutions: level 'all' runs them in MLAS's NCHWc kernels
  * (≈ 20 % less CPU per decode) and without the memory-pattern planner it peaks 0.6 GB lower and
  * pays one slow first run instead of two. The UNet at 'all' runs its convolutions the same way
- * (512² step 6.06 → ≈ 5.3 s), but onnxruntime needs ≈ 35 s to optimise it: Sd1Model saves the
+ * (512² step 6.06 → ≈ 5.0 s), but onnxruntime needs ≈ 35 s to optimise it: Sd1Model saves the
  * optimised UNet once per checkpoint (sessionAtLevelAll).
  */
 export const PART_SESSION_DEFAULTS: Readonly<Record<Sd1Part, Readonly<SessionOptions>>> = {
@@ -218,13 +218,6 @@ export class Sd1Model {
     return s;
   }
 
-  /**
-   * A CPU session at level 'all'. A large graph (a real checkpoint's UNet) is optimised once and
-   * saved in the weights cache (runtime/optimized-cache.ts: ≈ 35 s once, then ≈ 4 s per load);
-   * weights that cannot be recognised again (in memory, patched) get level 'extended' instead,
-   * since optimising them anew at every load would cost more than it saves. Small graphs are
-   * optimised directly.
-   */
   /** Place the graph's weights (runtime/weights.ts); ephemeral cache entries go on release(). */
   private async prepare(g: GraphBuilder, version: string): Promise<PreparedModel> {
     const prepared = await prepareModel(g, version, this.opts);
@@ -232,6 +225,13 @@ export class Sd1Model {
     return prepared;
   }
 
+  /**
+   * A CPU session at level 'all'. A large graph (a real checkpoint's UNet) is optimised once and
+   * saved in the weights cache (runtime/optimized-cache.ts: ≈ 35 s once, then ≈ 4 s per load);
+   * weights that cannot be recognised again (in memory, patched) get level 'extended' instead,
+   * since optimising them anew at every load would cost more than it saves. Small graphs are
+   * optimised directly.
+   */
   private async sessionAtLevelAll(
     g: GraphBuilder,
     version: string,
