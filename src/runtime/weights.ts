@@ -49,6 +49,8 @@ export interface WeightsCacheOptions {
   cacheDir?: string;
   /** Total size above which least-recently-used entries are removed (default 20 GiB or `$SDSTUDIO_CACHE_LIMIT_GB`). */
   limitBytes?: number;
+  /** Told when a lasting entry is about to be written (a conversion that happens once per checkpoint). */
+  onNotice?: (message: string) => void;
 }
 
 /** A serialised model plus the folder its external data is resolved against. */
@@ -218,9 +220,12 @@ export class WeightsCache {
   readonly dir: string;
   readonly limitBytes: number;
 
+  private readonly onNotice?: (message: string) => void;
+
   constructor(opts: WeightsCacheOptions = {}) {
     this.dir = opts.cacheDir ?? defaultCacheDir();
     this.limitBytes = opts.limitBytes ?? limitFromEnv();
+    this.onNotice = opts.onNotice;
   }
 
   /** Make sure an entry with `params` converted to F32 exists; returns its folder and index. */
@@ -247,6 +252,11 @@ export class WeightsCache {
       return { entry, index, hit: true, ephemeral };
     } catch {
       // not cached yet (or unreadable): write it
+    }
+    if (!ephemeral) {
+      this.onNotice?.(
+        `preparing the weights of ${basename(source.path)} for onnxruntime (once per checkpoint; saved in the weights cache)`,
+      );
     }
     const tmp = join(this.dir, `.tmp-${hash}-${process.pid}-${randomUUID().slice(0, 8)}`);
     await mkdir(tmp, { recursive: true });

@@ -214,9 +214,13 @@ describe('int8 UNet', () => {
     // The tiny UNet's int8 weights are small enough to travel inside the model bytes…
     expect((await prepareModel(g, 'test-int8', { cacheDir })).placement).toBe('in-place+overlay');
     // …a full-size one's (0.86 GB) go to the weights cache: written once, then found by identity.
-    const cache = new WeightsCache({ cacheDir });
+    const notices: string[] = [];
+    const cache = new WeightsCache({ cacheDir, onNotice: (m) => notices.push(m) });
     const first = await cache.ensure(g.source, params, 'test-int8');
     const second = await cache.ensure(new Int8WeightSource(src), params, 'test-int8');
+    // The one-time conversion is announced once (a CLI prints it), the cache hit silently.
+    expect(notices).toHaveLength(1);
+    expect(notices[0]).toMatch(/tiny-sd\.safetensors.*once per checkpoint/);
     expect(first.ephemeral).toBe(false);
     expect(second.hit).toBe(true);
     expect(second.entry).toBe(first.entry);
