@@ -7,8 +7,9 @@
  */
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { encodeModel, OnnxDataType, type ModelProtoObj, type TensorProtoObj } from '../../src/onnx/proto.js';
+import { OnnxDataType, type TensorProtoObj } from '../../src/onnx/proto.js';
 import { median } from '../measure.js';
+import { floatModel, init, lcg, node, type Node } from './tiny-models.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,36 +21,7 @@ const { values } = parseArgs({
 });
 const CHAIN = 4;
 
-function lcg(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    a[i] = (x / 2 ** 31 - 1) * scale;
-  }
-  return a;
-}
-const init = (name: string, dataType: number, dims: number[], d: ArrayBufferView): TensorProtoObj => ({
-  name,
-  dims,
-  dataType,
-  rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
-});
-type Node = ModelProtoObj['graph']['node'][number];
-const n = (
-  opType: string,
-  input: string[],
-  output: string[],
-  attribute: Node['attribute'] = [],
-  domain?: string,
-): Node => ({
-  opType,
-  input,
-  output,
-  name: output[0]!,
-  attribute,
-  ...(domain ? { domain } : {}),
-});
+const n = node;
 const ints = (name: string, v: number[]) => ({ name, type: 7, ints: v });
 
 function build(form: string, B: number, C: number, H: number): Uint8Array {
@@ -144,23 +116,7 @@ function build(form: string, B: number, C: number, H: number): Uint8Array {
     x = y;
   }
   const dims = form === 'im2col' ? [B, H, H, C] : [B, C, H, H];
-  const vi = (name: string) => ({
-    name,
-    type: {
-      tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } },
-    },
-  });
-  return encodeModel({
-    irVersion: 8,
-    producerName: 'bench',
-    producerVersion: '1',
-    opsetImport: [
-      { domain: '', version: 17 },
-      { domain: 'com.microsoft', version: 1 },
-    ],
-    metadataProps: [],
-    graph: { name: 'g', node: nodes, initializer: inits, input: [vi('x')], output: [vi('y')] },
-  });
+  return floatModel(nodes, inits, ['x', dims], ['y', dims]);
 }
 
 for (const shape of values.shapes!.split(',')) {

@@ -10,8 +10,9 @@
  */
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { encodeModel, OnnxDataType, type ModelProtoObj, type TensorProtoObj } from '../../src/onnx/proto.js';
+import { OnnxDataType, type TensorProtoObj } from '../../src/onnx/proto.js';
 import { median } from '../measure.js';
+import { floatModel, init, lcg, type Node } from './tiny-models.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,57 +26,11 @@ const { values } = parseArgs({
   },
 });
 
-function lcg(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    a[i] = (x / 2 ** 31 - 1) * scale;
-  }
-  return a;
-}
-
-function init(name: string, dataType: number, dims: number[], data: ArrayBufferView): TensorProtoObj {
-  return { name, dims, dataType, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
-}
-
-function model(
-  nodes: ModelProtoObj['graph']['node'],
-  inits: TensorProtoObj[],
-  M: number,
-  K: number,
-  N: number,
-): Uint8Array {
-  const vi = (name: string, dims: number[]) => ({
-    name,
-    type: {
-      tensorType: { elemType: OnnxDataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } },
-    },
-  });
-  return encodeModel({
-    irVersion: 8,
-    producerName: 'bench',
-    producerVersion: '1',
-    opsetImport: [
-      { domain: '', version: 17 },
-      { domain: 'com.microsoft', version: 1 },
-    ],
-    metadataProps: [],
-    graph: {
-      name: 'g',
-      node: nodes,
-      initializer: inits,
-      input: [vi('a', [M, K])],
-      output: [vi('y', [M, N])],
-    },
-  });
-}
-
 /** LAYERS pairs of layers K→N→K, so the arena holds the activations and the output is small. */
 const LAYERS = 4;
 
 function build(form: string, M: number, K: number, N: number): Uint8Array {
-  const nodes: ModelProtoObj['graph']['node'] = [];
+  const nodes: Node[] = [];
   const inits: TensorProtoObj[] = [];
   let x = 'a';
   for (let l = 0; l < 2 * LAYERS; l++) {
@@ -86,7 +41,7 @@ function build(form: string, M: number, K: number, N: number): Uint8Array {
     inits.push(...one.inits);
     x = out;
   }
-  return model(nodes, inits, M, K, K);
+  return floatModel(nodes, inits, ['a', [M, K]], ['y', [M, K]]);
 }
 
 function layer(form: string, p: string, x: string, y: string, K: number, N: number) {
