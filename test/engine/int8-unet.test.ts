@@ -206,6 +206,14 @@ describe('int8 UNet', () => {
     }
   });
 
+  it('wraps its quantized convolutions around the edges for seamless tiling', async () => {
+    const ref = await unetEps('fp32', 16, 16, { tiling: true });
+    const q = await unetEps('int8', 16, 16, { tiling: true });
+    expect(psnr(q.data, ref.data)).toBeGreaterThan(30);
+    // …and it is really the tiled graph: far from the untiled fp32 result.
+    expect(psnr(q.data, (await unetEps('fp32', 16, 16)).data)).toBeLessThan(psnr(q.data, ref.data) - 3);
+  });
+
   it('quantizes a checkpoint once: the int8 weights cache entry is found again, keyed by the file', async () => {
     const cfg = sd1ConfigFromTensors(src);
     const g = buildUNetGraph(new Int8WeightSource(src), cfg.unet, { precision: 'int8' });
