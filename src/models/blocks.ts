@@ -20,6 +20,7 @@ import {
   upsampleNearest2x,
   type AttentionImpl,
 } from '../onnx/ops.js';
+import { planTokenMerge, type TokenMergeInputs } from './token-merging.js';
 
 /** Numerics of the ldm modules (all from the upstream code). */
 export const UNET_GN_EPS = 1e-5;
@@ -59,6 +60,8 @@ export interface AttentionContext {
   contextK?: Value;
   contextV?: Value;
   impl: AttentionImpl;
+  /** Token merging before self-attention (only at full latent resolution; models/token-merging.ts). */
+  tokenMerge?: TokenMergeInputs;
 }
 
 /** ldm CrossAttention (attn1: self, context = x; attn2: cross). */
@@ -103,7 +106,18 @@ function transformerBlock(
   expand?: (v: Value) => Value,
 ): Value {
   let n = layerNorm(g, x, `${p}.norm1`, dim, LN_EPS);
-  x = add(g, crossAttention(g, `${p}.attn1`, n, n, n, dim, dim, heads, ctx.impl), x, p);
+  if (ctx.tokenMerge) {
+    const m = planTokenMerge(g, x, ctx.tokenMerge, `${p}.tome`);
+    const merged = m.merge(n);
+    x = add(
+      g,
+      m.unmerge(crossAttention(g, `${p}.attn1`, merged, merged, merged, dim, dim, heads, ctx.impl)),
+      x,
+      p,
+    );
+  } else {
+    x = add(g, crossAttention(g, `${p}.attn1`, n, n, n, dim, dim, heads, ctx.impl), x, p);
+  }
   if (expand) x = expand(x);
   n = layerNorm(g, x, `${p}.norm2`, dim, LN_EPS);
   const kc = ctx.contextK ?? ctx.context;

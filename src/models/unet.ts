@@ -22,6 +22,7 @@ import {
 } from '../onnx/ops.js';
 import { GROUPS, spatialTransformer, unetResBlock, UNET_GN_EPS, type AttentionContext } from './blocks.js';
 import type { UNetConfig } from './config.js';
+import { tokenMergeGraphInputs } from './token-merging.js';
 
 export interface UNetBuildOptions {
   /** Checkpoint key prefix of the UNet (default `model.diffusion_model`). */
@@ -60,6 +61,11 @@ export interface UNetBuildOptions {
    * ≈ 3–5 % of a 512² step) then runs at the smaller batch. Exact: each row's arithmetic is the same.
    */
   sharedRows?: boolean;
+  /**
+   * Token merging (A1111 "Token merging ratio", models/token-merging.ts) in the transformers at full
+   * latent resolution: adds int64 inputs `tome_src`, `tome_dst`, `tome_r` (`tokenMergeInputs`).
+   */
+  tokenMerging?: boolean;
 }
 
 export type UNetPrecision = 'fp32' | 'int8' | 'nhwc';
@@ -172,6 +178,7 @@ export function buildUNetGraph(
     ctx.contextK = g.input('context_k', 'float32', ['batch', 'tokens', cfg.contextDim]);
     ctx.contextV = g.input('context_v', 'float32', ['batch', 'tokens', cfg.contextDim]);
   }
+  const tokenMerge = opts.tokenMerging ? tokenMergeGraphInputs(g) : undefined;
   const debug = (v: Value, name: string) => {
     if (opts.debug) g.output(nhwc && name !== `${p}.time_embed` ? toNchw(g, v, name) : v, name);
   };
@@ -195,7 +202,8 @@ export function buildUNetGraph(
       cfg.transformerDepth,
       cfg.contextDim,
       cfg.useLinearInProjection,
-      ctx,
+      // tomesd merges where the tokens are the whole latent grid (max_downsample 1).
+      ds === 1 && tokenMerge ? { ...ctx, tokenMerge } : ctx,
       sharing ? expand : undefined,
     );
     if (sharing) {

@@ -1,0 +1,160 @@
+/**
+ * Token merging for the UNet's self-attention (ToMe for SD, as A1111's "Token merging ratio"
+ * applies it: only the transformers at full latent resolution, only self-attention, the
+ * destination tokens fixed at the top-left of every 2×2 cell, no randomness).
+ *
+ * Before a block's self-attention the r source tokens most similar (cosine of the block input) to
+ * a destination token are averaged into it; attention then runs on N − r tokens, and each merged
+ * token takes its destination's output. Self-attention has no positional terms, so the order of
+ * the merged sequence does not matter: the graph only needs, per token, its slot in that sequence.
+ *
+ * The token grid is only known at run time, so the partition (which tokens are destinations) and
+ * r are graph inputs computed by `tokenMergeInputs` for the latent size being run.
+ */
+import type { GraphBuilder, Value } from '../onnx/builder.js';
+
+/** Graph input names of token merging. */
+export const TOKEN_MERGE_IO = { src: 'tome_src', dst: 'tome_dst', r: 'tome_r' } as const;
+
+/**
+ * The largest ratio A1111's setting accepts. With 2×2 cells at most the 3 sources of every 4
+ * tokens can merge, so ratios above 0.75 act as 0.75 (tomesd caps r the same way).
+ */
+export const MAX_TOKEN_MERGE_RATIO = 0.9;
+
+export interface TokenMergeInputs {
+  /** Source token positions [Ns] (int64, raster order of the latent grid). */
+  src: Value;
+  /** Destination token positions [Nd]. */
+  dst: Value;
+  /** Tokens to merge away, [1] (int64, ≤ Ns). */
+  r: Value;
+}
+
+/** Declare the three inputs on a graph. */
+export function tokenMergeGraphInputs(g: GraphBuilder): TokenMergeInputs {
+  return {
+    src: g.input(TOKEN_MERGE_IO.src, 'int64', ['tome_sources']),
+    dst: g.input(TOKEN_MERGE_IO.dst, 'int64', ['tome_destinations']),
+    r: g.input(TOKEN_MERGE_IO.r, 'int64', [1]),
+  };
+}
+
+export interface TokenMerge {
+  /** [B, N, C] → [B, N − r, C]: merged tokens averaged with their destination. */
+  merge(v: Value): Value;
+  /** [B, N − r, C] → [B, N, C]: every token takes its slot's value. */
+  unmerge(v: Value): Value;
+}
+
+/**
+ * The merge of one block, decided from its input tokens `metric` [B, N, C] (tomesd uses the
+ * block input, not the normed one).
+ */
+export function planTokenMerge(
+  g: GraphBuilder,
+  metric: Value,
+  io: TokenMergeInputs,
+  name: string,
+): TokenMerge {
+  const op = (type: string, inputs: (Value | null)[], attrs = {}) => g.op1(type, inputs, attrs, { name });
+  const i64 = (v: number[]) => g.constI64(v);
+  const scalarI64 = (v: number) => g.constI64([v], []);
+  const dimOf = (v: Value, axis: number) => op('Gather', [op('Shape', [v]), scalarI64(axis)], { axis: 0 });
+
+  // Cosine similarity of every source token to every destination token.
+  const unit = op('Div', [metric, op('ReduceL2', [metric], { axes: [-1], keepdims: 1 })]);
+  const a = op('Gather', [unit, io.src], { axis: 1 });
+  const b = op('Gather', [unit, io.dst], { axis: 1 });
+  const scores = op('MatMul', [a, op('Transpose', [b], { perm: [0, 2, 1] })]);
+  const best = op('ReduceMax', [scores], { axes: [2], keepdims: 0 }); // [B, Ns]
+  const bestDst = op('ArgMax', [scores], { axis: 2, keepdims: 0 }); // [B, Ns]
+
+  // Sources by similarity, most similar first; the first r are merged.
+  const ns = dimOf(io.src, 0);
+  const nd = dimOf(io.dst, 0);
+  const order = g.op(
+    'TopK',
+    [best, op('Unsqueeze', [ns, i64([0])])],
+    { axis: 1, largest: 1, sorted: 1 },
+    {
+      name,
+      outputs: 2,
+    },
+  )[1]!;
+  const rank = op('Range', [scalarI64(0), ns, scalarI64(1)]); // [Ns]
+  const r = op('Squeeze', [io.r, i64([0])]);
+  const kept = op('Sub', [ns, r]); // unmerged sources: slots 0 … Ns − r − 1; destinations after them
+  const srcPos = op('Gather', [io.src, order], { axis: 0 }); // [B, Ns]
+  const srcDst = op('GatherElements', [bestDst, order], { axis: 1 });
+  const srcSlot = op('Where', [op('Less', [rank, r]), op('Add', [srcDst, kept]), op('Sub', [rank, r])]);
+  const batch = dimOf(metric, 0);
+  const bnd = op('Concat', [op('Unsqueeze', [batch, i64([0])]), op('Unsqueeze', [nd, i64([0])])], {
+    axis: 0,
+  });
+  const dstPos = op('Expand', [io.dst, bnd]);
+  const dstSlot = op('Expand', [op('Add', [op('Range', [scalarI64(0), nd, scalarI64(1)]), kept]), bnd]);
+  const positions = op('Concat', [srcPos, dstPos], { axis: 1 }); // a permutation of 0 … N − 1 per row
+  // slot[b, n]: where token n of row b sits in the merged sequence.
+  const slot = op('ScatterElements', [positions, positions, op('Concat', [srcSlot, dstSlot], { axis: 1 })], {
+    axis: 1,
+  });
+
+  // ScatterND indices [B, N, 2] = (row, slot).
+  const n = dimOf(metric, 1);
+  const bn = op('Concat', [op('Unsqueeze', [batch, i64([0])]), op('Unsqueeze', [n, i64([0])])], { axis: 0 });
+  const rowIdx = op('Expand', [
+    op('Unsqueeze', [op('Range', [scalarI64(0), batch, scalarI64(1)]), i64([1])]),
+    bn,
+  ]);
+  const scatterIdx = op('Concat', [op('Unsqueeze', [rowIdx, i64([2])]), op('Unsqueeze', [slot, i64([2])])], {
+    axis: 2,
+  });
+  const merged = op('Sub', [n, r]);
+  const bm = op('Concat', [op('Unsqueeze', [batch, i64([0])]), op('Unsqueeze', [merged, i64([0])])], {
+    axis: 0,
+  });
+  // ConstantOfShape without a value attribute gives float32 zeros.
+  const zerosF = (shape: Value) => op('ConstantOfShape', [shape]);
+  // Tokens per slot (1 + merged sources for a destination), [B, N − r, 1].
+  const ones = op('Expand', [g.constF32([1], [1, 1]), bn]);
+  const counts = op('Unsqueeze', [
+    op('ScatterND', [zerosF(bm), scatterIdx, ones], { reduction: 'add' }),
+    i64([2]),
+  ]);
+
+  return {
+    merge(v: Value): Value {
+      const c = dimOf(v, 2);
+      const shape = op('Concat', [bm, op('Unsqueeze', [c, i64([0])])], { axis: 0 });
+      const sums = op('ScatterND', [zerosF(shape), scatterIdx, v], { reduction: 'add' });
+      return op('Div', [sums, counts]);
+    },
+    unmerge(v: Value): Value {
+      return op('GatherND', [v, op('Unsqueeze', [slot, i64([2])])], { batch_dims: 1 });
+    },
+  };
+}
+
+/** Values of the token-merging inputs for a latent of `height` × `width` at `ratio`. */
+export function tokenMergeInputs(
+  height: number,
+  width: number,
+  ratio: number,
+): { src: BigInt64Array; dst: BigInt64Array; r: BigInt64Array } {
+  if (!(ratio >= 0 && ratio <= MAX_TOKEN_MERGE_RATIO))
+    throw new RangeError(`token merging ratio must be within 0 … ${MAX_TOKEN_MERGE_RATIO} (got ${ratio})`);
+  // One destination per whole 2×2 cell (its top-left token); a last odd row/column holds sources only.
+  const src: bigint[] = [];
+  const dst: bigint[] = [];
+  const cellsY = Math.floor(height / 2) * 2;
+  const cellsX = Math.floor(width / 2) * 2;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const isDst = y < cellsY && x < cellsX && y % 2 === 0 && x % 2 === 0;
+      (isDst ? dst : src).push(BigInt(y * width + x));
+    }
+  }
+  const r = Math.min(src.length, Math.floor(height * width * ratio));
+  return { src: BigInt64Array.from(src), dst: BigInt64Array.from(dst), r: BigInt64Array.of(BigInt(r)) };
+}
