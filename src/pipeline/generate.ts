@@ -55,6 +55,7 @@ import {
   jobSeeds,
   randnSourceOf,
   resolveSampler,
+  tokenMergingRatioOf,
   type GenerationParams,
 } from './params.js';
 import type { PreviewMode } from './preview-mode.js';
@@ -351,6 +352,8 @@ interface SampleArgs {
   nmask?: Float32Array;
   hooks: GenerateHooks;
   progress: Omit<ProgressInfo, 'step' | 'steps'>;
+  /** Token merging in this pass's UNet calls (0 = off). */
+  tokenMergeRatio: number;
 }
 
 /** One sampler run over a batch; returns the latents and whether it was stopped. */
@@ -379,7 +382,7 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
           : await decodeLatents(model.engine, latent, a.dims, model.scaleFactor);
         imgs.forEach((image, index) => hooks.onPreview?.({ image, index, step }));
       }
-      return model.engine.unet({ x: xt, t, context });
+      return model.engine.unet({ x: xt, t, context, tokenMergeRatio: a.tokenMergeRatio });
     },
     schedule: model.schedule,
     latentShape: [c, h, w],
@@ -582,6 +585,7 @@ export async function generate(
         initLatent: nmask ? init : undefined,
         nmask,
         progress: { phase: 'img2img', job: n, jobCount },
+        tokenMergeRatio: tokenMergingRatioOf(p, 'img2img'),
       });
       latents = r.x;
       stopped = r.stopped;
@@ -600,6 +604,7 @@ export async function generate(
           p.batch_size,
         )),
         progress: { phase: 'first pass', job: hires ? n * 2 : n, jobCount },
+        tokenMergeRatio: tokenMergingRatioOf(p, 'txt2img'),
       });
       latents = r.x;
       stopped = r.stopped;
@@ -668,6 +673,7 @@ export async function generate(
         imageConditioning: await txt2imgConditioning(model, dims[3] * 8, dims[2] * 8, p.batch_size),
         hooks,
         progress: { phase: 'hires fix', job: n * 2 + 1, jobCount },
+        tokenMergeRatio: tokenMergingRatioOf(p, 'hires'),
       });
       latents = r.x;
       stopped = r.stopped ?? stopped;

@@ -10,6 +10,7 @@ import {
   findSamplerInfo,
   randnSourceOf,
   resolveSampler,
+  tokenMergingRatioOf,
   type GenerationParams,
 } from './params.js';
 import { UNET_PRECISIONS, type UnetPrecisionChoice } from './unet-precision.js';
@@ -78,6 +79,8 @@ export function paramsToInfotextFields(
     'Denoising strength': hires || img2img ? params.denoising_strength : null,
     'Clip skip': clipSkip <= 1 ? null : clipSkip,
     ENSD: ensd !== 0 && info?.usesEnsd && eta !== 0 ? ensd : null,
+    'Token merging ratio': tokenMergingRatioOf(params, img2img ? 'img2img' : 'txt2img') || null,
+    'Token merging ratio hr': hires ? tokenMergingRatioOf(params, 'hires') || null : null,
     RNG: rngSource !== 'GPU' ? rngSource : null,
     Tiling: params.tiling ? 'True' : null,
   };
@@ -268,6 +271,10 @@ export function paramsFromInfotext(d: ParsedInfotext): Partial<GenerationParams>
   if (clipSkip !== undefined) o.CLIP_stop_at_last_layers = clipSkip;
   const ensd = int(d, 'ENSD');
   if (ensd !== undefined) o.eta_noise_seed_delta = ensd;
+  const tome = num(d, 'Token merging ratio');
+  if (tome !== undefined) o.token_merging_ratio = tome;
+  const tomeHr = num(d, 'Token merging ratio hr');
+  if (tomeHr !== undefined) o.token_merging_ratio_hr = tomeHr;
   const rng = str(d, 'RNG');
   if (rng === 'GPU' || rng === 'CPU' || rng === 'NV') o.randn_source = rng;
   const model = str(d, 'Model') ?? str(d, 'Model hash');

@@ -3,6 +3,7 @@
  * infotext read back from a PNG) hands to the pipeline. Field names and defaults are those of
  * A1111's /sdapi/v1/txt2img and /img2img request bodies (v1.10.1), so API JSON maps 1:1.
  */
+import { MAX_TOKEN_MERGE_RATIO } from '../models/token-merging.js';
 import { UserError } from '../util/errors.js';
 
 /** Per-job settings, as A1111's `override_settings` (same keys as /sdapi/v1/options). */
@@ -17,6 +18,10 @@ export interface OverrideSettings {
   eta_noise_seed_delta?: number;
   /** Random source: "GPU" (A1111 default, = NV Philox), "NV" or "CPU". */
   randn_source?: string;
+  /** Token merging (tomesd) ratio 0 … 0.9 for txt2img, and the img2img / hires-pass overrides (0 = unset). */
+  token_merging_ratio?: number;
+  token_merging_ratio_img2img?: number;
+  token_merging_ratio_hr?: number;
   /** Settings we do not interpret are kept (A1111 accepts any key). */
   [key: string]: unknown;
 }
@@ -449,7 +454,21 @@ export function validateParams(p: GenerationParams): void {
       'override_settings.randn_source must be "GPU", "CPU" or "NV"',
     );
   }
+  for (const key of TOKEN_MERGING_SETTINGS) {
+    if (o[key] === undefined) continue;
+    const v = Number(o[key]);
+    check(
+      Number.isFinite(v) && v >= 0 && v <= MAX_TOKEN_MERGE_RATIO,
+      `override_settings.${key} (token merging) must be 0 to ${MAX_TOKEN_MERGE_RATIO}`,
+    );
+  }
 }
+
+const TOKEN_MERGING_SETTINGS = [
+  'token_merging_ratio',
+  'token_merging_ratio_img2img',
+  'token_merging_ratio_hr',
+] as const;
 
 function findScheduler(nameOrLabel: string, field: string): (typeof SCHEDULERS)[number] {
   const s = SCHEDULERS.find(
@@ -578,6 +597,22 @@ export function clipSkipOf(p: GenerationParams): number {
 export function ensdOf(p: GenerationParams): number {
   const v = Number(p.override_settings.eta_noise_seed_delta ?? 0);
   return Number.isInteger(v) ? v : 0;
+}
+
+/**
+ * The token merging ratio of one sampling pass, as A1111's get_token_merging_ratio picks it: the
+ * hires pass takes token_merging_ratio_hr, else the base ratio; img2img its own setting unless the
+ * job sets the base one.
+ */
+export function tokenMergingRatioOf(p: GenerationParams, pass: 'txt2img' | 'hires' | 'img2img'): number {
+  const o = p.override_settings;
+  const v = (key: (typeof TOKEN_MERGING_SETTINGS)[number]) => {
+    const n = Number(o[key] ?? 0);
+    return Number.isFinite(n) && n > 0 ? Math.min(n, MAX_TOKEN_MERGE_RATIO) : 0;
+  };
+  if (pass === 'hires') return v('token_merging_ratio_hr') || v('token_merging_ratio');
+  if (pass === 'img2img') return v('token_merging_ratio') || v('token_merging_ratio_img2img');
+  return v('token_merging_ratio');
 }
 
 export function randnSourceOf(p: GenerationParams): 'GPU' | 'CPU' | 'NV' {
