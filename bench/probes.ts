@@ -22,6 +22,8 @@ export interface ProbeOptions {
   memArena?: boolean;
   /** UNet arithmetic (default fp32; 'int8' = the opt-in fast path). */
   unetPrecision?: UNetPrecision;
+  /** Token merging ratio of every UNet call (default 0 = off). */
+  tokenMergeRatio?: number;
 }
 
 export interface RunStats {
@@ -109,7 +111,7 @@ async function withModel<T>(
       memArena: opts.memArena,
       unetPrecision: opts.unetPrecision,
     });
-    await model.open(parts);
+    await model.open(parts, { tokenMerging: (opts.tokenMergeRatio ?? 0) > 0 });
     return model;
   });
   const model = c.value;
@@ -137,7 +139,8 @@ export function probeUNet(
   w: number,
   cfg = false,
 ): Promise<SessionProbeResult> {
-  const label = `unet ${8 * w}x${8 * h} b${batch}${cfg ? ' cfg' : ''}`;
+  const tome = opts.tokenMergeRatio ? ` token merging ${opts.tokenMergeRatio}` : '';
+  const label = `unet ${8 * w}x${8 * h} b${batch}${cfg ? ' cfg' : ''}${tome}`;
   return withModel(label, opts, ['unet'], async (model, created) => {
     const u = model.config.unet;
     const n = u.inChannels * h * w;
@@ -147,6 +150,7 @@ export function probeUNet(
       x: { data: x, dims: [batch, u.inChannels, h, w] },
       t: { data: new Float32Array(batch).fill(500), dims: [batch] },
       context: { data: noise(batch * 77 * u.contextDim, 2), dims: [batch, 77, u.contextDim] },
+      tokenMergeRatio: opts.tokenMergeRatio,
     };
     const stats = await measureRuns(label, opts, () => model.unet(inputs));
     return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb(), rss_at_end: rssBreakdownMb() };
@@ -386,11 +390,15 @@ function psnr(a: Float32Array, ref: Float32Array, peak: number): number {
  * (k-diffusion Euler, CFG 7, the same start noise and prompts) decoded by the fp32 VAE, each run
  * once in fp32 and once in int8. Two models in turn, so only one UNet is resident at a time.
  */
-export async function probeInt8Quality(opts: ProbeOptions, steps: number): Promise<Int8QualityResult> {
+export async function probeInt8Quality(
+  opts: ProbeOptions,
+  steps: number,
+  tested: { precision: UNetPrecision; tokenMergeRatio: number } = { precision: 'int8', tokenMergeRatio: 0 },
+): Promise<Int8QualityResult> {
   const h = 64;
   const schedule = new DiscreteSchedule(sdAlphasCumprod());
   const sigmas = [...schedule.getSigmas(steps), 0];
-  const run = async (precision: UNetPrecision) => {
+  const run = async (precision: UNetPrecision, tokenMergeRatio = 0) => {
     const model = await loadSd1(opts.checkpoint, { threads: opts.threads, unetPrecision: precision });
     try {
       const cond = await model.encodeIds(promptIds(1, 20), 1);
@@ -406,6 +414,7 @@ export async function probeInt8Quality(opts: ProbeOptions, steps: number): Promi
           x: { data: probeX, dims: [2, 4, h, h] },
           t: { data: new Float32Array([500, 500]), dims: [2] },
           context: ctx,
+          tokenMergeRatio,
         })
       ).data;
       const x = noise(n, 11, sigmas[0]! * Math.sqrt(3)); // uniform noise with std sigma_max
@@ -420,6 +429,7 @@ export async function probeInt8Quality(opts: ProbeOptions, steps: number): Promi
             x: { data: xin, dims: [2, 4, h, h] },
             t: { data: new Float32Array([t, t]), dims: [2] },
             context: ctx,
+            tokenMergeRatio,
           })
         ).data;
         const dt = sigmas[i + 1]! - sigma;
@@ -435,7 +445,7 @@ export async function probeInt8Quality(opts: ProbeOptions, steps: number): Promi
     }
   };
   const ref = await run('fp32');
-  const q = await run('int8');
+  const q = await run(tested.precision, tested.tokenMergeRatio);
   let peak = 0;
   for (const v of ref.eps0) peak = Math.max(peak, Math.abs(v));
   let num = 0;
@@ -445,7 +455,9 @@ export async function probeInt8Quality(opts: ProbeOptions, steps: number): Promi
     den += ref.latent[i]! ** 2;
   }
   const result = {
-    probe: `int8 vs fp32 UNet, 512² b2, ${steps} Euler step(s)`,
+    probe:
+      `${tested.precision}${tested.tokenMergeRatio > 0 ? ` + token merging ${tested.tokenMergeRatio}` : ''}` +
+      ` vs fp32 UNet, 512² b2, ${steps} Euler step(s)`,
     steps,
     psnr_eps_db: psnr(q.eps0, ref.eps0, peak),
     psnr_image_db: psnr(q.pixels, ref.pixels, 1),

@@ -17,7 +17,9 @@
  * opt-in int8 UNet at 512² batch 2; its first run ever quantizes the checkpoint into the weights
  * cache, reported as its session creation), int8quality (int8 vs fp32: PSNR of one UNet output and
  * of the image after --quality-steps Euler steps), unet512cfg / unet512int8cfg (one CFG step: both
- * rows the same latent, as the sampler calls the UNet); default all.
+ * rows the same latent, as the sampler calls the UNet), unet512tome / unet512int8tome /
+ * unet512int8tomecfg (fp32 / int8 with token merging at --token-merging, default 0.5),
+ * tomequality (int8 + token merging vs fp32, as int8quality); default all.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -58,6 +60,10 @@ const PROBES = [
   'int8quality',
   'unet512cfg',
   'unet512int8cfg',
+  'unet512tome',
+  'unet512int8tome',
+  'unet512int8tomecfg',
+  'tomequality',
 ] as const;
 type ProbeName = (typeof PROBES)[number];
 
@@ -72,6 +78,7 @@ export const TARGETS = {
 } as const;
 
 const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N] [--quality-steps N]
+       [--token-merging RATIO]
        [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N] [--mem-arena on|off]
        [--steps N] [--checkpoint PATH] [--clip-vocab PATH] [--in-process] [--no-hugepages]`;
 
@@ -104,6 +111,7 @@ function parse() {
         warmup: { type: 'string', default: '2' },
         steps: { type: 'string', default: '1' },
         'quality-steps': { type: 'string', default: '8' },
+        'token-merging': { type: 'string', default: '0.5' },
         attention: { type: 'string' },
         'opt-level': { type: 'string' },
         threads: { type: 'string' },
@@ -145,8 +153,11 @@ function parse() {
   const levels = ['disabled', 'basic', 'extended', 'all'];
   if (v['opt-level'] && !levels.includes(v['opt-level']))
     fail(`--opt-level must be one of ${levels.join(', ')}`);
+  const tokenMerging = Number(v['token-merging']);
+  if (!(tokenMerging > 0 && tokenMerging <= 0.75)) fail('--token-merging must be a ratio in (0, 0.75]');
   return {
     json: v.json!,
+    tokenMerging,
     only: only as ProbeName[],
     probe: v.probe,
     clipVocab,
@@ -181,7 +192,9 @@ async function runProbe(
   steps: number,
   clipVocab: string | undefined,
   qualitySteps = 8,
+  tokenMerging = 0.5,
 ): Promise<ProbeResult> {
+  const tome = { ...opts, tokenMergeRatio: tokenMerging };
   switch (name) {
     case 'create':
       return probeCreate(opts);
@@ -207,6 +220,14 @@ async function runProbe(
       return probeUNet({ ...opts, unetPrecision: 'int8' }, 2, 64, 64, true);
     case 'int8quality':
       return probeInt8Quality(opts, qualitySteps);
+    case 'unet512tome':
+      return probeUNet(tome, 2, 64, 64);
+    case 'unet512int8tome':
+      return probeUNet({ ...tome, unetPrecision: 'int8' }, 2, 64, 64);
+    case 'unet512int8tomecfg':
+      return probeUNet({ ...tome, unetPrecision: 'int8' }, 2, 64, 64, true);
+    case 'tomequality':
+      return probeInt8Quality(opts, qualitySteps, { precision: 'int8', tokenMergeRatio: tokenMerging });
   }
 }
 
@@ -231,6 +252,7 @@ async function main(): Promise<void> {
       args.steps,
       args.clipVocab,
       args.qualitySteps,
+      args.tokenMerging,
     );
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
@@ -243,7 +265,7 @@ async function main(): Promise<void> {
   );
   const childArgs = (probe: ProbeName) => {
     const a = ['--probe', probe, '--checkpoint', checkpoint, '--steps', String(args.steps)];
-    a.push('--quality-steps', String(args.qualitySteps));
+    a.push('--quality-steps', String(args.qualitySteps), '--token-merging', String(args.tokenMerging));
     if (args.clipVocab) a.push('--clip-vocab', args.clipVocab);
     const o = args.probeOptions;
     a.push('--runs', String(o.runs), '--warmup', String(o.warmup));
@@ -263,6 +285,7 @@ async function main(): Promise<void> {
           args.steps,
           args.clipVocab,
           args.qualitySteps,
+          args.tokenMerging,
         )
       : runChild<ProbeResult>(self, childArgs(probe));
   }
@@ -275,6 +298,8 @@ async function main(): Promise<void> {
   const pipeline = results.pipeline as PipelineProbeResult | undefined;
   const int8 = results.unet512int8 as SessionProbeResult | undefined;
   const quality = results.int8quality as Int8QualityResult | undefined;
+  const tomeQuality = results.tomequality as Int8QualityResult | undefined;
+  const sessionMedian = (p: ProbeName) => round((results[p] as SessionProbeResult | undefined)?.median_s);
   const peaks = Object.values(results).map((r) => r.peak_rss_mb);
   const out = {
     unet_s_per_step_512_b2: round(unet512?.median_s),
@@ -307,6 +332,12 @@ async function main(): Promise<void> {
     int8_psnr_db_unet_eps: round(quality?.psnr_eps_db, 2),
     int8_psnr_db_image: round(quality?.psnr_image_db, 2),
     int8_quality_steps: quality?.steps ?? null,
+    // Token merging (A1111 "Token merging ratio") at options.token_merging: changes the image.
+    unet_tome_s_per_step_512_b2: sessionMedian('unet512tome'),
+    unet_int8_tome_s_per_step_512_b2: sessionMedian('unet512int8tome'),
+    unet_int8_tome_s_per_cfg_step_512: sessionMedian('unet512int8tomecfg'),
+    int8_tome_psnr_db_unet_eps: round(tomeQuality?.psnr_eps_db, 2),
+    int8_tome_psnr_db_image: round(tomeQuality?.psnr_image_db, 2),
     machine: { ...machine, load_avg_1m_end: machineInfo().load_avg_1m },
     onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
     options: {
@@ -317,6 +348,7 @@ async function main(): Promise<void> {
       threads: args.probeOptions.threads ?? 'engine default (all CPUs)',
       mem_arena: args.probeOptions.memArena === undefined ? 'engine default' : args.probeOptions.memArena,
       txt2img_steps: args.steps,
+      token_merging: args.tokenMerging,
       glibc_tunables: process.env.GLIBC_TUNABLES ?? null,
     },
     checkpoint: { path: checkpoint, random: !args.checkpoint, generator_version: RANDOM_SD15_VERSION },
@@ -349,6 +381,12 @@ async function main(): Promise<void> {
       's/step',
       TARGETS.unet_int8_s_per_step_512_b2,
     ],
+    [
+      `int8 + token merging ${args.tokenMerging}`,
+      out.unet_int8_tome_s_per_step_512_b2,
+      's/step',
+      TARGETS.unet_int8_s_per_step_512_b2,
+    ],
     pipeline || txt2img
       ? ['peak RSS, 512² txt2img', out.peak_rss_mb, 'MB', TARGETS.peak_rss_mb]
       : ['peak RSS, largest probe', out.peak_rss_mb, 'MB', undefined],
@@ -365,6 +403,8 @@ async function main(): Promise<void> {
   for (const [name, value] of [
     ['int8 PSNR, UNet eps', out.int8_psnr_db_unet_eps],
     [`int8 PSNR, image (${out.int8_quality_steps} steps)`, out.int8_psnr_db_image],
+    ['int8 + token merging PSNR, eps', out.int8_tome_psnr_db_unet_eps],
+    ['int8 + token merging PSNR, image', out.int8_tome_psnr_db_image],
   ] as const) {
     if (value !== null)
       lines.push(

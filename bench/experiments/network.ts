@@ -8,7 +8,7 @@
  *
  *   npx tsx bench/experiments/network.ts --net unet --variants mha/extended,plain/extended,mha/all
  *   npx tsx bench/experiments/network.ts --net vae --variants mha/extended
- *   variant = attention/optLevel[/nopattern][/noarena][/nospin][/threadsN][/int8]
+ *   variant = attention/optLevel[/nopattern][/noarena][/nospin][/threadsN][/int8][/tomeNN][/cfg:key=value]
  */
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { openModel } from '../../src/formats/open.js';
 import { sd1ConfigFromTensors } from '../../src/models/config.js';
+import { tokenMergeInputs } from '../../src/models/token-merging.js';
 import { buildUNetGraph } from '../../src/models/unet.js';
 import { buildVaeDecoderGraph } from '../../src/models/vae.js';
 import type { AttentionImpl } from '../../src/onnx/ops.js';
@@ -56,14 +57,21 @@ async function runVariant(variant: string): Promise<Result> {
   const [attention, opt, ...flags] = variant.split('/') as [AttentionImpl, OptLevel, ...string[]];
   const [B, H, W] = values.shape!.split(',').map(Number) as [number, number, number];
   const src = await openModel(await ensureRandomSd15());
+  // tomeNN: token merging at ratio NN / 100.
+  const tome = flags.find((f) => f.startsWith('tome'));
+  const tokenMerging = tome !== undefined;
   const cfg = sd1ConfigFromTensors(src);
   const build = await timed(async () => {
     const g =
       values.net === 'vae'
         ? buildVaeDecoderGraph(src, cfg.vae, { attention })
         : flags.includes('int8')
-          ? buildUNetGraph(new Int8WeightSource(src), cfg.unet, { attention, precision: 'int8' })
-          : buildUNetGraph(src, cfg.unet, { attention });
+          ? buildUNetGraph(new Int8WeightSource(src), cfg.unet, {
+              attention,
+              precision: 'int8',
+              tokenMerging,
+            })
+          : buildUNetGraph(src, cfg.unet, { attention, tokenMerging });
     return prepareModel(g, `experiment-${values.net}${flags.includes('int8') ? '-int8' : ''}`);
   });
   const profilePrefix = join(tmpdir(), `sdstudio-ort-profile-${process.pid}`);
@@ -78,6 +86,8 @@ async function runVariant(variant: string): Promise<Result> {
       session: {
         model_external_initializers_file_folder_path: build.value.externalFolder,
         ...(flags.includes('nospin') ? { 'intra_op.allow_spinning': '0' } : {}),
+        // cfg:key=value — any onnxruntime session config entry (session.key), e.g. cfg:dynamic_block_base=4
+        ...Object.fromEntries(flags.filter((f) => f.startsWith('cfg:')).map((f) => f.slice(4).split('=', 2))),
       },
     },
   };
@@ -104,6 +114,12 @@ async function runVariant(variant: string): Promise<Result> {
           timesteps: new ort.Tensor('float32', new Float32Array(B).fill(500), [B]),
           context: new ort.Tensor('float32', rand(B * 77 * 768, 2), [B, 77, 768]),
         };
+  if (tome) {
+    const m = tokenMergeInputs(H, W, Number(tome.slice(4)) / 100);
+    feeds.tome_src = new ort.Tensor('int64', m.src, [m.src.length]);
+    feeds.tome_dst = new ort.Tensor('int64', m.dst, [m.dst.length]);
+    feeds.tome_r = new ort.Tensor('int64', m.r, [1]);
+  }
   const warmup_s: number[] = [];
   const runs_s: number[] = [];
   const runs_cpu_s: number[] = [];
