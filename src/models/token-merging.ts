@@ -73,61 +73,53 @@ export function planTokenMerge(
   // Sources by similarity, most similar first; the first r are merged.
   const ns = dimOf(io.src, 0);
   const nd = dimOf(io.dst, 0);
-  const order = g.op(
-    'TopK',
-    [best, op('Unsqueeze', [ns, i64([0])])],
-    { axis: 1, largest: 1, sorted: 1 },
-    {
-      name,
-      outputs: 2,
-    },
-  )[1]!;
-  const rank = op('Range', [scalarI64(0), ns, scalarI64(1)]); // [Ns]
+  const batch = dimOf(metric, 0);
+  const n = dimOf(metric, 1);
   const r = op('Squeeze', [io.r, i64([0])]);
-  const kept = op('Sub', [ns, r]); // unmerged sources: slots 0 … Ns − r − 1; destinations after them
+  /** A shape tensor from scalar dims. */
+  const shape = (...dims: Value[]) =>
+    op(
+      'Concat',
+      dims.map((d) => op('Unsqueeze', [d, i64([0])])),
+      { axis: 0 },
+    );
+  const range = (end: Value) => op('Range', [scalarI64(0), end, scalarI64(1)]);
+  const order = g.op('TopK', [best, shape(ns)], { axis: 1, largest: 1, sorted: 1 }, { name, outputs: 2 })[1]!;
+
+  // slot[b, n]: where token n of row b sits in the merged sequence — unmerged sources first
+  // (slots 0 … Ns − r − 1), then the destinations; a merged source shares its destination's slot.
+  const kept = op('Sub', [ns, r]);
+  const rank = range(ns); // [Ns]
   const srcPos = op('Gather', [io.src, order], { axis: 0 }); // [B, Ns]
   const srcDst = op('GatherElements', [bestDst, order], { axis: 1 });
   const srcSlot = op('Where', [op('Less', [rank, r]), op('Add', [srcDst, kept]), op('Sub', [rank, r])]);
-  const batch = dimOf(metric, 0);
-  const bnd = op('Concat', [op('Unsqueeze', [batch, i64([0])]), op('Unsqueeze', [nd, i64([0])])], {
-    axis: 0,
-  });
-  const dstPos = op('Expand', [io.dst, bnd]);
-  const dstSlot = op('Expand', [op('Add', [op('Range', [scalarI64(0), nd, scalarI64(1)]), kept]), bnd]);
+  const dstPos = op('Expand', [io.dst, shape(batch, nd)]);
+  const dstSlot = op('Expand', [op('Add', [range(nd), kept]), shape(batch, nd)]);
   const positions = op('Concat', [srcPos, dstPos], { axis: 1 }); // a permutation of 0 … N − 1 per row
-  // slot[b, n]: where token n of row b sits in the merged sequence.
   const slot = op('ScatterElements', [positions, positions, op('Concat', [srcSlot, dstSlot], { axis: 1 })], {
     axis: 1,
   });
 
-  // ScatterND indices [B, N, 2] = (row, slot).
-  const n = dimOf(metric, 1);
-  const bn = op('Concat', [op('Unsqueeze', [batch, i64([0])]), op('Unsqueeze', [n, i64([0])])], { axis: 0 });
-  const rowIdx = op('Expand', [
-    op('Unsqueeze', [op('Range', [scalarI64(0), batch, scalarI64(1)]), i64([1])]),
-    bn,
-  ]);
+  // ScatterND indices [B, N, 2] = (row, slot) for the merge's sums.
+  const rowIdx = op('Expand', [op('Unsqueeze', [range(batch), i64([1])]), shape(batch, n)]);
   const scatterIdx = op('Concat', [op('Unsqueeze', [rowIdx, i64([2])]), op('Unsqueeze', [slot, i64([2])])], {
     axis: 2,
   });
   const merged = op('Sub', [n, r]);
-  const bm = op('Concat', [op('Unsqueeze', [batch, i64([0])]), op('Unsqueeze', [merged, i64([0])])], {
-    axis: 0,
-  });
   // ConstantOfShape without a value attribute gives float32 zeros.
-  const zerosF = (shape: Value) => op('ConstantOfShape', [shape]);
-  // Tokens per slot (1 + merged sources for a destination), [B, N − r, 1].
-  const ones = op('Expand', [g.constF32([1], [1, 1]), bn]);
+  const zeros = (s: Value) => op('ConstantOfShape', [s]);
+  // Tokens per slot (1 + the sources merged into a destination), [B, N − r, 1].
+  const ones = op('Expand', [g.constF32([1], [1, 1]), shape(batch, n)]);
   const counts = op('Unsqueeze', [
-    op('ScatterND', [zerosF(bm), scatterIdx, ones], { reduction: 'add' }),
+    op('ScatterND', [zeros(shape(batch, merged)), scatterIdx, ones], { reduction: 'add' }),
     i64([2]),
   ]);
 
   return {
     merge(v: Value): Value {
-      const c = dimOf(v, 2);
-      const shape = op('Concat', [bm, op('Unsqueeze', [c, i64([0])])], { axis: 0 });
-      const sums = op('ScatterND', [zerosF(shape), scatterIdx, v], { reduction: 'add' });
+      const sums = op('ScatterND', [zeros(shape(batch, merged, dimOf(v, 2))), scatterIdx, v], {
+        reduction: 'add',
+      });
       return op('Div', [sums, counts]);
     },
     unmerge(v: Value): Value {

@@ -423,7 +423,8 @@ export class Sd1Model {
     if (!(ratio >= 0 && ratio <= MAX_TOKEN_MERGE_RATIO)) {
       throw new UserError(`token merging ratio must be within 0 … ${MAX_TOKEN_MERGE_RATIO} (got ${ratio})`);
     }
-    if (ratio > 0) {
+    // A latent one token high or wide has no 2×2 cell to merge into: no merging there.
+    if (ratio > 0 && inp.x.dims[2]! > 1 && inp.x.dims[3]! > 1) {
       const m = tokenMergeInputs(inp.x.dims[2]!, inp.x.dims[3]!, ratio);
       feeds[TOKEN_MERGE_IO.src] = i64(m.src, [m.src.length]);
       feeds[TOKEN_MERGE_IO.dst] = i64(m.dst, [m.dst.length]);
@@ -469,7 +470,7 @@ export class Sd1Model {
       // Only sizes that do not halve evenly at every level need the skip resizes.
       matchSkipSizes: h! % factor !== 0 || w! % factor !== 0,
       sharedRows: !debug,
-      tokenMerging: (inp.tokenMergeRatio ?? 0) > 0,
+      tokenMerging: TOKEN_MERGE_IO.r in feeds,
     });
     return this.run(s, feeds, outputs);
   }

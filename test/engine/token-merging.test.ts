@@ -206,6 +206,12 @@ describe('UNet with token merging (tiny checkpoint)', () => {
     }
   });
 
+  it('leaves a latent one token high alone (no 2×2 cell to merge into)', async () => {
+    const plain = await run(0, 'fp32', 1, 16);
+    const merged = await run(0.5, 'fp32', 1, 16);
+    expect(merged.data).toEqual(plain.data);
+  });
+
   it('refuses a ratio outside 0 … 0.9 with a clear error', async () => {
     await expect(run(0.95)).rejects.toThrow(/token merging ratio must be within 0 … 0.9/);
   });
