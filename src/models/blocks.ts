@@ -17,7 +17,7 @@ import {
   perChannel,
   silu,
   toTokens,
-  upsampleNearest2x,
+  upsampleConv2x,
   type AttentionImpl,
 } from '../onnx/ops.js';
 import { planTokenMerge, type TokenMergeInputs } from './token-merging.js';
@@ -160,9 +160,9 @@ export function spatialTransformer(
   return add(g, out, residual, p);
 }
 
-/** Nearest ×2 then 3×3 conv (UNet `conv`, VAE `conv`). */
+/** Nearest ×2 then 3×3 conv (UNet `conv`, VAE `conv`), computed as ops.upsampleConv2x does. */
 export function upsample(g: GraphBuilder, p: string, x: Value, ch: number): Value {
-  return conv2d(g, upsampleNearest2x(g, x, p), `${p}.conv`, ch, ch, 3);
+  return upsampleConv2x(g, x, `${p}.conv`, ch, ch);
 }
 
 /** model.py ResnetBlock (VAE, no time embedding). */

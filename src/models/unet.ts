@@ -17,7 +17,7 @@ import {
   silu,
   toNchw,
   toNhwc,
-  upsampleNearest2x,
+  upsampleConv2x,
   type AttentionImpl,
 } from '../onnx/ops.js';
 import { GROUPS, spatialTransformer, unetResBlock, UNET_GN_EPS, type AttentionContext } from './blocks.js';
@@ -290,7 +290,7 @@ export function buildUNetGraph(
       let sub = 1;
       if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.${sub++}`, h, ch);
       if (level > 0 && r === cfg.numResBlocks) {
-        h = conv2d(g, upsampleNearest2x(g, h, bp), `${bp}.${sub}.conv`, ch, ch, 3);
+        h = upsampleConv2x(g, h, `${bp}.${sub}.conv`, ch, ch);
         ds /= 2;
         upsampled = true;
       }

@@ -364,6 +364,88 @@ export function upsampleNearest2x(g: GraphBuilder, x: Value, name?: string): Val
 }
 
 /**
+ * Taps of a 3×3 kernel that each output phase of a nearest ×2 upsampling sees along one axis:
+ * even outputs read input i−1 through tap 0 and input i through taps 1 + 2; odd outputs read
+ * input i through taps 0 + 1 and input i+1 through tap 2.
+ */
+const UPSAMPLE_PHASE_TAPS: readonly (readonly [number, number])[][] = [
+  [
+    [0, 1],
+    [1, 3],
+  ],
+  [
+    [0, 2],
+    [2, 3],
+  ],
+];
+
+/**
+ * Nearest ×2 upsampling then a 3×3 convolution (stride 1, pad 1: the UNet's and the VAE's
+ * `Upsample` layers), computed at the input's resolution. Each of the four output phases (row
+ * parity a, column parity b) depends on a 2×2 neighbourhood of input pixels through a 2×2 kernel
+ * whose taps are sums of the 3×3 kernel's, so the four phases are 2×2 convolutions (16 multiplies
+ * per input pixel and channel pair instead of 36 on the upsampled image) interleaved by
+ * DepthToSpace. Exact up to the rounding of the summed weights. The phase kernels are
+ * Slice/Add/Concat of the checkpoint's weight, folded into constants by onnxruntime when the
+ * session is created. The channels-last (int8) graph keeps Resize + convolution.
+ */
+export function upsampleConv2x(
+  g: GraphBuilder,
+  x: Value,
+  prefix: string,
+  inCh: number,
+  outCh: number,
+): Value {
+  if (g.layout === 'nhwc') return conv2d(g, upsampleNearest2x(g, x, prefix), prefix, inCh, outCh, 3);
+  const w = g.param(`${prefix}.weight`, [outCh, inCh, 3, 3]);
+  const b = g.param(`${prefix}.bias`, [outCh]);
+  const slice = (v: Value, axis: number, start: number, end: number) =>
+    g.op1('Slice', [v, g.constI64([start]), g.constI64([end]), g.constI64([axis])], {}, { name: prefix });
+  /** The 2-tap kernel of one phase along `axis`: single taps kept, tap pairs summed. */
+  const phaseTaps = (v: Value, axis: number, phase: number) =>
+    concat(
+      g,
+      UPSAMPLE_PHASE_TAPS[phase]!.map(([s, e]) =>
+        e - s === 1
+          ? slice(v, axis, s, e)
+          : add(g, slice(v, axis, s, s + 1), slice(v, axis, s + 1, e), prefix),
+      ),
+      axis,
+      prefix,
+    );
+  // Circular padding (seamless tiling): pad the input once, each phase reads its shifted window.
+  const padded = g.circularPadding ? padCircular(g, x, 1, prefix) : undefined;
+  const phases: Value[] = [];
+  for (const a of [0, 1]) {
+    const rows = phaseTaps(w, 2, a);
+    for (const c of [0, 1]) {
+      const kernel = phaseTaps(rows, 3, c);
+      // Phase (a, c) reads input rows i−1+a … i+a and columns j−1+c … j+c.
+      let input = x;
+      let pads = [1 - a, 1 - c, a, c];
+      if (padded) {
+        const end = (p: number) => (p === 0 ? -1 : 2 ** 62);
+        input = g.op1(
+          'Slice',
+          [padded, g.constI64([a, c]), g.constI64([end(a), end(c)]), g.constI64([2, 3])],
+          {},
+          { name: prefix },
+        );
+        pads = [0, 0, 0, 0];
+      }
+      phases.push(g.op1('Conv', [input, kernel, b], { kernel_shape: [2, 2], pads }, { name: prefix }));
+    }
+  }
+  // Channel (2a + c)·outCh + o → output (o, 2i + a, 2j + c).
+  return g.op1(
+    'DepthToSpace',
+    [concat(g, phases, 1, prefix)],
+    { blocksize: 2, mode: 'DCR' },
+    { name: prefix },
+  );
+}
+
+/**
  * Nearest-resize `x` [B, C, h, w] to the spatial size of `like` [B, C', H, W] at run time (torch
  * F.interpolate(size=…, mode='nearest'): source index floor(dst·in/out)).
  */
