@@ -22,6 +22,10 @@ export const TOKEN_MERGE_IO = { src: 'tome_src', dst: 'tome_dst', r: 'tome_r' } 
  */
 export const MAX_TOKEN_MERGE_RATIO = 0.9;
 
+/** Sources per similarity chunk, and the most chunks (the last takes every source beyond). */
+export const SIMILARITY_CHUNK = 2048;
+const SIMILARITY_CHUNKS = 32;
+
 export interface TokenMergeInputs {
   /** Source token positions [Ns] (int64, raster order of the latent grid). */
   src: Value;
@@ -56,19 +60,30 @@ export function planTokenMerge(
   metric: Value,
   io: TokenMergeInputs,
   name: string,
+  similarityChunk = SIMILARITY_CHUNK,
 ): TokenMerge {
   const op = (type: string, inputs: (Value | null)[], attrs = {}) => g.op1(type, inputs, attrs, { name });
   const i64 = (v: number[]) => g.constI64(v);
   const scalarI64 = (v: number) => g.constI64([v], []);
   const dimOf = (v: Value, axis: number) => op('Gather', [op('Shape', [v]), scalarI64(axis)], { axis: 0 });
 
-  // Cosine similarity of every source token to every destination token.
+  // Cosine similarity of every source token to every destination token, and each source's best
+  // destination. The [Ns, Nd] similarities are taken in chunks of sources so a large image's
+  // (2048²: 49152 × 16384) are never held whole; chunks past Ns are empty.
   const unit = op('Div', [metric, op('ReduceL2', [metric], { axes: [-1], keepdims: 1 })]);
   const a = op('Gather', [unit, io.src], { axis: 1 });
-  const b = op('Gather', [unit, io.dst], { axis: 1 });
-  const scores = op('MatMul', [a, op('Transpose', [b], { perm: [0, 2, 1] })]);
-  const best = op('ReduceMax', [scores], { axes: [2], keepdims: 0 }); // [B, Ns]
-  const bestDst = op('ArgMax', [scores], { axis: 2, keepdims: 0 }); // [B, Ns]
+  const bT = op('Transpose', [op('Gather', [unit, io.dst], { axis: 1 })], { perm: [0, 2, 1] });
+  const bests: Value[] = [];
+  const bestDsts: Value[] = [];
+  for (let i = 0; i < SIMILARITY_CHUNKS; i++) {
+    const end = i === SIMILARITY_CHUNKS - 1 ? 2 ** 62 : (i + 1) * similarityChunk;
+    const rows = op('Slice', [a, i64([i * similarityChunk]), i64([end]), i64([1])]);
+    const scores = op('MatMul', [rows, bT]);
+    bests.push(op('ReduceMax', [scores], { axes: [2], keepdims: 0 }));
+    bestDsts.push(op('ArgMax', [scores], { axis: 2, keepdims: 0 }));
+  }
+  const best = op('Concat', bests, { axis: 1 }); // [B, Ns]
+  const bestDst = op('Concat', bestDsts, { axis: 1 }); // [B, Ns]
 
   // Sources by similarity, most similar first; the first r are merged.
   const ns = dimOf(io.src, 0);

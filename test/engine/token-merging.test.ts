@@ -98,55 +98,72 @@ function referenceMergeUnmerge(
 
 describe('token merging graph', () => {
   it('merges and unmerges as tomesd does', async () => {
-    const [B, H, W, C] = [2, 4, 6, 5];
-    const N = H * W;
-    const g = new GraphBuilder('tome', new MemoryTensorSource(new Map()));
-    const metric = g.input('metric', 'float32', [B, N, C]);
-    const values = g.input('values', 'float32', [B, N, C]);
-    const plan = planTokenMerge(g, metric, tokenMergeGraphInputs(g), 'tome');
-    const merged = plan.merge(values);
-    g.output(merged, 'merged', 'float32', [B, 'm', C]);
-    g.output(plan.unmerge(merged), 'restored', 'float32', [B, N, C]);
-    const session = await ort.InferenceSession.create(
-      encodeModel(
-        g.toModel(() => {
-          throw new Error('no params');
-        }),
-      ),
-    );
-    // Clustered metric so similarities differ clearly (no ties).
-    const metricData = Float32Array.from(
-      { length: B * N * C },
-      (_, i) => 1 + Math.sin(i * 1.37) + ((i * 7) % 11) / 5,
-    );
-    const valueData = wave(B * N * C, 0.61, 0.3);
-    for (const ratio of [0.25, 0.5, 0.75]) {
-      const m = tokenMergeInputs(H, W, ratio);
-      const r = Number(m.r[0]);
-      const outs = await session.run({
-        metric: new ort.Tensor('float32', metricData, [B, N, C]),
-        values: new ort.Tensor('float32', valueData, [B, N, C]),
-        tome_src: new ort.Tensor('int64', m.src, [m.src.length]),
-        tome_dst: new ort.Tensor('int64', m.dst, [m.dst.length]),
-        tome_r: new ort.Tensor('int64', m.r, [1]),
-      });
-      const ref = referenceMergeUnmerge(
-        metricData,
-        valueData,
-        B,
-        N,
-        C,
-        [...m.src].map(Number),
-        [...m.dst].map(Number),
-        r,
-      );
-      expect(outs.merged!.dims).toEqual([B, ref.kept, C]);
-      const got = outs.restored!.data as Float32Array;
-      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - ref.out[i]!)).toBeLessThan(1e-5);
-    }
-    await session.release();
+    await checkAgainstReference(2, 4, 6, 5, [0.25, 0.5, 0.75]);
+  });
+
+  it('gives the same when the similarities are taken in chunks of sources, the last taking the rest', async () => {
+    await checkAgainstReference(2, 4, 6, 5, [0.25, 0.5, 0.75], 4); // 18 sources: 5 chunks
+    await checkAgainstReference(1, 10, 10, 5, [0.5], 2); // 75 sources: 31 chunks of 2, the last 13
   });
 });
+
+async function checkAgainstReference(
+  B: number,
+  H: number,
+  W: number,
+  C: number,
+  ratios: number[],
+  similarityChunk?: number,
+) {
+  const N = H * W;
+  const g = new GraphBuilder('tome', new MemoryTensorSource(new Map()));
+  const metric = g.input('metric', 'float32', [B, N, C]);
+  const values = g.input('values', 'float32', [B, N, C]);
+  const plan = planTokenMerge(g, metric, tokenMergeGraphInputs(g), 'tome', similarityChunk);
+  const merged = plan.merge(values);
+  g.output(merged, 'merged', 'float32', [B, 'm', C]);
+  g.output(plan.unmerge(merged), 'restored', 'float32', [B, N, C]);
+  const session = await ort.InferenceSession.create(
+    encodeModel(
+      g.toModel(() => {
+        throw new Error('no params');
+      }),
+    ),
+  );
+  // Clustered metric so similarities differ clearly (no ties).
+  const metricData = Float32Array.from(
+    { length: B * N * C },
+    (_, i) => 1 + Math.sin(i * 1.37) + ((i * 7) % 11) / 5,
+  );
+  const valueData = wave(B * N * C, 0.61, 0.3);
+  for (const ratio of ratios) {
+    const m = tokenMergeInputs(H, W, ratio);
+    const r = Number(m.r[0]);
+    const outs = await session.run({
+      metric: new ort.Tensor('float32', metricData, [B, N, C]),
+      values: new ort.Tensor('float32', valueData, [B, N, C]),
+      tome_src: new ort.Tensor('int64', m.src, [m.src.length]),
+      tome_dst: new ort.Tensor('int64', m.dst, [m.dst.length]),
+      tome_r: new ort.Tensor('int64', m.r, [1]),
+    });
+    const ref = referenceMergeUnmerge(
+      metricData,
+      valueData,
+      B,
+      N,
+      C,
+      [...m.src].map(Number),
+      [...m.dst].map(Number),
+      r,
+    );
+    expect(outs.merged!.dims).toEqual([B, ref.kept, C]);
+    const got = outs.restored!.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - ref.out[i]!));
+    expect(worst).toBeLessThan(1e-5);
+  }
+  await session.release();
+}
 
 describe('UNet with token merging (tiny checkpoint)', () => {
   const run = async (
