@@ -171,8 +171,9 @@ describe('UNet with token merging (tiny checkpoint)', () => {
     precision: 'fp32' | 'int8' = 'fp32',
     h = 16,
     w = 16,
+    contribOps?: boolean,
   ): Promise<TensorF32> => {
-    const m = await loadSd1(ckpt, { cacheDir, threads: 2, unetPrecision: precision });
+    const m = await loadSd1(ckpt, { cacheDir, threads: 2, unetPrecision: precision, contribOps });
     try {
       const cd = m.config.unet.contextDim;
       const x = wave(4 * h * w, 1);
@@ -221,6 +222,15 @@ describe('UNet with token merging (tiny checkpoint)', () => {
       expect(p).toBeGreaterThan(30);
       expect(psnr((await run(0.5, 'int8', h, w)).data, plain.data)).toBeGreaterThan(30);
     }
+  });
+
+  it('runs on standard ONNX ops only (the graph other providers get) with the same result', async () => {
+    const contrib = await run(0.5, 'fp32', 16, 16, true);
+    const standard = await run(0.5, 'fp32', 16, 16, false);
+    let worst = 0;
+    for (let i = 0; i < contrib.data.length; i++)
+      worst = Math.max(worst, Math.abs(standard.data[i]! - contrib.data[i]!));
+    expect(worst).toBeLessThan(1e-4);
   });
 
   it('leaves a latent one token high alone (no 2×2 cell to merge into)', async () => {
