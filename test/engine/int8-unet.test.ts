@@ -16,6 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { loadSd1, type Sd1LoadOptions, type TensorF32 } from '../../src/runtime/sd1.js';
 import { prepareModel, WeightsCache } from '../../src/runtime/weights.js';
 import { goldenPath } from '../helpers/golden.js';
+import { psnr } from '../helpers/psnr.js';
 import { errors, TINY } from './golden.js';
 
 const ckpt = goldenPath(TINY, 'tiny-sd.safetensors');
@@ -32,17 +33,6 @@ afterAll(async () => {
 });
 
 const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
-
-/** PSNR of `a` against `ref`, peak = max |ref|. */
-function psnr(a: Float32Array, ref: Float32Array): number {
-  let se = 0;
-  let peak = 0;
-  for (let i = 0; i < ref.length; i++) {
-    se += (a[i]! - ref[i]!) ** 2;
-    peak = Math.max(peak, Math.abs(ref[i]!));
-  }
-  return 10 * Math.log10((peak * peak) / (se / ref.length));
-}
 
 async function unetEps(
   precision: UNetPrecision,

@@ -14,6 +14,7 @@ import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/proto.js';
 import { loadSd1, type TensorF32 } from '../../src/runtime/sd1.js';
 import { goldenPath } from '../helpers/golden.js';
+import { psnr } from '../helpers/psnr.js';
 import { TINY } from './golden.js';
 
 const ckpt = goldenPath(TINY, 'tiny-sd.safetensors');
@@ -190,15 +191,6 @@ describe('UNet with token merging (tiny checkpoint)', () => {
     } finally {
       await m.release();
     }
-  };
-  const psnr = (a: Float32Array, ref: Float32Array) => {
-    let se = 0;
-    let peak = 0;
-    for (let i = 0; i < ref.length; i++) {
-      se += (a[i]! - ref[i]!) ** 2;
-      peak = Math.max(peak, Math.abs(ref[i]!));
-    }
-    return 10 * Math.log10((peak * peak) / (se / ref.length));
   };
 
   it('with nothing to merge (r = 0) equals the plain UNet', async () => {

@@ -34,6 +34,20 @@ export function runCli(args: string[], cwd: string, env: Record<string, string> 
   });
 }
 
+/** `sdstudio txt2img ARGS` that must succeed quietly with one image; returns its path. */
+export async function txt2imgOne(
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+): Promise<string> {
+  const r = await runCli(['txt2img', ...args], cwd, env);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stderr).toBe('');
+  const paths = r.stdout.trim().split('\n');
+  expect(paths).toHaveLength(1);
+  return paths[0]!;
+}
+
 export async function imageSize(path: string): Promise<[number, number]> {
   const m = await sharp(path).metadata();
   return [m.width!, m.height!];

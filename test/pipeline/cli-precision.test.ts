@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readGenerationInfo } from '../../src/prompt/image-metadata.js';
-import { infotextOf, runCli, tiny } from './cli-helpers.js';
+import { infotextOf, runCli, tiny, txt2imgOne } from './cli-helpers.js';
 
 let dir: string;
 /** A weights/hash cache of the tests' own, never the user's. */
@@ -26,14 +26,7 @@ afterAll(async () => {
 
 const small = ['--steps', '3', '--width', '64', '--height', '64', '--model', tiny, '--no-grid'];
 
-async function generateOne(args: string[]): Promise<string> {
-  const r = await runCli(['txt2img', ...args], dir, env);
-  expect(r.code, r.stderr).toBe(0);
-  expect(r.stderr).toBe('');
-  const paths = r.stdout.trim().split('\n');
-  expect(paths).toHaveLength(1);
-  return paths[0]!;
-}
+const generateOne = (args: string[]) => txt2imgOne(args, dir, env);
 
 /** PSNR (peak 255) and mean absolute difference of two 8-bit images of one size. */
 async function compare(a: string, b: string): Promise<{ psnr: number; meanAbs: number; differing: number }> {

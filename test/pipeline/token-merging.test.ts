@@ -11,7 +11,7 @@ import { paramsFromInfotext, paramsToInfotextFields } from '../../src/pipeline/i
 import { tokenMergingRatioOf, validateParams, withDefaults } from '../../src/pipeline/params.js';
 import { formatInfotext, parseInfotext } from '../../src/prompt/infotext.js';
 import { UserError } from '../../src/util/errors.js';
-import { infotextOf, runCli, tiny } from './cli-helpers.js';
+import { infotextOf, runCli, tiny, txt2imgOne } from './cli-helpers.js';
 
 const base = { prompt: 'a cube', seed: 5, steps: 3, width: 64, height: 64 };
 const extras = { mode: 'txt2img' as const, modelHash: '0123456789', modelName: 'tiny', version: 'v' };
@@ -122,13 +122,7 @@ describe('sdstudio txt2img --token-merging', () => {
     '--seed',
     '9',
   ];
-  const generateOne = async (args: string[]): Promise<string> => {
-    const r = await runCli(['txt2img', ...args], dir, env);
-    expect(r.code, r.stderr).toBe(0);
-    const paths = r.stdout.trim().split('\n');
-    expect(paths).toHaveLength(1);
-    return paths[0]!;
-  };
+  const generateOne = (args: string[]) => txt2imgOne(args, dir, env);
 
   it('changes the image, records the ratio, and --params reproduces it', async () => {
     const [plain, merged] = await Promise.all([
