@@ -122,11 +122,14 @@ function matMulInt8(
   N: number,
   bias: boolean,
   rows?: [number, number],
+  phase?: [number, number],
 ): Value {
   const part = rows ? `@rows=${rows[0]}:${rows[1]}` : '';
   if (rows && rows[1] - rows[0] !== N) throw new Error(`${prefix}: rows ${rows} do not give ${N} outputs`);
-  const wq = g.paramInt8(`${prefix}.weight${part}#q8`, [K, N]);
-  const ws = g.param(`${prefix}.weight${part}#q8scale`, [N]);
+  // An upsampling phase kernel (runtime/quantize.ts `@up2x=ac`) shares the layer's whole bias.
+  const wpart = phase ? `@up2x=${phase[0]}${phase[1]}` : part;
+  const wq = g.paramInt8(`${prefix}.weight${wpart}#q8`, [K, N]);
+  const ws = g.param(`${prefix}.weight${wpart}#q8scale`, [N]);
   const b = bias ? g.param(`${prefix}.bias${part}`, [N]) : null;
   return g.op1(
     'MatMulIntegerToFloat',
@@ -156,15 +159,7 @@ function conv2dNhwc(
   int8: boolean,
 ): Value {
   const xq = int8 ? quantizeDynamic(g, x, prefix) : undefined;
-  let src = xq ? xq[0] : x;
-  if (pad > 0) {
-    if (g.circularPadding) src = padCircular(g, src, pad, prefix);
-    else {
-      const pads = g.constI64([0, pad, pad, 0, 0, pad, pad, 0]);
-      const fill = xq ? xq[2] : g.constF32([0], [], 'zero');
-      src = g.op1('Pad', [src, pads, fill], {}, { name: prefix });
-    }
-  }
+  const src = padNhwc(g, xq ? xq[0] : x, pad, xq?.[2], prefix);
   let cols = src;
   if (k > 1 || stride > 1) {
     const views: Value[] = [];
@@ -187,6 +182,17 @@ function conv2dNhwc(
   const wt = reshape(g, transpose(g, w, [2, 3, 1, 0], prefix), [K, outCh], prefix);
   const y = g.op1('MatMul', [cols, wt], {}, { name: prefix });
   return bias ? add(g, y, g.param(`${prefix}.bias`, [outCh]), prefix) : y;
+}
+
+/**
+ * NHWC `x` padded by `pad` on both spatial axes: wrapped around (circularPadding) or filled with
+ * `fill` (a quantized input's zero point; float zero by default).
+ */
+function padNhwc(g: GraphBuilder, x: Value, pad: number, fill: Value | undefined, prefix: string): Value {
+  if (pad === 0) return x;
+  if (g.circularPadding) return padCircular(g, x, pad, prefix);
+  const pads = g.constI64([0, pad, pad, 0, 0, pad, pad, 0]);
+  return g.op1('Pad', [x, pads, fill ?? g.constF32([0], [], 'zero')], {}, { name: prefix });
 }
 
 /**
@@ -368,7 +374,7 @@ export function upsampleNearest2x(g: GraphBuilder, x: Value, name?: string): Val
  * even outputs read input i−1 through tap 0 and input i through taps 1 + 2; odd outputs read
  * input i through taps 0 + 1 and input i+1 through tap 2.
  */
-const UPSAMPLE_PHASE_TAPS: readonly (readonly [number, number])[][] = [
+export const UPSAMPLE_PHASE_TAPS: readonly (readonly [number, number])[][] = [
   [
     [0, 1],
     [1, 3],
@@ -379,6 +385,20 @@ const UPSAMPLE_PHASE_TAPS: readonly (readonly [number, number])[][] = [
   ],
 ];
 
+/** The 2-tap kernel of one upsampling phase along `axis` of a 3×3 kernel: single taps kept, pairs summed. */
+function phaseKernelTaps(g: GraphBuilder, v: Value, axis: number, phase: number, name: string): Value {
+  const slice = (start: number, end: number) =>
+    g.op1('Slice', [v, g.constI64([start]), g.constI64([end]), g.constI64([axis])], {}, { name });
+  return concat(
+    g,
+    UPSAMPLE_PHASE_TAPS[phase]!.map(([s, e]) =>
+      e - s === 1 ? slice(s, e) : add(g, slice(s, s + 1), slice(s + 1, e), name),
+    ),
+    axis,
+    name,
+  );
+}
+
 /**
  * Nearest ×2 upsampling then a 3×3 convolution (stride 1, pad 1: the UNet's and the VAE's
  * `Upsample` layers), computed at the input's resolution. Each of the four output phases (row
@@ -387,7 +407,7 @@ const UPSAMPLE_PHASE_TAPS: readonly (readonly [number, number])[][] = [
  * per input pixel and channel pair instead of 36 on the upsampled image) interleaved by
  * DepthToSpace. Exact up to the rounding of the summed weights. The phase kernels are
  * Slice/Add/Concat of the checkpoint's weight, folded into constants by onnxruntime when the
- * session is created. The channels-last (int8) graph keeps Resize + convolution.
+ * session is created. Channels-last graphs: upsampleConv2xNhwc.
  */
 export function upsampleConv2x(
   g: GraphBuilder,
@@ -396,23 +416,10 @@ export function upsampleConv2x(
   inCh: number,
   outCh: number,
 ): Value {
-  if (g.layout === 'nhwc') return conv2d(g, upsampleNearest2x(g, x, prefix), prefix, inCh, outCh, 3);
+  if (g.layout === 'nhwc') return upsampleConv2xNhwc(g, x, prefix, inCh, outCh);
   const w = g.param(`${prefix}.weight`, [outCh, inCh, 3, 3]);
   const b = g.param(`${prefix}.bias`, [outCh]);
-  const slice = (v: Value, axis: number, start: number, end: number) =>
-    g.op1('Slice', [v, g.constI64([start]), g.constI64([end]), g.constI64([axis])], {}, { name: prefix });
-  /** The 2-tap kernel of one phase along `axis`: single taps kept, tap pairs summed. */
-  const phaseTaps = (v: Value, axis: number, phase: number) =>
-    concat(
-      g,
-      UPSAMPLE_PHASE_TAPS[phase]!.map(([s, e]) =>
-        e - s === 1
-          ? slice(v, axis, s, e)
-          : add(g, slice(v, axis, s, s + 1), slice(v, axis, s + 1, e), prefix),
-      ),
-      axis,
-      prefix,
-    );
+  const phaseTaps = (v: Value, axis: number, phase: number) => phaseKernelTaps(g, v, axis, phase, prefix);
   // Circular padding (seamless tiling): pad the input once, each phase reads its shifted window.
   const padded = g.circularPadding ? padCircular(g, x, 1, prefix) : undefined;
   const phases: Value[] = [];
@@ -443,6 +450,61 @@ export function upsampleConv2x(
     { blocksize: 2, mode: 'DCR' },
     { name: prefix },
   );
+}
+
+/**
+ * upsampleConv2x on channels-last `x` [B, H, W, C]: the input is padded (and, in int8, quantized)
+ * once; each phase is the im2col of its 2×2 window times its kernel — in int8 the `@up2x=ac#q8`
+ * weights of runtime/quantize.ts, in float32 the folded Slice/Add of the 3×3 weight — and the four
+ * phases are interleaved by two Concats into [B, H, 2, W, 2, O] = [B, 2H, 2W, O].
+ */
+function upsampleConv2xNhwc(g: GraphBuilder, x: Value, prefix: string, inCh: number, outCh: number): Value {
+  const xq = g.int8 ? quantizeDynamic(g, x, prefix) : undefined;
+  const src = padNhwc(g, xq ? xq[0] : x, 1, xq?.[2], prefix);
+  const w = xq ? undefined : g.param(`${prefix}.weight`, [outCh, inCh, 3, 3]);
+  const axes = g.constI64([1, 2]);
+  // The padded input has H + 2 rows: a window starting at s keeps H of them.
+  const end = (start: number) => (start === 2 ? 2 ** 62 : start - 2);
+  const rows: Value[] = [];
+  for (const a of [0, 1]) {
+    const phases: Value[] = [];
+    for (const c of [0, 1]) {
+      const views: Value[] = [];
+      for (const dy of [0, 1]) {
+        for (const dx of [0, 1]) {
+          const [sy, sx] = [a + dy, c + dx];
+          const bounds = [g.constI64([sy, sx]), g.constI64([end(sy), end(sx)])];
+          views.push(g.op1('Slice', [src, ...bounds, axes], {}, { name: prefix }));
+        }
+      }
+      const cols = concat(g, views, 3, prefix);
+      let y: Value;
+      if (xq) y = matMulInt8(g, [cols, xq[1], xq[2]], prefix, 4 * inCh, outCh, true, undefined, [a, c]);
+      else {
+        const kernel = phaseKernelTaps(g, phaseKernelTaps(g, w!, 2, a, prefix), 3, c, prefix);
+        const wt = reshape(g, transpose(g, kernel, [2, 3, 1, 0], prefix), [4 * inCh, outCh], prefix);
+        y = add(
+          g,
+          g.op1('MatMul', [cols, wt], {}, { name: prefix }),
+          g.param(`${prefix}.bias`, [outCh]),
+          prefix,
+        );
+      }
+      phases.push(g.op1('Unsqueeze', [y, g.constI64([3])], {}, { name: prefix })); // [B, H, W, 1, O]
+    }
+    rows.push(g.op1('Unsqueeze', [concat(g, phases, 3, prefix), g.constI64([2])], {}, { name: prefix }));
+  }
+  const both = concat(g, rows, 2, prefix); // [B, H, 2, W, 2, O]
+  const size = g.op1(
+    'Add',
+    [
+      g.op1('Mul', [shapeOf(g, x, prefix), g.constI64([1, 2, 2, 0])], {}, { name: prefix }),
+      g.constI64([0, 0, 0, outCh]),
+    ],
+    {},
+    { name: prefix },
+  );
+  return reshape(g, both, size, prefix);
 }
 
 /**

@@ -10,12 +10,14 @@
  * Layouts: Linear [out, in] → [in, out]; Conv [out, in, kh, kw] → [(dy·kw + dx)·in + ci, out], the
  * order in which the graph concatenates the kh·kw shifted views of an NHWC input (im2col).
  * `<key>@rows=a:b` (optionally followed by either suffix) is output channels [a, b) of a tensor:
- * a layer split in parts (GEGLU's halves), each multiplied on its own.
+ * a layer split in parts (GEGLU's halves), each multiplied on its own. `<key>@up2x=ac` is the
+ * 2×2 kernel of output phase (a, c) of an upsampling 3×3 conv (`upsamplePhaseKernel`).
  * The computed tensors have no file location; `derivedFrom` names the stored tensor so the weights
  * cache keys them by the checkpoint and converts each checkpoint once.
  */
 import { readFileSync } from 'node:fs';
 import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
+import { UPSAMPLE_PHASE_TAPS } from '../onnx/ops.js';
 
 export const Q8_SUFFIX = '#q8';
 export const Q8_SCALE_SUFFIX = '#q8scale';
@@ -85,10 +87,13 @@ interface DerivedKey {
   base: string;
   /** Output channels [start, end) of the base tensor. */
   rows?: [number, number];
+  /** The 2×2 kernel of output phase (row parity, column parity) of a 3×3 upsampling conv. */
+  phase?: [number, number];
   part: 'q' | 'scale' | 'float';
 }
 
 const ROWS = /@rows=(\d+):(\d+)$/;
+const PHASE = /@up2x=([01])([01])$/;
 
 function splitKey(name: string): DerivedKey | undefined {
   let rest = name;
@@ -100,9 +105,40 @@ function splitKey(name: string): DerivedKey | undefined {
     part = 'q';
     rest = rest.slice(0, -Q8_SUFFIX.length);
   }
+  const ph = PHASE.exec(rest);
+  if (ph) return { base: rest.slice(0, ph.index), phase: [Number(ph[1]), Number(ph[2])], part };
   const m = ROWS.exec(rest);
   if (!m) return part === 'float' ? undefined : { base: rest, part };
   return { base: rest.slice(0, m.index), rows: [Number(m[1]), Number(m[2])], part };
+}
+
+/**
+ * The 2×2 kernel [O, C, 2, 2] that output phase (a, c) of "nearest ×2 upsampling, then the 3×3
+ * conv `w` [O, C, 3, 3]" applies to the input (ops.upsampleConv2x: each phase's taps are sums of
+ * the 3×3 kernel's along each axis).
+ */
+export function upsamplePhaseKernel(
+  w: Float32Array,
+  shape: readonly number[],
+  a: number,
+  c: number,
+): Float32Array {
+  const [O, C] = shape as [number, number];
+  const out = new Float32Array(O * C * 4);
+  const rowTaps = UPSAMPLE_PHASE_TAPS[a]!;
+  const colTaps = UPSAMPLE_PHASE_TAPS[c]!;
+  for (let oc = 0; oc < O * C; oc++) {
+    for (let u = 0; u < 2; u++) {
+      for (let v = 0; v < 2; v++) {
+        let sum = 0;
+        for (let y = rowTaps[u]![0]; y < rowTaps[u]![1]; y++) {
+          for (let x = colTaps[v]![0]; x < colTaps[v]![1]; x++) sum += w[oc * 9 + y * 3 + x]!;
+        }
+        out[oc * 4 + u * 2 + v] = sum;
+      }
+    }
+  }
+  return out;
 }
 
 /** A checkpoint plus the computed int8 weights of every 2-D/4-D float tensor in it. */
@@ -146,6 +182,10 @@ export class Int8WeightSource implements TensorSource {
   private baseShape(v: DerivedKey): number[] | undefined {
     const bi = this.base.info(v.base);
     if (!bi || bi.shape.length === 0) return undefined;
+    if (v.phase) {
+      const [O, C, kh, kw] = bi.shape;
+      return bi.shape.length === 4 && kh === 3 && kw === 3 ? [O!, C!, 2, 2] : undefined;
+    }
     if (!v.rows) return bi.shape;
     const [a, b] = v.rows;
     if (!(a < b && b <= bi.shape[0]!)) return undefined;
@@ -155,13 +195,14 @@ export class Int8WeightSource implements TensorSource {
   /** The float32 values of the (row range of the) base tensor. */
   private async baseValues(v: DerivedKey): Promise<Float32Array> {
     const all = await this.base.readFloat32(v.base);
+    if (v.phase) return upsamplePhaseKernel(all, this.base.info(v.base)!.shape, ...v.phase);
     if (!v.rows) return all;
     const rowSize = all.length / this.base.info(v.base)!.shape[0]!;
     return all.subarray(v.rows[0] * rowSize, v.rows[1] * rowSize);
   }
 
   private async quantized(v: DerivedKey, shape: number[]): Promise<Quantized> {
-    const id = `${v.base}@${v.rows?.join(':') ?? ''}`;
+    const id = `${v.base}@${v.rows?.join(':') ?? ''}@${v.phase?.join('') ?? ''}`;
     if (this.last?.id === id) return this.last.value;
     const value = quantizeWeight(await this.baseValues(v), shape, this.limit);
     this.last = { id, value };

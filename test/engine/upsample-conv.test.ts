@@ -9,6 +9,7 @@ import { MemoryTensorSource } from '../../src/formats/memory.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { conv2d, upsampleConv2x, upsampleNearest2x } from '../../src/onnx/ops.js';
 import { encodeModel } from '../../src/onnx/proto.js';
+import { upsamplePhaseKernel } from '../../src/runtime/quantize.js';
 
 const [C, O] = [6, 5];
 const f32Tensor = (shape: number[], data: Float32Array) => ({
@@ -71,4 +72,14 @@ describe('upsampleConv2x', () => {
       });
     }
   }
+});
+
+describe('upsamplePhaseKernel (the int8 graph’s phase weights)', () => {
+  it('sums the 3×3 taps each output phase sees', () => {
+    const w = Float32Array.from({ length: 9 }, (_, i) => i + 1); // rows [1 2 3], [4 5 6], [7 8 9]
+    expect([...upsamplePhaseKernel(w, [1, 1, 3, 3], 0, 0)]).toEqual([1, 2 + 3, 4 + 7, 5 + 6 + 8 + 9]);
+    expect([...upsamplePhaseKernel(w, [1, 1, 3, 3], 0, 1)]).toEqual([1 + 2, 3, 4 + 5 + 7 + 8, 6 + 9]);
+    expect([...upsamplePhaseKernel(w, [1, 1, 3, 3], 1, 0)]).toEqual([1 + 4, 2 + 3 + 5 + 6, 7, 8 + 9]);
+    expect([...upsamplePhaseKernel(w, [1, 1, 3, 3], 1, 1)]).toEqual([1 + 2 + 4 + 5, 3 + 6, 7 + 8, 9]);
+  });
 });
