@@ -36,6 +36,8 @@ export interface UNetBuildOptions {
   separateKV?: boolean;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
+  /** See GraphOptions.upsamplePhases (default true). */
+  upsamplePhases?: boolean;
   /** Query chunk size of plain attention (default DEFAULT_ATTENTION_CHUNK; 0 = never chunk). */
   attentionChunk?: number;
   /** Seamless tiling: every padded conv wraps around the edges (A1111 "Tiling"). */
@@ -150,6 +152,7 @@ export function buildUNetGraph(
   const precision = opts.precision ?? 'fp32';
   const g = new GraphBuilder('UNet', src, {
     contribOps: opts.contribOps,
+    upsamplePhases: opts.upsamplePhases,
     circularPadding: opts.tiling,
     attentionChunk: opts.attentionChunk,
     layout: precision === 'fp32' ? 'nchw' : 'nhwc',

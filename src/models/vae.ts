@@ -16,6 +16,8 @@ export interface VaeBuildOptions {
   debug?: boolean;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
+  /** See GraphOptions.upsamplePhases (default true). */
+  upsamplePhases?: boolean;
   /** Seamless tiling: every padded conv wraps around the edges (A1111 "Tiling"). */
   tiling?: boolean;
 }
@@ -38,7 +40,11 @@ type Debug = (v: Value, name: string) => void;
 /** The builder, key prefix, attention form and debug-output hook both VAE graphs start from. */
 function vaeBuilder(name: string, src: TensorSource, opts: VaeBuildOptions) {
   const p = opts.prefix ?? 'first_stage_model';
-  const g = new GraphBuilder(name, src, { contribOps: opts.contribOps, circularPadding: opts.tiling });
+  const g = new GraphBuilder(name, src, {
+    contribOps: opts.contribOps,
+    upsamplePhases: opts.upsamplePhases,
+    circularPadding: opts.tiling,
+  });
   const debug: Debug = (v, key) => {
     if (opts.debug) g.output(v, `${p}.${key}`);
   };

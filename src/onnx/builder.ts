@@ -43,6 +43,12 @@ export const DEFAULT_ATTENTION_CHUNK = 1024;
 
 export interface GraphOptions {
   contribOps?: boolean;
+  /**
+   * Nearest ×2 + 3×3 conv layers as four 2×2 convolutions at the input's resolution (default true;
+   * ops.upsampleConv2x). A CPU saving; GPU providers get the plain Resize + Conv (onnxruntime's
+   * webgpu Conv computed 2×2 kernels on 2×2 inputs wrongly, docs/performance.md).
+   */
+  upsamplePhases?: boolean;
   /** Pad every padded Conv circularly (A1111 "Tiling": torch padding_mode='circular'). */
   circularPadding?: boolean;
   /** Query chunk size of plain (MatMul/Softmax) attention; 0 = never chunk. See ops.attention. */
@@ -116,6 +122,7 @@ export class GraphBuilder {
 
   readonly layout: Layout;
   readonly int8: boolean;
+  readonly upsamplePhases: boolean;
   /** DynamicQuantizeLinear outputs per quantized value, so a tensor feeding several int8 ops is quantized once. */
   readonly quantizedValues = new Map<string, [q: Value, scale: Value, zeroPoint: Value]>();
 
@@ -132,6 +139,7 @@ export class GraphBuilder {
       throw new Error(`graph ${graphName}: attentionChunk must be a non-negative integer`);
     this.layout = opts.layout ?? 'nchw';
     this.int8 = opts.int8 ?? false;
+    this.upsamplePhases = opts.upsamplePhases ?? true;
     if (this.int8 && (this.layout !== 'nhwc' || !this.contribOps))
       throw new Error(`graph ${graphName}: int8 needs layout 'nhwc' and contrib ops`);
   }

@@ -417,6 +417,7 @@ export function upsampleConv2x(
   outCh: number,
 ): Value {
   if (g.layout === 'nhwc') return upsampleConv2xNhwc(g, x, prefix, inCh, outCh);
+  if (!g.upsamplePhases) return conv2d(g, upsampleNearest2x(g, x, prefix), prefix, inCh, outCh, 3);
   const w = g.param(`${prefix}.weight`, [outCh, inCh, 3, 3]);
   const b = g.param(`${prefix}.bias`, [outCh]);
   const phaseTaps = (v: Value, axis: number, phase: number) => phaseKernelTaps(g, v, axis, phase, prefix);
@@ -580,18 +581,32 @@ const MAX_ATTENTION_CHUNKS = 16;
 /**
  * Attention on queries qh [B, heads, S, dh] in chunks of g.attentionChunk queries, so the
  * [B·heads, S, L] score matrix is never held whole. The token count is only known at run time and
- * the graph has no control flow, so the chunks are Slices with constant bounds: Slice clamps them
- * to S, and the chunks past S are empty (S ≤ chunk runs as one chunk — no chunking for small S).
+ * the graph has no control flow, so every chunk slot is a Slice with run-time bounds. A slot past
+ * the last query takes the last query again (one row, not an empty tensor: GPU providers refuse a
+ * Softmax over nothing), and those repeated rows, which all come after the real ones, are cut off
+ * at the end. S ≤ chunk runs as one chunk.
  */
 function attendChunked(g: GraphBuilder, qh: Value, attend: (qc: Value) => Value, name: string): Value {
   const c = g.attentionChunk;
   const axis = g.constI64([2]);
+  const tokens = g.op1('Slice', [shapeOf(g, qh, name), axis, g.constI64([3])], {}, { name }); // [S]
+  const lastRow = g.op1('Sub', [tokens, g.constI64([1])], {}, { name });
   const parts: Value[] = [];
   for (let i = 0; i < MAX_ATTENTION_CHUNKS; i++) {
-    const end = i === MAX_ATTENTION_CHUNKS - 1 ? 2 ** 62 : (i + 1) * c;
-    parts.push(attend(g.op1('Slice', [qh, g.constI64([i * c]), g.constI64([end]), axis], {}, { name })));
+    const start = g.op1('Min', [g.constI64([i * c]), lastRow], {}, { name });
+    const end =
+      i === MAX_ATTENTION_CHUNKS - 1
+        ? tokens
+        : g.op1('Min', [g.constI64([(i + 1) * c]), tokens], {}, { name });
+    const atLeastOneRow = g.op1(
+      'Max',
+      [end, g.op1('Add', [start, g.constI64([1])], {}, { name })],
+      {},
+      { name },
+    );
+    parts.push(attend(g.op1('Slice', [qh, start, atLeastOneRow, axis], {}, { name })));
   }
-  return concat(g, parts, 2, name);
+  return g.op1('Slice', [concat(g, parts, 2, name), g.constI64([0]), tokens, axis], {}, { name });
 }
 
 /** Image activations → [B, H·W, C] tokens (in an NHWC graph a free reshape). */

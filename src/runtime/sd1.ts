@@ -157,7 +157,7 @@ interface Sd1State {
 
 export class Sd1Model {
   private readonly state: Sd1State;
-  /** Contrib ops only where onnxruntime implements them (CPU, CUDA). */
+  /** Contrib ops only where onnxruntime implements them (CPU, CUDA); upsampling phases on the CPU only. */
   private readonly graphOpts: GraphOptions;
 
   constructor(
@@ -170,7 +170,10 @@ export class Sd1Model {
     shared?: Sd1State,
   ) {
     const provider = opts.provider ?? 'cpu';
-    this.graphOpts = { contribOps: opts.contribOps ?? (provider === 'cpu' || provider === 'cuda') };
+    this.graphOpts = {
+      contribOps: opts.contribOps ?? (provider === 'cpu' || provider === 'cuda'),
+      upsamplePhases: provider === 'cpu',
+    };
     this.state = shared ?? { sessions: new Map(), released: false, ephemeralEntries: [] };
   }
 
@@ -391,6 +394,7 @@ export class Sd1Model {
         prefix: this.config.prefixes.unet,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
+        upsamplePhases: this.graphOpts.upsamplePhases,
         attentionChunk: this.opts.attentionChunk,
         precision,
       }),
@@ -494,6 +498,7 @@ export class Sd1Model {
         tiling: this.tiling,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
+        upsamplePhases: this.graphOpts.upsamplePhases,
         debug: this.opts.debug,
       }),
     );
@@ -507,6 +512,7 @@ export class Sd1Model {
         tiling: this.tiling,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
+        upsamplePhases: this.graphOpts.upsamplePhases,
         debug: this.opts.debug,
       }),
     );

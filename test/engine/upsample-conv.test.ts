@@ -74,6 +74,20 @@ describe('upsampleConv2x', () => {
   }
 });
 
+describe('upsampleConv2x without phases (GPU providers)', () => {
+  it('is the plain nearest Resize then 3×3 Conv', () => {
+    const src = new MemoryTensorSource(
+      new Map([
+        ['up.conv.weight', f32Tensor([O, C, 3, 3], wave(O * C * 9, 0.77))],
+        ['up.conv.bias', f32Tensor([O], wave(O, 1.3))],
+      ]),
+    );
+    const g = new GraphBuilder('upsample', src, { upsamplePhases: false });
+    upsampleConv2x(g, g.input('x', 'float32', [2, C, 'h', 'w']), 'up.conv', C, O);
+    expect(g.nodes.map((n) => n.opType)).toEqual(['Resize', 'Conv']);
+  });
+});
+
 describe('upsamplePhaseKernel (the int8 graph’s phase weights)', () => {
   it('sums the 3×3 taps each output phase sees', () => {
     const w = Float32Array.from({ length: 9 }, (_, i) => i + 1); // rows [1 2 3], [4 5 6], [7 8 9]
