@@ -58,7 +58,7 @@ export function buildClipTextEncoderGraph(
   // Causal mask: position i attends to j ≤ i.
   const mask = new Float32Array(T * T);
   for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) mask[i * T + j] = -Infinity;
-  const maskV = g.constF32(mask, [T, T], 'causal_mask');
+  const maskV = g.constFloat(mask, [T, T], 'causal_mask');
   const heads = cfg.heads;
   if (W % heads !== 0) throw new Error(`CLIP width ${W} is not divisible by ${heads} heads`);
   for (let l = 0; l < cfg.layers; l++) {

@@ -12,6 +12,7 @@
  * r are graph inputs computed by `tokenMergeInputs` for the latent size being run.
  */
 import type { GraphBuilder, Value } from '../onnx/builder.js';
+import { chunkSlots } from '../onnx/ops.js';
 
 /** Graph input names of token merging. */
 export const TOKEN_MERGE_IO = { src: 'tome_src', dst: 'tome_dst', r: 'tome_r' } as const;
@@ -69,21 +70,16 @@ export function planTokenMerge(
 
   // Cosine similarity of every source token to every destination token, and each source's best
   // destination. The [Ns, Nd] similarities are taken in chunks of sources so a large image's
-  // (2048²: 49152 × 16384) are never held whole; chunks past Ns are empty.
-  const unit = op('Div', [metric, op('ReduceL2', [metric], { axes: [-1], keepdims: 1 })]);
+  // (2048²: 49152 × 16384) are never held whole. float32 in float16 graphs: the squared norms of
+  // large activations overflow float16.
+  const m32 = g.toFloat32(metric, name);
+  const unit = op('Div', [m32, op('ReduceL2', [m32], { axes: [-1], keepdims: 1 })]);
   const a = op('Gather', [unit, io.src], { axis: 1 });
   const bT = op('Transpose', [op('Gather', [unit, io.dst], { axis: 1 })], { perm: [0, 2, 1] });
-  const bests: Value[] = [];
-  const bestDsts: Value[] = [];
-  for (let i = 0; i < SIMILARITY_CHUNKS; i++) {
-    const end = i === SIMILARITY_CHUNKS - 1 ? 2 ** 62 : (i + 1) * similarityChunk;
-    const rows = op('Slice', [a, i64([i * similarityChunk]), i64([end]), i64([1])]);
-    const scores = op('MatMul', [rows, bT]);
-    bests.push(op('ReduceMax', [scores], { axes: [2], keepdims: 0 }));
-    bestDsts.push(op('ArgMax', [scores], { axis: 2, keepdims: 0 }));
-  }
-  const best = op('Concat', bests, { axis: 1 }); // [B, Ns]
-  const bestDst = op('Concat', bestDsts, { axis: 1 }); // [B, Ns]
+  const sources = chunkSlots(g, a, 1, similarityChunk, SIMILARITY_CHUNKS, name);
+  const scores = sources.parts.map((rows) => op('MatMul', [rows, bT]));
+  const best = sources.joinResults(scores.map((s) => op('ReduceMax', [s], { axes: [2], keepdims: 0 }))); // [B, Ns]
+  const bestDst = sources.joinResults(scores.map((s) => op('ArgMax', [s], { axis: 2, keepdims: 0 }))); // [B, Ns]
 
   // Sources by similarity, most similar first; the first r are merged.
   const ns = dimOf(io.src, 0);
@@ -121,10 +117,10 @@ export function planTokenMerge(
     axis: 2,
   });
   const merged = op('Sub', [n, r]);
-  // ConstantOfShape without a value attribute gives float32 zeros.
-  const zeros = (s: Value) => op('ConstantOfShape', [s]);
+  // Zeros and ones in the compute type (ConstantOfShape's default is float32 only).
+  const zeros = (s: Value) => op('Expand', [g.constFloat([0], [1]), s]);
   // Tokens per slot (1 + the sources merged into a destination), [B, N − r, 1].
-  const ones = op('Expand', [g.constF32([1], [1, 1]), shape(batch, n)]);
+  const ones = op('Expand', [g.constFloat([1], [1, 1]), shape(batch, n)]);
   const counts = op('Unsqueeze', [
     op('ScatterND', [zeros(shape(batch, merged)), scatterIdx, ones], { reduction: 'add' }),
     i64([2]),

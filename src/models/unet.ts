@@ -36,8 +36,8 @@ export interface UNetBuildOptions {
   separateKV?: boolean;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
-  /** See GraphOptions.upsamplePhases (default true). */
-  upsamplePhases?: boolean;
+  /** See GraphOptions.cpuForms (default true). */
+  cpuForms?: boolean;
   /** Query chunk size of plain attention (default DEFAULT_ATTENTION_CHUNK; 0 = never chunk). */
   attentionChunk?: number;
   /** Seamless tiling: every padded conv wraps around the edges (A1111 "Tiling"). */
@@ -53,6 +53,7 @@ export interface UNetBuildOptions {
    * linear layers in int8 (weights from runtime/quantize.ts, `src` must provide `#q8` tensors),
    * attention, norms and the small layers in float32. Inputs and outputs stay NCHW float32.
    * 'nhwc': the same channels-last graph entirely in float32 (checks the layout against 'fp32').
+   * 'fp16': float16 weights and arithmetic (GPU providers; GraphOptions.float16), float32 I/O.
    */
   precision?: UNetPrecision;
   /**
@@ -70,14 +71,15 @@ export interface UNetBuildOptions {
   tokenMerging?: boolean;
 }
 
-export type UNetPrecision = 'fp32' | 'int8' | 'nhwc';
+export type UNetPrecision = 'fp32' | 'fp16' | 'int8' | 'nhwc';
 
 /** Input/output names of the UNet graph. */
 export const UNET_IO = { x: 'x', t: 'timesteps', context: 'context', eps: 'eps', rows: 'rows' } as const;
 
 /**
  * ldm timestep_embedding: cat(cos(t·f), sin(t·f)), f_i = exp(-ln(max_period)·i/half), in float32
- * as torch computes it (the frequency table rounded through float32 at each step).
+ * as torch computes it (the frequency table rounded through float32 at each step), from float32
+ * `t` in any graph (float16 spacing is 0.5 near t = 1000); the result is in the compute type.
  */
 export function timestepEmbedding(g: GraphBuilder, t: Value, dim: number, maxPeriod = 10000): Value {
   const half = Math.floor(dim / 2);
@@ -86,7 +88,7 @@ export function timestepEmbedding(g: GraphBuilder, t: Value, dim: number, maxPer
   const c = Math.fround(-Math.log(maxPeriod));
   for (let i = 0; i < half; i++) freqs[i] = Math.fround(Math.exp(Math.fround(Math.fround(c * i) / half)));
   const args = mul(g, reshape(g, t, [-1, 1], 'timestep_embedding'), g.constF32(freqs, [1, half], 'freqs'));
-  return concat(
+  const emb = concat(
     g,
     [
       g.op1('Cos', [args], {}, { name: 'timestep_embedding' }),
@@ -95,6 +97,7 @@ export function timestepEmbedding(g: GraphBuilder, t: Value, dim: number, maxPer
     1,
     'timestep_embedding',
   );
+  return g.toCompute(emb, 'timestep_embedding');
 }
 
 /** time_embed: Linear(mc → 4mc), SiLU, Linear(4mc → 4mc). */
@@ -115,7 +118,7 @@ export function buildTimestepEmbeddingGraph(
   opts: GraphOptions = {},
 ) {
   const g = new GraphBuilder('UNet time embedding', src, opts);
-  const t = g.input('t', 'float32', ['n']);
+  const t = g.input('t', 'float32', ['n'], { keepFloat32: true });
   const emb = timestepEmbedding(g, t, cfg.modelChannels);
   g.output(emb, 'embedding', 'float32', ['n', cfg.modelChannels]);
   g.output(timeEmbed(g, prefix, emb, cfg.modelChannels), 'time_embed_out', 'float32', [
@@ -152,11 +155,12 @@ export function buildUNetGraph(
   const precision = opts.precision ?? 'fp32';
   const g = new GraphBuilder('UNet', src, {
     contribOps: opts.contribOps,
-    upsamplePhases: opts.upsamplePhases,
+    cpuForms: opts.cpuForms,
     circularPadding: opts.tiling,
     attentionChunk: opts.attentionChunk,
-    layout: precision === 'fp32' ? 'nchw' : 'nhwc',
+    layout: precision === 'fp32' || precision === 'fp16' ? 'nchw' : 'nhwc',
     int8: precision === 'int8',
+    float16: precision === 'fp16',
   });
   const nhwc = g.layout === 'nhwc';
   const cAxis = channelAxis(g);
@@ -171,7 +175,7 @@ export function buildUNetGraph(
   if (opts.sharedRows && opts.debug) throw new Error('UNet: sharedRows and debug outputs do not combine');
   const rowsDim = opts.sharedRows ? 'distinct' : 'batch';
   const x = g.input(UNET_IO.x, 'float32', [rowsDim, cfg.inChannels, 'height', 'width']);
-  const t = g.input(UNET_IO.t, 'float32', [rowsDim]);
+  const t = g.input(UNET_IO.t, 'float32', [rowsDim], { keepFloat32: true });
   const rows = opts.sharedRows ? g.input(UNET_IO.rows, 'int64', ['batch']) : undefined;
   /** Distinct rows → batch rows (identity without sharedRows). */
   const expand = (v: Value) => (rows ? g.op1('Gather', [v, rows], { axis: 0 }, { name: 'shared_rows' }) : v);

@@ -16,8 +16,8 @@ export interface VaeBuildOptions {
   debug?: boolean;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
-  /** See GraphOptions.upsamplePhases (default true). */
-  upsamplePhases?: boolean;
+  /** See GraphOptions.cpuForms (default true). */
+  cpuForms?: boolean;
   /** Seamless tiling: every padded conv wraps around the edges (A1111 "Tiling"). */
   tiling?: boolean;
 }
@@ -42,7 +42,7 @@ function vaeBuilder(name: string, src: TensorSource, opts: VaeBuildOptions) {
   const p = opts.prefix ?? 'first_stage_model';
   const g = new GraphBuilder(name, src, {
     contribOps: opts.contribOps,
-    upsamplePhases: opts.upsamplePhases,
+    cpuForms: opts.cpuForms,
     circularPadding: opts.tiling,
   });
   const debug: Debug = (v, key) => {
@@ -151,7 +151,7 @@ export function buildVaeEncoderGraph(
       // Asymmetric padding (right/bottom by one) then a stride-2 3×3 conv without padding.
       const padded = g.op1(
         'Pad',
-        [h, g.constI64([0, 0, 0, 0, 0, 0, 1, 1]), g.constF32([0], [], 'zero')],
+        [h, g.constI64([0, 0, 0, 0, 0, 0, 1, 1]), g.constFloat([0], [], 'zero')],
         { mode: 'constant' },
         { name: `${e}.down.${level}.downsample` },
       );
@@ -168,13 +168,13 @@ export function buildVaeEncoderGraph(
   const [mean, rawLogvar] = splitEqual(g, h, 1, [cfg.embedDim, cfg.embedDim], 'posterior');
   const logvar = g.op1(
     'Clip',
-    [rawLogvar!, g.constF32([-30], [], 'min'), g.constF32([20], [], 'max')],
+    [rawLogvar!, g.constFloat([-30], [], 'min'), g.constFloat([20], [], 'max')],
     {},
     { name: 'posterior' },
   );
   const std = g.op1(
     'Exp',
-    [mul(g, logvar, g.constF32([0.5], [], 'half'), 'posterior')],
+    [mul(g, logvar, g.constFloat([0.5], [], 'half'), 'posterior')],
     {},
     { name: 'posterior' },
   );

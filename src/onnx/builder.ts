@@ -6,6 +6,7 @@
  * decided later by runtime/weights.ts; the builder only records which key each initializer reads.
  */
 import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
+import { float32ToFloat16Bits } from '../formats/dtype.js';
 import { numel } from '../formats/tensor.js';
 import { UserError } from '../util/errors.js';
 import {
@@ -44,11 +45,13 @@ export const DEFAULT_ATTENTION_CHUNK = 1024;
 export interface GraphOptions {
   contribOps?: boolean;
   /**
-   * Nearest ×2 + 3×3 conv layers as four 2×2 convolutions at the input's resolution (default true;
-   * ops.upsampleConv2x). A CPU saving; GPU providers get the plain Resize + Conv (onnxruntime's
-   * webgpu Conv computed 2×2 kernels on 2×2 inputs wrongly, docs/performance.md).
+   * Forms tuned for onnxruntime's CPU kernels (default true): upsampling layers as four 2×2
+   * convolutions at the input's resolution (ops.upsampleConv2x), GroupNorm as one
+   * InstanceNormalization. false gives the portable forms GPU providers get: Resize + 3×3 Conv, and
+   * GroupNorm statistics in two explicit passes (webgpu's Conv computed 2×2 kernels on 2×2 inputs
+   * wrongly, and its InstanceNormalization loses precision on small groups: docs/performance.md).
    */
-  upsamplePhases?: boolean;
+  cpuForms?: boolean;
   /** Pad every padded Conv circularly (A1111 "Tiling": torch padding_mode='circular'). */
   circularPadding?: boolean;
   /** Query chunk size of plain (MatMul/Softmax) attention; 0 = never chunk. See ops.attention. */
@@ -64,6 +67,12 @@ export interface GraphOptions {
    * provides `#q8` tensors (runtime/quantize.ts).
    */
   int8?: boolean;
+  /**
+   * Compute in float16 (GPU providers): weights and constants are float16; float32 graph inputs
+   * are cast on entry and graph outputs cast back, so callers still exchange float32. What float16
+   * cannot hold stays float32 (the timestep sinusoid of t ≈ 1000, GroupNorm statistics).
+   */
+  float16?: boolean;
 }
 
 export type Layout = 'nchw' | 'nhwc';
@@ -82,8 +91,11 @@ export interface ParamInit {
   dims: number[];
   /** Shape of the tensor in the checkpoint. */
   shape: number[];
-  /** Element type onnxruntime gets: float32 (converted from any float dtype) or int8 as stored. */
-  dtype: 'F32' | 'I8';
+  /**
+   * Element type onnxruntime gets: float32 or float16 (converted from any float dtype; float16 in
+   * float16 graphs) or int8 as stored.
+   */
+  dtype: 'F32' | 'F16' | 'I8';
 }
 
 /** A small constant made by the builder, stored inside the model file. */
@@ -122,7 +134,10 @@ export class GraphBuilder {
 
   readonly layout: Layout;
   readonly int8: boolean;
-  readonly upsamplePhases: boolean;
+  readonly cpuForms: boolean;
+  readonly float16: boolean;
+  /** The element type of activations, weights and `constFloat` constants. */
+  readonly floatType: 'float32' | 'float16';
   /** DynamicQuantizeLinear outputs per quantized value, so a tensor feeding several int8 ops is quantized once. */
   readonly quantizedValues = new Map<string, [q: Value, scale: Value, zeroPoint: Value]>();
 
@@ -139,7 +154,11 @@ export class GraphBuilder {
       throw new Error(`graph ${graphName}: attentionChunk must be a non-negative integer`);
     this.layout = opts.layout ?? 'nchw';
     this.int8 = opts.int8 ?? false;
-    this.upsamplePhases = opts.upsamplePhases ?? true;
+    this.cpuForms = opts.cpuForms ?? true;
+    this.float16 = opts.float16 ?? false;
+    this.floatType = this.float16 ? 'float16' : 'float32';
+    if (this.float16 && (this.layout !== 'nchw' || this.int8))
+      throw new Error(`graph ${graphName}: float16 needs layout 'nchw' and no int8`);
     if (this.int8 && (this.layout !== 'nhwc' || !this.contribOps))
       throw new Error(`graph ${graphName}: int8 needs layout 'nhwc' and contrib ops`);
   }
@@ -151,11 +170,26 @@ export class GraphBuilder {
     return name;
   }
 
-  input(name: string, elemType: ElemType, dims: Dim[]): Value {
+  /**
+   * A graph input. In a float16 graph a float32 input is declared float32 and returned cast to
+   * float16, unless `keepFloat32` (values float16 cannot hold, like timesteps near 1000).
+   */
+  input(name: string, elemType: ElemType, dims: Dim[], opts: { keepFloat32?: boolean } = {}): Value {
     if (this.names.has(name)) throw new Error(`graph ${this.graphName}: duplicate name ${name}`);
     this.names.add(name);
     this.inputs.push(valueInfo(name, elemType, dims));
-    return { name };
+    const v = { name };
+    return elemType === 'float32' && !opts.keepFloat32 ? this.toCompute(v, name) : v;
+  }
+
+  /** `v` (float32 or the compute type) in the compute type: a Cast in float16 graphs. */
+  toCompute(v: Value, name?: string): Value {
+    return this.float16 ? this.op1('Cast', [v], { to: ELEM_CODE.float16 }, { name }) : v;
+  }
+
+  /** `v` in float32: a Cast in float16 graphs (for statistics float16 would round or overflow). */
+  toFloat32(v: Value, name?: string): Value {
+    return this.float16 ? this.op1('Cast', [v], { to: ELEM_CODE.float32 }, { name }) : v;
   }
 
   /** Expose `v` as a graph output called `name` (an Identity node is added when the name differs). */
@@ -164,7 +198,22 @@ export class GraphBuilder {
       throw new Error(`graph ${this.graphName}: duplicate output name ${name}`);
     }
     let out = v;
-    if (v.name !== name) {
+    if (this.float16 && elemType === 'float32') {
+      // Callers get float32 whatever the graph computes in (a no-op Cast for float32 values).
+      let from = v.name;
+      if (from === name) {
+        from = this.fresh(`${name}/computed`);
+        for (const n of this.nodes) n.output = n.output.map((s) => (s === name ? from : s));
+        for (const n of this.nodes) n.input = n.input.map((s) => (s === name ? from : s));
+      } else if (this.names.has(name)) {
+        throw new Error(`graph ${this.graphName}: duplicate output name ${name}`);
+      }
+      this.names.add(name);
+      const cast = node('Cast', [from], [name], `${name}/Cast`);
+      cast.attribute = [attribute('to', ELEM_CODE.float32)];
+      this.nodes.push(cast);
+      out = { name };
+    } else if (v.name !== name) {
       if (this.names.has(name)) throw new Error(`graph ${this.graphName}: duplicate output name ${name}`);
       this.names.add(name);
       const producer = this.nodes.find((n) => n.output.includes(v.name));
@@ -194,7 +243,7 @@ export class GraphBuilder {
    * same size (e.g. a GroupNorm gamma [C] seen as [C,1,1]) at no cost.
    */
   param(key: string, shape: readonly number[], view?: readonly number[]): Value {
-    return this.addParam(key, shape, view, 'F32');
+    return this.addParam(key, shape, view, this.float16 ? 'F16' : 'F32');
   }
 
   /** A computed int8 weight (`<key>#q8` of runtime/quantize.ts) of `shape` [K, N]. */
@@ -242,7 +291,14 @@ export class GraphBuilder {
     return { name };
   }
 
-  /** An inline float32 constant (small: scales, shapes, masks). */
+  /** An inline constant in the compute type (small: scales, masks) — float16 in float16 graphs. */
+  constFloat(values: ArrayLike<number>, dims: number[], hint = 'const'): Value {
+    if (!this.float16) return this.constF32(values, dims, hint);
+    const data = Uint16Array.from(Array.from(values, float32ToFloat16Bits));
+    return this.inline('float16', dims, new Uint8Array(data.buffer), hint);
+  }
+
+  /** An inline float32 constant whatever the compute type (Resize scales, float32 islands). */
   constF32(values: ArrayLike<number>, dims: number[], hint = 'const'): Value {
     const data = Float32Array.from(values);
     return this.inline('float32', dims, new Uint8Array(data.buffer), hint);

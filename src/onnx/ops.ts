@@ -16,7 +16,7 @@ export function mul(g: GraphBuilder, a: Value, b: Value, name?: string): Value {
   return g.op1('Mul', [a, b], {}, { name });
 }
 export function scale(g: GraphBuilder, a: Value, s: number, name?: string): Value {
-  return mul(g, a, g.constF32([s], [], 'scale'), name);
+  return mul(g, a, g.constFloat([s], [], 'scale'), name);
 }
 
 export function silu(g: GraphBuilder, x: Value, name?: string): Value {
@@ -29,7 +29,7 @@ export function silu(g: GraphBuilder, x: Value, name?: string): Value {
 export function gelu(g: GraphBuilder, x: Value, name?: string): Value {
   if (g.contribOps) return g.op1('Gelu', [x], {}, { name, domain: MS_DOMAIN });
   const e = g.op1('Erf', [scale(g, x, Math.SQRT1_2, name)], {}, { name });
-  const onePlus = add(g, e, g.constF32([1], [], 'one'), name);
+  const onePlus = add(g, e, g.constFloat([1], [], 'one'), name);
   return mul(g, scale(g, x, 0.5, name), onePlus, name);
 }
 
@@ -192,7 +192,7 @@ function padNhwc(g: GraphBuilder, x: Value, pad: number, fill: Value | undefined
   if (pad === 0) return x;
   if (g.circularPadding) return padCircular(g, x, pad, prefix);
   const pads = g.constI64([0, pad, pad, 0, 0, pad, pad, 0]);
-  return g.op1('Pad', [x, pads, fill ?? g.constF32([0], [], 'zero')], {}, { name: prefix });
+  return g.op1('Pad', [x, pads, fill ?? g.constFloat([0], [], 'zero')], {}, { name: prefix });
 }
 
 /**
@@ -294,7 +294,8 @@ export function layerNorm(g: GraphBuilder, x: Value, prefix: string, dim: number
 
 /**
  * GroupNorm on [B, C, H, W] as InstanceNormalization over [B, G, C/G·H·W] followed by the
- * per-channel affine (the form onnxruntime's CPU provider runs as one fused kernel pass).
+ * per-channel affine (the form onnxruntime's CPU provider runs as one fused kernel pass). The
+ * statistics are float32 in float16 graphs too, as torch's GroupNorm32 computes them.
  */
 export function groupNorm(
   g: GraphBuilder,
@@ -310,15 +311,31 @@ export function groupNorm(
   if (g.layout === 'nhwc') return groupNormNhwc(g, x, prefix, channels, groups, eps);
   const gamma = g.param(`${prefix}.weight`, [channels], [channels, 1, 1]);
   const beta = g.param(`${prefix}.bias`, [channels], [channels, 1, 1]);
-  const grouped = reshape(g, x, [0, groups, -1], prefix);
-  const ones = g.constF32(new Float32Array(groups).fill(1), [groups], 'ones');
-  const zeros = g.constF32(new Float32Array(groups), [groups], 'zeros');
-  const normed = g.op1(
-    'InstanceNormalization',
-    [grouped, ones, zeros],
-    { epsilon: { float: eps } },
-    { name: prefix },
-  );
+  const grouped = g.toFloat32(reshape(g, x, [0, groups, -1], prefix), prefix);
+  let normed32: Value;
+  if (g.cpuForms) {
+    const ones = g.constF32(new Float32Array(groups).fill(1), [groups], 'ones');
+    const zeros = g.constF32(new Float32Array(groups), [groups], 'zeros');
+    normed32 = g.op1(
+      'InstanceNormalization',
+      [grouped, ones, zeros],
+      { epsilon: { float: eps } },
+      { name: prefix },
+    );
+  } else {
+    // Centred before squaring, as torch does: no cancellation however few values a group has.
+    const mean = g.op1('ReduceMean', [grouped], { axes: [2], keepdims: 1 }, { name: prefix });
+    const d = sub(g, grouped, mean, prefix);
+    const variance = g.op1(
+      'ReduceMean',
+      [mul(g, d, d, prefix)],
+      { axes: [2], keepdims: 1 },
+      { name: prefix },
+    );
+    const std = g.op1('Sqrt', [add(g, variance, g.constF32([eps], [], 'eps'), prefix)], {}, { name: prefix });
+    normed32 = g.op1('Div', [d, std], {}, { name: prefix });
+  }
+  const normed = g.toCompute(normed32, prefix);
   const back = reshape(g, normed, shapeOf(g, x, prefix), prefix);
   return add(g, mul(g, back, gamma, prefix), beta, prefix);
 }
@@ -348,7 +365,7 @@ function groupNormNhwc(
   const variance = g.op1('Div', [sumSq, count], {}, { name: prefix });
   const rstd = g.op1(
     'Reciprocal',
-    [g.op1('Sqrt', [add(g, variance, g.constF32([eps], [], 'eps'), prefix)], {}, { name: prefix })],
+    [g.op1('Sqrt', [add(g, variance, g.constFloat([eps], [], 'eps'), prefix)], {}, { name: prefix })],
     {},
     { name: prefix },
   );
@@ -417,7 +434,7 @@ export function upsampleConv2x(
   outCh: number,
 ): Value {
   if (g.layout === 'nhwc') return upsampleConv2xNhwc(g, x, prefix, inCh, outCh);
-  if (!g.upsamplePhases) return conv2d(g, upsampleNearest2x(g, x, prefix), prefix, inCh, outCh, 3);
+  if (!g.cpuForms) return conv2d(g, upsampleNearest2x(g, x, prefix), prefix, inCh, outCh, 3);
   const w = g.param(`${prefix}.weight`, [outCh, inCh, 3, 3]);
   const b = g.param(`${prefix}.bias`, [outCh]);
   const phaseTaps = (v: Value, axis: number, phase: number) => phaseKernelTaps(g, v, axis, phase, prefix);
@@ -580,33 +597,48 @@ const MAX_ATTENTION_CHUNKS = 16;
 
 /**
  * Attention on queries qh [B, heads, S, dh] in chunks of g.attentionChunk queries, so the
- * [B·heads, S, L] score matrix is never held whole. The token count is only known at run time and
- * the graph has no control flow, so every chunk slot is a Slice with run-time bounds. A slot past
- * the last query takes the last query again (one row, not an empty tensor: GPU providers refuse a
- * Softmax over nothing), and those repeated rows, which all come after the real ones, are cut off
- * at the end. S ≤ chunk runs as one chunk.
+ * [B·heads, S, L] score matrix is never held whole. S ≤ chunk runs as one chunk.
  */
 function attendChunked(g: GraphBuilder, qh: Value, attend: (qc: Value) => Value, name: string): Value {
-  const c = g.attentionChunk;
-  const axis = g.constI64([2]);
-  const tokens = g.op1('Slice', [shapeOf(g, qh, name), axis, g.constI64([3])], {}, { name }); // [S]
-  const lastRow = g.op1('Sub', [tokens, g.constI64([1])], {}, { name });
+  const slots = chunkSlots(g, qh, 2, g.attentionChunk, MAX_ATTENTION_CHUNKS, name);
+  return slots.joinResults(slots.parts.map(attend));
+}
+
+/**
+ * `x` cut along `axis` into `slots` chunks of `chunk` (the last slot takes the rest), for work
+ * that must not hold all of `x`'s rows at once. The length is only known at run time and the
+ * graph has no control flow, so each slot is a Slice with run-time bounds; a slot past the end
+ * takes the last row again (GPU providers refuse empty tensors, e.g. webgpu's Softmax), and
+ * `joinResults` concatenates per-slot results along `axis` and cuts those repeats off (they all
+ * come after the real rows).
+ */
+export function chunkSlots(
+  g: GraphBuilder,
+  x: Value,
+  axis: number,
+  chunk: number,
+  slots: number,
+  name: string,
+): { parts: Value[]; joinResults: (results: Value[]) => Value } {
+  const ax = g.constI64([axis]);
+  const length = g.op1('Slice', [shapeOf(g, x, name), ax, g.constI64([axis + 1])], {}, { name }); // [n]
+  const lastRow = g.op1('Sub', [length, g.constI64([1])], {}, { name });
   const parts: Value[] = [];
-  for (let i = 0; i < MAX_ATTENTION_CHUNKS; i++) {
-    const start = g.op1('Min', [g.constI64([i * c]), lastRow], {}, { name });
+  for (let i = 0; i < slots; i++) {
+    const start = g.op1('Min', [g.constI64([i * chunk]), lastRow], {}, { name });
     const end =
-      i === MAX_ATTENTION_CHUNKS - 1
-        ? tokens
-        : g.op1('Min', [g.constI64([(i + 1) * c]), tokens], {}, { name });
+      i === slots - 1 ? length : g.op1('Min', [g.constI64([(i + 1) * chunk]), length], {}, { name });
     const atLeastOneRow = g.op1(
       'Max',
       [end, g.op1('Add', [start, g.constI64([1])], {}, { name })],
       {},
       { name },
     );
-    parts.push(attend(g.op1('Slice', [qh, start, atLeastOneRow, axis], {}, { name })));
+    parts.push(g.op1('Slice', [x, start, atLeastOneRow, ax], {}, { name }));
   }
-  return g.op1('Slice', [concat(g, parts, 2, name), g.constI64([0]), tokens, axis], {}, { name });
+  const joinResults = (results: Value[]) =>
+    g.op1('Slice', [concat(g, results, axis, name), g.constI64([0]), length, ax], {}, { name });
+  return { parts, joinResults };
 }
 
 /** Image activations → [B, H·W, C] tokens (in an NHWC graph a free reshape). */

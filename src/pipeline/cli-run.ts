@@ -15,7 +15,13 @@ import { decodeImage, type DecodedImage } from './images.js';
 import { paramsFromInfotext, unetPrecisionFromInfotext } from './infotext-fields.js';
 import { MASKED_CONTENT, withDefaults, type GenerationParams } from './params.js';
 import { previewModeOf, type PreviewMode } from './preview-mode.js';
-import { checkPrecisionProvider, unetPrecisionOf, type UnetPrecisionChoice } from './unet-precision.js';
+import {
+  checkPrecisionProvider,
+  defaultPrecision,
+  precisionRunsOn,
+  unetPrecisionOf,
+  type UnetPrecisionChoice,
+} from './unet-precision.js';
 
 // The engine, metadata readers and embeddings load lazily, after the arguments are checked, so a
 // mistyped flag is answered at once.
@@ -45,7 +51,9 @@ export const COMMON_USAGE = `Generation options (defaults are A1111's web UI def
   --data-dir DIR           A1111-style data folder (default: the current folder)
   --clip-vocab PATH        CLIP vocabulary (bpe_simple_vocab_16e6.txt.gz); also $SDSTUDIO_CLIP_VOCAB
   --provider NAME          onnxruntime execution provider: cpu (default), cuda, webgpu, …
-  --precision fp32|int8    UNet arithmetic (default fp32; --params images made with int8 reuse it);
+  --precision fp32|fp16|int8  UNet arithmetic (default fp32 on the CPU, fp16 on GPU providers;
+                           --params images reuse theirs where the provider runs it)
+                           fp16: UNet and text encoder in float16 (the VAE in float32), GPU only
                            int8: faster UNet on the CPU provider, slightly different images, the
                            first use of a checkpoint quantizes it once into the weights cache
   --token-merging X        A1111 "Token merging ratio" 0 … 0.9 (default 0 = off): merge similar
@@ -371,13 +379,15 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
       vaePath = findVae('Automatic', checkpoint, dataDir);
     }
   }
-  // The explicit flag wins over --params; an int8 image re-run on another provider falls back to fp32.
-  let precision: UnetPrecisionChoice = flagPrecision ?? image?.precision ?? 'fp32';
-  if (!flagPrecision && precision === 'int8' && values.provider && values.provider !== 'cpu') {
+  // The explicit flag wins over --params; an image's precision this provider cannot run (int8
+  // off the CPU, fp16 on it) falls back to the provider's default.
+  let precision: UnetPrecisionChoice = flagPrecision ?? image?.precision ?? defaultPrecision(values.provider);
+  if (!flagPrecision && !precisionRunsOn(precision, values.provider)) {
+    const fallback = defaultPrecision(values.provider);
     warn(
-      `${values.params} was made with the int8 UNet, which runs on the CPU only; using fp32 on ${values.provider}`,
+      `${values.params} was made with the ${precision} UNet, which ${values.provider ?? 'cpu'} does not run; using ${fallback}`,
     );
-    precision = 'fp32';
+    precision = fallback;
   }
   const provider = values.provider
     ? (await import('../runtime/session.js')).checkProvider(values.provider)

@@ -40,6 +40,8 @@ export {
 export {
   unetPrecisionOf,
   checkPrecisionProvider,
+  defaultPrecision,
+  precisionRunsOn,
   UNET_PRECISIONS,
   type UnetPrecisionChoice,
 } from './unet-precision.js';

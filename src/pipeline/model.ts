@@ -14,7 +14,12 @@ import type { Provider } from '../runtime/session.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
-import { checkPrecisionProvider, unetPrecisionOf, type UnetPrecisionChoice } from './unet-precision.js';
+import {
+  checkPrecisionProvider,
+  defaultPrecision,
+  unetPrecisionOf,
+  type UnetPrecisionChoice,
+} from './unet-precision.js';
 
 export const MODEL_EXTENSIONS = ['.safetensors', '.ckpt', '.pt', '.bin'];
 const VAE_PREFIX = 'first_stage_model.';
@@ -202,7 +207,10 @@ export interface LoadModelOptions {
   clipVocab?: string;
   /** Compute the A1111 model hash for the infotext (cached by path+size+mtime). Default true. */
   hash?: boolean;
-  /** UNet arithmetic (default 'fp32'); 'int8' needs the CPU provider. */
+  /**
+   * UNet arithmetic (default: 'fp32' on the CPU provider, 'fp16' on GPU providers); 'int8' needs
+   * the CPU provider, 'fp16' a GPU one.
+   */
   unetPrecision?: UnetPrecisionChoice;
   /** Told about slow one-time work as it starts (optimising a new checkpoint's UNet). */
   onNotice?: (message: string) => void;
@@ -210,7 +218,7 @@ export interface LoadModelOptions {
 
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   // Checked at run time too: API callers may pass any string.
-  const precision = unetPrecisionOf(opts.unetPrecision ?? 'fp32', 'unetPrecision');
+  const precision = unetPrecisionOf(opts.unetPrecision ?? defaultPrecision(opts.provider), 'unetPrecision');
   checkPrecisionProvider(precision, opts.provider);
   const vocabSource = await resolveClipVocab({ explicitPath: opts.clipVocab, modelPath: opts.checkpoint });
   const tokenizer = new ClipTokenizer(readClipVocab(vocabSource));

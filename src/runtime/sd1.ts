@@ -33,6 +33,7 @@ import { createOptimizedSession, graphFingerprint } from './optimized-cache.js';
 import { Int8WeightSource, int8WeightLimit } from './quantize.js';
 import {
   prepareModel,
+  paramBytes,
   removeEntry,
   sourceIdentity,
   type PreparedModel,
@@ -88,6 +89,10 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
    * UNet arithmetic: 'fp32' (default, the reference), or 'int8' — the opt-in fast path
    * (convolutions and transformer linears in int8 on onnxruntime's CPU provider; weights quantized
    * once per checkpoint into the weights cache). 'nhwc' is the int8 graph's layout in float32.
+   * 'fp16': UNet and text encoder in float16 (weights kept float16: referenced in place in an fp16
+   * checkpoint, else converted once into the weights cache) — what GPU providers run, as A1111
+   * does by default. The VAE stays float32 (A1111's --no-half-vae: SD 1.x's VAE overflows float16
+   * at large sizes). Inputs and outputs stay float32.
    */
   unetPrecision?: UNetPrecision;
   /** Told about slow one-time work as it starts (e.g. optimising a new checkpoint's UNet). */
@@ -157,7 +162,7 @@ interface Sd1State {
 
 export class Sd1Model {
   private readonly state: Sd1State;
-  /** Contrib ops only where onnxruntime implements them (CPU, CUDA); upsampling phases on the CPU only. */
+  /** Contrib ops only where onnxruntime implements them (CPU, CUDA); CPU-tuned forms on the CPU only. */
   private readonly graphOpts: GraphOptions;
 
   constructor(
@@ -172,7 +177,9 @@ export class Sd1Model {
     const provider = opts.provider ?? 'cpu';
     this.graphOpts = {
       contribOps: opts.contribOps ?? (provider === 'cpu' || provider === 'cuda'),
-      upsamplePhases: provider === 'cpu',
+      cpuForms: provider === 'cpu',
+      // The text encoder follows the UNet into float16; the VAE stays float32 (see unetPrecision).
+      float16: opts.unetPrecision === 'fp16',
     };
     this.state = shared ?? { sessions: new Map(), released: false, ephemeralEntries: [] };
   }
@@ -248,7 +255,7 @@ export class Sd1Model {
     graphKey: string,
   ): Promise<ort.InferenceSession> {
     const params = [...g.params.values()];
-    const bytes = params.reduce((n, p) => n + numel(p.shape) * (p.dtype === 'I8' ? 1 : 4), 0);
+    const bytes = params.reduce((n, p) => n + numel(p.shape) * paramBytes(p), 0);
     if (bytes < SAVE_OPTIMIZED_MIN_BYTES) return createSession(await this.prepare(g, version), options);
     const identity = await sourceIdentity(
       g.source,
@@ -383,9 +390,9 @@ export class Sd1Model {
     const key = `unet|${flags.filter(Boolean).join('')}|${precision}`;
     const limit = int8WeightLimit();
     const version =
-      precision === 'fp32'
-        ? GRAPH_VERSION.unet
-        : `${GRAPH_VERSION.unet}-${precision}-${INT8_WEIGHTS_VERSION}-${limit}`;
+      precision === 'int8' || precision === 'nhwc'
+        ? `${GRAPH_VERSION.unet}-${precision}-${INT8_WEIGHTS_VERSION}-${limit}`
+        : GRAPH_VERSION.unet;
     const source = precision === 'int8' ? new Int8WeightSource(this.source, limit) : this.source;
     return this.session('unet', key, version, () =>
       buildUNetGraph(source, this.config.unet, {
@@ -394,7 +401,7 @@ export class Sd1Model {
         prefix: this.config.prefixes.unet,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
-        upsamplePhases: this.graphOpts.upsamplePhases,
+        cpuForms: this.graphOpts.cpuForms,
         attentionChunk: this.opts.attentionChunk,
         precision,
       }),
@@ -498,7 +505,7 @@ export class Sd1Model {
         tiling: this.tiling,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
-        upsamplePhases: this.graphOpts.upsamplePhases,
+        cpuForms: this.graphOpts.cpuForms,
         debug: this.opts.debug,
       }),
     );
@@ -512,7 +519,7 @@ export class Sd1Model {
         tiling: this.tiling,
         attention: this.opts.attention,
         contribOps: this.graphOpts.contribOps,
-        upsamplePhases: this.graphOpts.upsamplePhases,
+        cpuForms: this.graphOpts.cpuForms,
         debug: this.opts.debug,
       }),
     );

@@ -32,7 +32,8 @@ import {
 } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { numel, type TensorSource } from '../formats/tensor.js';
+import { float32ArrayToTensor } from '../formats/dtype.js';
+import { DTYPE_BYTES, numel, type TensorSource } from '../formats/tensor.js';
 import type { GraphBuilder, ParamInit } from '../onnx/builder.js';
 import { UserError } from '../util/errors.js';
 import { encodeModel, OnnxDataType, type TensorProtoObj } from '../onnx/proto.js';
@@ -78,11 +79,17 @@ function limitFromEnv(): number {
   return Number.isFinite(gb) && gb > 0 ? gb * 1024 ** 3 : DEFAULT_LIMIT_BYTES;
 }
 
+const ONNX_TYPE: Record<ParamInit['dtype'], number> = {
+  F32: OnnxDataType.FLOAT,
+  F16: OnnxDataType.FLOAT16,
+  I8: OnnxDataType.INT8,
+};
+
 function external(p: ParamInit, location: string, offset: number, length: number): TensorProtoObj {
   return {
     name: p.name,
     dims: p.dims,
-    dataType: p.dtype === 'I8' ? OnnxDataType.INT8 : OnnxDataType.FLOAT,
+    dataType: ONNX_TYPE[p.dtype],
     dataLocation: 1,
     externalData: [
       { key: 'location', value: location },
@@ -96,15 +103,15 @@ function external(p: ParamInit, location: string, offset: number, length: number
 export const OVERLAY_MAX_BYTES = 256 * 1024 ** 2;
 
 /**
- * The file holding the most param bytes as contiguous F32 data (referencable in place), and which
- * params live there.
+ * The file holding the most param bytes stored as onnxruntime gets them (F32 for float32 params,
+ * F16 for float16 ones: referencable in place), and which params live there.
  */
 function inPlaceFile(source: TensorSource, params: ParamInit[]): { file?: string; located: Set<string> } {
   const bytesPerFile = new Map<string, number>();
   for (const p of params) {
     const info = source.info(p.key);
     const loc = source.location(p.key);
-    if (!info || info.dtype !== 'F32' || !loc) continue;
+    if (!info || info.dtype !== p.dtype || !loc) continue;
     bytesPerFile.set(loc.path, (bytesPerFile.get(loc.path) ?? 0) + loc.length);
   }
   let file: string | undefined;
@@ -112,7 +119,7 @@ function inPlaceFile(source: TensorSource, params: ParamInit[]): { file?: string
   const located = new Set<string>();
   if (file !== undefined) {
     for (const p of params) {
-      if (source.info(p.key)?.dtype === 'F32' && source.location(p.key)?.path === file) located.add(p.key);
+      if (source.info(p.key)?.dtype === p.dtype && source.location(p.key)?.path === file) located.add(p.key);
     }
   }
   return { file, located };
@@ -146,8 +153,7 @@ export async function prepareModel(
     const model = g.toModel((p) => {
       const inline = overlay.get(p.key);
       if (inline) {
-        const dataType = p.dtype === 'I8' ? OnnxDataType.INT8 : OnnxDataType.FLOAT;
-        return { name: p.name, dims: p.dims, dataType, rawData: inline };
+        return { name: p.name, dims: p.dims, dataType: ONNX_TYPE[p.dtype], rawData: inline };
       }
       const loc = source.location(p.key)!;
       return external(p, name, loc.offset, loc.length);
@@ -178,14 +184,20 @@ export async function prepareModel(
   };
 }
 
-function paramBytes(p: ParamInit): number {
-  return p.dtype === 'I8' ? 1 : 4;
+/** Bytes per element of a param as onnxruntime gets it. */
+export function paramBytes(p: ParamInit): number {
+  return DTYPE_BYTES[p.dtype];
 }
 
-/** A param's bytes as onnxruntime gets them: int8 as stored, any float dtype as float32. */
+/**
+ * A param's bytes as onnxruntime gets them: int8 as stored, any float dtype as float32 or, for
+ * float16 params, float16 (an F16 tensor as stored, others rounded to nearest even).
+ */
 async function paramData(source: TensorSource, p: ParamInit): Promise<Uint8Array> {
   if (p.dtype === 'I8') return (await source.read(p.key)).data;
+  if (p.dtype === 'F16' && source.info(p.key)?.dtype === 'F16') return (await source.read(p.key)).data;
   const data = await source.readFloat32(p.key);
+  if (p.dtype === 'F16') return float32ArrayToTensor(data, p.shape, 'F16').data;
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
@@ -228,7 +240,7 @@ export class WeightsCache {
     this.onNotice = opts.onNotice;
   }
 
-  /** Make sure an entry with `params` converted to F32 exists; returns its folder and index. */
+  /** Make sure an entry with `params` converted to their dtypes exists; returns its folder and index. */
   async ensure(
     source: TensorSource,
     params: ParamInit[],
@@ -236,11 +248,13 @@ export class WeightsCache {
   ): Promise<{ entry: string; index: CacheIndex; hit: boolean; ephemeral: boolean }> {
     const byKey = new Map(params.map((p) => [p.key, p]));
     const keys = [...byKey.keys()].sort();
+    // float32 entries keep the hashes they had before float16 entries existed.
+    const keyWithDtype = (k: string) => (byKey.get(k)!.dtype === 'F16' ? `${k}|F16` : k);
     const known = await sourceIdentity(source, keys);
     const ephemeral = known === undefined;
     const identity = known ?? `memory:${randomUUID()}`;
     const hash = createHash('sha256')
-      .update(JSON.stringify([WEIGHTS_CACHE_VERSION, graphVersion, identity, keys]))
+      .update(JSON.stringify([WEIGHTS_CACHE_VERSION, graphVersion, identity, keys.map(keyWithDtype)]))
       .digest('hex')
       .slice(0, 32);
     const entry = join(this.dir, hash);

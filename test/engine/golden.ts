@@ -9,6 +9,8 @@ import { goldenPath } from '../helpers/golden.js';
 
 export interface Tolerance {
   max_abs: number;
+  /** max|ours − golden| as a fraction of max|golden| (for arithmetic whose error scales with the values). */
+  max_abs_rel?: number;
   rel_l2?: number;
   max_fraction_differing?: number;
 }
@@ -95,6 +97,13 @@ export function expectClose(label: string, ours: TensorF32, ref: TensorF32, tol:
   expect(ours.data.length, `${label}: length`).toBe(ref.data.length);
   const { maxAbs, relL2 } = errors(ours.data, ref.data);
   expect(maxAbs <= tol.max_abs, `${label}: max_abs ${maxAbs} > ${tol.max_abs}`).toBe(true);
+  if (tol.max_abs_rel !== undefined) {
+    const peak = ref.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(
+      maxAbs <= tol.max_abs_rel * peak,
+      `${label}: max_abs ${maxAbs} > ${tol.max_abs_rel} × max|golden| ${peak}`,
+    ).toBe(true);
+  }
   if (tol.rel_l2 !== undefined) {
     expect(relL2 <= tol.rel_l2, `${label}: rel_l2 ${relL2} > ${tol.rel_l2}`).toBe(true);
   }

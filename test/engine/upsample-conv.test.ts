@@ -82,7 +82,7 @@ describe('upsampleConv2x without phases (GPU providers)', () => {
         ['up.conv.bias', f32Tensor([O], wave(O, 1.3))],
       ]),
     );
-    const g = new GraphBuilder('upsample', src, { upsamplePhases: false });
+    const g = new GraphBuilder('upsample', src, { cpuForms: false });
     upsampleConv2x(g, g.input('x', 'float32', [2, C, 'h', 'w']), 'up.conv', C, O);
     expect(g.nodes.map((n) => n.opType)).toEqual(['Resize', 'Conv']);
   });

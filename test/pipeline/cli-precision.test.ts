@@ -1,7 +1,8 @@
 /**
- * `--precision fp32|int8` on `sdstudio txt2img`: the int8 UNet's image is recorded as such in its
- * infotext, stays close to the fp32 image of the same seed without being equal, and `--params`
- * brings the precision back (an explicit --precision wins). Bad values fail before anything loads.
+ * `--precision fp32|fp16|int8` on `sdstudio txt2img`: the int8 UNet's image (CPU) and the fp16 one
+ * (webgpu's default, where an adapter is) are recorded as such in their infotext and stay close to
+ * the fp32 image of the same seed without being equal; `--params` brings the precision back where
+ * the provider runs it (an explicit --precision wins). Bad values fail before anything loads.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readGenerationInfo } from '../../src/prompt/image-metadata.js';
+import { webgpuMissing, webgpuRequired } from '../helpers/webgpu.js';
 import { infotextOf, runCli, tiny, txt2imgOne } from './cli-helpers.js';
 
 let dir: string;
@@ -44,6 +46,8 @@ async function compare(a: string, b: string): Promise<{ psnr: number; meanAbs: n
   const mse = se / pa.length;
   return { psnr: 10 * Math.log10((255 * 255) / mse), meanAbs: abs / pa.length, differing };
 }
+
+const webgpu = await webgpuMissing();
 
 describe('sdstudio txt2img --precision', () => {
   it('int8: a close but different image, marked "UNet precision: int8"; --params reproduces it', async () => {
@@ -83,11 +87,19 @@ describe('sdstudio txt2img --precision', () => {
     const cases: { args: string[]; message: RegExp }[] = [
       {
         args: ['txt2img', 'x', '--precision', 'int4', ...missing],
-        message: /--precision must be fp32 or int8/,
+        message: /--precision must be fp32, fp16, int8/,
       },
       {
         args: ['txt2img', 'x', '--precision', 'nhwc', ...missing],
-        message: /--precision must be fp32 or int8/,
+        message: /--precision must be fp32, fp16, int8/,
+      },
+      {
+        args: ['txt2img', 'x', '--precision', 'fp16', ...missing],
+        message: /fp16 needs a GPU provider.*--precision fp32 or int8/,
+      },
+      {
+        args: ['txt2img', 'x', '--precision', 'fp16', '--provider', 'cpu', ...missing],
+        message: /fp16 needs a GPU provider/,
       },
       {
         args: ['txt2img', 'x', '--precision', 'int8', '--provider', 'webgpu', ...missing],
@@ -117,4 +129,28 @@ describe('sdstudio txt2img --precision', () => {
       expect(lines[0], what).toMatch(cases[i]!.message);
     });
   });
+
+  // Where webgpu is required (CI) a missing adapter fails this test instead of skipping it.
+  it.skipIf(webgpu !== undefined && !webgpuRequired)(
+    'fp16 (webgpu default): close to fp32, marked "UNet precision: fp16"; on the CPU --params falls back to fp32',
+    async () => {
+      const seedArgs = ['a red cube', ...small, '--seed', '78'];
+      // webgpu's driver may log to stderr (Vulkan/Dawn notices): judge by exit code and stdout.
+      const [gpu, fp32] = await Promise.all([
+        runCli(['txt2img', ...seedArgs, '--provider', 'webgpu'], dir, env),
+        generateOne(seedArgs),
+      ]);
+      expect(gpu.code, gpu.stderr).toBe(0);
+      const fp16 = gpu.stdout.trim();
+      expect((await infotextOf(fp16))['UNet precision']).toBe('fp16');
+      const { psnr, differing } = await compare(fp16, fp32);
+      expect(differing).toBeGreaterThan(0); // float16 really ran
+      expect(psnr).toBeGreaterThan(20);
+
+      const back = await runCli(['txt2img', '--params', fp16, '--model', tiny, '--no-grid'], dir, env);
+      expect(back.code, back.stderr).toBe(0);
+      expect(back.stderr).toMatch(/made with the fp16 UNet, which cpu does not run; using fp32/);
+      expect((await readFile(back.stdout.trim())).equals(await readFile(fp32))).toBe(true);
+    },
+  );
 });

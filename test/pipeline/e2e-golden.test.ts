@@ -1,7 +1,10 @@
 /**
  * The end-to-end txt2img goldens of tiny-sd (every `txt2img` case in cases.json, plus the e2e outputs
  * of the fp16-checkpoint case): text conditioning, sigmas, x_init, every step's t, denoised and latent,
- * the decoded image and its uint8 pixels, through the pipeline's own denoiser and decoder.
+ * the decoded image and its uint8 pixels, through the pipeline's own denoiser and decoder — on the
+ * CPU provider, and on webgpu where an adapter is (or must be: SDSTUDIO_REQUIRE_WEBGPU=1). They
+ * reach what the per-network goldens do not: an 8×8 latent (1×1 at the UNet's bottom) and the
+ * CFG graph whose rows share their latent.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -10,12 +13,13 @@ import type { TensorSource } from '../../src/formats/tensor.js';
 import { CfgDenoiser } from '../../src/pipeline/denoiser.js';
 import { decodeLatentsRaw } from '../../src/pipeline/vae.js';
 import { tensorToImage } from '../../src/pipeline/images.js';
-import { loadSd1, type Sd1Model } from '../../src/runtime/sd1.js';
+import { loadSd1, type Sd1LoadOptions, type Sd1Model } from '../../src/runtime/sd1.js';
 import { planSampling, runSampler, startLatent, type StepInfo } from '../../src/sampling/index.js';
 import { imageRngNoise } from '../../src/sampling/noise.js';
 import { ImageRng } from '../../src/sampling/seeds.js';
 import { DiscreteSchedule } from '../../src/sampling/schedules.js';
 import { goldenPath } from '../helpers/golden.js';
+import { failMissingWebgpu, webgpuMissing, webgpuRequired } from '../helpers/webgpu.js';
 
 interface Tol {
   max_abs: number;
@@ -97,8 +101,13 @@ interface E2eRun {
 }
 
 /** Runs the golden's txt2img through the pipeline's pieces with the golden's ids and noise. */
-async function runE2e(c: E2eCase, checkpoint: string, golden: TensorSource): Promise<E2eRun> {
-  const engine = await loadSd1(goldenPath('tiny-sd', checkpoint));
+async function runE2e(
+  c: E2eCase,
+  checkpoint: string,
+  golden: TensorSource,
+  load: Sd1LoadOptions,
+): Promise<E2eRun> {
+  const engine = await loadSd1(goldenPath('tiny-sd', checkpoint), load);
   engines.push(engine);
   const alphas = await engine.source.readFloat32('alphas_cumprod');
   const schedule = new DiscreteSchedule(alphas);
@@ -167,76 +176,84 @@ async function runE2e(c: E2eCase, checkpoint: string, golden: TensorSource): Pro
   };
 }
 
-describe('tiny-sd end-to-end txt2img goldens', () => {
-  it('has cases', () => {
-    expect(e2eCases.length).toBeGreaterThan(0);
-  });
-
-  for (const c of e2eCases) {
-    it(`${c.file}: conditioning, sigmas, every step, decoded image`, async () => {
-      const golden = await openSafetensors(goldenPath('tiny-sd', c.file));
-      sources.push(golden);
-      const r = await runE2e(c, c.checkpoint, golden);
-      const o = c.outputs;
-      const tol = c.tolerance;
-      const g = (name: string) => golden.readFloat32(name);
-      expectClose('cond', r.cond, await g(o.cond as string), tol.cond!);
-      expectClose('uncond', r.uncond, await g(o.uncond as string), tol.cond!);
-      expectClose('sigmas', r.sigmas, await g(o.sigmas as string), tol.sigmas!);
-      expectClose('x_init', r.xInit, await g(o.x_init as string), tol.latent!);
-      const stepT = o.step_t as string[];
-      expect(r.ts.length).toBe(stepT.length);
-      for (let i = 0; i < stepT.length; i++) {
-        expectClose(stepT[i]!, [r.ts[i]!], await g(stepT[i]!), tol.step_t!);
-        expectClose(
-          (o.step_denoised as string[])[i]!,
-          r.denoised[i]!,
-          await g((o.step_denoised as string[])[i]!),
-          tol.latent!,
-        );
-        expectClose(
-          (o.step_latent as string[])[i]!,
-          r.latents[i]!,
-          await g((o.step_latent as string[])[i]!),
-          tol.latent!,
-        );
-      }
-      expectClose(
-        'final_latent',
-        r.latents[r.latents.length - 1]!,
-        await g(o.final_latent as string),
-        tol.latent!,
-      );
-      expectClose('decoded', r.decoded, await g(o.decoded as string), tol.decoded!);
-      expectPixels(
-        'image_uint8',
-        r.image,
-        (await golden.read(o.image_uint8 as string)).data,
-        tol.image_uint8!,
-      );
+function e2eSuite(title: string, load: Sd1LoadOptions): void {
+  describe(title, () => {
+    it('has cases', () => {
+      expect(e2eCases.length).toBeGreaterThan(0);
     });
-  }
 
-  for (const c of fp16Cases) {
-    const e2eOutputs = Object.keys(c.outputs).filter((k) => k.startsWith('e2e.'));
-    if (e2eOutputs.length === 0) continue;
-    for (const base of e2eCases) {
-      it(`${c.file}: the txt2img case on ${c.checkpoint}`, async () => {
+    for (const c of e2eCases) {
+      it(`${c.file}: conditioning, sigmas, every step, decoded image`, async () => {
         const golden = await openSafetensors(goldenPath('tiny-sd', c.file));
-        const inputs = await openSafetensors(goldenPath('tiny-sd', base.file));
-        sources.push(golden, inputs);
-        const r = await runE2e(base, c.checkpoint, inputs);
-        for (const name of e2eOutputs) {
-          const tol = c.tolerance[name] ?? c.tolerance.default!;
-          if (name === 'e2e.final_latent') {
-            expectClose(name, r.latents[r.latents.length - 1]!, await golden.readFloat32(name), tol);
-          } else if (name === 'e2e.image_uint8') {
-            expectPixels(name, r.image, (await golden.read(name)).data, tol);
-          } else {
-            throw new Error(`unknown e2e output ${name} in ${c.file}`);
-          }
+        sources.push(golden);
+        const r = await runE2e(c, c.checkpoint, golden, load);
+        const o = c.outputs;
+        const tol = c.tolerance;
+        const g = (name: string) => golden.readFloat32(name);
+        expectClose('cond', r.cond, await g(o.cond as string), tol.cond!);
+        expectClose('uncond', r.uncond, await g(o.uncond as string), tol.cond!);
+        expectClose('sigmas', r.sigmas, await g(o.sigmas as string), tol.sigmas!);
+        expectClose('x_init', r.xInit, await g(o.x_init as string), tol.latent!);
+        const stepT = o.step_t as string[];
+        expect(r.ts.length).toBe(stepT.length);
+        for (let i = 0; i < stepT.length; i++) {
+          expectClose(stepT[i]!, [r.ts[i]!], await g(stepT[i]!), tol.step_t!);
+          expectClose(
+            (o.step_denoised as string[])[i]!,
+            r.denoised[i]!,
+            await g((o.step_denoised as string[])[i]!),
+            tol.latent!,
+          );
+          expectClose(
+            (o.step_latent as string[])[i]!,
+            r.latents[i]!,
+            await g((o.step_latent as string[])[i]!),
+            tol.latent!,
+          );
         }
+        expectClose(
+          'final_latent',
+          r.latents[r.latents.length - 1]!,
+          await g(o.final_latent as string),
+          tol.latent!,
+        );
+        expectClose('decoded', r.decoded, await g(o.decoded as string), tol.decoded!);
+        expectPixels(
+          'image_uint8',
+          r.image,
+          (await golden.read(o.image_uint8 as string)).data,
+          tol.image_uint8!,
+        );
       });
     }
-  }
-});
+
+    for (const c of fp16Cases) {
+      const e2eOutputs = Object.keys(c.outputs).filter((k) => k.startsWith('e2e.'));
+      if (e2eOutputs.length === 0) continue;
+      for (const base of e2eCases) {
+        it(`${c.file}: the txt2img case on ${c.checkpoint}`, async () => {
+          const golden = await openSafetensors(goldenPath('tiny-sd', c.file));
+          const inputs = await openSafetensors(goldenPath('tiny-sd', base.file));
+          sources.push(golden, inputs);
+          const r = await runE2e(base, c.checkpoint, inputs, load);
+          for (const name of e2eOutputs) {
+            const tol = c.tolerance[name] ?? c.tolerance.default!;
+            if (name === 'e2e.final_latent') {
+              expectClose(name, r.latents[r.latents.length - 1]!, await golden.readFloat32(name), tol);
+            } else if (name === 'e2e.image_uint8') {
+              expectPixels(name, r.image, (await golden.read(name)).data, tol);
+            } else {
+              throw new Error(`unknown e2e output ${name} in ${c.file}`);
+            }
+          }
+        });
+      }
+    }
+  });
+}
+
+e2eSuite('tiny-sd end-to-end txt2img goldens (cpu)', {});
+const webgpu = await webgpuMissing();
+if (webgpu === undefined)
+  e2eSuite('tiny-sd end-to-end txt2img goldens (webgpu, float32)', { provider: 'webgpu' });
+else if (webgpuRequired) failMissingWebgpu(webgpu);

@@ -1,6 +1,7 @@
 /**
- * The UNet precision choice below the CLI: parsing a user's value, the infotext key (written only
- * for int8, read back tolerantly), and loadModel passing it on and refusing int8 off the CPU.
+ * The UNet precision choice below the CLI: parsing a user's value, the provider rules (int8 on the
+ * CPU only, fp16 on GPU providers only and their default), the infotext key (written for int8 and
+ * fp16, read back tolerantly), and loadModel passing it on and refusing what a provider cannot run.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,13 @@ import {
 } from '../../src/pipeline/infotext-fields.js';
 import { loadModel } from '../../src/pipeline/model.js';
 import { withDefaults } from '../../src/pipeline/params.js';
-import { unetPrecisionOf, UNET_PRECISIONS } from '../../src/pipeline/unet-precision.js';
+import {
+  checkPrecisionProvider,
+  defaultPrecision,
+  precisionRunsOn,
+  unetPrecisionOf,
+  UNET_PRECISIONS,
+} from '../../src/pipeline/unet-precision.js';
 import { formatInfotext, parseInfotext } from '../../src/prompt/infotext.js';
 import { UserError } from '../../src/util/errors.js';
 import { clipVocabPath } from '../helpers/golden.js';
@@ -43,12 +50,40 @@ describe('unetPrecisionOf', () => {
       expect(unetPrecisionOf(p)).toBe(p);
       expect(unetPrecisionOf(` ${p.toUpperCase()} `)).toBe(p);
     }
-    for (const bad of ['int4', 'nhwc', 'fp16', '']) {
+    expect(UNET_PRECISIONS).toEqual(['fp32', 'fp16', 'int8']);
+    for (const bad of ['int4', 'nhwc', 'bf16', '']) {
       expect(() => unetPrecisionOf(bad)).toThrow(UserError);
       expect(() => unetPrecisionOf(bad)).toThrow(
-        new RegExp(`--precision must be ${UNET_PRECISIONS.join(' or ')}`),
+        new RegExp(`--precision must be ${UNET_PRECISIONS.join(', ')}`),
       );
     }
+  });
+});
+
+describe('precision and provider', () => {
+  it('defaults to fp32 on the CPU and fp16 on GPU providers, as A1111 does', () => {
+    expect(defaultPrecision(undefined)).toBe('fp32');
+    expect(defaultPrecision('cpu')).toBe('fp32');
+    for (const gpu of ['cuda', 'webgpu', 'dml', 'coreml']) expect(defaultPrecision(gpu)).toBe('fp16');
+  });
+
+  it('runs int8 on the CPU only, fp16 off it only, fp32 everywhere; refuses the rest with a way out', () => {
+    for (const provider of [undefined, 'cpu', 'cuda', 'webgpu']) {
+      const cpu = provider === undefined || provider === 'cpu';
+      expect(precisionRunsOn('fp32', provider)).toBe(true);
+      expect(precisionRunsOn('int8', provider)).toBe(cpu);
+      expect(precisionRunsOn('fp16', provider)).toBe(!cpu);
+      for (const p of UNET_PRECISIONS) {
+        if (precisionRunsOn(p, provider)) expect(() => checkPrecisionProvider(p, provider)).not.toThrow();
+        else expect(() => checkPrecisionProvider(p, provider)).toThrow(UserError);
+      }
+    }
+    expect(() => checkPrecisionProvider('fp16', 'cpu')).toThrow(
+      /needs a GPU provider.*--precision fp32 or int8/,
+    );
+    expect(() => checkPrecisionProvider('int8', 'cuda')).toThrow(
+      /--precision fp16 or fp32 with --provider cuda/,
+    );
   });
 });
 
@@ -61,20 +96,22 @@ describe('"UNet precision" infotext key', () => {
     expect(textOf(fp32)).not.toContain(UNET_PRECISION_KEY);
   });
 
-  it('is written for int8 just before Version, and read back; other parameters are unchanged', () => {
-    const plain = paramsToInfotextFields(params, extras);
-    const int8 = paramsToInfotextFields(params, { ...extras, unetPrecision: 'int8' });
-    const keys = Object.keys(int8);
-    expect(int8[UNET_PRECISION_KEY]).toBe('int8');
-    expect(keys.indexOf(UNET_PRECISION_KEY)).toBe(keys.indexOf('Version') - 1);
-    const { [UNET_PRECISION_KEY]: _, ...rest } = int8;
-    expect(rest).toEqual(plain);
+  for (const precision of ['int8', 'fp16'] as const) {
+    it(`is written for ${precision} just before Version, and read back; other parameters are unchanged`, () => {
+      const plain = paramsToInfotextFields(params, extras);
+      const fields = paramsToInfotextFields(params, { ...extras, unetPrecision: precision });
+      const keys = Object.keys(fields);
+      expect(fields[UNET_PRECISION_KEY]).toBe(precision);
+      expect(keys.indexOf(UNET_PRECISION_KEY)).toBe(keys.indexOf('Version') - 1);
+      const { [UNET_PRECISION_KEY]: _, ...rest } = fields;
+      expect(rest).toEqual(plain);
 
-    const parsed = parseInfotext(textOf(int8));
-    expect(unetPrecisionFromInfotext(parsed)).toBe('int8');
-    expect(paramsFromInfotext(parsed)).toEqual(paramsFromInfotext(parseInfotext(textOf(plain))));
-    expect(unetPrecisionFromInfotext(parseInfotext(textOf(plain)))).toBeUndefined();
-  });
+      const parsed = parseInfotext(textOf(fields));
+      expect(unetPrecisionFromInfotext(parsed)).toBe(precision);
+      expect(paramsFromInfotext(parsed)).toEqual(paramsFromInfotext(parseInfotext(textOf(plain))));
+      expect(unetPrecisionFromInfotext(parseInfotext(textOf(plain)))).toBeUndefined();
+    });
+  }
 
   it('ignores a value it does not know (hostile infotext) instead of failing', () => {
     // A1111 reads the last line as parameters only when it has at least 3 of them.
@@ -91,14 +128,16 @@ describe('"UNet precision" infotext key', () => {
 });
 
 describe('loadModel unetPrecision', () => {
-  it('refuses int8 on a non-CPU provider before opening anything', async () => {
+  it('refuses int8 off the CPU and fp16 on it before opening anything', async () => {
     const missing = join(cacheDir, 'no-such-model.safetensors');
     const int8OnGpu = loadModel({ checkpoint: missing, provider: 'webgpu', unetPrecision: 'int8', cacheDir });
     await expect(int8OnGpu).rejects.toBeInstanceOf(UserError);
     await expect(int8OnGpu).rejects.toThrow(/int8 UNet runs on the CPU provider only/);
     await expect(
       loadModel({ checkpoint: missing, clipVocab: clipVocabPath(), unetPrecision: 'nhwc' as 'int8' }),
-    ).rejects.toThrow(/unetPrecision must be fp32 or int8/);
+    ).rejects.toThrow(/unetPrecision must be fp32, fp16, int8/);
+    const fp16OnCpu = loadModel({ checkpoint: missing, unetPrecision: 'fp16', cacheDir });
+    await expect(fp16OnCpu).rejects.toThrow(/fp16 needs a GPU provider/);
   });
 
   it('records the precision on the loaded model (fp32 by default)', async () => {
