@@ -117,10 +117,10 @@ export function planTokenMerge(
     axis: 2,
   });
   const merged = op('Sub', [n, r]);
-  // Zeros and ones in the compute type (ConstantOfShape's default is float32 only).
-  const zeros = (s: Value) => op('Expand', [g.constFloat([0], [1]), s]);
+  // The merge sums in float32 in float16 graphs too (webgpu's ScatterND adds no float16).
+  const zeros = (s: Value) => op('ConstantOfShape', [s]); // float32 zeros
   // Tokens per slot (1 + the sources merged into a destination), [B, N − r, 1].
-  const ones = op('Expand', [g.constFloat([1], [1, 1]), shape(batch, n)]);
+  const ones = op('Expand', [g.constF32([1], [1, 1]), shape(batch, n)]);
   const counts = op('Unsqueeze', [
     op('ScatterND', [zeros(shape(batch, merged)), scatterIdx, ones], { reduction: 'add' }),
     i64([2]),
@@ -128,10 +128,14 @@ export function planTokenMerge(
 
   return {
     merge(v: Value): Value {
-      const sums = op('ScatterND', [zeros(shape(batch, merged, dimOf(v, 2))), scatterIdx, v], {
-        reduction: 'add',
-      });
-      return op('Div', [sums, counts]);
+      const sums = op(
+        'ScatterND',
+        [zeros(shape(batch, merged, dimOf(v, 2))), scatterIdx, g.toFloat32(v, name)],
+        {
+          reduction: 'add',
+        },
+      );
+      return g.toCompute(op('Div', [sums, counts]), name);
     },
     unmerge(v: Value): Value {
       return op('GatherND', [v, op('Unsqueeze', [slot, i64([2])])], { batch_dims: 1 });
