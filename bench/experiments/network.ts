@@ -8,7 +8,8 @@
  *
  *   npx tsx bench/experiments/network.ts --net unet --variants mha/extended,plain/extended,mha/all
  *   npx tsx bench/experiments/network.ts --net vae --variants mha/extended
- *   variant = attention/optLevel[/nopattern][/noarena][/nospin][/threadsN][/int8][/tomeNN][/cfg:key=value]
+ *   variant = attention/optLevel[/nopattern][/noarena][/nospin][/threadsN][/int8][/tomeNN][/wgN][/cfg:key=value]
+ *   (wgN: Winograd convolutions in the UNet's top N levels; default the builder's)
  */
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,6 +61,8 @@ async function runVariant(variant: string): Promise<Result> {
   // tomeNN: token merging at ratio NN / 100.
   const tome = flags.find((f) => f.startsWith('tome'));
   const tokenMerging = tome !== undefined;
+  const wg = flags.find((f) => /^wg\d+$/.test(f));
+  const winogradLevels = wg === undefined ? undefined : Number(wg.slice(2));
   const cfg = sd1ConfigFromTensors(src);
   const build = await timed(async () => {
     const g =
@@ -71,7 +74,7 @@ async function runVariant(variant: string): Promise<Result> {
               precision: 'int8',
               tokenMerging,
             })
-          : buildUNetGraph(src, cfg.unet, { attention, tokenMerging });
+          : buildUNetGraph(src, cfg.unet, { attention, tokenMerging, winogradLevels });
     return prepareModel(g, `experiment-${values.net}${flags.includes('int8') ? '-int8' : ''}`);
   });
   const profilePrefix = join(tmpdir(), `sdstudio-ort-profile-${process.pid}`);

@@ -25,6 +25,8 @@ const { values } = parseArgs({
     shape: { type: 'string', default: '2,320,64,64' },
     layers: { type: 'string', default: '4' },
     runs: { type: 'string', default: '7' },
+    // GroupNorm + SiLU before every convolution, as in a ResBlock: the layout changes the UNet pays.
+    norm: { type: 'boolean', default: false },
   },
 });
 const dims = values.shape!.split(',').map(Number) as [number, number, number, number];
@@ -68,7 +70,8 @@ function winograd(g: GraphBuilder, x: Value, w: Float32Array): Value {
     for (let b = 0; b < 4; b++) {
       const k = new Float32Array(C * 16);
       for (let c = 0; c < C; c++)
-        for (let r = 0; r < 4; r++) for (let s = 0; s < 4; s++) k[c * 16 + r * 4 + s] = BT[a]![r]! * BT[b]![s]!;
+        for (let r = 0; r < 4; r++)
+          for (let s = 0; s < 4; s++) k[c * 16 + r * 4 + s] = BT[a]![r]! * BT[b]![s]!;
       v.push(
         g.op1('Conv', [x, g.constF32(k, [C, 1, 4, 4])], {
           kernel_shape: [4, 4],
@@ -105,10 +108,22 @@ function winograd(g: GraphBuilder, x: Value, w: Float32Array): Value {
   return g.op1('DepthToSpace', [concat(g, phases, 1)], { blocksize: 2, mode: 'DCR' });
 }
 
+function normSilu(g: GraphBuilder, x: Value): Value {
+  const grouped = g.op1('Reshape', [x, g.constI64([0, 32, -1])]);
+  const ones = g.constF32(new Float32Array(32).fill(1), [32]);
+  const zeros = g.constF32(new Float32Array(32), [32]);
+  const n = g.op1('InstanceNormalization', [grouped, ones, zeros], { epsilon: { float: 1e-5 } });
+  const y = g.op1('Reshape', [n, g.op1('Shape', [x])]);
+  return g.op1('Mul', [y, g.op1('Sigmoid', [y])]);
+}
+
 function model(form: 'direct' | 'winograd'): Uint8Array {
   const g = new GraphBuilder(form, new MemoryTensorSource(new Map()), {});
   let h = g.input('x', 'float32', dims);
-  for (let l = 0; l < layers; l++) h = (form === 'direct' ? direct : winograd)(g, h, weight(l));
+  for (let l = 0; l < layers; l++) {
+    if (values.norm) h = normSilu(g, h);
+    h = (form === 'direct' ? direct : winograd)(g, h, weight(l));
+  }
   g.output(h, 'y', 'float32', dims);
   return encodeModel(
     g.toModel(() => {
@@ -123,11 +138,17 @@ const options: ort.InferenceSession.SessionOptions = {
   intraOpNumThreads: 2,
   executionProviders: ['cpu'],
 };
+const profile = process.env.SDSTUDIO_ORT_PROFILE === '1';
 const sessions = {
   direct: await ort.InferenceSession.create(model('direct'), options),
-  winograd: await ort.InferenceSession.create(model('winograd'), options),
+  winograd: await ort.InferenceSession.create(model('winograd'), {
+    ...options,
+    ...(profile ? { enableProfiling: true, profileFilePrefix: '/tmp/winograd-profile' } : {}),
+  }),
 };
-const outs = await Promise.all(Object.values(sessions).map(async (s) => (await s.run(feeds)).y!.data as Float32Array));
+const outs = await Promise.all(
+  Object.values(sessions).map(async (s) => (await s.run(feeds)).y!.data as Float32Array),
+);
 let diff = 0;
 let peak = 0;
 for (let i = 0; i < outs[0]!.length; i++) {
@@ -151,3 +172,4 @@ for (const [name, t] of Object.entries(times)) {
     `${name.padEnd(9)} ${(s * 1000).toFixed(1)} ms per conv (${(gflop / s).toFixed(0)} direct-GFLOP/s)`,
   );
 }
+if (profile) sessions.winograd.endProfiling();

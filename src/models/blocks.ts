@@ -31,7 +31,8 @@ export const GROUPS = 32;
 
 /**
  * openaimodel ResBlock: GN→SiLU→conv, + Linear(SiLU(emb)), GN→SiLU→conv, skip (1×1 conv when
- * the channel count changes). `embAct` is SiLU(emb), shared by every block.
+ * the channel count changes). `embAct` is SiLU(emb), shared by every block. `winograd`: the 3×3
+ * convs may run as ops.conv3x3Winograd (the caller knows the input's size is even).
  */
 export function unetResBlock(
   g: GraphBuilder,
@@ -41,14 +42,15 @@ export function unetResBlock(
   inCh: number,
   outCh: number,
   embDim: number,
+  winograd = false,
 ): Value {
   let h = silu(g, groupNorm(g, x, `${p}.in_layers.0`, inCh, GROUPS, UNET_GN_EPS), p);
-  h = conv2d(g, h, `${p}.in_layers.2`, inCh, outCh, 3);
+  h = conv2d(g, h, `${p}.in_layers.2`, inCh, outCh, 3, { winograd });
   // Two rows of input (batch): not worth int8.
   const e = linear(g, embAct, `${p}.emb_layers.1`, embDim, outCh, true, { int8: false });
   h = add(g, h, perChannel(g, e, outCh, p), p);
   h = silu(g, groupNorm(g, h, `${p}.out_layers.0`, outCh, GROUPS, UNET_GN_EPS), p);
-  h = conv2d(g, h, `${p}.out_layers.3`, outCh, outCh, 3);
+  h = conv2d(g, h, `${p}.out_layers.3`, outCh, outCh, 3, { winograd });
   const skip = inCh === outCh ? x : conv2d(g, x, `${p}.skip_connection`, inCh, outCh, 1);
   return add(g, skip, h, p);
 }

@@ -49,6 +49,13 @@ export interface UNetBuildOptions {
    */
   matchSkipSizes?: boolean;
   /**
+   * The ResBlocks of this many top levels run their 3×3 convolutions as Winograd F(2×2, 3×3)
+   * (ops.conv3x3Winograd) on the CPU provider. Default 2: the levels whose transformed weights are
+   * small (SD 1.5: +≈ 150 MB), and at most every level but the last, whose size may be odd. Not
+   * with `matchSkipSizes`, where any level's size may be odd.
+   */
+  winogradLevels?: number;
+  /**
    * 'int8': the opt-in fast UNet — channels-last activations, convolutions and the transformers'
    * linear layers in int8 (weights from runtime/quantize.ts, `src` must provide `#q8` tensors),
    * attention, norms and the small layers in float32. Inputs and outputs stay NCHW float32.
@@ -169,6 +176,9 @@ export function buildUNetGraph(
   const mc = cfg.modelChannels;
   const embDim = mc * 4;
   const levels = cfg.channelMult.length;
+  const winogradLevels = opts.matchSkipSizes ? 0 : Math.min(opts.winogradLevels ?? 2, levels - 1);
+  /** Whether a level's ResBlocks use Winograd convolutions (its size is even there). */
+  const winograd = (level: number) => level < winogradLevels;
   if (levels < 1 || cfg.numResBlocks < 1)
     throw new Error('UNet config needs at least one level and one ResBlock');
 
@@ -239,7 +249,7 @@ export function buildUNetGraph(
       idx++;
       const bp = `${p}.input_blocks.${idx}`;
       const outCh = cfg.channelMult[level]! * mc;
-      h = unetResBlock(g, `${bp}.0`, h, embAct(), ch, outCh, embDim);
+      h = unetResBlock(g, `${bp}.0`, h, embAct(), ch, outCh, embDim, winograd(level));
       ch = outCh;
       if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.1`, h, ch);
       debug(h, bp);
@@ -292,7 +302,7 @@ export function buildUNetGraph(
       upsampled = false;
       const cat = concat(g, [h, sv], cAxis, bp);
       const outCh = cfg.channelMult[level]! * mc;
-      h = unetResBlock(g, `${bp}.0`, cat, embAct(), ch + skip.ch, outCh, embDim);
+      h = unetResBlock(g, `${bp}.0`, cat, embAct(), ch + skip.ch, outCh, embDim, winograd(level));
       ch = outCh;
       let sub = 1;
       if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.${sub++}`, h, ch);

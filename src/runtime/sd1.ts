@@ -83,6 +83,11 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
    * (1024); 0 = never chunk.
    */
   attentionChunk?: number;
+  /**
+   * Top UNet levels whose ResBlock convolutions run as Winograd F(2×2, 3×3) on the CPU provider
+   * (UNetBuildOptions.winogradLevels; default 2; 0 = direct convolutions only).
+   */
+  winogradLevels?: number;
   /** Build UNet/VAE graphs that also output every block (names = checkpoint key prefixes). */
   debug?: boolean;
   /**
@@ -403,6 +408,7 @@ export class Sd1Model {
         contribOps: this.graphOpts.contribOps,
         cpuForms: this.graphOpts.cpuForms,
         attentionChunk: this.opts.attentionChunk,
+        winogradLevels: this.opts.winogradLevels,
         precision,
       }),
     );

@@ -1,0 +1,56 @@
+/**
+ * The full-size random SD 1.5 UNet (512², batch 2) with Winograd convolutions in its top N levels
+ * against N = 0, both loaded as the engine loads them (level 'all', optimised once and saved in the
+ * weights cache) and stepped alternately in one process so the VM's drift hits both alike.
+ *
+ *   npx tsx bench/experiments/winograd-unet.ts [--levels 2] [--runs 5]
+ */
+import { parseArgs } from 'node:util';
+import { loadSd1, type TensorF32 } from '../../src/runtime/sd1.js';
+import { median } from './harness.js';
+import { ensureRandomSd15 } from '../random-sd15.js';
+
+const { values } = parseArgs({
+  options: { levels: { type: 'string', default: '2' }, runs: { type: 'string', default: '5' } },
+});
+const levels = Number(values.levels);
+const ckpt = await ensureRandomSd15();
+const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
+const inputs = {
+  x: { data: wave(2 * 4 * 64 * 64, 0.37), dims: [2, 4, 64, 64] },
+  t: { data: new Float32Array([500, 700]), dims: [2] },
+  context: { data: wave(2 * 77 * 768, 0.11), dims: [2, 77, 768] },
+};
+const models = {
+  direct: await loadSd1(ckpt, { winogradLevels: 0, onNotice: (m) => console.error(m) }),
+  [`winograd${levels}`]: await loadSd1(ckpt, { winogradLevels: levels, onNotice: (m) => console.error(m) }),
+};
+const outs: Record<string, TensorF32> = {};
+for (const [name, m] of Object.entries(models)) {
+  const t = performance.now();
+  await m.open(['unet']);
+  outs[name] = await m.unet(inputs); // warm-up
+  console.error(`${name}: open + first step ${((performance.now() - t) / 1000).toFixed(1)} s`);
+}
+const [a, b] = Object.values(outs) as [TensorF32, TensorF32];
+let diff = 0;
+let peak = 0;
+for (let i = 0; i < a.data.length; i++) {
+  diff = Math.max(diff, Math.abs(a.data[i]! - b.data[i]!));
+  peak = Math.max(peak, Math.abs(a.data[i]!));
+}
+console.log(`eps max |difference| ${diff.toExponential(2)} (max |eps| ${peak.toFixed(2)})`);
+const times: Record<string, number[]> = {};
+for (let r = 0; r < Number(values.runs); r++) {
+  for (const [name, m] of Object.entries(models)) {
+    const t = performance.now();
+    await m.unet(inputs);
+    (times[name] ??= []).push((performance.now() - t) / 1000);
+  }
+}
+for (const [name, t] of Object.entries(times)) {
+  console.log(
+    `${name.padEnd(10)} median ${median(t).toFixed(2)} s/step  (${t.map((s) => s.toFixed(2)).join(', ')})`,
+  );
+}
+for (const m of Object.values(models)) await m.release();
