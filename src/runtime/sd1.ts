@@ -78,6 +78,11 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
   /** Use com.microsoft contrib ops (default: on the CPU and CUDA providers, which implement them). */
   contribOps?: boolean;
   /**
+   * Graph forms tuned for onnxruntime's CPU kernels (GraphOptions.cpuForms; default: on the CPU
+   * provider only). Off on the CPU gives the graph GPU providers get, to check it without a GPU.
+   */
+  cpuForms?: boolean;
+  /**
    * Query chunk size of plain attention in the UNet (the form used without contrib ops: webgpu,
    * dml, coreml); more queries than this are attended in chunks. Default DEFAULT_ATTENTION_CHUNK
    * (1024); 0 = never chunk.
@@ -182,7 +187,7 @@ export class Sd1Model {
     const provider = opts.provider ?? 'cpu';
     this.graphOpts = {
       contribOps: opts.contribOps ?? (provider === 'cpu' || provider === 'cuda'),
-      cpuForms: provider === 'cpu',
+      cpuForms: opts.cpuForms ?? provider === 'cpu',
       // The text encoder follows the UNet into float16; the VAE stays float32 (see unetPrecision).
       float16: opts.unetPrecision === 'fp16',
     };

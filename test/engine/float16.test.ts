@@ -1,8 +1,9 @@
 /**
  * The float16 graphs (GraphOptions.float16, unetPrecision 'fp16'): their weights, and every golden
  * on the CPU provider, which runs them with float32 kernels between float16 tensors, at float16's
- * tolerance — so the graph and its float16 weights are checked where no GPU (or webgpu adapter)
- * is. webgpu.test.ts runs the goldens on float16 arithmetic.
+ * tolerance — so the graphs and their float16 weights are checked where no GPU (or webgpu adapter)
+ * is: the CPU-form graph, and the one CUDA gets (contrib ops, GPU forms). webgpu.test.ts runs the
+ * goldens on float16 arithmetic.
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,13 @@ import { TINY } from './golden.js';
 conformanceSuite({
   title: 'tiny-sd goldens (cpu, float16 graphs)',
   load: { threads: 2, unetPrecision: 'fp16' },
+  tolerance: float16Tolerance,
+});
+
+// The graph the CUDA provider gets (float16, contrib ops, GPU forms), checked on CPU kernels.
+conformanceSuite({
+  title: 'tiny-sd goldens (cpu, the float16 graphs CUDA gets)',
+  load: { threads: 2, unetPrecision: 'fp16', contribOps: true, cpuForms: false },
   tolerance: float16Tolerance,
 });
 
