@@ -1,7 +1,8 @@
 /**
  * Whether onnxruntime's webgpu provider can start here. CI installs Mesa's software Vulkan driver
- * (lavapipe) so the GPU path runs on a machine without a GPU, and sets SDSTUDIO_REQUIRE_WEBGPU=1:
- * there a missing adapter fails the suite instead of skipping it.
+ * (lavapipe) so the GPU path runs on a machine without a GPU, and sets SDSTUDIO_REQUIRE_WEBGPU=1
+ * when webgpu-probe.ts starts the provider: then a missing adapter fails the suites instead of
+ * skipping them.
  */
 import ort from 'onnxruntime-node';
 import { it } from 'vitest';
