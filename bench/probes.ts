@@ -10,7 +10,11 @@ import type { AttentionImpl } from '../src/onnx/ops.js';
 import { loadSd1, type Sd1Model, type TensorF32 } from '../src/runtime/sd1.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../src/sampling/schedules.js';
 import type { OptLevel } from '../src/runtime/session.js';
+import { availableParallelism } from 'node:os';
+import ort from 'onnxruntime-node';
 import { median, peakRssMb, rssBreakdownMb, timed } from './measure.js';
+import { floatModel, init, lcg, node } from './experiments/tiny-models.js';
+import { OnnxDataType } from '../src/onnx/proto.js';
 
 export interface ProbeOptions {
   checkpoint: string;
@@ -466,4 +470,52 @@ export async function probeInt8Quality(
   };
   log(`int8 quality: eps ${result.psnr_eps_db.toFixed(1)} dB, image ${result.psnr_image_db.toFixed(1)} dB`);
   return result;
+}
+
+export interface GemmProbeResult {
+  probe: string;
+  /** Median fp32 MatMul rate over the timed runs, GFLOP/s. */
+  gflops: number;
+  runs_s: number[];
+  peak_rss_mb: number;
+}
+
+/** Square fp32 products in the chain: large enough that MLAS runs at its peak. */
+const GEMM_N = 2048;
+const GEMM_LAYERS = 4;
+
+/**
+ * This machine's fp32 GEMM rate as onnxruntime's CPU kernels reach it right now (a chain of
+ * 2048³ MatMuls with constant, prepacked weights; the engine's thread count). The UNet step is
+ * GEMM-bound, and this VM drifts between states whose GEMM rates differ by a third, so every
+ * bench run measures it next to the UNet (docs/performance.md).
+ */
+export async function probeGemm(opts: ProbeOptions): Promise<GemmProbeResult> {
+  const n = GEMM_N;
+  const nodes = [];
+  const inits = [];
+  for (let l = 0; l < GEMM_LAYERS; l++) {
+    const out = l === GEMM_LAYERS - 1 ? 'y' : `h${l}`;
+    nodes.push(node('MatMul', [l ? `h${l - 1}` : 'a', `w${l}`], [out]));
+    inits.push(init(`w${l}`, OnnxDataType.FLOAT, [n, n], lcg(n * n, 7 + l, 1 / Math.sqrt(n))));
+  }
+  const session = await ort.InferenceSession.create(floatModel(nodes, inits, ['a', [n, n]], ['y', [n, n]]), {
+    intraOpNumThreads: opts.threads ?? availableParallelism(),
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+  });
+  try {
+    const a = new ort.Tensor('float32', lcg(n * n, 3), [n, n]);
+    for (let i = 0; i < 2; i++) await session.run({ a });
+    const runs_s: number[] = [];
+    for (let i = 0; i < Math.max(5, opts.runs); i++) {
+      const t = await timed(() => session.run({ a }));
+      runs_s.push(t.wall_s);
+    }
+    const gflops = (2 * GEMM_LAYERS * n ** 3) / median(runs_s) / 1e9;
+    log(`gemm ${n}³ fp32: ${gflops.toFixed(0)} GFLOP/s`);
+    return { probe: `gemm ${n}³ fp32 ×${GEMM_LAYERS}`, gflops, runs_s, peak_rss_mb: peakRssMb() };
+  } finally {
+    await session.release();
+  }
 }

@@ -9,7 +9,9 @@
  *   npm run bench -- --attention plain --opt-level all --threads 2 --checkpoint my-sd15.safetensors
  *   npm run bench -- --in-process         # no child processes: quicker, but peak RSS accumulates
  *
- * Probes (--only, comma-separated): create (text + UNet + VAE decoder sessions from the file),
+ * Probes (--only, comma-separated): gemm (this machine's fp32 GEMM rate on onnxruntime, measured
+ * first and again last: the state the other figures were taken in), create (text + UNet + VAE
+ * decoder sessions from the file),
  * unet512 (512² batch 2), unet512b1, unet256 (256² batch 2), vae (decode 512²), text (one
  * 77-token prompt), txt2img (512², --steps UNet steps through the engine, all three networks
  * loaded), pipeline (the product's loadModel + generate at 512², --steps Euler steps; needs the
@@ -31,6 +33,7 @@ import type { OptLevel } from '../src/runtime/session.js';
 import { machineInfo, runChild } from './measure.js';
 import {
   probeCreate,
+  probeGemm,
   probeInt8Quality,
   probePipeline,
   probeText,
@@ -38,6 +41,7 @@ import {
   probeUNet,
   probeVaeDecode,
   type CreateProbeResult,
+  type GemmProbeResult,
   type Int8QualityResult,
   type PipelineProbeResult,
   type ProbeOptions,
@@ -48,6 +52,7 @@ import {
 import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
 
 const PROBES = [
+  'gemm',
   'create',
   'unet512',
   'unet512b1',
@@ -66,6 +71,13 @@ const PROBES = [
   'tomequality',
 ] as const;
 type ProbeName = (typeof PROBES)[number];
+
+/**
+ * FLOPs of one SD 1.5 UNet step at 512² batch 2 counted as direct convolutions and plain attention
+ * (docs/performance.md: 1607 GFLOP); Winograd does fewer multiplies, so the equivalent rate can
+ * exceed the GEMM rate.
+ */
+const UNET_GFLOP_512_B2 = 1607;
 
 /** The issue's targets on the reference machine (2 cores, AVX-512). */
 export const TARGETS = {
@@ -178,6 +190,7 @@ function parse() {
 }
 
 type ProbeResult =
+  | GemmProbeResult
   | CreateProbeResult
   | SessionProbeResult
   | TextProbeResult
@@ -196,6 +209,8 @@ async function runProbe(
 ): Promise<ProbeResult> {
   const tome = { ...opts, tokenMergeRatio: tokenMerging };
   switch (name) {
+    case 'gemm':
+      return probeGemm(opts);
     case 'create':
       return probeCreate(opts);
     case 'unet512':
@@ -276,9 +291,9 @@ async function main(): Promise<void> {
     return a;
   };
   const results: Partial<Record<ProbeName, ProbeResult>> = {};
-  for (const probe of args.only) {
+  const run = async (probe: ProbeName): Promise<ProbeResult> => {
     process.stderr.write(`bench: ${probe}\n`);
-    results[probe] = args.inProcess
+    return args.inProcess
       ? await runProbe(
           probe,
           { checkpoint, ...args.probeOptions },
@@ -288,7 +303,10 @@ async function main(): Promise<void> {
           args.tokenMerging,
         )
       : runChild<ProbeResult>(self, childArgs(probe));
-  }
+  };
+  for (const probe of args.only) results[probe] = await run(probe);
+  // The GEMM rate once more after the other probes: the VM's state may have changed meanwhile.
+  const gemmEnd = args.only.includes('gemm') && args.only.length > 1 ? await run('gemm') : undefined;
 
   const create = results.create as CreateProbeResult | undefined;
   const unet512 = results.unet512 as SessionProbeResult | undefined;
@@ -301,8 +319,16 @@ async function main(): Promise<void> {
   const tomeQuality = results.tomequality as Int8QualityResult | undefined;
   const sessionMedian = (p: ProbeName) => round((results[p] as SessionProbeResult | undefined)?.median_s);
   const peaks = Object.values(results).map((r) => r.peak_rss_mb);
+  const gemm = [results.gemm, gemmEnd].flatMap((r) => (r ? [(r as GemmProbeResult).gflops] : []));
+  const gemmMean = gemm.length ? gemm.reduce((a, b) => a + b, 0) / gemm.length : undefined;
   const out = {
     unet_s_per_step_512_b2: round(unet512?.median_s),
+    // The machine's state: fp32 GEMM GFLOP/s before and after the other probes, and the UNet step
+    // against the floor that rate sets (UNET_GFLOP_512_B2 ÷ GEMM rate).
+    gemm_fp32_gflops: round(gemm[0], 0),
+    gemm_fp32_gflops_end: round(gemmEnd ? gemm[1] : undefined, 0),
+    unet_gemm_floor_s_512_b2: round(gemmMean ? UNET_GFLOP_512_B2 / gemmMean : undefined),
+    unet_equivalent_gflops_512_b2: round(unet512 ? UNET_GFLOP_512_B2 / unet512.median_s : undefined, 0),
     unet_s_per_step_512_b1: round((results.unet512b1 as SessionProbeResult | undefined)?.median_s),
     unet_s_per_step_256_b2: round((results.unet256 as SessionProbeResult | undefined)?.median_s),
     vae_decode_s_512: round(vae?.median_s),
@@ -361,7 +387,10 @@ async function main(): Promise<void> {
     return;
   }
   const rows: [string, number | null, string, number | undefined][] = [
+    ['fp32 GEMM (machine state)', out.gemm_fp32_gflops, 'GFLOP/s', undefined],
+    ['… after the other probes', out.gemm_fp32_gflops_end, 'GFLOP/s', undefined],
     ['UNet 512² batch 2', out.unet_s_per_step_512_b2, 's/step', TARGETS.unet_s_per_step_512_b2],
+    ['… GEMM floor at that rate', out.unet_gemm_floor_s_512_b2, 's/step', undefined],
     ['UNet 512² batch 1', out.unet_s_per_step_512_b1, 's/step', undefined],
     ['UNet 256² batch 2', out.unet_s_per_step_256_b2, 's/step', undefined],
     ['VAE decode 512²', out.vae_decode_s_512, 's', TARGETS.vae_decode_s_512],

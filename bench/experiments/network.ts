@@ -183,11 +183,14 @@ function printProfile(prefix: string): void {
   for (const f of readdirSync(dir).filter((n) => n.startsWith(base) && n.endsWith('.json'))) {
     const events = JSON.parse(readFileSync(join(dir, f), 'utf8')) as ProfileEvent[];
     rmSync(join(dir, f));
-    // Only the last run: events after the last-but-one "model_run".
+    // Only the last run: events after the last-but-one "model_run" (SDSTUDIO_ORT_PROFILE_FIRST=1:
+    // the fresh session's first run instead, to see where its extra time goes).
     const runEnds = events.map((e, i) => (e.name === 'model_run' ? i : -1)).filter((i) => i >= 0);
-    const from = runEnds.length >= 2 ? runEnds[runEnds.length - 2]! : 0;
+    const first = process.env.SDSTUDIO_ORT_PROFILE_FIRST === '1';
+    const from = first ? 0 : runEnds.length >= 2 ? runEnds[runEnds.length - 2]! : 0;
+    const to = first && runEnds.length ? runEnds[0]! : events.length;
     const byOp = new Map<string, number>();
-    for (const e of events.slice(from)) {
+    for (const e of events.slice(from, to)) {
       if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
       const op = e.args?.op_name ?? '?';
       byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
@@ -198,7 +201,7 @@ function printProfile(prefix: string): void {
     const nodesOut = process.env.SDSTUDIO_ORT_PROFILE_NODES;
     if (nodesOut) {
       const lines = events
-        .slice(from)
+        .slice(from, to)
         .filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'))
         .map((e) => JSON.stringify({ node: e.name.slice(0, -'_kernel_time'.length), us: e.dur, ...e.args }));
       writeFileSync(nodesOut, lines.join('\n') + '\n');

@@ -1,9 +1,9 @@
 /**
  * The full-size random SD 1.5 UNet (512², batch 2) with Winograd convolutions in its top N levels
- * against N = 0, both loaded as the engine loads them (level 'all', optimised once and saved in the
+ * against --base levels (default 0 = direct), both loaded as the engine loads them (level 'all', optimised once and saved in the
  * weights cache) and stepped alternately in one process so the VM's drift hits both alike.
  *
- *   npx tsx bench/experiments/winograd-unet.ts [--levels 2] [--runs 5]
+ *   npx tsx bench/experiments/winograd-unet.ts [--levels 2] [--base 0] [--runs 5]
  */
 import { parseArgs } from 'node:util';
 import { loadSd1, type TensorF32 } from '../../src/runtime/sd1.js';
@@ -11,9 +11,14 @@ import { median } from './harness.js';
 import { ensureRandomSd15 } from '../random-sd15.js';
 
 const { values } = parseArgs({
-  options: { levels: { type: 'string', default: '2' }, runs: { type: 'string', default: '5' } },
+  options: {
+    levels: { type: 'string', default: '2' },
+    base: { type: 'string', default: '0' },
+    runs: { type: 'string', default: '5' },
+  },
 });
 const levels = Number(values.levels);
+const base = Number(values.base);
 const ckpt = await ensureRandomSd15();
 const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
 const inputs = {
@@ -22,7 +27,10 @@ const inputs = {
   context: { data: wave(2 * 77 * 768, 0.11), dims: [2, 77, 768] },
 };
 const models = {
-  direct: await loadSd1(ckpt, { winogradLevels: 0, onNotice: (m) => console.error(m) }),
+  [base ? `winograd${base}` : 'direct']: await loadSd1(ckpt, {
+    winogradLevels: base,
+    onNotice: (m) => console.error(m),
+  }),
   [`winograd${levels}`]: await loadSd1(ckpt, { winogradLevels: levels, onNotice: (m) => console.error(m) }),
 };
 const outs: Record<string, TensorF32> = {};
