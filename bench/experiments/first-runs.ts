@@ -1,0 +1,38 @@
+/**
+ * Where a fresh UNet session's first step loses time: two sessions of the same model opened one
+ * after the other in one process (512², batch 2, engine defaults), three steps each. If the
+ * second session's first step is as slow as the first's, the cost belongs to the session (its
+ * arena's fresh memory), not to the process or the page cache. Combine with
+ * `SDSTUDIO_ORT_PROFILE=1 SDSTUDIO_ORT_PROFILE_FIRST=1 … network.ts` for the per-node excess.
+ *
+ *   npx tsx bench/experiments/first-runs.ts [--sessions 2] [--steps 3]
+ */
+import { parseArgs } from 'node:util';
+import { loadSd1 } from '../../src/runtime/sd1.js';
+import { ensureRandomSd15 } from '../random-sd15.js';
+
+const { values } = parseArgs({
+  options: { sessions: { type: 'string', default: '2' }, steps: { type: 'string', default: '3' } },
+});
+const ckpt = await ensureRandomSd15();
+const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
+const inputs = {
+  x: { data: wave(2 * 4 * 64 * 64, 0.37), dims: [2, 4, 64, 64] },
+  t: { data: new Float32Array([500, 700]), dims: [2] },
+  context: { data: wave(2 * 77 * 768, 0.11), dims: [2, 77, 768] },
+};
+for (let s = 0; s < Number(values.sessions); s++) {
+  const model = await loadSd1(ckpt, {});
+  try {
+    await model.open(['unet']);
+    const steps: string[] = [];
+    for (let i = 0; i < Number(values.steps); i++) {
+      const t = performance.now();
+      await model.unet(inputs);
+      steps.push(((performance.now() - t) / 1000).toFixed(2));
+    }
+    console.log(`session ${s + 1}: steps ${steps.join(', ')} s`);
+  } finally {
+    await model.release();
+  }
+}
