@@ -24,14 +24,16 @@ const inputs = {
 for (let s = 0; s < Number(values.sessions); s++) {
   const model = await loadSd1(ckpt, {});
   try {
+    const t0 = performance.now();
     await model.open(['unet']);
+    const open = ((performance.now() - t0) / 1000).toFixed(2);
     const steps: string[] = [];
     for (let i = 0; i < Number(values.steps); i++) {
       const t = performance.now();
       await model.unet(inputs);
       steps.push(((performance.now() - t) / 1000).toFixed(2));
     }
-    console.log(`session ${s + 1}: steps ${steps.join(', ')} s`);
+    console.log(`session ${s + 1}: open ${open} s, steps ${steps.join(', ')} s`);
   } finally {
     await model.release();
   }

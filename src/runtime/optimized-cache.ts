@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { GraphBuilder } from '../onnx/builder.js';
 import { encodeModel, OnnxDataType } from '../onnx/proto.js';
+import { prefetchFile } from './prefetch.js';
 import { checkProvider, ortSessionOptions, type SessionOptions } from './session.js';
 import { WeightsCache, type PreparedModel, type WeightsCacheOptions } from './weights.js';
 
@@ -98,11 +99,16 @@ export async function createOptimizedSession(
     const now = new Date();
     await utimes(marker, now, now).catch(() => undefined);
     const options = ortSessionOptions(provider, { ...opts, optLevel: 'disabled' });
+    // The mapped weights are read on first use; read them into the page cache now, alongside the
+    // session's creation, instead of inside the first run.
+    const prefetched = prefetchFile(join(entry, WEIGHTS_FILE));
     try {
       const session = await ort.InferenceSession.create(join(entry, MODEL_FILE), options);
+      await prefetched;
       return { session, status: 'hit', entry };
     } catch {
       // Damaged (e.g. an eviction interrupted halfway): remove it and optimise again.
+      await prefetched;
       await rm(entry, { recursive: true, force: true }).catch(() => undefined);
     }
   }
