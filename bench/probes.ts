@@ -49,6 +49,8 @@ export interface SessionProbeResult extends RunStats {
   peak_rss_mb: number;
   /** Resident memory after the last run, anonymous vs file-backed (mapped weights). */
   rss_at_end?: { anon_mb: number; file_mb: number };
+  /** UNet probes: the machine's fp32 GEMM rate right after the timed runs, GFLOP/s. */
+  gemm_gflops?: number;
 }
 
 const log = (msg: string) => process.stderr.write(`  ${msg}\n`);
@@ -157,7 +159,12 @@ export function probeUNet(
       tokenMergeRatio: opts.tokenMergeRatio,
     };
     const stats = await measureRuns(label, opts, () => model.unet(inputs));
-    return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb(), rss_at_end: rssBreakdownMb() };
+    const peak_rss_mb = peakRssMb();
+    const rss_at_end = rssBreakdownMb();
+    // The step is GEMM-bound and this VM's GEMM rate drifts: measure it right after the runs.
+    const gemm_gflops = (await gemmRate(opts)).gflops;
+    log(`${label}: fp32 GEMM right after: ${gemm_gflops.toFixed(0)} GFLOP/s`);
+    return { probe: label, ...created, ...stats, peak_rss_mb, rss_at_end, gemm_gflops };
   });
 }
 
@@ -491,6 +498,13 @@ const GEMM_LAYERS = 4;
  * bench run measures it next to the UNet (docs/performance.md).
  */
 export async function probeGemm(opts: ProbeOptions): Promise<GemmProbeResult> {
+  const { gflops, runs_s } = await gemmRate(opts);
+  log(`gemm ${GEMM_N}³ fp32: ${gflops.toFixed(0)} GFLOP/s`);
+  return { probe: `gemm ${GEMM_N}³ fp32 ×${GEMM_LAYERS}`, gflops, runs_s, peak_rss_mb: peakRssMb() };
+}
+
+/** The fp32 GEMM rate now (median of ≥ 5 runs of the chain after 2 warm-up runs). */
+async function gemmRate(opts: ProbeOptions): Promise<{ gflops: number; runs_s: number[] }> {
   const n = GEMM_N;
   const nodes = [];
   const inits = [];
@@ -512,9 +526,7 @@ export async function probeGemm(opts: ProbeOptions): Promise<GemmProbeResult> {
       const t = await timed(() => session.run({ a }));
       runs_s.push(t.wall_s);
     }
-    const gflops = (2 * GEMM_LAYERS * n ** 3) / median(runs_s) / 1e9;
-    log(`gemm ${n}³ fp32: ${gflops.toFixed(0)} GFLOP/s`);
-    return { probe: `gemm ${n}³ fp32 ×${GEMM_LAYERS}`, gflops, runs_s, peak_rss_mb: peakRssMb() };
+    return { gflops: (2 * GEMM_LAYERS * n ** 3) / median(runs_s) / 1e9, runs_s };
   } finally {
     await session.release();
   }

@@ -21,7 +21,7 @@ describe('npm run bench', () => {
       '--checkpoint',
       goldenPath('tiny-sd', 'tiny-sd.safetensors'),
       '--only',
-      'create,unet256,text',
+      'gemm,create,unet256,text',
       '--runs',
       '1',
       '--warmup',
@@ -40,7 +40,15 @@ describe('npm run bench', () => {
       'peak_rss_mb',
     ];
     for (const key of keys) expect(out, key).toHaveProperty(key);
-    for (const key of ['unet_s_per_step_256_b2', 'text_encode_ms', 'session_create_s', 'peak_rss_mb']) {
+    for (const key of [
+      'unet_s_per_step_256_b2',
+      'text_encode_ms',
+      'session_create_s',
+      'peak_rss_mb',
+      // The machine's fp32 GEMM rate, measured first and again after the other probes.
+      'gemm_fp32_gflops',
+      'gemm_fp32_gflops_end',
+    ]) {
       expect(typeof out[key], key).toBe('number');
       expect(out[key] as number, key).toBeGreaterThan(0);
     }
