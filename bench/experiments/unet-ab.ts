@@ -1,24 +1,23 @@
 /**
- * The full-size random SD 1.5 UNet (512², batch 2) with Winograd convolutions in its top N levels
- * against --base levels (default 0 = direct), both loaded as the engine loads them (level 'all', optimised once and saved in the
- * weights cache) and stepped alternately in one process so the VM's drift hits both alike.
+ * The full-size random SD 1.5 UNet (512², batch 2) built two ways, both loaded as the engine loads
+ * them (level 'all', optimised once and saved in the weights cache) and stepped alternately in one
+ * process, so the VM's drift hits both alike. `--a` and `--b` are loadSd1 options as JSON.
  *
- *   npx tsx bench/experiments/winograd-unet.ts [--levels 2] [--base 0] [--runs 5]
+ *   npx tsx bench/experiments/unet-ab.ts --a '{"winogradLevels":0}' --b '{"winogradLevels":2}' [--runs 5]
+ *   npx tsx bench/experiments/unet-ab.ts --a '{"optLevel":"extended"}' --b '{}'
  */
 import { parseArgs } from 'node:util';
-import { loadSd1, type TensorF32 } from '../../src/runtime/sd1.js';
+import { loadSd1, type Sd1LoadOptions, type TensorF32 } from '../../src/runtime/sd1.js';
 import { median } from './harness.js';
 import { ensureRandomSd15 } from '../random-sd15.js';
 
 const { values } = parseArgs({
   options: {
-    levels: { type: 'string', default: '2' },
-    base: { type: 'string', default: '0' },
+    a: { type: 'string', default: '{}' },
+    b: { type: 'string', default: '{}' },
     runs: { type: 'string', default: '5' },
   },
 });
-const levels = Number(values.levels);
-const base = Number(values.base);
 const ckpt = await ensureRandomSd15();
 const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
 const inputs = {
@@ -27,11 +26,14 @@ const inputs = {
   context: { data: wave(2 * 77 * 768, 0.11), dims: [2, 77, 768] },
 };
 const models = {
-  [base ? `winograd${base}` : 'direct']: await loadSd1(ckpt, {
-    winogradLevels: base,
-    onNotice: (m) => console.error(m),
+  [`a ${values.a}`]: await loadSd1(ckpt, {
+    ...(JSON.parse(values.a!) as Sd1LoadOptions),
+    onNotice: console.error,
   }),
-  [`winograd${levels}`]: await loadSd1(ckpt, { winogradLevels: levels, onNotice: (m) => console.error(m) }),
+  [`b ${values.b}`]: await loadSd1(ckpt, {
+    ...(JSON.parse(values.b!) as Sd1LoadOptions),
+    onNotice: console.error,
+  }),
 };
 const outs: Record<string, TensorF32> = {};
 for (const [name, m] of Object.entries(models)) {
@@ -57,8 +59,11 @@ for (let r = 0; r < Number(values.runs); r++) {
   }
 }
 for (const [name, t] of Object.entries(times)) {
-  console.log(
-    `${name.padEnd(10)} median ${median(t).toFixed(2)} s/step  (${t.map((s) => s.toFixed(2)).join(', ')})`,
-  );
+  console.log(`${name}: median ${median(t).toFixed(2)} s/step  (${t.map((s) => s.toFixed(2)).join(', ')})`);
 }
+const [ta, tb] = Object.values(times) as [number[], number[]];
+const ratios = ta.map((x, i) => tb[i]! / x).sort((p, q) => p - q);
+console.log(
+  `b / a per alternating pair: median ${median(ratios).toFixed(3)} (${ratios.map((r) => r.toFixed(3)).join(', ')})`,
+);
 for (const m of Object.values(models)) await m.release();
