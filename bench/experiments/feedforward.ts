@@ -7,9 +7,10 @@
  *             intermediates stay in the CPU's cache instead of going through memory
  *   split-chunkN  split on N token chunks
  * The variants run alternately in one process so the VM's drift hits them alike; outputs are
- * compared first. Result (docs/performance.md): `halves` adopted (ops.linearSplit); token chunks
- * not — −15 % in this stack, but only −6 % of the level-0 feed-forwards' kernel time inside the
- * whole UNet (≈ 0.5 % of a step) for ≈ 870 more nodes.
+ * compared first. Result (docs/performance.md): neither adopted. `halves` is −4…−6 % per
+ * feed-forward at 64×64 (≈ 0.4 % of a step) but the folded weight halves raised a 512² txt2img's
+ * peak by ≈ 60 MB; token chunks are −15 % in this stack but only −6 % of the level-0
+ * feed-forwards' kernel time inside the whole UNet (≈ 0.5 % of a step) for ≈ 870 more nodes.
  *
  *   npx tsx bench/experiments/feedforward.ts [--tokens 4096] [--dim 320] [--variants split,halves,chunk4]
  */

@@ -355,10 +355,8 @@ export function linear(
 
 /**
  * A Linear layer split by output channels into parts of `sizes` (e.g. GEGLU's value and gate
- * halves). Each part is its own product, on rows of the weight (Slices of the initializer that
- * onnxruntime folds at session creation; in an int8 graph on the once-quantized input), which
- * saves a Split pass over the widest activation of the network (−4…−6 % per SD 1.5 feed-forward
- * at 64×64 on the CPU). Graphs for GPU providers keep Linear + Split.
+ * halves). In an int8 graph each part is its own product on the once-quantized input, which
+ * saves a Split pass over the widest activation of the network; otherwise Linear + Split.
  */
 export function linearSplit(
   g: GraphBuilder,
@@ -369,28 +367,7 @@ export function linearSplit(
   name?: string,
 ): Value[] {
   const outF = sizes.reduce((a, b) => a + b, 0);
-  if (!g.int8 && !(g.cpuForms && g.contribOps)) {
-    return splitEqual(g, linear(g, x, prefix, inF, outF), -1, sizes, name);
-  }
-  if (!g.int8) {
-    const w = g.param(`${prefix}.weight`, [outF, inF]);
-    const b = g.param(`${prefix}.bias`, [outF]);
-    const axis = g.constI64([0]);
-    let start = 0;
-    return sizes.map((n) => {
-      const rows = (t: Value) =>
-        g.op1('Slice', [t, g.constI64([start]), g.constI64([start + n]), axis], {}, { name: prefix });
-      const y = g.op1(
-        'FusedMatMul',
-        [x, rows(w)],
-        { transB: 1, alpha: { float: 1 } },
-        { name: prefix, domain: MS_DOMAIN },
-      );
-      const part = add(g, y, rows(b), prefix);
-      start += n;
-      return part;
-    });
-  }
+  if (!g.int8) return splitEqual(g, linear(g, x, prefix, inF, outF), -1, sizes, name);
   const xq = quantizeDynamic(g, x, prefix);
   let start = 0;
   return sizes.map((n) => {
