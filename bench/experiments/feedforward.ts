@@ -20,8 +20,7 @@ import { MemoryTensorSource } from '../../src/formats/memory.js';
 import type { Tensor } from '../../src/formats/tensor.js';
 import { GraphBuilder, type Value } from '../../src/onnx/builder.js';
 import { add, chunkSlots, gelu, layerNorm, linear, linearSplit, mul } from '../../src/onnx/ops.js';
-import { encodeModel } from '../../src/onnx/proto.js';
-import { median, randomTensor } from './harness.js';
+import { encodeWithParams, median, randomTensor } from './harness.js';
 
 const { values } = parseArgs({
   options: {
@@ -104,16 +103,7 @@ async function model(variant: string): Promise<Uint8Array> {
   let h = g.input('x', 'float32', [B, N, D]);
   for (let l = 0; l < layers; l++) h = feedForward(g, h, `l${l}`, variant);
   g.output(h, 'y', 'float32', [B, N, D]);
-  const data = new Map<string, Float32Array>();
-  for (const p of g.params.values()) data.set(p.name, await source.readFloat32(p.key));
-  return encodeModel(
-    g.toModel((p) => ({
-      name: p.name,
-      dims: p.dims,
-      dataType: 1,
-      rawData: new Uint8Array(data.get(p.name)!.buffer),
-    })),
-  );
+  return encodeWithParams(g, source);
 }
 
 const variants = values.variants!.split(',');

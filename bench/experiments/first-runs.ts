@@ -10,17 +10,13 @@
 import { parseArgs } from 'node:util';
 import { loadSd1 } from '../../src/runtime/sd1.js';
 import { ensureRandomSd15 } from '../random-sd15.js';
+import { unet512Inputs } from './harness.js';
 
 const { values } = parseArgs({
   options: { sessions: { type: 'string', default: '2' }, steps: { type: 'string', default: '3' } },
 });
 const ckpt = await ensureRandomSd15();
-const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
-const inputs = {
-  x: { data: wave(2 * 4 * 64 * 64, 0.37), dims: [2, 4, 64, 64] },
-  t: { data: new Float32Array([500, 700]), dims: [2] },
-  context: { data: wave(2 * 77 * 768, 0.11), dims: [2, 77, 768] },
-};
+const inputs = unet512Inputs();
 for (let s = 0; s < Number(values.sessions); s++) {
   const model = await loadSd1(ckpt, {});
   try {

@@ -7,6 +7,9 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
+import type { TensorSource } from '../../src/formats/tensor.js';
+import type { GraphBuilder } from '../../src/onnx/builder.js';
+import { encodeModel } from '../../src/onnx/proto.js';
 import { median, peakRssMb } from '../measure.js';
 
 export interface Timing {
@@ -29,6 +32,30 @@ export function randomTensor(dims: number[], seed = 1): ort.Tensor {
     data[i] = x / 2147483648 - 1;
   }
   return new ort.Tensor('float32', data, dims);
+}
+
+/** The model bytes of `g` with its float32 params read from `source` and stored inline. */
+export async function encodeWithParams(g: GraphBuilder, source: TensorSource): Promise<Uint8Array> {
+  const data = new Map<string, Float32Array>();
+  for (const p of g.params.values()) data.set(p.name, await source.readFloat32(p.key));
+  return encodeModel(
+    g.toModel((p) => ({
+      name: p.name,
+      dims: p.dims,
+      dataType: 1,
+      rawData: new Uint8Array(data.get(p.name)!.buffer),
+    })),
+  );
+}
+
+/** Deterministic UNet inputs of one SD 1.5 step at 512², batch 2 (latent, timesteps, context). */
+export function unet512Inputs() {
+  const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
+  return {
+    x: { data: wave(2 * 4 * 64 * 64, 0.37), dims: [2, 4, 64, 64] },
+    t: { data: new Float32Array([500, 700]), dims: [2] },
+    context: { data: wave(2 * 77 * 768, 0.11), dims: [2, 77, 768] },
+  };
 }
 
 /** Create a session (from bytes or a file path), run it once cold and `runs` more times. */

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadSd1, type Sd1LoadOptions, type TensorF32 } from '../../src/runtime/sd1.js';
-import { median } from './harness.js';
+import { median, unet512Inputs } from './harness.js';
 import { ensureRandomSd15 } from '../random-sd15.js';
 
 const { values } = parseArgs({
@@ -19,12 +19,7 @@ const { values } = parseArgs({
   },
 });
 const ckpt = await ensureRandomSd15();
-const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
-const inputs = {
-  x: { data: wave(2 * 4 * 64 * 64, 0.37), dims: [2, 4, 64, 64] },
-  t: { data: new Float32Array([500, 700]), dims: [2] },
-  context: { data: wave(2 * 77 * 768, 0.11), dims: [2, 77, 768] },
-};
+const inputs = unet512Inputs();
 const models = {
   [`a ${values.a}`]: await loadSd1(ckpt, {
     ...(JSON.parse(values.a!) as Sd1LoadOptions),

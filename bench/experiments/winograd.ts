@@ -18,8 +18,7 @@ import { MemoryTensorSource } from '../../src/formats/memory.js';
 import type { Tensor } from '../../src/formats/tensor.js';
 import { GraphBuilder, type Value } from '../../src/onnx/builder.js';
 import { conv2d } from '../../src/onnx/ops.js';
-import { encodeModel } from '../../src/onnx/proto.js';
-import { median, randomTensor } from './harness.js';
+import { encodeWithParams, median, randomTensor } from './harness.js';
 
 const { values } = parseArgs({
   options: {
@@ -77,16 +76,7 @@ async function model(form: 'direct' | 'winograd'): Promise<Uint8Array> {
     h = conv2d(g, h, `l${l}`, C, C, 3, { winograd: form === 'winograd' });
   }
   g.output(h, 'y', 'float32', dims);
-  const data = new Map<string, Float32Array>();
-  for (const p of g.params.values()) data.set(p.name, await source.readFloat32(p.key));
-  return encodeModel(
-    g.toModel((p) => ({
-      name: p.name,
-      dims: p.dims,
-      dataType: 1,
-      rawData: new Uint8Array(data.get(p.name)!.buffer),
-    })),
-  );
+  return encodeWithParams(g, source);
 }
 
 const feeds = { x: randomTensor(dims) };
