@@ -2,11 +2,12 @@
  * Reading a weights file through once, off the main thread, so its pages are in the OS page cache
  * before onnxruntime touches them through its memory map.
  *
- * onnxruntime maps a saved model's initializers and reads each page on first use, 4 KiB at a time
- * inside the first run (a cold 2.6 GB UNet weights file added ≈ 1.7 s to the first 512² step,
- * docs/performance.md). Session creation and runs block the JavaScript thread, so the read runs in
- * a worker thread: started before the session is created it overlaps with it, costs no wall time
- * when the file is already cached and streams at the disk's rate when it is not.
+ * onnxruntime maps a saved model's initializers and reads each page on first use, inside the
+ * first run: with a cold page cache the 2.6 GB UNet weights file put the first 512² step 2.1–2.3 s
+ * over the steady step, 0.4–0.6 s with this prefetch (docs/performance.md). Session creation and
+ * runs block the JavaScript thread, so the read runs in a worker thread: started before the
+ * session is created it overlaps with it, costs no measurable wall time when the file is already
+ * cached and streams at the disk's rate when it is not.
  */
 import { Worker } from 'node:worker_threads';
 
