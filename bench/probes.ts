@@ -5,16 +5,16 @@
  * the weights and creates the sessions (timed on its own), then `unet` / `vaeDecode` / `encodeIds`
  * run as the pipeline runs them.
  */
+import { availableParallelism } from 'node:os';
+import ort from 'onnxruntime-node';
 import type { UNetPrecision } from '../src/models/unet.js';
 import type { AttentionImpl } from '../src/onnx/ops.js';
+import { OnnxDataType } from '../src/onnx/proto.js';
 import { loadSd1, type Sd1Model, type TensorF32 } from '../src/runtime/sd1.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../src/sampling/schedules.js';
 import type { OptLevel } from '../src/runtime/session.js';
-import { availableParallelism } from 'node:os';
-import ort from 'onnxruntime-node';
-import { median, peakRssMb, rssBreakdownMb, timed } from './measure.js';
 import { floatModel, init, lcg, node } from './experiments/tiny-models.js';
-import { OnnxDataType } from '../src/onnx/proto.js';
+import { median, peakRssMb, rssBreakdownMb, timed } from './measure.js';
 
 export interface ProbeOptions {
   checkpoint: string;

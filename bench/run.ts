@@ -319,15 +319,16 @@ async function main(): Promise<void> {
   const tomeQuality = results.tomequality as Int8QualityResult | undefined;
   const sessionMedian = (p: ProbeName) => round((results[p] as SessionProbeResult | undefined)?.median_s);
   const peaks = Object.values(results).map((r) => r.peak_rss_mb);
-  const gemm = [results.gemm, gemmEnd].flatMap((r) => (r ? [(r as GemmProbeResult).gflops] : []));
-  const gemmMean = gemm.length ? gemm.reduce((a, b) => a + b, 0) / gemm.length : undefined;
+  const gemmFirst = (results.gemm as GemmProbeResult | undefined)?.gflops;
+  const gemmLast = (gemmEnd as GemmProbeResult | undefined)?.gflops;
+  const gemmMean = gemmFirst !== undefined && gemmLast !== undefined ? (gemmFirst + gemmLast) / 2 : gemmFirst;
   const unetGemm = unet512?.gemm_gflops ?? gemmMean;
   const out = {
     unet_s_per_step_512_b2: round(unet512?.median_s),
     // The machine's state: fp32 GEMM GFLOP/s before and after the other probes and right after
     // the UNet's runs, and the UNet step against the floor that rate sets (UNET_GFLOP_512_B2 ÷ rate).
-    gemm_fp32_gflops: round(gemm[0], 0),
-    gemm_fp32_gflops_end: round(gemmEnd ? gemm[1] : undefined, 0),
+    gemm_fp32_gflops: round(gemmFirst, 0),
+    gemm_fp32_gflops_end: round(gemmLast, 0),
     unet_gemm_gflops_512_b2: round(unet512?.gemm_gflops, 0),
     unet_gemm_floor_s_512_b2: round(unetGemm ? UNET_GFLOP_512_B2 / unetGemm : undefined),
     unet_equivalent_gflops_512_b2: round(unet512 ? UNET_GFLOP_512_B2 / unet512.median_s : undefined, 0),
