@@ -339,7 +339,7 @@ export async function probePipeline(
   // Imported here so the engine probes run even while the pipeline is being changed.
   const { loadModel } = await import('../src/pipeline/model.js');
   const { generate } = await import('../src/pipeline/generate.js');
-  const { defaultParams } = await import('../src/pipeline/params.js');
+  const { defaultParams } = await import('../src/params/generation.js');
   const t0 = performance.now();
   const model = await loadModel({ checkpoint: opts.checkpoint, clipVocab, hash: false });
   try {

@@ -4,7 +4,7 @@
  * inpainting (mask, blur, masked content, only-masked crop, composite back), per-image infotext,
  * live previews, interrupt and skip.
  */
-import { formatInfotext } from '../prompt/infotext.js';
+import { formatInfotext } from '../infotext/infotext.js';
 import { parseExtraNetworks } from '../prompt/extra-networks.js';
 import { applyStyles, type PromptStyle } from '../prompt/styles.js';
 import {
@@ -31,9 +31,9 @@ import {
   type DecodedImage,
   type GrayImage,
   type RgbImage,
-} from './images.js';
-import { paramsToInfotextFields } from './infotext-fields.js';
-import { cropLatent, interpolate, LATENT_MODES } from './latents.js';
+} from '../image/images.js';
+import { paramsToInfotextFields } from '../infotext/infotext-fields.js';
+import { cropLatent, interpolate, LATENT_MODES } from '../image/latents.js';
 import {
   applyOverlay,
   blurMask,
@@ -45,7 +45,7 @@ import {
   maskFromImage,
   overlayMaskWholePicture,
   type PasteLocation,
-} from './masks.js';
+} from '../image/masks.js';
 import type { LoadedModel } from './model.js';
 import {
   clipSkipOf,
@@ -57,7 +57,7 @@ import {
   resolveSampler,
   tokenMergingRatioOf,
   type GenerationParams,
-} from './params.js';
+} from '../params/generation.js';
 import type { PreviewMode } from './preview-mode.js';
 import type { PreviewDecoder } from './taesd.js';
 import { decodeLatents, encodeImage } from './vae.js';

@@ -12,14 +12,14 @@ export {
   type GenerationParams,
   type OverrideSettings,
   type WithDefaultsOptions,
-} from './params.js';
+} from '../params/generation.js';
 export {
   paramsToInfotextFields,
   paramsFromInfotext,
   unetPrecisionFromInfotext,
   UNET_PRECISION_KEY,
   type InfotextExtras,
-} from './infotext-fields.js';
+} from '../infotext/infotext-fields.js';
 export {
   generate,
   type GenerateHooks,
@@ -45,7 +45,7 @@ export {
   UNET_PRECISIONS,
   type UnetPrecisionChoice,
 } from './unet-precision.js';
-export { decodeImage, imageGrid, type DecodedImage, type RgbImage, type GrayImage } from './images.js';
+export { decodeImage, imageGrid, type DecodedImage, type RgbImage, type GrayImage } from '../image/images.js';
 export {
   encodePngWithInfotext,
   saveOutput,

@@ -5,7 +5,7 @@
  * one is being written replaces any older one still waiting.
  */
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { encodePng, imageGrid, type RgbImage } from './images.js';
+import { encodePng, imageGrid, type RgbImage } from '../image/images.js';
 
 export interface LivePreviewFile {
   /** Hand to GenerateHooks.onPreview. */

@@ -6,8 +6,8 @@
  */
 import { access, link, mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodePngWithInfotext as encodeImageWithInfotext } from '../prompt/image-metadata.js';
-import type { RgbImage } from './images.js';
+import { encodePngWithInfotext as encodeImageWithInfotext } from '../infotext/image-metadata.js';
+import type { RgbImage } from '../image/images.js';
 
 export type OutputKind = 'txt2img-images' | 'img2img-images' | 'txt2img-grids' | 'img2img-grids';
 

@@ -13,7 +13,7 @@ import { buildTaesdDecoderGraph, TAESD_IO, taesdDecoderLayout } from '../models/
 import { createSession, f32, runSession, type SessionOptions } from '../runtime/session.js';
 import { prepareModel, removeEntry, type WeightsCacheOptions } from '../runtime/weights.js';
 import { UserError } from '../util/errors.js';
-import type { RgbImage } from './images.js';
+import type { RgbImage } from '../image/images.js';
 import type { PreviewMode } from './preview-mode.js';
 
 export { previewModeOf, type PreviewMode } from './preview-mode.js';

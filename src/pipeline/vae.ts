@@ -5,7 +5,7 @@
  */
 import type { Sd1Model, TensorF32 } from '../runtime/sd1.js';
 import { createGenerator, type RandomSource } from '../sampling/rng.js';
-import { imageToTensor, tensorToImage, type RgbImage } from './images.js';
+import { imageToTensor, tensorToImage, type RgbImage } from '../image/images.js';
 
 /** Above this many latent pixels the VAE runs in tiles (512² image = 64² latent). */
 const TILE_ABOVE_LATENT_PIXELS = 96 * 96;

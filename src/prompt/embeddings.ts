@@ -17,7 +17,7 @@ import { readTorchFile } from '../formats/torch.js';
 import { openSafetensors } from '../formats/safetensors.js';
 import { toFloat32 } from '../formats/dtype.js';
 import type { Tensor } from '../formats/tensor.js';
-import { decodeTextChunk, isPng, readPngChunks } from './png-chunks.js';
+import { decodeTextChunk, isPng, readPngChunks } from '../formats/png-chunks.js';
 import {
   embeddingFromBase64,
   extractImageDataEmbed,

@@ -150,7 +150,7 @@ describe('odd and hostile embedding files', () => {
   });
   it('embedding images: a plain image holds none; bad JSON, ragged or inflated tensors are errors', async () => {
     const { default: sharp } = await import('sharp');
-    const { addPngTextChunk } = await import('../../src/prompt/png-chunks.js');
+    const { addPngTextChunk } = await import('../../src/formats/png-chunks.js');
     const dir = mkdtempSync(join(tmpdir(), 'sdstudio-emb-'));
     const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } })
       .png()

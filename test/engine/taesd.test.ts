@@ -16,7 +16,7 @@ import type { Tensor } from '../../src/formats/tensor.js';
 import { buildTaesdDecoderGraph, taesdDecoderLayout } from '../../src/models/taesd.js';
 import { generate } from '../../src/pipeline/generate.js';
 import type { LoadedModel } from '../../src/pipeline/model.js';
-import { withDefaults } from '../../src/pipeline/params.js';
+import { withDefaults } from '../../src/params/generation.js';
 import {
   findTaesdDecoder,
   loadPreviewDecoder,

@@ -10,10 +10,10 @@ import {
   pyFloatRepr,
   readGenerationInfo,
   readImageMetadata,
-} from '../../src/prompt/image-metadata.js';
-import { parseInfotext } from '../../src/prompt/infotext.js';
-import { makePngChunk, readPngChunks } from '../../src/prompt/png-chunks.js';
-import { exifTiffWithUserComment, jpegExif, userCommentBytes, webpExif } from '../../src/prompt/exif.js';
+} from '../../src/infotext/image-metadata.js';
+import { parseInfotext } from '../../src/infotext/infotext.js';
+import { makePngChunk, readPngChunks } from '../../src/formats/png-chunks.js';
+import { exifTiffWithUserComment, jpegExif, userCommentBytes, webpExif } from '../../src/formats/exif.js';
 import { goldenPath } from '../helpers/golden.js';
 
 interface ImageRecord {
@@ -149,7 +149,7 @@ describe('round trips and edge cases', () => {
     );
     const bad = makePngChunk('tEXt', Buffer.from('bad\0value', 'latin1'));
     bad[bad.length - 1] ^= 0xff;
-    const { insertPngChunks } = await import('../../src/prompt/png-chunks.js');
+    const { insertPngChunks } = await import('../../src/formats/png-chunks.js');
     const meta = await readImageMetadata(insertPngChunks(png, [z, it1, bad]));
     expect(meta.parameters).toBe('zipped é');
     expect(meta.raw['note']).toBe('сжатый');
@@ -158,7 +158,7 @@ describe('round trips and edge cases', () => {
   });
   it('a decompression bomb is refused, not inflated', async () => {
     const { deflateSync } = await import('node:zlib');
-    const { insertPngChunks } = await import('../../src/prompt/png-chunks.js');
+    const { insertPngChunks } = await import('../../src/formats/png-chunks.js');
     const bomb = makePngChunk(
       'zTXt',
       Buffer.concat([

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { findParamsLinear, RE_PARAM } from '../../src/prompt/infotext-scan.js';
+import { findParamsLinear, RE_PARAM } from '../../src/infotext/infotext-scan.js';
 import { PY_SPACE, pyStrip } from '../../src/prompt/pychars.js';
-import { parseInfotext } from '../../src/prompt/infotext.js';
+import { parseInfotext } from '../../src/infotext/infotext.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { formatInfotext, parseInfotext, quoteInfotextValue } from '../../src/prompt/infotext.js';
+import { formatInfotext, parseInfotext, quoteInfotextValue } from '../../src/infotext/infotext.js';
 import { parseStylesCsv } from '../../src/prompt/styles.js';
 import { goldenPath } from '../helpers/golden.js';
 

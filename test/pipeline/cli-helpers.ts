@@ -6,8 +6,8 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { expect } from 'vitest';
-import { readGenerationInfo } from '../../src/prompt/image-metadata.js';
-import { parseInfotext } from '../../src/prompt/infotext.js';
+import { readGenerationInfo } from '../../src/infotext/image-metadata.js';
+import { parseInfotext } from '../../src/infotext/infotext.js';
 import { clipVocabPath, goldenPath, repoRoot } from '../helpers/golden.js';
 
 const bin = join(repoRoot, 'bin', 'sdstudio.js');

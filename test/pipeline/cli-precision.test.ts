@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readGenerationInfo } from '../../src/prompt/image-metadata.js';
+import { readGenerationInfo } from '../../src/infotext/image-metadata.js';
 import { webgpuMissing, webgpuRequired } from '../helpers/webgpu.js';
 import { infotextOf, runCli, tiny, txt2imgOne } from './cli-helpers.js';
 

@@ -12,7 +12,7 @@ import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensor.js';
 import { CfgDenoiser } from '../../src/pipeline/denoiser.js';
 import { decodeLatentsRaw } from '../../src/pipeline/vae.js';
-import { tensorToImage } from '../../src/pipeline/images.js';
+import { tensorToImage } from '../../src/image/images.js';
 import { loadSd1, type Sd1LoadOptions, type Sd1Model } from '../../src/runtime/sd1.js';
 import { planSampling, runSampler, startLatent, type StepInfo } from '../../src/sampling/index.js';
 import { imageRngNoise } from '../../src/sampling/noise.js';

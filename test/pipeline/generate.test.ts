@@ -3,13 +3,13 @@
  * infotext that parses back, reproducibility, compositing, interrupt/skip latency).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseInfotext } from '../../src/prompt/infotext.js';
+import { parseInfotext } from '../../src/infotext/infotext.js';
 import { generate, type StopFlags } from '../../src/pipeline/generate.js';
-import type { DecodedImage } from '../../src/pipeline/images.js';
-import { paramsFromInfotext } from '../../src/pipeline/infotext-fields.js';
+import type { DecodedImage } from '../../src/image/images.js';
+import { paramsFromInfotext } from '../../src/infotext/infotext-fields.js';
 import type { LoadedModel } from '../../src/pipeline/model.js';
 import { encodePngWithInfotext } from '../../src/pipeline/outputs.js';
-import { SAMPLERS, withDefaults, type GenerationParams } from '../../src/pipeline/params.js';
+import { SAMPLERS, withDefaults, type GenerationParams } from '../../src/params/generation.js';
 import { loadTinyModel } from '../helpers/tiny-model.js';
 
 let model: LoadedModel;

@@ -12,9 +12,9 @@ import { MemoryTensorSource } from '../../src/formats/memory.js';
 import { openModel } from '../../src/formats/open.js';
 import type { Tensor } from '../../src/formats/tensor.js';
 import { generate } from '../../src/pipeline/generate.js';
-import type { DecodedImage, RgbImage } from '../../src/pipeline/images.js';
+import type { DecodedImage, RgbImage } from '../../src/image/images.js';
 import { loadModel, type LoadedModel } from '../../src/pipeline/model.js';
-import { withDefaults } from '../../src/pipeline/params.js';
+import { withDefaults } from '../../src/params/generation.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
 
 const ckpt = goldenPath('tiny-sd', 'tiny-sd.safetensors');

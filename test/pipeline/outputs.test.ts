@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { newRgb } from '../../src/pipeline/images.js';
+import { newRgb } from '../../src/image/images.js';
 import {
   dayFolder,
   encodePngWithInfotext,

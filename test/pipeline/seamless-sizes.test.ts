@@ -3,12 +3,12 @@
  * and at a size that is a multiple of 8 but not of 64, on the tiny checkpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseInfotext } from '../../src/prompt/infotext.js';
+import { parseInfotext } from '../../src/infotext/infotext.js';
 import { generate } from '../../src/pipeline/generate.js';
-import type { RgbImage } from '../../src/pipeline/images.js';
-import { paramsFromInfotext } from '../../src/pipeline/infotext-fields.js';
+import type { RgbImage } from '../../src/image/images.js';
+import { paramsFromInfotext } from '../../src/infotext/infotext-fields.js';
 import type { LoadedModel } from '../../src/pipeline/model.js';
-import { withDefaults } from '../../src/pipeline/params.js';
+import { withDefaults } from '../../src/params/generation.js';
 import { loadTinyModel } from '../helpers/tiny-model.js';
 
 let model: LoadedModel;

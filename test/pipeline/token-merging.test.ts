@@ -7,9 +7,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { paramsFromInfotext, paramsToInfotextFields } from '../../src/pipeline/infotext-fields.js';
-import { tokenMergingRatioOf, validateParams, withDefaults } from '../../src/pipeline/params.js';
-import { formatInfotext, parseInfotext } from '../../src/prompt/infotext.js';
+import { paramsFromInfotext, paramsToInfotextFields } from '../../src/infotext/infotext-fields.js';
+import { tokenMergingRatioOf, validateParams, withDefaults } from '../../src/params/generation.js';
+import { formatInfotext, parseInfotext } from '../../src/infotext/infotext.js';
 import { UserError } from '../../src/util/errors.js';
 import { infotextOf, runCli, tiny, txt2imgOne } from './cli-helpers.js';
 

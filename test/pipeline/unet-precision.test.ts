@@ -12,9 +12,9 @@ import {
   paramsToInfotextFields,
   unetPrecisionFromInfotext,
   UNET_PRECISION_KEY,
-} from '../../src/pipeline/infotext-fields.js';
+} from '../../src/infotext/infotext-fields.js';
 import { loadModel } from '../../src/pipeline/model.js';
-import { withDefaults } from '../../src/pipeline/params.js';
+import { withDefaults } from '../../src/params/generation.js';
 import {
   checkPrecisionProvider,
   defaultPrecision,
@@ -22,7 +22,7 @@ import {
   unetPrecisionOf,
   UNET_PRECISIONS,
 } from '../../src/pipeline/unet-precision.js';
-import { formatInfotext, parseInfotext } from '../../src/prompt/infotext.js';
+import { formatInfotext, parseInfotext } from '../../src/infotext/infotext.js';
 import { UserError } from '../../src/util/errors.js';
 import { clipVocabPath } from '../helpers/golden.js';
 import { loadTinyModel } from '../helpers/tiny-model.js';

@@ -2,10 +2,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { copyFile, mkdir, mkdtemp, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseInfotext } from '../../src/prompt/infotext.js';
+import { parseInfotext } from '../../src/infotext/infotext.js';
 import { generate } from '../../src/pipeline/generate.js';
 import { findCheckpoint, findVae, loadModel, type LoadedModel } from '../../src/pipeline/model.js';
-import { withDefaults } from '../../src/pipeline/params.js';
+import { withDefaults } from '../../src/params/generation.js';
 import { UserError } from '../../src/util/errors.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
 

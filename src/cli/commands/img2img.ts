@@ -1,5 +1,6 @@
 import type { CliCommand } from '../command.js';
-import { COMMON_USAGE, IMG2IMG_USAGE, runGenerateCommand } from '../../pipeline/cli-run.js';
+import { runGenerateCommand } from '../generate-command.js';
+import { COMMON_USAGE, IMG2IMG_USAGE } from '../generate-flags.js';
 
 const usage = `Usage: sdstudio img2img INIT.png --prompt "PROMPT" [options]
 

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
-import { readImageMetadata } from '../../prompt/image-metadata.js';
-import { parseInfotext } from '../../prompt/infotext.js';
+import { readImageMetadata } from '../../infotext/image-metadata.js';
+import { parseInfotext } from '../../infotext/infotext.js';
 import { loadStyles } from '../../prompt/styles.js';
-import { paramsFromInfotext } from '../../pipeline/infotext-fields.js';
+import { paramsFromInfotext } from '../../infotext/infotext-fields.js';
 import { UserError } from '../../util/errors.js';
 
 const usage = `Usage: sdstudio pnginfo FILE [--json] [--styles styles.csv]

@@ -1,5 +1,6 @@
 import type { CliCommand } from '../command.js';
-import { COMMON_USAGE, HIRES_USAGE, runGenerateCommand } from '../../pipeline/cli-run.js';
+import { runGenerateCommand } from '../generate-command.js';
+import { COMMON_USAGE, HIRES_USAGE } from '../generate-flags.js';
 
 const usage = `Usage: sdstudio txt2img "PROMPT" [options]
 

@@ -8,11 +8,11 @@ import {
   jobSeeds,
   resolveSampler,
   withDefaults,
-} from '../../src/pipeline/params.js';
-import { paramsFromInfotext, paramsToInfotextFields } from '../../src/pipeline/infotext-fields.js';
+} from '../../src/params/generation.js';
+import { paramsFromInfotext, paramsToInfotextFields } from '../../src/infotext/infotext-fields.js';
 import { UserError } from '../../src/util/errors.js';
 import { SAMPLERS as REGISTRY } from '../../src/sampling/index.js';
-import { formatInfotext, parseInfotext } from '../../src/prompt/infotext.js';
+import { formatInfotext, parseInfotext } from '../../src/infotext/infotext.js';
 import { goldenPath } from '../helpers/golden.js';
 
 function expectUserError(fn: () => unknown, field: RegExp): void {

@@ -12,10 +12,10 @@ import {
   parseInfotextVersion,
   V180_HR_STYLES,
 } from './infotext-version.js';
-import { extractStylesFromPrompt, type PromptStyle } from './styles.js';
+import { extractStylesFromPrompt, type PromptStyle } from '../prompt/styles.js';
 import { findParamsLinear } from './infotext-scan.js';
-import { pyStrip } from './pychars.js';
-import { parsePromptAttention, PromptSyntaxError } from './attention.js';
+import { pyStrip } from '../prompt/pychars.js';
+import { parsePromptAttention, PromptSyntaxError } from '../prompt/attention.js';
 
 export type InfotextValue = string | number | boolean | null | undefined;
 

@@ -12,8 +12,8 @@ import {
   resolveSampler,
   tokenMergingRatioOf,
   type GenerationParams,
-} from './params.js';
-import { UNET_PRECISIONS, type UnetPrecisionChoice } from './unet-precision.js';
+} from '../params/generation.js';
+import { UNET_PRECISIONS, type UnetPrecisionChoice } from '../pipeline/unet-precision.js';
 
 export type InfotextValue = string | number | boolean;
 

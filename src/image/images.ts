@@ -280,6 +280,6 @@ export function cheapPreview(latent: Float32Array, width: number, height: number
 /** PNG bytes of an image (no metadata; see outputs.ts for the infotext chunk). */
 export async function encodePng(img: RgbImage | GrayImage): Promise<Buffer> {
   // Loaded on first use: the metadata module is not needed to start the CLI.
-  const { encodePngWithInfotext } = await import('../prompt/image-metadata.js');
+  const { encodePngWithInfotext } = await import('../infotext/image-metadata.js');
   return encodePngWithInfotext(img, null);
 }

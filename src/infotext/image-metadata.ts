@@ -9,9 +9,9 @@
 import { open } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { UserError } from '../util/errors.js';
-import { SAMPLERS } from '../pipeline/params.js';
+import { SAMPLERS } from '../params/generation.js';
 import { pyFloatRepr } from './infotext.js';
-import { decodeTextChunk, isPng, pngSize, readPngChunks, addPngTextChunk } from './png-chunks.js';
+import { decodeTextChunk, isPng, pngSize, readPngChunks, addPngTextChunk } from '../formats/png-chunks.js';
 import {
   decodeUserComment,
   exifTiffWithUserComment,
@@ -23,9 +23,9 @@ import {
   readUserCommentFromExif,
   userCommentBytes,
   webpExif,
-} from './exif.js';
+} from '../formats/exif.js';
 
-export { addPngTextChunk } from './png-chunks.js';
+export { addPngTextChunk } from '../formats/png-chunks.js';
 export { pyFloatRepr } from './infotext.js';
 
 /** Image files larger than this are refused by the metadata reader. */

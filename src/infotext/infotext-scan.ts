@@ -3,7 +3,7 @@
  * quadratic time on long lines without a `key:` (a long prompt as the last line); a crafted PNG
  * must not hang us. It returns exactly what the regex would (tests compare them on random text).
  */
-import { PY_SPACE, PY_WORD, isPySpace as isSpace } from './pychars.js';
+import { PY_SPACE, PY_WORD, isPySpace as isSpace } from '../prompt/pychars.js';
 
 const IS_WORD = new RegExp(`^[${PY_WORD}]$`, 'u');
 

@@ -11,7 +11,7 @@ import {
   tensorToImage,
   type GrayImage,
   type RgbImage,
-} from '../../src/pipeline/images.js';
+} from '../../src/image/images.js';
 import {
   applyOverlay,
   blurMask,
@@ -21,7 +21,7 @@ import {
   invertMask,
   latentMask,
   maskFromImage,
-} from '../../src/pipeline/masks.js';
+} from '../../src/image/masks.js';
 import { UserError } from '../../src/util/errors.js';
 
 function gradient(w: number, h: number): RgbImage {
