@@ -4,6 +4,13 @@
  * A1111's /sdapi/v1/txt2img and /img2img request bodies (v1.10.1), so API JSON maps 1:1.
  */
 import { MAX_TOKEN_MERGE_RATIO } from '../models/token-merging.js';
+import {
+  findScheduler as findRegistryScheduler,
+  requireScheduler,
+  resolveSampler as resolveRegistrySampler,
+  SAMPLERS as REGISTRY_SAMPLERS,
+  SCHEDULERS as REGISTRY_SCHEDULERS,
+} from '../sampling/registry.js';
 import { UserError } from '../util/errors.js';
 
 /** Per-job settings, as A1111's `override_settings` (same keys as /sdapi/v1/options). */
@@ -99,57 +106,29 @@ export interface GenerationParams {
 export interface SamplerInfo {
   name: string;
   aliases: readonly string[];
+  /** Label of the scheduler "Automatic" resolves to ("Karras"); none = the model's own sigmas. */
   defaultScheduler?: string;
   /** Its per-step noise is shifted by ENSD (A1111 option uses_ensd). */
   usesEnsd?: boolean;
-  /** Takes eta; default 1 (ancestral) unless etaDefaultZero. */
+  /** Takes eta (default: the registry's etaDefault). */
   usesEta?: boolean;
 }
 
-/** A1111 1.10.1 sampler display names (order of /sdapi/v1/samplers) with their aliases. */
-export const SAMPLERS: readonly SamplerInfo[] = [
-  { name: 'DPM++ 2M', aliases: ['k_dpmpp_2m'], defaultScheduler: 'Karras' },
-  { name: 'DPM++ SDE', aliases: ['k_dpmpp_sde'], defaultScheduler: 'Karras' },
-  { name: 'DPM++ 2M SDE', aliases: ['k_dpmpp_2m_sde'], defaultScheduler: 'Exponential' },
-  { name: 'DPM++ 2M SDE Heun', aliases: ['k_dpmpp_2m_sde_heun'], defaultScheduler: 'Exponential' },
-  {
-    name: 'DPM++ 2S a',
-    aliases: ['k_dpmpp_2s_a'],
-    defaultScheduler: 'Karras',
-    usesEnsd: true,
-    usesEta: true,
-  },
-  { name: 'DPM++ 3M SDE', aliases: ['k_dpmpp_3m_sde'], defaultScheduler: 'Exponential' },
-  { name: 'Euler a', aliases: ['k_euler_a', 'k_euler_ancestral'], usesEnsd: true, usesEta: true },
-  { name: 'Euler', aliases: ['k_euler'] },
-  { name: 'LMS', aliases: ['k_lms'] },
-  { name: 'Heun', aliases: ['k_heun'] },
-  { name: 'DPM2', aliases: ['k_dpm_2'], defaultScheduler: 'Karras' },
-  { name: 'DPM2 a', aliases: ['k_dpm_2_a'], defaultScheduler: 'Karras', usesEnsd: true, usesEta: true },
-  { name: 'DPM fast', aliases: ['k_dpm_fast'], usesEnsd: true, usesEta: true },
-  { name: 'DPM adaptive', aliases: ['k_dpm_ad'], usesEnsd: true, usesEta: true },
-  { name: 'Restart', aliases: ['restart'], defaultScheduler: 'Karras' },
-  { name: 'DDIM', aliases: ['ddim'] },
-  { name: 'PLMS', aliases: ['plms'] },
-  { name: 'UniPC', aliases: ['unipc'] },
-  { name: 'LCM', aliases: ['k_lcm'] },
-];
+/**
+ * A1111 1.10.1 sampler display names (order of /sdapi/v1/samplers) with their aliases: a view of the
+ * sampling registry (src/sampling/registry.ts), which holds the functions and all metadata.
+ */
+export const SAMPLERS: readonly SamplerInfo[] = REGISTRY_SAMPLERS.map((s) => ({
+  name: s.label,
+  aliases: s.aliases,
+  defaultScheduler: s.scheduler ? findRegistryScheduler(s.scheduler)?.label : undefined,
+  usesEnsd: s.usesEnsd,
+  usesEta: s.etaDefault !== null,
+}));
 
-/** A1111 schedulers: label (shown, written to infotext) and name (API), plus aliases. */
-export const SCHEDULERS: readonly { label: string; name: string; aliases?: readonly string[] }[] = [
-  { label: 'Automatic', name: 'automatic' },
-  { label: 'Uniform', name: 'uniform' },
-  { label: 'Karras', name: 'karras' },
-  { label: 'Exponential', name: 'exponential' },
-  { label: 'Polyexponential', name: 'polyexponential' },
-  { label: 'SGM Uniform', name: 'sgm_uniform', aliases: ['SGMUniform'] },
-  { label: 'KL Optimal', name: 'kl_optimal' },
-  { label: 'Align Your Steps', name: 'align_your_steps' },
-  { label: 'Simple', name: 'simple' },
-  { label: 'Normal', name: 'normal' },
-  { label: 'DDIM', name: 'ddim' },
-  { label: 'Beta', name: 'beta' },
-];
+/** A1111 schedulers: label (shown, written to infotext) and name (API), plus aliases (the registry's). */
+export const SCHEDULERS: readonly { label: string; name: string; aliases?: readonly string[] }[] =
+  REGISTRY_SCHEDULERS.map((s) => ({ label: s.label, name: s.name, aliases: s.aliases }));
 
 /** Latent upscale modes of the hires fix (A1111 shared.latent_upscale_modes). */
 export const LATENT_UPSCALE_MODES: readonly string[] = [
@@ -408,7 +387,7 @@ export function validateParams(p: GenerationParams): void {
     resolveSampler(p.hr_sampler_name, p.hr_scheduler ?? 'Automatic', 'hr_sampler_name');
   }
   if (p.hr_scheduler !== null && p.hr_scheduler !== 'Use same scheduler')
-    findScheduler(p.hr_scheduler, 'hr_scheduler');
+    requireScheduler(p.hr_scheduler, 'hr_scheduler');
 
   numIn(p, 'hr_scale', 0.05, LIMITS.maxHrScale);
   intIn(p, 'hr_second_pass_steps', 0, LIMITS.maxSteps);
@@ -470,18 +449,6 @@ const TOKEN_MERGING_SETTINGS = [
   'token_merging_ratio_hr',
 ] as const;
 
-function findScheduler(nameOrLabel: string, field: string): (typeof SCHEDULERS)[number] {
-  const s = SCHEDULERS.find(
-    (x) => x.label === nameOrLabel || x.name === nameOrLabel || (x.aliases ?? []).includes(nameOrLabel),
-  );
-  if (!s) {
-    throw new UserError(
-      `${field} "${nameOrLabel}" is unknown; use one of ${SCHEDULERS.map((x) => x.label).join(', ')}`,
-    );
-  }
-  return s;
-}
-
 export interface ResolvedSampler {
   /** A1111 display name. */
   sampler: string;
@@ -492,42 +459,21 @@ export interface ResolvedSampler {
 }
 
 /**
- * A1111's sampler/scheduler resolution: a sampler name may end with " <scheduler>" ("DPM++ 2M Karras");
- * the name is matched exactly or by alias. Unlike A1111 (which silently falls back to DPM++ 2M), an
- * unknown name is an error: a silent fallback gives a user a different image than asked for.
+ * A1111's sampler/scheduler resolution through the sampling registry (`resolveSampler` there):
+ * case-insensitive names and aliases, a " <scheduler>" suffix ("DPM++ 2M Karras") wins over
+ * `scheduler`; an unknown name is a UserError naming `field`.
  */
 export function resolveSampler(
   samplerName: string,
   scheduler: string,
   field = 'sampler_name',
 ): ResolvedSampler {
-  let name = samplerName.trim();
-  let sched = scheduler;
-  let entry = SAMPLERS.find((s) => s.name === name || s.aliases.includes(name));
-  if (!entry) {
-    for (const s of SCHEDULERS) {
-      for (const suffix of [s.label, s.name, ...(s.aliases ?? [])]) {
-        if (name.endsWith(' ' + suffix)) {
-          const base = name.slice(0, -suffix.length - 1);
-          const found = SAMPLERS.find((x) => x.name === base || x.aliases.includes(base));
-          if (found) {
-            entry = found;
-            name = found.name;
-            sched = s.label;
-          }
-        }
-      }
-    }
-  }
-  if (!entry) {
-    throw new UserError(
-      `${field} "${samplerName}" is unknown; use one of ${SAMPLERS.map((s) => s.name).join(', ')}`,
-    );
-  }
-  const s = findScheduler(sched, 'scheduler');
-  const effective = s.label === 'Automatic' ? (entry.defaultScheduler ?? 'Automatic') : s.label;
-  const effectiveEntry = findScheduler(effective, 'scheduler');
-  return { sampler: entry.name, scheduleLabel: effectiveEntry.label, schedulerName: effectiveEntry.name };
+  const r = resolveRegistrySampler(samplerName, scheduler, field);
+  return {
+    sampler: r.sampler.label,
+    scheduleLabel: r.effectiveScheduler.label,
+    schedulerName: r.effectiveScheduler.name,
+  };
 }
 
 export interface HiresTarget {
@@ -584,8 +530,10 @@ export function hiresTargetSize(p: GenerationParams): HiresTarget {
   };
 }
 
+/** A sampler's params view by name or alias (case-insensitive, through the registry). */
 export function findSamplerInfo(name: string): SamplerInfo | undefined {
-  return SAMPLERS.find((s) => s.name === name || s.aliases.includes(name));
+  const key = name.trim().toLowerCase();
+  return SAMPLERS.find((s) => s.name.toLowerCase() === key || s.aliases.some((a) => a.toLowerCase() === key));
 }
 
 /** Clip skip in force (1 = none). */
