@@ -4,6 +4,12 @@
  * the list can be swapped for the sampling registry without touching the callers. No Node imports:
  * the browser uses this module.
  */
+import {
+  findSampler as findRegistrySampler,
+  findScheduler as findRegistryScheduler,
+  SAMPLERS as REGISTRY_SAMPLERS,
+  SCHEDULERS as REGISTRY_SCHEDULERS,
+} from '../sampling/registry.js';
 import { UserError } from '../util/errors.js';
 
 export interface SamplerInfo {
@@ -16,50 +22,21 @@ export interface SamplerInfo {
   usesEta?: boolean;
 }
 
-/** A1111 1.10.1 sampler display names (order of /sdapi/v1/samplers) with their aliases. */
-export const SAMPLERS: readonly SamplerInfo[] = [
-  { name: 'DPM++ 2M', aliases: ['k_dpmpp_2m'], defaultScheduler: 'Karras' },
-  { name: 'DPM++ SDE', aliases: ['k_dpmpp_sde'], defaultScheduler: 'Karras' },
-  { name: 'DPM++ 2M SDE', aliases: ['k_dpmpp_2m_sde'], defaultScheduler: 'Exponential' },
-  { name: 'DPM++ 2M SDE Heun', aliases: ['k_dpmpp_2m_sde_heun'], defaultScheduler: 'Exponential' },
-  {
-    name: 'DPM++ 2S a',
-    aliases: ['k_dpmpp_2s_a'],
-    defaultScheduler: 'Karras',
-    usesEnsd: true,
-    usesEta: true,
-  },
-  { name: 'DPM++ 3M SDE', aliases: ['k_dpmpp_3m_sde'], defaultScheduler: 'Exponential' },
-  { name: 'Euler a', aliases: ['k_euler_a', 'k_euler_ancestral'], usesEnsd: true, usesEta: true },
-  { name: 'Euler', aliases: ['k_euler'] },
-  { name: 'LMS', aliases: ['k_lms'] },
-  { name: 'Heun', aliases: ['k_heun'] },
-  { name: 'DPM2', aliases: ['k_dpm_2'], defaultScheduler: 'Karras' },
-  { name: 'DPM2 a', aliases: ['k_dpm_2_a'], defaultScheduler: 'Karras', usesEnsd: true, usesEta: true },
-  { name: 'DPM fast', aliases: ['k_dpm_fast'], usesEnsd: true, usesEta: true },
-  { name: 'DPM adaptive', aliases: ['k_dpm_ad'], usesEnsd: true, usesEta: true },
-  { name: 'Restart', aliases: ['restart'], defaultScheduler: 'Karras' },
-  { name: 'DDIM', aliases: ['ddim'] },
-  { name: 'PLMS', aliases: ['plms'] },
-  { name: 'UniPC', aliases: ['unipc'] },
-  { name: 'LCM', aliases: ['k_lcm'] },
-];
+/**
+ * A1111 1.10.1 sampler display names (order of /sdapi/v1/samplers) with their aliases: a view of the
+ * sampling registry (src/sampling/registry.ts), which holds the functions and all metadata.
+ */
+export const SAMPLERS: readonly SamplerInfo[] = REGISTRY_SAMPLERS.map((s) => ({
+  name: s.label,
+  aliases: s.aliases,
+  defaultScheduler: s.scheduler ? findRegistryScheduler(s.scheduler)?.label : undefined,
+  usesEnsd: s.usesEnsd,
+  usesEta: s.etaDefault !== null,
+}));
 
-/** A1111 schedulers: label (shown, written to infotext) and name (API), plus aliases. */
-export const SCHEDULERS: readonly { label: string; name: string; aliases?: readonly string[] }[] = [
-  { label: 'Automatic', name: 'automatic' },
-  { label: 'Uniform', name: 'uniform' },
-  { label: 'Karras', name: 'karras' },
-  { label: 'Exponential', name: 'exponential' },
-  { label: 'Polyexponential', name: 'polyexponential' },
-  { label: 'SGM Uniform', name: 'sgm_uniform', aliases: ['SGMUniform'] },
-  { label: 'KL Optimal', name: 'kl_optimal' },
-  { label: 'Align Your Steps', name: 'align_your_steps' },
-  { label: 'Simple', name: 'simple' },
-  { label: 'Normal', name: 'normal' },
-  { label: 'DDIM', name: 'ddim' },
-  { label: 'Beta', name: 'beta' },
-];
+/** A1111 schedulers: label (shown, written to infotext) and name (API), plus aliases (the registry's). */
+export const SCHEDULERS: readonly { label: string; name: string; aliases?: readonly string[] }[] =
+  REGISTRY_SCHEDULERS.map((s) => ({ label: s.label, name: s.name, aliases: s.aliases }));
 
 /** Latent upscale modes of the hires fix (A1111 shared.latent_upscale_modes). */
 export const LATENT_UPSCALE_MODES: readonly string[] = [
@@ -215,21 +192,13 @@ export function resolveSampler(
   const name = samplerName.trim();
   let sched = scheduler;
   let schedField = schedulerField;
-  let entry = findSamplerInfo(name);
-  if (!entry) {
-    const lower = name.toLowerCase();
-    for (const s of SCHEDULERS) {
-      for (const suffix of [s.label, s.name, ...(s.aliases ?? [])]) {
-        if (lower.endsWith(' ' + suffix.toLowerCase())) {
-          const found = findSamplerInfo(name.slice(0, -suffix.length - 1));
-          if (found) {
-            entry = found;
-            sched = s.label;
-            schedField = field;
-          }
-        }
-      }
-    }
+  // The registry's lookup: names and aliases in any case, and old combined names ("DPM++ 2M
+  // Karras", "k_dpmpp_2m_ka") whose schedule suffix wins over `scheduler`, as A1111.
+  const found = findRegistrySampler(name);
+  const entry = found && findSamplerInfo(found.sampler.label);
+  if (found?.scheduler) {
+    sched = findRegistryScheduler(found.scheduler)?.label ?? sched;
+    schedField = field;
   }
   if (!entry) {
     const names = samplerCatalog().map((s) => s.name);
