@@ -25,7 +25,11 @@ export function runCli(args: string[], cwd: string, env: Record<string, string> 
     execFile(
       process.execPath,
       [bin, ...args],
-      { cwd, env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath(), ...env }, timeout: 110_000 },
+      {
+        cwd,
+        env: { ...process.env, SDSTUDIO_SOURCE: '1', SDSTUDIO_CLIP_VOCAB: clipVocabPath(), ...env },
+        timeout: 110_000,
+      },
       (err, stdout, stderr) => {
         const code = err ? ((err as { code?: number }).code ?? 1) : 0;
         resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
