@@ -7,7 +7,7 @@ import { castFloats, convertTensor, isFloatDType } from '../formats/dtype.js';
 import { openModel } from '../formats/open.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import type { DType, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
-import { isPrunedKey, withA1111Names } from './keys.js';
+import { isPrunedKey } from './keys.js';
 import { checkOutputPath } from './output.js';
 
 export type TargetDType = 'fp16' | 'bf16' | 'fp32';
@@ -78,9 +78,8 @@ export async function convertModel(
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
   const out = checkOutputPath(outPath, [inPath]);
-  const raw = await openModel(inPath);
+  const source = await openModel(inPath);
   try {
-    const source = withA1111Names(raw);
     const { infos, dropped } = convertPlan(source, opts);
     const metadata = { ...source.metadata, format: 'pt' };
     async function* tensors(): AsyncGenerator<[string, Tensor]> {
@@ -94,6 +93,6 @@ export async function convertModel(
     await writeSafetensors(out, tensors(), metadata, { infos });
     return { tensors: infos.length, dropped, out };
   } finally {
-    await raw.close();
+    await source.close();
   }
 }
