@@ -26,6 +26,7 @@ import {
 import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/vae.js';
 import { MAX_TOKEN_MERGE_RATIO, TOKEN_MERGE_IO, tokenMergeInputs } from '../models/token-merging.js';
 import { UserError } from '../util/errors.js';
+import { ensureProvider } from './provider-check.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
 import { cropBorder, decodeTiled, encodeTiled, seamlessMargin, wrapPad, type TileOptions } from './tiling.js';
 import { numel } from '../formats/tensor.js';
@@ -695,6 +696,8 @@ function definedFields<T extends object>(o: T): Partial<T> {
 
 /** Open an SD 1.x checkpoint (path or TensorSource); sessions open lazily on first use. */
 export async function loadSd1(source: string | TensorSource, opts: Sd1LoadOptions = {}): Promise<Sd1Model> {
+  // A GPU provider that cannot start is said before anything is opened or prepared.
+  if (opts.provider && opts.provider !== 'cpu') await ensureProvider(opts.provider);
   const owns = typeof source === 'string';
   const src = typeof source === 'string' ? await openModel(source) : source;
   try {
