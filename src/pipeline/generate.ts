@@ -55,6 +55,7 @@ import {
   jobSeeds,
   randnSourceOf,
   resolveSampler,
+  sMinUncondOf,
   tokenMergingRatioOf,
   type GenerationParams,
 } from '../params/generation.js';
@@ -401,6 +402,9 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     latentShape: [c, h, w],
     images: a.conds,
     cfgScale: p.cfg_scale,
+    prediction: model.prediction ?? 'eps',
+    lcm: plan.sampler.kind === 'lcm',
+    sMinUncond: sMinUncondOf(p),
     imageConditioning: a.imageConditioning,
     initLatent: a.initLatent,
     nmask: a.nmask,

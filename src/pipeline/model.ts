@@ -34,6 +34,8 @@ export interface LoadedModel {
   vae: { name: string; path: string; hash: string | null } | null;
   schedule: DiscreteSchedule;
   scaleFactor: number;
+  /** What the UNet predicts (SD2 768-v: 'v'); absent = 'eps'. The denoiser wraps it accordingly. */
+  prediction?: 'eps' | 'v';
   /** 9-channel inpainting UNet. */
   inpainting: boolean;
   latentChannels: number;
