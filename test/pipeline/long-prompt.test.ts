@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generate } from '../../src/pipeline/generate.js';
 import type { LoadedModel } from '../../src/pipeline/model.js';
-import { withDefaults } from '../../src/pipeline/params.js';
+import { withDefaults } from '../../src/params/generation.js';
 import { MAX_PROMPT_CHUNKS, MAX_PROMPT_PARTS } from '../../src/prompt/limits.js';
 import { MAX_TEXT_ROWS, MAX_UNET_CONTEXT_TOKENS } from '../../src/runtime/sd1.js';
 import { UserError } from '../../src/util/errors.js';

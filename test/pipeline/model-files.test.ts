@@ -11,7 +11,7 @@ import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors
 import type { Tensor } from '../../src/formats/tensor.js';
 import { generate } from '../../src/pipeline/generate.js';
 import { loadModel } from '../../src/pipeline/model.js';
-import { withDefaults } from '../../src/pipeline/params.js';
+import { withDefaults } from '../../src/params/generation.js';
 import { convertModel } from '../../src/tools/convert.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
 import { psnr } from '../helpers/psnr.js';
