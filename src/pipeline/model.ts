@@ -214,6 +214,11 @@ export interface LoadModelOptions {
   unetPrecision?: UnetPrecisionChoice;
   /** Told about slow one-time work as it starts (optimising a new checkpoint's UNet). */
   onNotice?: (message: string) => void;
+  /**
+   * Replace some of the checkpoint's tensors before the engine reads them (adapters/: LoRA-patched
+   * weights as an overlay source). The result is closed on release, then the checkpoint.
+   */
+  patch?: (source: TensorSource) => Promise<TensorSource>;
 }
 
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
@@ -230,6 +235,8 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       vaeSource = await openModel(opts.vaePath);
       source = new VaeOverlaySource(base, vaeSource);
     }
+    const unpatched = source;
+    if (opts.patch) source = await opts.patch(source);
     // A1111 uses the checkpoint's own alphas_cumprod buffer (so fp16 files get their rounded one).
     const alphas = source.has('alphas_cumprod')
       ? await source.readFloat32('alphas_cumprod')
@@ -259,7 +266,8 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       tokenizer,
       async release() {
         await engine.release();
-        await source.close();
+        if (source !== unpatched) await source.close();
+        await unpatched.close();
       },
     };
   } catch (e) {
