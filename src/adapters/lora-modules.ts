@@ -3,6 +3,7 @@
  * LoHa, LoKr, IA3, full diff) and their `calc_updown` + `finalize_updown`, on Float32Arrays.
  * `computeUpdown(module, weight, multiplier)` gives what A1111 adds to the layer's weight.
  */
+import { matmulOptions, matmulOrt } from './fast-matmul.js';
 import type { LayerInfo } from './lora-keys.js';
 
 /** A float32 tensor: shape + row-major values. */
@@ -80,17 +81,31 @@ function matmul(a: F32Tensor, b: F32Tensor): F32Tensor {
   return { shape: [m, n], data: out };
 }
 
+/** `matmul`, on onnxruntime's GEMM when the product is large (fast-matmul.ts). */
+async function matmulAuto(a: F32Tensor, b: F32Tensor): Promise<F32Tensor> {
+  const [m, k] = a.shape as [number, number];
+  const n = b.shape[1]!;
+  if (
+    a.shape.length !== 2 ||
+    b.shape.length !== 2 ||
+    k !== b.shape[0] ||
+    m * k * n < matmulOptions.minMacsForOrt
+  )
+    return matmul(a, b);
+  return { shape: [m, n], data: await matmulOrt(a.data, b.data, m, k, n) };
+}
+
 function to2d(t: F32Tensor): F32Tensor {
   return reshape(t, [t.shape[0] ?? 1, -1]);
 }
 
 /** lyco_helpers.rebuild_conventional: (up @ down).reshape(shape), with the optional dyn_dim cut. */
-function rebuildConventional(
+async function rebuildConventional(
   up: F32Tensor,
   down: F32Tensor,
   shape: number[],
   dynDim: number | null,
-): F32Tensor {
+): Promise<F32Tensor> {
   let u = to2d(up);
   let d = to2d(down);
   if (dynDim !== null) {
@@ -102,7 +117,7 @@ function rebuildConventional(
     const rd = Math.min(dynDim, d.shape[0]!);
     d = { shape: [rd, d.shape[1]!], data: d.data.subarray(0, rd * d.shape[1]!) };
   }
-  return reshape(matmul(u, d), shape);
+  return reshape(await matmulAuto(u, d), shape);
 }
 
 /** einsum('n m k l, i n, m j -> i j k l', mid, up, down). */
@@ -199,11 +214,11 @@ export function calcScale(mod: NetworkModule): number {
 }
 
 /** `calc_updown` of each module class: the un-scaled delta and its `output_shape`. */
-function rebuild(
+async function rebuild(
   mod: NetworkModule,
   orig: F32Tensor,
   dynDim: number | null,
-): { up: F32Tensor; outShape: number[] } {
+): Promise<{ up: F32Tensor; outShape: number[] }> {
   switch (mod.moduleClass) {
     case 'NetworkModuleLora': {
       const up = need(mod, 'lora_up.weight');
@@ -215,7 +230,7 @@ function rebuild(
         return { up: rebuildCp(up, down, mid), outShape };
       }
       if (down.shape.length === 4) outShape.push(...down.shape.slice(2));
-      return { up: rebuildConventional(up, down, outShape, dynDim), outShape };
+      return { up: await rebuildConventional(up, down, outShape, dynDim), outShape };
     }
     case 'NetworkModuleHada': {
       const w1a = need(mod, 'hada_w1_a');
@@ -231,9 +246,9 @@ function rebuild(
         u1 = makeWeightCp(t1, w1a, w1b);
       } else {
         if (w1b.shape.length === 4) outShape.push(...w1b.shape.slice(2));
-        u1 = rebuildConventional(w1a, w1b, outShape, null);
+        u1 = await rebuildConventional(w1a, w1b, outShape, null);
       }
-      const u2 = t2 ? makeWeightCp(t2, w2a, w2b) : rebuildConventional(w2a, w2b, outShape, null);
+      const u2 = t2 ? makeWeightCp(t2, w2a, w2b) : await rebuildConventional(w2a, w2b, outShape, null);
       return { up: mulBroadcast(u1, u2), outShape };
     }
     case 'NetworkModuleLokr': {
@@ -324,13 +339,13 @@ function broadcastOp(a: F32Tensor, b: F32Tensor, f: (x: number, y: number) => nu
  * `finalize_updown(calc_updown(orig)) = rebuild · scale · multiplier`, reshaped as A1111 does,
  * zero-padded on input channels for a 9-channel inpainting conv.
  */
-export function computeUpdown(
+export async function computeUpdown(
   mod: NetworkModule,
   orig: F32Tensor,
   multiplier: number,
   dynDim: number | null = null,
-): F32Tensor {
-  const { up, outShape } = rebuild(mod, orig, dynDim);
+): Promise<F32Tensor> {
+  const { up, outShape } = await rebuild(mod, orig, dynDim);
   let updown = up;
   const bias = mod.w['bias'];
   if (bias) {

@@ -262,7 +262,7 @@ export async function applyNetworks(
     for (const { a, m } of entries) {
       const mult = multiplierKind(m.sdKey) === 'te' ? a.te : a.unet;
       try {
-        const updown = computeUpdown(m, current, mult, a.dynDim);
+        const updown = await computeUpdown(m, current, mult, a.dynDim);
         current = addUpdown(current, updown);
         changed = true;
       } catch (e) {

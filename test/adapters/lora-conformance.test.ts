@@ -2,7 +2,8 @@
  * LoRA / LyCORIS conformance against A1111 v1.10.1's Lora extension: every `lora_apply`,
  * `lora_combo` and `lora_tag_parse` case of $SDSTUDIO_GOLDEN/adapters/cases.json.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { matmulOptions, matmulStats } from '../../src/adapters/fast-matmul.js';
 import { buildLayerTable } from '../../src/adapters/lora-keys.js';
 import { computeUpdown, multiplierKind } from '../../src/adapters/lora-modules.js';
 import {
@@ -22,9 +23,18 @@ import {
 } from '../../src/adapters/lora-tags.js';
 import { parseExtraNetworks } from '../../src/prompt/extra-networks.js';
 import { hashFile } from '../../src/tools/hash.js';
-import { adapterPath, casesOf, closeAll, expectClose, openCached, type Tol } from './helpers.js';
+import {
+  adapterPath,
+  casesOf,
+  closeAll,
+  expectClose,
+  openCached,
+  type AdapterCase,
+  type Tol,
+} from './helpers.js';
 
 afterAll(closeAll);
+const defaultMinMacs = matmulOptions.minMacsForOrt;
 
 interface MatchedModule {
   network_layer: string;
@@ -52,6 +62,37 @@ async function readWeightFrom(checkpoint: string) {
 /** The tags of a prompt as active networks (name from the tag resolved to the case's files). */
 function tagsOf(prompt: string) {
   return parseExtraNetworks(prompt).networks.map(parseLoraTag);
+}
+
+/** The case's deltas (multiplier 1) and patched weights (the tag's multipliers) against the goldens. */
+async function checkDeltasAndPatched(c: AdapterCase): Promise<void> {
+  const adapter = c.adapter as string;
+  const checkpoint = c.checkpoint as string;
+  const net = await load(adapter, checkpoint, false);
+  const readWeight = await readWeightFrom(checkpoint);
+  const tol = c.tolerance as Record<'delta' | 'patched', Tol>;
+  const deltaNames = c.delta_tensors as string[];
+  const patchedNames = c.patched_tensors as string[];
+  const golden = c.golden ? await openCached(adapterPath(c.golden as string)) : undefined;
+  let deltasSeen = 0;
+  for (const m of net.modules.values()) {
+    const key = m.layer.weightKey;
+    if (!key || !deltaNames.includes(`delta.${key}`)) continue;
+    const orig = await readWeight(key);
+    const d = await computeUpdown(m, orig, 1.0);
+    expectClose(`delta.${key}`, d.data, await golden!.readFloat32(`delta.${key}`), tol.delta);
+    deltasSeen++;
+  }
+  expect(deltasSeen).toBe(deltaNames.length);
+  const tag = tagsOf(c.prompt_tag as string)[0]!;
+  const result = await applyNetworks(readWeight, [{ network: { ...net, name: tag.name }, ...tag }]);
+  expect([...result.patched.keys()].map((k) => `patched.${k}`).sort()).toEqual([...patchedNames].sort());
+  for (const [key, t] of result.patched) {
+    expectClose(`patched.${key}`, t.data, await golden!.readFloat32(`patched.${key}`), tol.patched);
+  }
+  expect(Object.fromEntries(result.errors)).toEqual(c.apply_errors);
+  const comment = networkErrorsComment(result.errors);
+  expect(comment ? [comment] : []).toEqual(c.comments_after_deactivate);
 }
 
 describe('lora_apply', () => {
@@ -108,33 +149,8 @@ describe('lora_apply', () => {
       expect(Object.fromEntries(net.unmatched)).toEqual(c.unmatched_keys);
     });
 
-    it(`${c.name}: deltas at multiplier 1 and patched weights at the tag's multipliers`, async () => {
-      const net = await load(adapter, checkpoint, false);
-      const readWeight = await readWeightFrom(checkpoint);
-      const tol = c.tolerance as Record<'delta' | 'patched', Tol>;
-      const deltaNames = c.delta_tensors as string[];
-      const patchedNames = c.patched_tensors as string[];
-      const golden = c.golden ? await openCached(adapterPath(c.golden as string)) : undefined;
-      let deltasSeen = 0;
-      for (const m of net.modules.values()) {
-        const key = m.layer.weightKey;
-        if (!key || !deltaNames.includes(`delta.${key}`)) continue;
-        const orig = await readWeight(key);
-        const d = computeUpdown(m, orig, 1.0);
-        expectClose(`delta.${key}`, d.data, await golden!.readFloat32(`delta.${key}`), tol.delta);
-        deltasSeen++;
-      }
-      expect(deltasSeen).toBe(deltaNames.length);
-      const tag = tagsOf(c.prompt_tag as string)[0]!;
-      const result = await applyNetworks(readWeight, [{ network: { ...net, name: tag.name }, ...tag }]);
-      expect([...result.patched.keys()].map((k) => `patched.${k}`).sort()).toEqual([...patchedNames].sort());
-      for (const [key, t] of result.patched) {
-        expectClose(`patched.${key}`, t.data, await golden!.readFloat32(`patched.${key}`), tol.patched);
-      }
-      expect(Object.fromEntries(result.errors)).toEqual(c.apply_errors);
-      const comment = networkErrorsComment(result.errors);
-      expect(comment ? [comment] : []).toEqual(c.comments_after_deactivate);
-    });
+    it(`${c.name}: deltas at multiplier 1 and patched weights at the tag's multipliers`, () =>
+      checkDeltasAndPatched(c));
 
     if (isDiffusersLayout) {
       it(`${c.name}: SD Studio matches the diffusers/PEFT layout A1111 cannot`, async () => {
@@ -160,7 +176,7 @@ describe('lora_apply', () => {
             m.layer.weightKey!.startsWith('model.diffusion_model.') ||
               m.layer.weightKey === `${dotted}.weight`,
           ).toBe(true);
-          const d = computeUpdown(m, await readWeight(m.layer.weightKey!), 1.0);
+          const d = await computeUpdown(m, await readWeight(m.layer.weightKey!), 1.0);
           const want = new Float32Array(outF * inF);
           for (let i = 0; i < outF; i++)
             for (let j = 0; j < inF; j++) {
@@ -173,6 +189,17 @@ describe('lora_apply', () => {
       });
     }
   }
+});
+
+describe('lora_apply with every product on onnxruntime GEMM (the path large LoRAs take)', () => {
+  beforeAll(() => {
+    matmulOptions.minMacsForOrt = 0;
+  });
+  afterAll(() => {
+    matmulOptions.minMacsForOrt = defaultMinMacs;
+  });
+  for (const c of casesOf('lora_apply')) it(`${c.name}`, () => checkDeltasAndPatched(c));
+  it('the products ran on onnxruntime', () => expect(matmulStats.ortCalls).toBeGreaterThan(0));
 });
 
 describe('lora_combo', () => {
