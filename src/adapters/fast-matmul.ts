@@ -49,3 +49,51 @@ export async function matmulOrt(
   });
   return out.c!.data as Float32Array;
 }
+
+let patchSession: Promise<ort.InferenceSession> | undefined;
+
+function lowRankPatchSession(): Promise<ort.InferenceSession> {
+  if (!patchSession) {
+    const g = new GraphBuilder('lora-patch', new MemoryTensorSource(new Map()));
+    const w = g.input('w', 'float32', ['o', 'i']);
+    const u = g.input('u', 'float32', ['o', 'r']);
+    const d = g.input('d', 'float32', ['r', 'i']);
+    const s = g.input('s', 'float32', []);
+    const m = g.input('m', 'float32', []);
+    // A1111's order of float32 operations: ((up @ down) * scale) * multiplier, then weight + that.
+    const updown = g.op1('Mul', [g.op1('Mul', [g.op1('MatMul', [u, d]), s]), m]);
+    g.output(g.op1('Add', [w, updown]), 'out');
+    const bytes = encodeModel(
+      g.toModel(() => {
+        throw new Error('the LoRA patch graph has no weights');
+      }),
+    );
+    // 'disabled': no fusion may reorder the products (a fused alpha would round differently).
+    patchSession = ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled' });
+    patchSession.catch(() => (patchSession = undefined));
+  }
+  return patchSession;
+}
+
+/** `w + ((u @ d) · scale) · multiplier` over flat [o, i] views, in one onnxruntime call. */
+export async function patchLowRankOrt(
+  w: Float32Array,
+  u: Float32Array,
+  d: Float32Array,
+  o: number,
+  r: number,
+  i: number,
+  scale: number,
+  multiplier: number,
+): Promise<Float32Array> {
+  const sess = await lowRankPatchSession();
+  matmulStats.ortCalls++;
+  const out = await sess.run({
+    w: new ort.Tensor('float32', w, [o, i]),
+    u: new ort.Tensor('float32', u, [o, r]),
+    d: new ort.Tensor('float32', d, [r, i]),
+    s: new ort.Tensor('float32', new Float32Array([scale]), []),
+    m: new ort.Tensor('float32', new Float32Array([multiplier]), []),
+  });
+  return out.out!.data as Float32Array;
+}

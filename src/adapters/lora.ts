@@ -12,9 +12,11 @@ import {
   type LayerInfo,
   type LayerTable,
 } from './lora-keys.js';
+import { matmulOptions, patchLowRankOrt } from './fast-matmul.js';
 import {
   addUpdown,
   ApplyError,
+  calcScale,
   computeUpdown,
   multiplierKind,
   numelOf,
@@ -262,8 +264,9 @@ export async function applyNetworks(
     for (const { a, m } of entries) {
       const mult = multiplierKind(m.sdKey) === 'te' ? a.te : a.unet;
       try {
-        const updown = await computeUpdown(m, current, mult, a.dynDim);
-        current = addUpdown(current, updown);
+        current =
+          (await patchFast(m, current, mult, a.dynDim)) ??
+          addUpdown(current, await computeUpdown(m, current, mult, a.dynDim));
         changed = true;
       } catch (e) {
         if (!(e instanceof ApplyError)) throw e;
@@ -274,6 +277,32 @@ export async function applyNetworks(
     if (changed) patched.set(key, current);
   }
   return { patched, errors, details };
+}
+
+/**
+ * The common case — a plain LoRA (no CP mid, no bias, no dyn_dim) whose product has the layer's
+ * element count — as one onnxruntime call computing `W + ((up @ down) · scale) · multiplier`
+ * (A1111's float32 operation order). Undefined when the general path must decide (errors,
+ * broadcasting, inpainting padding) or the product is small.
+ */
+async function patchFast(
+  m: NetworkModule,
+  current: F32Tensor,
+  multiplier: number,
+  dynDim: number | null,
+): Promise<F32Tensor | undefined> {
+  if (m.moduleClass !== 'NetworkModuleLora' || m.w['lora_mid.weight'] || m.w['bias'] || dynDim !== null)
+    return undefined;
+  const up = m.w['lora_up.weight']!;
+  const down = m.w['lora_down.weight']!;
+  const o = up.shape[0]!;
+  const r = up.data.length / o;
+  const i = down.data.length / (down.shape[0] ?? 1);
+  if (down.shape[0] !== r || o * i !== current.data.length || current.shape[0] !== o) return undefined;
+  if (current.shape.length === 4 && current.shape[1] === 9) return undefined; // inpainting: padded path
+  if (o * r * i < matmulOptions.minMacsForOrt) return undefined;
+  const data = await patchLowRankOrt(current.data, up.data, down.data, o, r, i, calcScale(m), multiplier);
+  return { shape: [...current.shape], data };
 }
 
 /** A1111's infotext comment for failed layers: `Networks with errors: name (N), …`. */
