@@ -75,15 +75,25 @@ export function aliasTable(files: readonly LoraFile[]): Map<string, LoraFile> {
   return map;
 }
 
+/** One network to apply: the file a tag resolved to, with the tag's multipliers. */
+export interface LoraSpec {
+  /** The name the prompt used (a file name or an alias): infotext and error reports use it. */
+  name: string;
+  path: string;
+  te: number;
+  unet: number;
+  dynDim: number | null;
+}
+
 export interface LoraActivation {
-  /** The checkpoint with the patched weights over it (the input source when nothing applied). */
+  /** The checkpoint with the patched weights over it (the input source when nothing changed). */
   source: TensorSource;
   /** `Lora hashes` infotext value, or undefined. */
   loraHashes?: string;
   /** `Networks with errors: …` when layers failed to apply. */
   errorsComment?: string;
-  /** The networks that were found, in prompt order. */
-  applied: { tag: LoraTag; file: LoraFile; hash: string; matched: number; unmatched: number }[];
+  /** What was loaded, in prompt order. */
+  applied: { spec: LoraSpec; hash: string; matched: number; unmatched: number }[];
   /** Patched weight count. */
   patchedTensors: number;
   /** Seconds spent loading, matching and patching. */
@@ -98,53 +108,66 @@ export interface ActivateOptions {
 }
 
 /**
- * Load the tagged networks (prompt order), patch the checkpoint's weights as A1111 does and return
- * the patched source with the infotext values. A tag whose file is missing is a warning (as A1111:
- * "Couldn't find network"); a damaged file is a UserError.
+ * Find the files the tags name (A1111's alias table). A tag no file answers to is a warning
+ * (`Failed to find networks: …`, as A1111) and is left out.
+ */
+export function resolveLoraTags(
+  tags: readonly LoraTag[],
+  files: readonly LoraFile[],
+  warn: (message: string) => void = () => undefined,
+): LoraSpec[] {
+  const aliases = aliasTable(files);
+  const specs: LoraSpec[] = [];
+  const missing: string[] = [];
+  for (const tag of tags) {
+    const file = aliases.get(tag.name);
+    if (!file) missing.push(tag.name);
+    else specs.push({ name: tag.name, path: file.path, te: tag.te, unet: tag.unet, dynDim: tag.dynDim });
+  }
+  if (missing.length) {
+    const dirs = [...new Set(files.map((f) => f.path.replace(/[\\/][^\\/]*$/, '')))];
+    warn(
+      `Failed to find networks: ${missing.join(', ')} (looked for file names and aliases in ` +
+        `${dirs.join(', ') || 'the LoRA folders, which hold none'})`,
+    );
+  }
+  return specs;
+}
+
+/**
+ * Load the networks (prompt order), patch the checkpoint's weights as A1111 does and return the
+ * patched source with the infotext values. A damaged file is a UserError; keys that match nothing
+ * and layers that fail are warnings.
  */
 export async function activateLoras(
   base: TensorSource,
-  tags: readonly LoraTag[],
-  files: readonly LoraFile[],
+  specs: readonly LoraSpec[],
   opts: ActivateOptions = {},
 ): Promise<LoraActivation> {
   const t0 = performance.now();
   const warn = opts.warn ?? (() => undefined);
-  const aliases = aliasTable(files);
   const table = buildLayerTable(base);
   const active: ActiveNetwork[] = [];
   const applied: LoraActivation['applied'] = [];
-  const missing: string[] = [];
-  for (const tag of tags) {
-    const file = aliases.get(tag.name);
-    if (!file) {
-      missing.push(tag.name);
-      continue;
-    }
-    const src = await openModel(file.path);
+  for (const spec of specs) {
+    const src = await openModel(spec.path);
     let net;
     try {
-      net = await loadNetwork(src, table, { name: tag.name });
+      net = await loadNetwork(src, table, { name: spec.name });
     } finally {
       await src.close();
     }
     if (net.unmatched.size > 0) {
       const sample = [...net.unmatched.keys()].slice(0, 3).join(', ');
       warn(
-        `${file.path}: ${net.unmatched.size} key(s) match no layer of this model (e.g. ${sample}); ` +
+        `${spec.path}: ${net.unmatched.size} key(s) match no layer of this model (e.g. ${sample}); ` +
           'is it for another model family?',
       );
     }
-    const hashes = await hashFile(file.path, { cacheDir: opts.hashCacheDir, noCache: opts.noHashCache });
-    const hash = loraHash(file.metadata, hashes.addnet ?? hashes.sha256);
-    active.push({ network: net, te: tag.te, unet: tag.unet, dynDim: tag.dynDim });
-    applied.push({ tag, file, hash, matched: net.modules.size, unmatched: net.unmatched.size });
-  }
-  if (missing.length) {
-    warn(
-      `Failed to find networks: ${missing.join(', ')} (looked for file names and aliases in ` +
-        `${[...new Set(files.map((f) => f.path.replace(/[\\/][^\\/]*$/, '')))].join(', ') || 'the LoRA folders, which hold none'})`,
-    );
+    const hashes = await hashFile(spec.path, { cacheDir: opts.hashCacheDir, noCache: opts.noHashCache });
+    const hash = loraHash(net.metadata, hashes.addnet ?? hashes.sha256);
+    active.push({ network: net, te: spec.te, unet: spec.unet, dynDim: spec.dynDim });
+    applied.push({ spec, hash, matched: net.modules.size, unmatched: net.unmatched.size });
   }
   const result = await applyNetworks(async (key) => {
     const info = base.info(key);
@@ -153,7 +176,7 @@ export async function activateLoras(
   }, active);
   const errorsComment = networkErrorsComment(result.errors);
   if (errorsComment) warn(errorsComment);
-  const loraHashes = loraHashesInfotext(applied.map((a) => ({ name: a.tag.name, hash: a.hash })));
+  const loraHashes = loraHashesInfotext(applied.map((a) => ({ name: a.spec.name, hash: a.hash })));
   return {
     source: result.patched.size > 0 ? new PatchedTensorSource(base, result.patched) : base,
     loraHashes,

@@ -1,40 +1,19 @@
 /**
- * What a front door does for `<lora:…>` / `<lyco:…>` tags before loading the model: find the
- * networks the (styled) prompt names, map `Lora hashes` of a `--params` image back to files, and
- * hand `loadModel` a function that puts the patched weights over the checkpoint.
+ * What the job runner does for `<lora:…>` / `<lyco:…>` tags before it asks for a model: find the
+ * networks the (styled) prompt names and map the `Lora hashes` of an image's infotext back to
+ * files. The model library then loads the checkpoint with those networks patched in
+ * (`loadModel({loras})` → `activateLoras`), so a LoRA set is part of what identifies a loaded model.
  */
-import type { TensorSource } from '../formats/tensor.js';
 import { parseExtraNetworks } from '../prompt/extra-networks.js';
 import {
-  activateLoras,
   listLoraFiles,
   loraDirs,
   renameLoraTags,
   resolveLoraHashes,
-  type LoraActivation,
+  resolveLoraTags,
+  type LoraSpec,
 } from './lora-library.js';
 import { isLoraTagKind, parseLoraTag, type LoraTag } from './lora-tags.js';
-
-export interface LoraRunOptions {
-  dataDir: string;
-  /** `--lora-dir` (A1111's flag); default `<data-dir>/models/Lora`. */
-  loraDir?: string;
-  /** The prompt after styles (tags in styles count, as in A1111). */
-  prompt: string;
-  /** `Lora hashes` of the infotext the parameters came from (`--params`). */
-  infotextLoraHashes?: string;
-  warn: (message: string) => void;
-}
-
-export interface LoraRun {
-  tags: LoraTag[];
-  /** The prompt with tags renamed to the files the infotext's hashes found (unchanged otherwise). */
-  prompt: string;
-  /** For `loadModel({patch})`; undefined when the prompt names no network. */
-  patch?: (source: TensorSource) => Promise<TensorSource>;
-  /** Filled once `patch` ran. */
-  activation?: LoraActivation;
-}
 
 /** The LoRA tags of a prompt (A1111: the first prompt's tags; `lyco` is an alias of `lora`). */
 export function loraTagsOf(prompt: string): LoraTag[] {
@@ -43,20 +22,33 @@ export function loraTagsOf(prompt: string): LoraTag[] {
     .map(parseLoraTag);
 }
 
-export async function prepareLoraRun(opts: LoraRunOptions): Promise<LoraRun> {
-  let prompt = opts.prompt;
-  if (loraTagsOf(prompt).length === 0) return { tags: [], prompt };
+export interface LoraJobOptions {
+  dataDir: string;
+  /** `--lora-dir` (A1111's flag); default `<data-dir>/models/Lora`. */
+  loraDir?: string;
+  /** The prompt after styles (tags in styles count, as in A1111). */
+  styledPrompt: string;
+  /** `Lora hashes` of the infotext the parameters came from (`--params`, pasted infotext). */
+  infotextLoraHashes?: string;
+  warn: (message: string) => void;
+}
+
+export interface LoraJob {
+  specs: LoraSpec[];
+  /** Prompt-name renames the infotext's hashes asked for (apply with `renameLoraTags`). */
+  renames: Map<string, string>;
+}
+
+export async function resolveLoraJob(opts: LoraJobOptions): Promise<LoraJob> {
+  if (loraTagsOf(opts.styledPrompt).length === 0) return { specs: [], renames: new Map() };
   const files = await listLoraFiles(loraDirs(opts.dataDir, opts.loraDir));
+  let prompt = opts.styledPrompt;
+  let renames = new Map<string, string>();
   if (opts.infotextLoraHashes) {
-    const { renames, warnings } = await resolveLoraHashes(opts.infotextLoraHashes, files);
-    for (const w of warnings) opts.warn(w);
+    const r = await resolveLoraHashes(opts.infotextLoraHashes, files);
+    for (const w of r.warnings) opts.warn(w);
+    renames = r.renames;
     prompt = renameLoraTags(prompt, renames);
   }
-  const tags = loraTagsOf(prompt);
-  const run: LoraRun = { tags, prompt };
-  run.patch = async (source) => {
-    run.activation = await activateLoras(source, tags, files, { warn: opts.warn });
-    return run.activation.source;
-  };
-  return run;
+  return { specs: resolveLoraTags(loraTagsOf(prompt), files, opts.warn), renames };
 }

@@ -13,6 +13,7 @@ import { loadSd1, type Sd1Model } from '../runtime/sd1.js';
 import type { Provider } from '../runtime/session.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
 import { hashFile } from '../tools/hash.js';
+import type { LoraSpec } from '../adapters/lora-library.js';
 import { UserError } from '../util/errors.js';
 import {
   checkPrecisionProvider,
@@ -40,6 +41,10 @@ export interface LoadedModel {
   /** UNet arithmetic; 'int8' is recorded in the infotext ("UNet precision: int8"). */
   precision: UnetPrecisionChoice;
   tokenizer: ClipTokenizer;
+  /** "Lora hashes" infotext value of the networks patched in (`loras`), if any. */
+  loraHashes?: string | null;
+  /** What applying them reported (unmatched keys, layers that failed): warned at every job. */
+  loraWarnings?: readonly string[];
   release(): Promise<void>;
 }
 
@@ -214,11 +219,8 @@ export interface LoadModelOptions {
   unetPrecision?: UnetPrecisionChoice;
   /** Told about slow one-time work as it starts (optimising a new checkpoint's UNet). */
   onNotice?: (message: string) => void;
-  /**
-   * Replace some of the checkpoint's tensors before the engine reads them (adapters/: LoRA-patched
-   * weights as an overlay source). The result is closed on release, then the checkpoint.
-   */
-  patch?: (source: TensorSource) => Promise<TensorSource>;
+  /** LoRA / LyCORIS networks patched into the weights (adapters/: an overlay source over the checkpoint). */
+  loras?: readonly LoraSpec[];
 }
 
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
@@ -236,7 +238,14 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       source = new VaeOverlaySource(base, vaeSource);
     }
     const unpatched = source;
-    if (opts.patch) source = await opts.patch(source);
+    let loraHashes: string | null = null;
+    const loraWarnings: string[] = [];
+    if (opts.loras?.length) {
+      const { activateLoras } = await import('../adapters/lora-library.js');
+      const act = await activateLoras(source, opts.loras, { warn: (m) => loraWarnings.push(m) });
+      source = act.source;
+      loraHashes = act.loraHashes ?? null;
+    }
     // A1111 uses the checkpoint's own alphas_cumprod buffer (so fp16 files get their rounded one).
     const alphas = source.has('alphas_cumprod')
       ? await source.readFloat32('alphas_cumprod')
@@ -264,6 +273,8 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       latentChannels: engine.config.unet.outChannels,
       precision,
       tokenizer,
+      loraHashes,
+      loraWarnings,
       async release() {
         await engine.release();
         if (source !== unpatched) await source.close();
