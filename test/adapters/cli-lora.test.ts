@@ -8,13 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildLayerTable } from '../../src/adapters/lora-keys.js';
-import { applyNetworks, loadNetwork } from '../../src/adapters/lora.js';
 import { parseLoraTag } from '../../src/adapters/lora-tags.js';
-import { float32ArrayToTensor } from '../../src/formats/dtype.js';
-import { openModel } from '../../src/formats/open.js';
-import { writeSafetensors } from '../../src/formats/safetensors.js';
-import type { Tensor } from '../../src/formats/tensor.js';
 import { parseExtraNetworks } from '../../src/prompt/extra-networks.js';
 import { infotextOf, runCli, tiny } from '../pipeline/cli-helpers.js';
 import { adapterPath, casesOf } from './helpers.js';
@@ -74,27 +68,14 @@ describe('sdstudio txt2img with <lora:…>', () => {
       dir,
     ];
 
-    // The checkpoint with the LoRA merged at the tag's multipliers.
-    const base = await openModel(tiny);
+    // The checkpoint with the LoRA baked in at the tag's multipliers, by `sdstudio merge --lora`.
     const merged = join(dir, 'merged.safetensors');
-    try {
-      const lora = await openModel(adapterPath(c.adapter as string));
-      const net = await loadNetwork(lora, buildLayerTable(base));
-      await lora.close();
-      const { patched } = await applyNetworks(
-        async (k) => ({ shape: [...base.info(k)!.shape], data: await base.readFloat32(k) }),
-        [{ network: net, te: tag.te, unet: tag.unet, dynDim: tag.dynDim }],
-      );
-      expect(patched.size).toBeGreaterThan(0);
-      const entries: [string, Tensor][] = [];
-      for (const k of base.keys()) {
-        const p = patched.get(k);
-        entries.push([k, p ? float32ArrayToTensor(p.data, p.shape) : await base.read(k)]);
-      }
-      await writeSafetensors(merged, entries);
-    } finally {
-      await base.close();
-    }
+    const m = await runCli(
+      ['merge', tiny, '--lora', `${tag.name}:${tag.te}:${tag.unet}`, '--out', merged, '--data-dir', dir],
+      dir,
+    );
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout).toMatch(/patched by 1 LoRA/);
 
     const withTag = await one(['a red cube ' + tagText, '--model', tiny, ...common], dir);
     expect(withTag.stderr).toBe('');
