@@ -1,0 +1,313 @@
+/**
+ * The embedded queue: jobs persisted in SQLite (store.ts), one worker in this process running one
+ * job at a time in submission order. Model loads asked for between jobs (POST /options) take the
+ * same lock, so they never run beside a generation.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { saveOutput } from '../pipeline/outputs.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { UserError } from '../util/errors.js';
+import type {
+  ExecutorOutput,
+  JobEvent,
+  JobExecutor,
+  JobImageInfo,
+  JobProgress,
+  JobQueue,
+  JobRecord,
+  JobRequest,
+  JobResultInfo,
+  ListOptions,
+} from './jobs.js';
+import type { JobStore } from './store.js';
+
+/** Runs async functions one after another, in call order. */
+export class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.tail.then(fn, fn);
+    this.tail = r.catch(() => undefined);
+    return r;
+  }
+}
+
+export interface LocalQueueOptions {
+  /** outputs/ (A1111 layout) for saved jobs. */
+  outputsDir: string;
+  /** jobs/: images of jobs that are not saved to outputs/, one folder per job. */
+  jobsDir: string;
+  log?: (message: string) => void;
+}
+
+const CANCELLED = 'cancelled by a client';
+const CLIENT_GONE = 'the server stopped before it ran and the A1111 request waiting for it is gone';
+
+export class LocalJobQueue implements JobQueue {
+  private readonly lock = new Mutex();
+  private readonly waiters = new Map<string, Set<(r: JobRecord) => void>>();
+  private readonly listeners = new Map<string, Set<(e: JobEvent) => void>>();
+  private running: {
+    id: string;
+    progress: JobProgress;
+    stop: { interrupted: boolean; skipped: boolean };
+    cancel: boolean;
+  } | null = null;
+  private pumping = false;
+  private closed = false;
+  private idle: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly executor: JobExecutor,
+    private readonly opts: LocalQueueOptions,
+  ) {}
+
+  /** Recovers from the last run (running → failed, orphaned A1111 jobs → cancelled) and starts the worker. */
+  start(): void {
+    const failed = this.store.failInterrupted();
+    for (const id of failed) this.opts.log?.(`job ${id} was running when the server stopped: marked failed`);
+    for (const id of this.store.queuedIds()) {
+      const job = this.store.get(id)!;
+      // Unsaved A1111 jobs exist only to answer an HTTP request that died with the last process.
+      if (job.request.source === 'a1111' && !job.request.save) this.store.cancelQueued(id, CLIENT_GONE);
+    }
+    this.pump();
+  }
+
+  async submit(request: JobRequest): Promise<JobRecord> {
+    if (this.closed) throw new UserError('the server is shutting down', 2, 503);
+    const rec = this.store.insert(randomUUID(), request);
+    this.emit(rec.id, { type: 'state', job: rec });
+    this.pump();
+    return rec;
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    return this.store.get(id);
+  }
+
+  async list(opts: ListOptions): Promise<{ jobs: JobRecord[]; total: number }> {
+    return this.store.list(opts);
+  }
+
+  wait(id: string): Promise<JobRecord> {
+    const rec = this.store.get(id);
+    if (!rec) return Promise.reject(new UserError(`job ${id} not found`, 2, 404));
+    if (isFinished(rec)) return Promise.resolve(rec);
+    return new Promise((resolve) => {
+      let set = this.waiters.get(id);
+      if (!set) this.waiters.set(id, (set = new Set()));
+      set.add(resolve);
+    });
+  }
+
+  async cancel(id: string): Promise<JobRecord | undefined> {
+    const rec = this.store.get(id);
+    if (!rec) return undefined;
+    if (rec.state === 'queued') {
+      if (this.store.cancelQueued(id, CANCELLED)) this.finished(id);
+    } else if (rec.state === 'running' && this.running?.id === id) {
+      this.running.cancel = true;
+      this.running.stop.interrupted = true;
+    }
+    return this.store.get(id);
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const rec = this.store.get(id);
+    if (!rec) return false;
+    if (rec.state === 'running') throw new UserError(`job ${id} is running; cancel it first`, 2, 409);
+    if (rec.state === 'queued') await this.cancel(id);
+    this.store.delete(id);
+    await rm(join(this.opts.jobsDir, id), { recursive: true, force: true });
+    return true;
+  }
+
+  subscribe(id: string, listener: (e: JobEvent) => void): () => void {
+    let set = this.listeners.get(id);
+    if (!set) this.listeners.set(id, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(id);
+    };
+  }
+
+  current(): JobProgress | null {
+    return this.running?.progress ?? null;
+  }
+
+  queuedCount(): number {
+    return this.store.queuedIds().length;
+  }
+
+  interrupt(): void {
+    if (!this.running) return;
+    this.running.stop.interrupted = true;
+    this.running.progress.interrupted = true;
+  }
+
+  skip(): void {
+    if (!this.running) return;
+    this.running.stop.skipped = true;
+    this.running.progress.skipped = true;
+  }
+
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.run(fn);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.interrupt();
+    await this.idle;
+    await this.lock.run(async () => undefined);
+  }
+
+  private emit(id: string, e: JobEvent): void {
+    for (const l of this.listeners.get(id) ?? []) {
+      try {
+        l(e);
+      } catch {
+        // A listener's failure (a closed stream) never stops the worker.
+      }
+    }
+  }
+
+  private finished(id: string): void {
+    const rec = this.store.get(id);
+    if (!rec) return;
+    this.emit(id, { type: 'state', job: rec });
+    for (const w of this.waiters.get(id) ?? []) w(rec);
+    this.waiters.delete(id);
+  }
+
+  private pump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    this.idle = (async () => {
+      try {
+        for (let next = this.store.nextQueued(); next && !this.closed; next = this.store.nextQueued()) {
+          const job = next;
+          await this.lock.run(() => this.runJob(job));
+        }
+      } finally {
+        this.pumping = false;
+      }
+    })();
+  }
+
+  private async runJob(job: JobRecord): Promise<void> {
+    // Cancelled while waiting for the lock.
+    if (this.store.get(job.id)?.state !== 'queued') return;
+    const startedAt = Date.now();
+    this.store.markRunning(job.id, startedAt);
+    const stop = { interrupted: false, skipped: false };
+    const progress: JobProgress = {
+      jobId: job.id,
+      step: 0,
+      steps: job.request.params.steps,
+      jobNo: 0,
+      jobCount:
+        job.request.params.n_iter * (job.request.mode === 'txt2img' && job.request.params.enable_hr ? 2 : 1),
+      startedAt,
+      fraction: 0,
+      etaSeconds: 0,
+      preview: null,
+      interrupted: false,
+      skipped: false,
+    };
+    this.running = { id: job.id, progress, stop, cancel: false };
+    this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
+    try {
+      const out = await this.executor.run(job.request, {
+        stop,
+        previewEvery: job.request.previewEvery,
+        onProgress: (p) => {
+          progress.step = p.step;
+          progress.steps = p.steps;
+          progress.jobNo = p.job;
+          progress.jobCount = p.jobCount;
+          progress.fraction = Math.min(
+            1,
+            (p.job + (p.steps ? p.step / p.steps : 0)) / Math.max(1, p.jobCount),
+          );
+          const elapsed = (Date.now() - startedAt) / 1000;
+          progress.etaSeconds = progress.fraction > 0 ? elapsed / progress.fraction - elapsed : 0;
+          progress.skipped = stop.skipped;
+          this.emit(job.id, { type: 'progress', progress });
+        },
+        onPreview: (p) => {
+          const images = progress.preview?.step === p.step ? [...progress.preview.images] : [];
+          images[p.index] = p.image;
+          progress.preview = { images, step: p.step };
+          this.emit(job.id, { type: 'preview', progress });
+        },
+      });
+      const result = await this.saveResult(job, out, startedAt);
+      const cancelled = this.running.cancel;
+      this.store.finish(job.id, cancelled ? 'cancelled' : 'succeeded', result, cancelled ? CANCELLED : null);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (!(e instanceof UserError))
+        this.opts.log?.(`job ${job.id} failed: ${e instanceof Error ? (e.stack ?? message) : message}`);
+      const status = e instanceof UserError ? (e.httpStatus === 400 ? 422 : e.httpStatus) : 500;
+      this.store.finish(job.id, 'failed', null, message, status);
+    } finally {
+      this.running = null;
+      this.finished(job.id);
+    }
+  }
+
+  private async saveResult(job: JobRecord, out: ExecutorOutput, startedAt: number): Promise<JobResultInfo> {
+    const date = new Date(startedAt);
+    const { mode, save } = job.request;
+    const dir = join(this.opts.jobsDir, job.id);
+    if (!save) await mkdir(dir, { recursive: true });
+    const images: JobImageInfo[] = [];
+    for (let i = 0; i < out.images.length; i++) {
+      const img = out.images[i]!;
+      let path: string;
+      if (save)
+        path = await saveOutput(img.png, {
+          root: this.opts.outputsDir,
+          kind: `${mode}-images`,
+          seed: img.seed,
+          date,
+        });
+      else
+        await writeFileAtomic((path = join(dir, `${String(i).padStart(5, '0')}-${img.seed}.png`)), img.png);
+      const { png: _png, ...info } = img;
+      images.push({ ...info, path });
+    }
+    let grid: JobResultInfo['grid'] = null;
+    if (out.grid) {
+      let path: string;
+      if (save)
+        path = await saveOutput(out.grid.png, { root: this.opts.outputsDir, kind: `${mode}-grids`, date });
+      else await writeFileAtomic((path = join(dir, 'grid.png')), out.grid.png);
+      grid = { path, infotext: out.grid.infotext };
+    }
+    return {
+      images,
+      grid,
+      interrupted: out.interrupted,
+      seed: out.seed,
+      subseed: out.subseed,
+      model: out.model,
+      jobTimestamp: jobTimestamp(date),
+    };
+  }
+}
+
+export function isFinished(rec: JobRecord): boolean {
+  return rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled';
+}
+
+/** A1111 job_timestamp: local time as YYYYMMDDhhmmss. */
+export function jobTimestamp(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
