@@ -193,17 +193,15 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
         .send({ detail: validationDetail(err.validation as AjvError[], err.validationContext ?? 'body') });
     }
     if (err.code === 'FST_ERR_CTP_INVALID_JSON' || err instanceof SyntaxError) {
-      return reply
-        .code(422)
-        .send({
-          detail: [
-            {
-              loc: ['body', 0],
-              msg: `body: not valid JSON (${err.message})`,
-              type: 'value_error.jsondecode',
-            },
-          ],
-        });
+      return reply.code(422).send({
+        detail: [
+          {
+            loc: ['body', 0],
+            msg: `body: not valid JSON (${err.message})`,
+            type: 'value_error.jsondecode',
+          },
+        ],
+      });
     }
     if (err instanceof ValidationError) return reply.code(422).send({ detail: err.detail() });
     if (err instanceof UserError) {

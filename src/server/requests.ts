@@ -8,6 +8,7 @@ import {
   defaultParams,
   IMAGE_UPSCALERS,
   LATENT_UPSCALE_MODES,
+  resolveSampler,
   withDefaults,
   type GenerationParams,
 } from '../params/generation.js';
@@ -189,6 +190,12 @@ export async function buildJobRequest(
     asValidation(e, body);
   }
   if (mode === 'img2img') params.enable_hr = false;
+  // "DPM++ 2M Karras" and aliases: the sampler's own name, the suffix as the scheduler (as A1111).
+  const resolved = resolveSampler(params.sampler_name, params.scheduler);
+  if (resolved.sampler !== params.sampler_name) {
+    params.sampler_name = resolved.sampler;
+    params.scheduler = resolved.scheduleLabel;
+  }
 
   const save = opts.save ?? (body.save_images === true && options.get('samples_save') !== false);
   const nEvery = Number(options.get('show_progress_every_n_steps'));

@@ -91,7 +91,9 @@ async function upscaleOne(img: RgbImage, o: ExtrasOptions, name: string): Promis
       h = Math.round(img.height * s);
       checkSize(w, h);
       const big = await resizeRgb(img, w, h, KERNELS[name as keyof typeof KERNELS]);
-      return crop(big, Math.floor((w - tw) / 2), Math.floor((h - th) / 2), tw, th);
+      const x = Math.floor((w - tw) / 2);
+      const y = Math.floor((h - th) / 2);
+      return crop(big, x, y, x + tw, y + th);
     }
     w = tw;
     h = th;
