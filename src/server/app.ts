@@ -192,7 +192,7 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
         .code(422)
         .send({ detail: validationDetail(err.validation as AjvError[], err.validationContext ?? 'body') });
     }
-    if (err.code === 'FST_ERR_CTP_INVALID_JSON' || err instanceof SyntaxError) {
+    if (err.code?.startsWith('FST_ERR_CTP_INVALID_JSON') || err instanceof SyntaxError) {
       return reply.code(422).send({
         detail: [
           {
