@@ -122,12 +122,16 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
   const stylesFile = STYLES_FILE(config.dataDir);
   const executor = new PipelineExecutor({
     dataDir: config.dataDir,
-    embeddingsDir: config.dirs.embeddings,
+    dirs: config.dirs,
+    outputsDir: join(config.dataDir, 'outputs'),
     stylesFile,
     cacheDir: config.cacheDir,
     log,
     onLoaded: (m) => {
-      if (m.hash) void hashOf(m.path).then((sha) => sha && catalog.setHash(m.path, sha, m.hash!));
+      const entry = catalog.byRealpath(m.path);
+      if (m.hash && entry && !entry.sha256) {
+        void hashOf(m.path).then((sha) => sha && catalog.setHash(entry.filename, sha, m.hash!));
+      }
     },
   });
   const hashOf = async (path: string) => {
@@ -259,7 +263,7 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
     async close() {
       await app.close();
       await queue.close();
-      await executor.unload();
+      await executor.close();
       store.close();
     },
   };

@@ -4,7 +4,7 @@
  * Names are only ever matched against files found by the scan: a request can never name a path, so
  * nothing outside the model folders is opened on a client's say-so.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, relative, sep } from 'node:path';
 import { readSafetensorsHeader } from '../formats/safetensors.js';
@@ -109,6 +109,17 @@ export class ModelCatalog {
       out.push(this.entry(filename, h));
     }
     this.checkpoints = out;
+  }
+
+  /** The listed checkpoint that is (a link to) the file `real`. */
+  byRealpath(real: string): CheckpointEntry | undefined {
+    return this.checkpoints.find((c) => {
+      try {
+        return c.filename === real || realpathSync(c.filename) === real;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** Records a checkpoint's hash once it has been computed (by loading it). */

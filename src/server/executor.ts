@@ -1,21 +1,21 @@
 /**
- * The JobExecutor the server uses today: the pipeline's model loading and `generate`, with one
- * loaded model kept between jobs (a model already loaded for the same checkpoint + VAE is not
- * loaded again). No generation logic lives here: it decodes the request's images, hands the
- * request to the pipeline, and encodes the results as PNGs with their infotext.
+ * The JobExecutor the server uses: the pipeline's job runner (`runJob`) with one ModelLibrary for
+ * the server's lifetime (a model already loaded for the same checkpoint + VAE + precision is not
+ * loaded again). No generation logic lives here: it decodes the request's images and hands the
+ * request to `runJob`, which saves each image as it is decoded.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
 import type { LoadedModel } from '../pipeline/model.js';
-import type { EmbeddingDatabase } from '../prompt/embeddings.js';
-import type { PromptStyle } from '../prompt/styles.js';
-import { UserError } from '../util/errors.js';
+import { ModelLibrary, type ModelSpec } from '../pipeline/model-library.js';
+import { defaultPrecision } from '../pipeline/unet-precision.js';
 import { decodeBase64Image } from './images.js';
 import type { ExecutorHooks, ExecutorOutput, JobExecutor, JobRequest } from './jobs.js';
+import type { ModelDirs } from './catalog.js';
 
 export interface PipelineExecutorOptions {
   dataDir: string;
-  embeddingsDir: string;
+  dirs: ModelDirs;
+  outputsDir: string;
   stylesFile: string;
   cacheDir?: string;
   /** Told about slow one-time work and loads. */
@@ -24,143 +24,111 @@ export interface PipelineExecutorOptions {
   onLoaded?: (model: LoadedModel) => void;
 }
 
-interface Loaded {
-  key: string;
-  model: LoadedModel;
-  embeddings: EmbeddingDatabase;
-}
-
 export class PipelineExecutor implements JobExecutor {
-  private loaded: Loaded | null = null;
+  readonly library: ModelLibrary;
 
-  constructor(private readonly opts: PipelineExecutorOptions) {}
-
-  /** The loaded model, if any. */
-  current(): LoadedModel | null {
-    return this.loaded?.model ?? null;
-  }
-
-  embeddings(): EmbeddingDatabase | null {
-    return this.loaded?.embeddings ?? null;
-  }
-
-  /** Loads `checkpoint` with `vae` ("Automatic", "None" or a VAE file), unless it is the loaded one. */
-  async ensureModel(checkpoint: string, vae: string): Promise<Loaded> {
-    const { findVae, loadModel } = await import('../pipeline/model.js');
-    const vaePath =
-      vae === 'None' ? null : vae === 'Automatic' ? findVae('Automatic', checkpoint, this.opts.dataDir) : vae;
-    const key = `${checkpoint}\0${vaePath ?? ''}`;
-    if (this.loaded?.key === key) return this.loaded;
-    await this.unload();
-    this.opts.log?.(`loading ${checkpoint}${vaePath ? ` with VAE ${vaePath}` : ''}`);
-    const model = await loadModel({
-      checkpoint,
-      vaePath,
-      cacheDir: this.opts.cacheDir,
-      onNotice: this.opts.log,
+  constructor(private readonly opts: PipelineExecutorOptions) {
+    this.library = new ModelLibrary({
+      dataDir: opts.dataDir,
+      ckptDir: opts.dirs.checkpoints,
+      vaeDir: opts.dirs.vae,
+      cacheDir: opts.cacheDir,
+      keep: 1,
+      onNotice: opts.log,
     });
-    const { EmbeddingDatabase } = await import('../prompt/embeddings.js');
-    const embeddings = await EmbeddingDatabase.loadDir(this.opts.embeddingsDir, {
-      expectedWidth: model.engine.config.text.width,
-    });
-    for (const w of embeddings.warnings) this.opts.log?.(w);
-    this.loaded = { key, model, embeddings };
-    this.opts.onLoaded?.(model);
-    return this.loaded;
   }
 
-  /** Replaces the loaded model's embeddings (POST /refresh-embeddings). */
-  setEmbeddings(db: EmbeddingDatabase): void {
-    if (this.loaded) this.loaded.embeddings = db;
+  /** The spec of the model loaded now (most recently used), if any. */
+  currentSpec(): ModelSpec | null {
+    return this.library.loaded()[0] ?? null;
+  }
+
+  /** Runs `fn` with the loaded model, or returns null when none is loaded. */
+  async withCurrent<T>(fn: (m: LoadedModel) => T | Promise<T>): Promise<T | null> {
+    const spec = this.currentSpec();
+    if (!spec) return null;
+    const lease = await this.library.acquire(spec);
+    try {
+      return await fn(lease.model);
+    } finally {
+      lease.done();
+    }
+  }
+
+  /** Loads `checkpoint` with `vae` ("Automatic", "None" or a VAE file) unless it is loaded already. */
+  async load(checkpoint: string, vae: string): Promise<void> {
+    const real = realpathSync(checkpoint);
+    const spec: ModelSpec = {
+      checkpoint: real,
+      vaePath: this.library.findVae(vae, real),
+      precision: defaultPrecision(undefined),
+    };
+    const lease = await this.library.acquire(spec);
+    lease.done();
+    this.opts.onLoaded?.(lease.model);
+    // Only the newly selected model stays loaded.
+    for (const other of this.library.loaded())
+      if (other !== spec && other.checkpoint !== real) await this.library.unload(other);
   }
 
   async unload(): Promise<void> {
-    const l = this.loaded;
-    this.loaded = null;
-    await l?.model.release();
+    await this.library.unload();
   }
 
-  private async styles(names: readonly string[]): Promise<PromptStyle[] | undefined> {
-    if (!names.length) return undefined;
-    if (!existsSync(this.opts.stylesFile)) {
-      throw new UserError(
-        `styles: there is no ${this.opts.stylesFile}; create it or leave styles out`,
-        2,
-        422,
-      );
-    }
-    const { loadStyles } = await import('../prompt/styles.js');
-    const all = await loadStyles(this.opts.stylesFile);
-    return all;
+  async close(): Promise<void> {
+    await this.library.release();
   }
 
   async run(request: JobRequest, hooks: ExecutorHooks): Promise<ExecutorOutput> {
     const p = request.params;
-    const initImages =
-      request.mode === 'img2img'
-        ? await Promise.all(
-            (p.init_images ?? []).map((b64, i) => decodeBase64Image(b64, `init_images[${i}]`)),
-          )
-        : undefined;
-    const mask = request.mode === 'img2img' && p.mask ? await decodeBase64Image(p.mask, 'mask') : null;
-    const styles = await this.styles(p.styles);
-    const { model, embeddings } = await this.ensureModel(request.checkpoint, request.vae);
-    const { generate } = await import('../pipeline/generate.js');
-    const { encodePngWithInfotext } = await import('../pipeline/outputs.js');
-    const { fixSeed } = await import('../params/generation.js');
-    // The seeds are fixed here so the job reports them even when it is interrupted before any image.
-    const params = { ...p, seed: fixSeed(p.seed), subseed: fixSeed(p.subseed) };
-    const result = await generate(
-      model,
-      params,
-      request.mode,
-      { initImages, mask },
+    const img2img = request.mode === 'img2img';
+    const initImages = img2img
+      ? await Promise.all((p.init_images ?? []).map((b64, i) => decodeBase64Image(b64, `init_images[${i}]`)))
+      : undefined;
+    const mask = img2img && p.mask ? await decodeBase64Image(p.mask, 'mask') : null;
+    const { runJob } = await import('../pipeline/job.js');
+    const result = await runJob(
+      {
+        mode: request.mode,
+        params: p,
+        initImages,
+        mask,
+        model: request.checkpoint,
+        vae: request.vae,
+        embeddingsDir: this.opts.dirs.embeddings,
+        stylesFile: this.opts.stylesFile,
+        preview: request.previewEvery > 0 ? { every: request.previewEvery, mode: 'cheap' } : null,
+        output: {
+          save: request.save,
+          root: this.opts.outputsDir,
+          grid: request.grid,
+          sendImages: !request.save,
+        },
+      },
+      this.library,
       {
         stop: hooks.stop,
-        styles,
-        embeddings: embeddings.loaded,
-        grid: request.grid,
         warn: (m) => this.opts.log?.(`warning: ${m}`),
+        notice: this.opts.log,
         onProgress: (pr) =>
           hooks.onProgress({ job: pr.job, jobCount: pr.jobCount, step: pr.step, steps: pr.steps }),
-        ...(hooks.previewEvery > 0 && {
-          onPreview: hooks.onPreview,
-          previewEvery: hooks.previewEvery,
-          previewMode: 'cheap' as const,
-        }),
+        onPreview: (pv) => hooks.onPreview(pv),
+        onImageSaved: (img) =>
+          hooks.onImage({
+            path: img.path,
+            png: img.png,
+            seed: img.seed,
+            subseed: img.subseed,
+            infotext: img.infotext,
+            prompt: img.prompt,
+            negativePrompt: img.negativePrompt,
+          }),
       },
     );
-    const images = [];
-    for (const img of result.images) {
-      images.push({
-        png: await encodePngWithInfotext(img.image, img.infotext),
-        seed: img.seed,
-        subseed: img.subseed,
-        infotext: img.infotext,
-        prompt: img.prompt,
-        negativePrompt: img.negativePrompt,
-      });
-    }
-    const grid = result.grid
-      ? {
-          png: await encodePngWithInfotext(result.grid.image, result.grid.infotext),
-          infotext: result.grid.infotext,
-        }
-      : null;
-    return {
-      images,
-      grid,
-      interrupted: result.interrupted,
-      seed: params.seed,
-      subseed: params.subseed,
-      model: {
-        name: model.name,
-        hash: model.hash,
-        vaeName: model.vae?.name ?? null,
-        vaeHash: model.vae?.hash ?? null,
-      },
-    };
+    const spec = this.currentSpec();
+    if (spec) await this.withCurrent((m) => this.opts.onLoaded?.(m));
+    return { images: [], grid: result.grid, interrupted: result.interrupted, info: result.info };
   }
 }
 
-export const STYLES_FILE = (dataDir: string) => join(dataDir, 'styles.csv');
+export const STYLES_FILE = (dataDir: string) => `${dataDir}/styles.csv`;

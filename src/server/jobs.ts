@@ -6,6 +6,7 @@
  */
 import type { GenerationParams } from '../params/generation.js';
 import type { RgbImage } from '../image/images.js';
+import type { A1111Info } from '../pipeline/job.js';
 
 export type JobMode = 'txt2img' | 'img2img';
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -38,14 +39,12 @@ export interface JobImageInfo {
 }
 
 export interface JobResultInfo {
+  /** The images finished so far (all of them once the job has succeeded). */
   images: JobImageInfo[];
   grid: { path: string; infotext: string } | null;
   interrupted: boolean;
-  seed: number;
-  subseed: number;
-  model: { name: string; hash: string | null; vaeName: string | null; vaeHash: string | null };
-  /** When the job started (A1111 job_timestamp, YYYYMMDDhhmmss). */
-  jobTimestamp: string;
+  /** A1111's `info` fields (seeds, prompts, model, job_timestamp, …); null until the job ends. */
+  info: A1111Info | null;
 }
 
 export interface JobRecord {
@@ -120,13 +119,17 @@ export interface JobQueue {
 
 export interface ExecutorHooks {
   stop: { interrupted: boolean; skipped: boolean };
+  /** Each image as soon as it is decoded (and saved, when the job saves). */
+  onImage(image: ExecutedImage): void;
   onProgress(p: { job: number; jobCount: number; step: number; steps: number }): void;
   onPreview(p: { image: RgbImage; index: number; step: number }): void;
   previewEvery: number;
 }
 
 export interface ExecutedImage {
-  png: Buffer;
+  /** Already written (saved jobs), or the PNG bytes to keep (unsaved jobs). */
+  path: string | null;
+  png: Buffer | null;
   seed: number;
   subseed: number;
   infotext: string;
@@ -136,11 +139,9 @@ export interface ExecutedImage {
 
 export interface ExecutorOutput {
   images: ExecutedImage[];
-  grid: { png: Buffer; infotext: string } | null;
+  grid: { path: string | null; png: Buffer | null; infotext: string } | null;
   interrupted: boolean;
-  seed: number;
-  subseed: number;
-  model: JobResultInfo['model'];
+  info: A1111Info;
 }
 
 /** Runs one generation job; the seam where the pipeline's job runner plugs in. */

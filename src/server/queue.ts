@@ -6,14 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { saveOutput } from '../pipeline/outputs.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { UserError } from '../util/errors.js';
 import type {
-  ExecutorOutput,
   JobEvent,
   JobExecutor,
-  JobImageInfo,
   JobProgress,
   JobQueue,
   JobRecord,
@@ -205,13 +202,13 @@ export class LocalJobQueue implements JobQueue {
     const startedAt = Date.now();
     this.store.markRunning(job.id, startedAt);
     const stop = { interrupted: false, skipped: false };
+    const p = job.request.params;
     const progress: JobProgress = {
       jobId: job.id,
       step: 0,
-      steps: job.request.params.steps,
+      steps: p.steps,
       jobNo: 0,
-      jobCount:
-        job.request.params.n_iter * (job.request.mode === 'txt2img' && job.request.params.enable_hr ? 2 : 1),
+      jobCount: p.n_iter * (job.request.mode === 'txt2img' && p.enable_hr ? 2 : 1),
       startedAt,
       fraction: 0,
       etaSeconds: 0,
@@ -221,93 +218,79 @@ export class LocalJobQueue implements JobQueue {
     };
     this.running = { id: job.id, progress, stop, cancel: false };
     this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
+    // Each finished image is recorded at once, so a crash later keeps it in the store.
+    const partial: JobResultInfo = { images: [], grid: null, interrupted: false, info: null };
+    let writes: Promise<void> = Promise.resolve();
+    let seen = 0;
+    const dir = join(this.opts.jobsDir, job.id);
+    const keep = (png: Buffer | null, path: string | null, name: string): Promise<string> =>
+      path
+        ? Promise.resolve(path)
+        : mkdir(dir, { recursive: true }).then(async () => {
+            const file = join(dir, name);
+            await writeFileAtomic(file, png ?? Buffer.alloc(0));
+            return file;
+          });
     try {
       const out = await this.executor.run(job.request, {
         stop,
         previewEvery: job.request.previewEvery,
-        onProgress: (p) => {
-          progress.step = p.step;
-          progress.steps = p.steps;
-          progress.jobNo = p.job;
-          progress.jobCount = p.jobCount;
+        onImage: (img) => {
+          const index = seen++;
+          writes = writes.then(async () => {
+            const path = await keep(img.png, img.path, `${String(index).padStart(5, '0')}-${img.seed}.png`);
+            const { png: _png, path: _path, ...info } = img;
+            partial.images.push({ ...info, path });
+            this.store.updateResult(job.id, partial);
+          });
+        },
+        onProgress: (pr) => {
+          progress.step = pr.step;
+          progress.steps = pr.steps;
+          progress.jobNo = pr.job;
+          progress.jobCount = pr.jobCount;
           progress.fraction = Math.min(
             1,
-            (p.job + (p.steps ? p.step / p.steps : 0)) / Math.max(1, p.jobCount),
+            (pr.job + (pr.steps ? pr.step / pr.steps : 0)) / Math.max(1, pr.jobCount),
           );
           const elapsed = (Date.now() - startedAt) / 1000;
           progress.etaSeconds = progress.fraction > 0 ? elapsed / progress.fraction - elapsed : 0;
           progress.skipped = stop.skipped;
           this.emit(job.id, { type: 'progress', progress });
         },
-        onPreview: (p) => {
-          const images = progress.preview?.step === p.step ? [...progress.preview.images] : [];
-          images[p.index] = p.image;
-          progress.preview = { images, step: p.step };
+        onPreview: (pv) => {
+          const images = progress.preview?.step === pv.step ? [...progress.preview.images] : [];
+          images[pv.index] = pv.image;
+          progress.preview = { images, step: pv.step };
           this.emit(job.id, { type: 'preview', progress });
         },
       });
-      const result = await this.saveResult(job, out, startedAt);
+      await writes;
+      if (out.grid) {
+        partial.grid = {
+          path: await keep(out.grid.png, out.grid.path, 'grid.png'),
+          infotext: out.grid.infotext,
+        };
+      }
+      partial.interrupted = out.interrupted;
+      partial.info = out.info;
       const cancelled = this.running.cancel;
-      this.store.finish(job.id, cancelled ? 'cancelled' : 'succeeded', result, cancelled ? CANCELLED : null);
+      this.store.finish(job.id, cancelled ? 'cancelled' : 'succeeded', partial, cancelled ? CANCELLED : null);
     } catch (e) {
+      await writes.catch(() => undefined);
       const message = e instanceof Error ? e.message : String(e);
-      if (!(e instanceof UserError))
+      if (!(e instanceof UserError)) {
         this.opts.log?.(`job ${job.id} failed: ${e instanceof Error ? (e.stack ?? message) : message}`);
+      }
       const status = e instanceof UserError ? (e.httpStatus === 400 ? 422 : e.httpStatus) : 500;
-      this.store.finish(job.id, 'failed', null, message, status);
+      this.store.finish(job.id, 'failed', partial.images.length ? partial : null, message, status);
     } finally {
       this.running = null;
       this.finished(job.id);
     }
   }
-
-  private async saveResult(job: JobRecord, out: ExecutorOutput, startedAt: number): Promise<JobResultInfo> {
-    const date = new Date(startedAt);
-    const { mode, save } = job.request;
-    const dir = join(this.opts.jobsDir, job.id);
-    if (!save) await mkdir(dir, { recursive: true });
-    const images: JobImageInfo[] = [];
-    for (let i = 0; i < out.images.length; i++) {
-      const img = out.images[i]!;
-      let path: string;
-      if (save)
-        path = await saveOutput(img.png, {
-          root: this.opts.outputsDir,
-          kind: `${mode}-images`,
-          seed: img.seed,
-          date,
-        });
-      else
-        await writeFileAtomic((path = join(dir, `${String(i).padStart(5, '0')}-${img.seed}.png`)), img.png);
-      const { png: _png, ...info } = img;
-      images.push({ ...info, path });
-    }
-    let grid: JobResultInfo['grid'] = null;
-    if (out.grid) {
-      let path: string;
-      if (save)
-        path = await saveOutput(out.grid.png, { root: this.opts.outputsDir, kind: `${mode}-grids`, date });
-      else await writeFileAtomic((path = join(dir, 'grid.png')), out.grid.png);
-      grid = { path, infotext: out.grid.infotext };
-    }
-    return {
-      images,
-      grid,
-      interrupted: out.interrupted,
-      seed: out.seed,
-      subseed: out.subseed,
-      model: out.model,
-      jobTimestamp: jobTimestamp(date),
-    };
-  }
 }
 
 export function isFinished(rec: JobRecord): boolean {
   return rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled';
-}
-
-/** A1111 job_timestamp: local time as YYYYMMDDhhmmss. */
-export function jobTimestamp(d: Date): string {
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }

@@ -5,11 +5,10 @@
  * validation — with its errors answered as FastAPI's 422 naming the field.
  */
 import {
-  defaultParams,
   IMAGE_UPSCALERS,
   LATENT_UPSCALE_MODES,
   resolveSampler,
-  withDefaults,
+  validateGenerationRequest,
   type GenerationParams,
 } from '../params/generation.js';
 import { UserError } from '../util/errors.js';
@@ -20,15 +19,18 @@ import { checkOption, GENERATION_SETTINGS } from './options.js';
 
 /** A validation failure answered as FastAPI does: 422 `{detail: [{loc, msg, type}]}`. */
 export class ValidationError extends UserError {
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
+  readonly errors: { field: string; message: string }[];
+  constructor(field: string, message: string, more: { field: string; message: string }[] = []) {
     super(message, 2, 422);
     this.name = 'ValidationError';
+    this.errors = [{ field, message }, ...more];
   }
   detail(): unknown[] {
-    return [{ loc: ['body', ...this.field.split('.')], msg: this.message, type: 'value_error' }];
+    return this.errors.map((e) => ({
+      loc: ['body', ...e.field.split('.')],
+      msg: e.message.startsWith(e.field) ? e.message : `${e.field}: ${e.message}`,
+      type: 'value_error',
+    }));
   }
 }
 
@@ -43,22 +45,6 @@ export interface BuildOptions {
   previewEvery?: number;
 }
 
-/** Re-throws a UserError from the pipeline's validation as a ValidationError naming its field. */
-function asValidation(e: unknown, body: Record<string, unknown>): never {
-  if (e instanceof UserError && !(e instanceof ValidationError)) {
-    const m = /^([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)?)/.exec(e.message);
-    const field =
-      m && (m[1]! in body || m[1]!.startsWith('override_settings') || m[1] in defaultParams())
-        ? m[1]!
-        : 'body';
-    throw new ValidationError(
-      field,
-      field === 'body' || e.message.startsWith(field) ? e.message : `${field}: ${e.message}`,
-    );
-  }
-  throw e;
-}
-
 export async function buildJobRequest(
   ctx: ServerContext,
   mode: JobMode,
@@ -69,6 +55,9 @@ export async function buildJobRequest(
   body: Record<string, unknown>;
   restoreOverrides: Record<string, unknown> | null;
 }> {
+  if (input !== undefined && input !== null && (typeof input !== 'object' || Array.isArray(input))) {
+    throw new ValidationError('body', 'body must be a JSON object of generation fields');
+  }
   const body: Record<string, unknown> = { ...(input ?? {}) };
   if (typeof body.script_name === 'string' && body.script_name.trim() !== '') {
     throw new UserError(`Script '${body.script_name.slice(0, 200)}' not found`, 2, 422);
@@ -178,17 +167,20 @@ export async function buildJobRequest(
       `hr_upscaler: could not find upscaler named ${body.hr_upscaler.slice(0, 200)}`,
     );
   }
-  let params: GenerationParams;
-  try {
-    params = withDefaults({
+  const checked = validateGenerationRequest(
+    {
       ...body,
       styles: body.styles ?? [],
       denoising_strength: body.denoising_strength ?? (mode === 'txt2img' && body.enable_hr ? 0.7 : undefined),
       override_settings: settings,
-    });
-  } catch (e) {
-    asValidation(e, body);
+    },
+    { mode },
+  );
+  if (!checked.ok) {
+    const [first, ...rest] = checked.errors;
+    throw new ValidationError(first!.field, first!.message, rest);
   }
+  const params: GenerationParams = checked.params;
   if (mode === 'img2img') params.enable_hr = false;
   // "DPM++ 2M Karras" and aliases: the sampler's own name, the suffix as the scheduler (as A1111).
   const resolved = resolveSampler(params.sampler_name, params.scheduler);

@@ -112,6 +112,11 @@ export class JobStore {
       .run(state, result ? JSON.stringify(result) : null, error, errorStatus, now, id);
   }
 
+  /** The images a running job has finished so far. */
+  updateResult(id: string, result: JobResultInfo): void {
+    this.db.prepare(`UPDATE jobs SET result = ? WHERE id = ?`).run(JSON.stringify(result), id);
+  }
+
   /** Cancels a job only while it is still queued; returns whether it did. */
   cancelQueued(id: string, reason: string, now = Date.now()): boolean {
     const r = this.db

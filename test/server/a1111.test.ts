@@ -3,7 +3,7 @@
  * read, defaults, the queue (concurrent requests in order with their own seeds), interrupt, skip,
  * options (persisted, model switching), the list routes, extras, png-info, OpenAPI.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -293,13 +293,14 @@ describe('options and models', () => {
     expect(m.title).toBe(`${basename(m.filename)} [${m.hash}]`);
     expect(m.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(m.sha256.slice(0, 10)).toBe(m.hash);
-    const before = server.ctx.executor.current();
+    const loaded = () => server.ctx.executor.withCurrent((model) => model);
+    const before = await loaded();
     expect(before).not.toBeNull();
     for (const name of [m.title, m.model_name, m.hash, basename(m.filename)]) {
       expect(
         (await call(server.url, '/sdapi/v1/options', { body: { sd_model_checkpoint: name } })).status,
       ).toBe(200);
-      expect(server.ctx.executor.current()).toBe(before);
+      expect(await loaded()).toBe(before);
     }
     for (const name of ['nope.safetensors', '../../etc/passwd', '/etc/passwd', tinyCheckpoint()]) {
       const r = await call(server.url, '/sdapi/v1/options', { body: { sd_model_checkpoint: name } });
@@ -312,9 +313,9 @@ describe('options and models', () => {
     expect(o.status).toBe(422);
     // unload then reload
     expect((await call(server.url, '/sdapi/v1/unload-checkpoint', { method: 'POST' })).body).toEqual({});
-    expect(server.ctx.executor.current()).toBeNull();
+    expect(server.ctx.executor.currentSpec()).toBeNull();
     expect((await call(server.url, '/sdapi/v1/reload-checkpoint', { method: 'POST' })).body).toEqual({});
-    expect(server.ctx.executor.current()?.path).toBe(m.filename);
+    expect(server.ctx.executor.currentSpec()?.checkpoint).toBe(realpathSync(m.filename));
   });
 
   it('override_settings applies to one job and is restored, unless override_settings_restore_afterwards is false', async () => {

@@ -143,7 +143,7 @@ describe('bad input', () => {
     expect(r.status).toBe(413);
     expect((await call(server.url, '/sdapi/v1/options')).status).toBe(200);
     expect((await call(server.url, '/api/v1/jobs')).body.total).toBe(0);
-    expect(server.ctx.executor.current()).toBeNull();
+    expect(server.ctx.executor.currentSpec()).toBeNull();
     expect(existsSync(join(dataDir, 'outputs'))).toBe(false);
     expect(readdirSync(dataDir).sort()).toEqual(
       ['config.json', 'jobs.sqlite', 'jobs.sqlite-shm', 'jobs.sqlite-wal', 'models'].filter((f) =>

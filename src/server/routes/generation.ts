@@ -4,8 +4,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { FastifyPluginAsync } from 'fastify';
-import { VERSION } from '../../pipeline/generate.js';
-import { clipSkipOf } from '../../params/generation.js';
 import { pythonJson } from '../../tools/python-json.js';
 import { UserError } from '../../util/errors.js';
 import type { ServerContext } from '../app.js';
@@ -34,7 +32,6 @@ export async function a1111Response(
   body: Record<string, unknown>,
 ): Promise<A1111GenerationResponse> {
   const r = job.result!;
-  const p = job.request.params;
   const files = [...(r.grid ? [r.grid] : []), ...r.images];
   const images =
     body.send_images === false
@@ -45,42 +42,8 @@ export async function a1111Response(
     parameters.init_images = null;
     parameters.mask = null;
   }
-  const first = r.images[0];
-  const info = {
-    prompt: first?.prompt ?? p.prompt,
-    all_prompts: r.images.map((i) => i.prompt),
-    negative_prompt: first?.negativePrompt ?? p.negative_prompt,
-    all_negative_prompts: r.images.map((i) => i.negativePrompt),
-    seed: r.seed,
-    all_seeds: r.images.map((i) => i.seed),
-    subseed: r.subseed,
-    all_subseeds: r.images.map((i) => i.subseed),
-    subseed_strength: p.subseed_strength,
-    width: p.width,
-    height: p.height,
-    sampler_name: p.sampler_name,
-    cfg_scale: p.cfg_scale,
-    steps: p.steps,
-    batch_size: p.batch_size,
-    restore_faces: p.restore_faces,
-    face_restoration_model: null,
-    sd_model_name: r.model.name,
-    sd_model_hash: r.model.hash,
-    sd_vae_name: r.model.vaeName,
-    sd_vae_hash: r.model.vaeHash,
-    seed_resize_from_w: p.seed_resize_from_w,
-    seed_resize_from_h: p.seed_resize_from_h,
-    denoising_strength:
-      mode === 'img2img' || p.enable_hr ? p.denoising_strength : (body.denoising_strength ?? null),
-    extra_generation_params: {},
-    index_of_first_image: r.grid ? 1 : 0,
-    infotexts: files.map((f) => f.infotext),
-    styles: p.styles,
-    job_timestamp: r.jobTimestamp,
-    clip_skip: clipSkipOf(p),
-    is_using_inpainting_conditioning: false,
-    version: VERSION,
-  };
+  // A grid sent first shifts the images (A1111 index_of_first_image) and has its own infotext.
+  const info = { ...r.info!, index_of_first_image: r.grid ? 1 : 0, infotexts: files.map((f) => f.infotext) };
   return { images, parameters, info: pythonJson(info) };
 }
 
@@ -90,7 +53,7 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
     const submitted = await ctx.queue.submit(request);
     const job = await ctx.queue.wait(submitted.id);
     try {
-      if (job.state === 'failed' || !job.result) {
+      if (job.state === 'failed' || !job.result?.info) {
         throw new UserError(job.error ?? `job ${job.state}`, 2, job.errorStatus ?? 500);
       }
       if (restoreOverrides) await ctx.options.update(restoreOverrides);
@@ -100,14 +63,19 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
     }
   };
   const common = { tags: ['A1111'], response: { 200: GenerationResponse } };
+  // The body schema documents; validateGenerationRequest (params/) validates, naming every bad field.
+  const documentOnly = { validatorCompiler: () => (value: unknown) => ({ value }) };
   app.post(
     '/sdapi/v1/txt2img',
-    { schema: { ...common, summary: 'Text to image', body: Txt2ImgBody } },
+    { ...documentOnly, schema: { ...common, summary: 'Text to image', body: Txt2ImgBody } },
     async (req) => handle('txt2img', req.body as A1111Body | undefined),
   );
   app.post(
     '/sdapi/v1/img2img',
-    { schema: { ...common, summary: 'Image to image (inpainting with mask)', body: Img2ImgBody } },
+    {
+      ...documentOnly,
+      schema: { ...common, summary: 'Image to image (inpainting with mask)', body: Img2ImgBody },
+    },
     async (req) => handle('img2img', req.body as A1111Body | undefined),
   );
 };

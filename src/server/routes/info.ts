@@ -6,26 +6,9 @@ import { existsSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import type { FastifyPluginAsync } from 'fastify';
 import { IMAGE_UPSCALERS, LATENT_UPSCALE_MODES } from '../../params/generation.js';
-import { SAMPLERS } from '../../sampling/index.js';
-import { SCHEDULERS } from '../../sampling/schedules.js';
+import { samplersForApi, schedulersForApi } from '../../sampling/registry.js';
 import type { ServerContext } from '../app.js';
 import { currentCheckpoint } from './options.js';
-
-/** Schedulers A1111 computes from the model's own discrete timesteps (`need_inner_model`). */
-const NEED_INNER_MODEL = new Set(['uniform', 'sgm_uniform', 'simple', 'normal', 'ddim', 'beta']);
-
-export function samplerList() {
-  return SAMPLERS.map((s) => {
-    const options: Record<string, string> = {};
-    if (s.scheduler) options.scheduler = s.scheduler;
-    if (s.secondOrder) options.second_order = 'True';
-    if (s.usesEnsd) options.uses_ensd = 'True';
-    if (s.discardNextToLastSigma) options.discard_next_to_last_sigma = 'True';
-    if (s.brownianNoise) options.brownian_noise = 'True';
-    if (s.solverType) options.solver_type = s.solverType;
-    return { name: s.label, aliases: [...s.aliases], options };
-  });
-}
 
 const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const tags = ['A1111'];
@@ -34,16 +17,8 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const post = (path: string, summary: string, fn: () => unknown) =>
     app.post(path, { schema: { tags, summary } }, async () => fn());
 
-  get('/sdapi/v1/samplers', 'Samplers', samplerList);
-  get('/sdapi/v1/schedulers', 'Schedulers', () =>
-    SCHEDULERS.map((s) => ({
-      name: s.name,
-      label: s.label,
-      aliases: s.aliases.length ? [...s.aliases] : null,
-      default_rho: s.defaultRho,
-      need_inner_model: NEED_INNER_MODEL.has(s.name),
-    })),
-  );
+  get('/sdapi/v1/samplers', 'Samplers', samplersForApi);
+  get('/sdapi/v1/schedulers', 'Schedulers', schedulersForApi);
   get('/sdapi/v1/upscalers', 'Upscalers (built-in ones; model upscalers arrive later)', () =>
     IMAGE_UPSCALERS.map((name) => ({
       name,
@@ -71,12 +46,14 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
       negative_prompt: s.negativePrompt,
     }));
   });
-  get('/sdapi/v1/embeddings', 'Textual-inversion embeddings of the loaded model', async () => {
-    const db = ctx.executor.embeddings();
-    if (db) return db.list();
-    // No model loaded: every embedding file, none checked against a model yet.
+  get('/sdapi/v1/embeddings', 'Textual-inversion embeddings (checked against the loaded model)', async () => {
     const { EmbeddingDatabase } = await import('../../prompt/embeddings.js');
-    return (await EmbeddingDatabase.loadDir(ctx.config.dirs.embeddings, {})).list();
+    const dir = ctx.config.dirs.embeddings;
+    const db =
+      (await ctx.executor.withCurrent((m) =>
+        EmbeddingDatabase.loadDir(dir, { expectedWidth: m.engine.config.text.width }),
+      )) ?? (await EmbeddingDatabase.loadDir(dir, {}));
+    return db.list();
   });
 
   post('/sdapi/v1/refresh-checkpoints', 'Rescan the checkpoint folder', async () => {
@@ -91,19 +68,8 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
     await ctx.catalog.refreshLoras();
     return null;
   });
-  post('/sdapi/v1/refresh-embeddings', 'Reload the embeddings', async () => {
-    const current = ctx.executor.current();
-    if (current) {
-      await ctx.queue.exclusive(async () => {
-        const { EmbeddingDatabase } = await import('../../prompt/embeddings.js');
-        const db = await EmbeddingDatabase.loadDir(ctx.config.dirs.embeddings, {
-          expectedWidth: current.engine.config.text.width,
-        });
-        ctx.executor.setEmbeddings(db);
-      });
-    }
-    return null;
-  });
+  // Every job reads the embeddings folder afresh, so there is nothing to reload.
+  post('/sdapi/v1/refresh-embeddings', 'Reload the embeddings', () => null);
   post('/sdapi/v1/unload-checkpoint', 'Release the loaded model', async () => {
     await ctx.queue.exclusive(() => ctx.executor.unload());
     return {};
@@ -113,7 +79,7 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
     if (c) {
       const sdVae = String(ctx.options.get('sd_vae') ?? 'Automatic');
       const vae = ctx.catalog.findVae(sdVae)?.filename ?? (sdVae === 'None' ? 'None' : 'Automatic');
-      await ctx.queue.exclusive(() => ctx.executor.ensureModel(c.filename, vae));
+      await ctx.queue.exclusive(() => ctx.executor.load(c.filename, vae));
     }
     return {};
   });

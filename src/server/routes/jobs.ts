@@ -10,7 +10,6 @@ import type { ServerContext } from '../app.js';
 import { isFinished } from '../queue.js';
 import { JOB_STATES, type JobEvent, type JobProgress, type JobRecord, type JobState } from '../jobs.js';
 import { buildJobRequest } from '../requests.js';
-import { Img2ImgBody } from '../schemas/a1111.js';
 import { previewPng } from './progress.js';
 import { UserError } from '../../util/errors.js';
 
@@ -18,7 +17,12 @@ const SubmitBody = Type.Object(
   {
     mode: Type.Union([Type.Literal('txt2img'), Type.Literal('img2img')]),
     /** Generation parameters with A1111's field names (the txt2img/img2img bodies). */
-    params: Type.Optional(Img2ImgBody),
+    params: Type.Optional(
+      Type.Object(
+        {},
+        { additionalProperties: true, description: 'fields of GenerationRequestSchema (A1111 names)' },
+      ),
+    ),
     /** Save the images in outputs/ (default true). */
     save: Type.Optional(Type.Boolean()),
     /** Live preview every N steps in the event stream (0 = none; default: the setting). */
@@ -61,8 +65,7 @@ export function jobView(job: JobRecord, prefix: string, progress: JobProgress | 
       })),
       grid: job.result.grid ? { url: `${prefix}/api/v1/jobs/${job.id}/images/grid` } : null,
       interrupted: job.result.interrupted,
-      seed: job.result.seed,
-      model: job.result.model,
+      info: job.result.info,
     },
   };
 }

@@ -7,9 +7,9 @@ import { checkOption } from '../options.js';
 
 /** The checkpoint the settings point at: the loaded one, else the saved one if present, else the first. */
 export function currentCheckpoint(ctx: ServerContext) {
-  const loaded = ctx.executor.current();
+  const loaded = ctx.executor.currentSpec();
   if (loaded) {
-    const c = ctx.catalog.checkpoints.find((x) => x.filename === loaded.path);
+    const c = ctx.catalog.byRealpath(loaded.checkpoint);
     if (c) return c;
   }
   const saved = ctx.options.get('sd_model_checkpoint');
@@ -64,11 +64,12 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
       }
       if (typeof changes.sd_vae === 'string') ctx.catalog.findVae(changes.sd_vae);
       await ctx.options.update(changes);
-      const wantsLoad = 'sd_model_checkpoint' in changes || ('sd_vae' in changes && ctx.executor.current());
+      const wantsLoad =
+        'sd_model_checkpoint' in changes || ('sd_vae' in changes && ctx.executor.currentSpec());
       if (wantsLoad && checkpoint) {
         const sdVae = String(ctx.options.get('sd_vae') ?? 'Automatic');
         const vae = ctx.catalog.findVae(sdVae)?.filename ?? (sdVae === 'None' ? 'None' : 'Automatic');
-        await ctx.queue.exclusive(() => ctx.executor.ensureModel(checkpoint.filename, vae));
+        await ctx.queue.exclusive(() => ctx.executor.load(checkpoint.filename, vae));
       }
       return null;
     },

@@ -4,10 +4,11 @@
  * the `parameters` echo of the responses are both derived. Every field is optional and nullable
  * and unknown fields are accepted and ignored, as A1111's pydantic v1 models do.
  *
- * When params/ offers GenerationParams as a TypeBox schema, the generation fields here come from
- * it; the API-only fields (send_images, script_name, …) stay in this table.
+ * The table stays because A1111's echo differs from our internal defaults (sampler_name null,
+ * denoising_strength null for txt2img, …); the generation fields' schemas come from params/.
  */
 import { Type, type TSchema } from 'typebox';
+import { Img2ImgRequestSchema, Txt2ImgRequestSchema } from '../../params/schema.js';
 
 type Kind = 'str' | 'int' | 'num' | 'bool' | 'strlist' | 'obj' | 'list' | 'seed' | 'intbool';
 type Field = readonly [name: string, kind: Kind, default_: unknown];
@@ -100,44 +101,51 @@ const IMG2IMG_EXTRAS: readonly Field[] = [['include_init_images', 'bool', false]
 export const TXT2IMG_FIELDS: readonly Field[] = [...BASE, ...TXT2IMG_ONLY, ...API_EXTRAS];
 export const IMG2IMG_FIELDS: readonly Field[] = [...BASE, ...IMG2IMG_ONLY, ...API_EXTRAS, ...IMG2IMG_EXTRAS];
 
+/** JSON Schema of a field of this table (the API-only ones; the generation fields come from params/). */
 function jsonType(kind: Kind): TSchema {
-  // Raw JSON Schema type lists (not anyOf) so the validator coerces "5" to 5 as pydantic v1 does.
-  switch (kind) {
-    case 'str':
-      return Type.Unsafe<string | null>({ type: ['string', 'null'] });
-    case 'int':
-      return Type.Unsafe<number | null>({ type: ['integer', 'null'] });
-    case 'num':
-      return Type.Unsafe<number | null>({ type: ['number', 'null'] });
-    case 'bool':
-      return Type.Unsafe<boolean | null>({ type: ['boolean', 'null'] });
-    case 'intbool':
-      return Type.Unsafe<number | boolean | null>({ type: ['integer', 'boolean', 'null'] });
-    case 'seed':
-      return Type.Unsafe<number | string | null>({ type: ['integer', 'string', 'null'] });
-    case 'strlist':
-      return Type.Unsafe<string[] | null>({ type: ['array', 'null'], items: { type: 'string' } });
-    case 'list':
-      return Type.Unsafe<unknown[] | null>({ type: ['array', 'null'] });
-    case 'obj':
-      return Type.Unsafe<Record<string, unknown> | null>({
-        type: ['object', 'null'],
-        additionalProperties: true,
-      });
-  }
+  const t = {
+    str: 'string',
+    int: 'integer',
+    num: 'number',
+    bool: 'boolean',
+    intbool: ['integer', 'boolean'],
+    seed: ['integer', 'string'],
+    strlist: 'array',
+    list: 'array',
+    obj: 'object',
+  }[kind];
+  return Type.Unsafe({
+    type: [...(Array.isArray(t) ? t : [t]), 'null'],
+    ...(kind === 'strlist' && { items: { type: 'string' } }),
+  });
 }
 
-function bodySchema(fields: readonly Field[], title: string): TSchema {
-  const props: Record<string, TSchema> = {};
+/**
+ * The OpenAPI body of a route: the generation fields from params/ (one schema with the CLI, the
+ * UI and the validator) plus the API-only keys of this table. Bodies are validated by
+ * `validateGenerationRequest`, not by this schema (see routes/generation.ts).
+ */
+function bodySchema(base: TSchema, fields: readonly Field[], title: string): TSchema {
+  const props: Record<string, TSchema> = {
+    ...(base as unknown as { properties: Record<string, TSchema> }).properties,
+  };
   for (const [name, kind, def] of fields) {
+    if (props[name]) continue;
     props[name] = Type.Optional(Type.Unsafe({ ...jsonType(kind), ...(def !== null && { default: def }) }));
   }
   return Type.Object(props, { additionalProperties: true, title });
 }
 
-/** JSON Schemas of the two bodies: validation and OpenAPI. (Defaults are documented, not injected.) */
-export const Txt2ImgBody = bodySchema(TXT2IMG_FIELDS, 'StableDiffusionProcessingTxt2Img');
-export const Img2ImgBody = bodySchema(IMG2IMG_FIELDS, 'StableDiffusionProcessingImg2Img');
+export const Txt2ImgBody = bodySchema(
+  Txt2ImgRequestSchema,
+  TXT2IMG_FIELDS,
+  'StableDiffusionProcessingTxt2Img',
+);
+export const Img2ImgBody = bodySchema(
+  Img2ImgRequestSchema,
+  IMG2IMG_FIELDS,
+  'StableDiffusionProcessingImg2Img',
+);
 
 export type A1111Body = Record<string, unknown>;
 
