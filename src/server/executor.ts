@@ -111,7 +111,13 @@ export class PipelineExecutor implements JobExecutor {
         warn: (m) => this.opts.log?.(`warning: ${m}`),
         notice: this.opts.log,
         onProgress: (pr) =>
-          hooks.onProgress({ job: pr.job, jobCount: pr.jobCount, step: pr.step, steps: pr.steps }),
+          hooks.onProgress({
+            phase: pr.phase,
+            job: pr.job,
+            jobCount: pr.jobCount,
+            step: pr.step,
+            steps: pr.steps,
+          }),
         onPreview: (pv) => hooks.onPreview(pv),
         onImageSaved: (img) =>
           hooks.onImage({

@@ -65,6 +65,8 @@ export interface JobRecord {
 /** Progress of the running job (A1111 /progress and our SSE stream read it). */
 export interface JobProgress {
   jobId: string;
+  /** The pipeline's phase: 'txt2img', 'first pass', 'hires fix', 'img2img' or 'vae decode'. */
+  phase: string;
   /** Sampling step within the current batch/pass, and its step count. */
   step: number;
   steps: number;
@@ -121,7 +123,7 @@ export interface ExecutorHooks {
   stop: { interrupted: boolean; skipped: boolean };
   /** Each image as soon as it is decoded (and saved, when the job saves). */
   onImage(image: ExecutedImage): void;
-  onProgress(p: { job: number; jobCount: number; step: number; steps: number }): void;
+  onProgress(p: { phase: string; job: number; jobCount: number; step: number; steps: number }): void;
   onPreview(p: { image: RgbImage; index: number; step: number }): void;
   previewEvery: number;
 }

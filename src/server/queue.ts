@@ -205,6 +205,7 @@ export class LocalJobQueue implements JobQueue {
     const p = job.request.params;
     const progress: JobProgress = {
       jobId: job.id,
+      phase: 'queued',
       step: 0,
       steps: p.steps,
       jobNo: 0,
@@ -245,14 +246,17 @@ export class LocalJobQueue implements JobQueue {
           });
         },
         onProgress: (pr) => {
-          progress.step = pr.step;
-          progress.steps = pr.steps;
+          progress.phase = pr.phase;
           progress.jobNo = pr.job;
           progress.jobCount = pr.jobCount;
-          progress.fraction = Math.min(
-            1,
-            (pr.job + (pr.steps ? pr.step / pr.steps : 0)) / Math.max(1, pr.jobCount),
-          );
+          // Decoding keeps the sampling steps on show (A1111's progress counts sampling only).
+          const decoding = pr.phase === 'vae decode';
+          if (!decoding) {
+            progress.step = pr.step;
+            progress.steps = pr.steps;
+          }
+          const within = decoding ? 1 : pr.steps ? pr.step / pr.steps : 0;
+          progress.fraction = Math.min(1, (pr.job + within) / Math.max(1, pr.jobCount));
           const elapsed = (Date.now() - startedAt) / 1000;
           progress.etaSeconds = progress.fraction > 0 ? elapsed / progress.fraction - elapsed : 0;
           progress.skipped = stop.skipped;

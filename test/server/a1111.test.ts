@@ -544,3 +544,102 @@ describe('docs', () => {
     expect(r.body).toEqual({ detail: 'Not Found' });
   });
 });
+
+/** Reads Server-Sent Events until the stream ends. */
+async function readEvents(url: string): Promise<{ event: string; data: any }[]> {
+  const res = await fetch(url);
+  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+  const text = await res.text();
+  return text
+    .split('\n\n')
+    .filter((b) => b.startsWith('event: '))
+    .map((b) => {
+      const [e, d] = b.split('\n');
+      return { event: e!.slice(7), data: JSON.parse(d!.slice(6)) };
+    });
+}
+
+describe('job API', () => {
+  it('submit answers at once; the event stream reports progress, ETA and previews; results come from the store', async () => {
+    const r = await call(server.url, '/api/v1/jobs', {
+      body: {
+        mode: 'txt2img',
+        params: { prompt: 'job', seed: 21, steps: 4, width: 64, height: 64 },
+        preview_every: 2,
+      },
+    });
+    expect(r.status).toBe(202);
+    expect(r.body.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(['queued', 'running']).toContain(r.body.state);
+    const events = await readEvents(`${server.url}/api/v1/jobs/${r.body.id}/events`);
+    const progress = events.filter((e) => e.event === 'progress').map((e) => e.data);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.filter((p) => p.phase === 'txt2img').at(-1)).toMatchObject({
+      step: 4,
+      steps: 4,
+      job_count: 1,
+    });
+    expect(progress.every((p) => p.eta_seconds >= 0 && p.fraction <= 1)).toBe(true);
+    const previews = events.filter((e) => e.event === 'preview');
+    expect(previews.length).toBeGreaterThan(0);
+    expect(previews[0]!.data.image).toMatch(/^iVBOR/);
+    const last = events.at(-1)!;
+    expect(last.event).toBe('state');
+    expect(last.data.state).toBe('succeeded');
+    const job = (await call(server.url, `/api/v1/jobs/${r.body.id}`)).body;
+    expect(job).toMatchObject({ state: 'succeeded', mode: 'txt2img', error: null });
+    expect(job.result.images).toHaveLength(1);
+    expect(job.result.images[0].seed).toBe(21);
+    const img = await fetch(server.url + job.result.images[0].url);
+    expect(img.headers.get('content-type')).toBe('image/png');
+    const png = await pngInfo(Buffer.from(await img.arrayBuffer()).toString('base64'));
+    expect(png.parameters).toBe(job.result.images[0].infotext);
+    // Saved in outputs/ (our API keeps its results by default).
+    const day = readdirSync(join(dataDir, 'outputs', 'txt2img-images'))[0]!;
+    expect(
+      readdirSync(join(dataDir, 'outputs', 'txt2img-images', day)).some((f) => f.endsWith('-21.png')),
+    ).toBe(true);
+    const list = await call(server.url, '/api/v1/jobs?state=succeeded&limit=1&offset=0');
+    expect(list.body.jobs).toHaveLength(1);
+    expect(list.body.total).toBeGreaterThan(1);
+    expect(list.body.jobs[0].id).toBe(r.body.id);
+  });
+
+  it('cancel: a queued job at once, a running one after its step; delete removes it; a running job cannot be deleted', async () => {
+    const a = (
+      await call(server.url, '/api/v1/jobs', {
+        body: { mode: 'txt2img', params: { prompt: 'a', seed: 1, steps: 1000, width: 64, height: 64 } },
+      })
+    ).body;
+    const b = (
+      await call(server.url, '/api/v1/jobs', {
+        body: { mode: 'txt2img', params: { prompt: 'b', seed: 2, steps: 3, width: 64, height: 64 } },
+      })
+    ).body;
+    for (
+      let i = 0;
+      i < 600 && (await call(server.url, `/api/v1/jobs/${a.id}`)).body.state !== 'running';
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(
+      (await call(server.url, `/api/v1/jobs?state=queued`)).body.jobs.map((j: { id: string }) => j.id),
+    ).toEqual([b.id]);
+    const cb = await call(server.url, `/api/v1/jobs/${b.id}/cancel`, { method: 'POST' });
+    expect(cb.body.state).toBe('cancelled');
+    expect((await call(server.url, `/api/v1/jobs/${a.id}`, { method: 'DELETE' })).status).toBe(409);
+    await call(server.url, `/api/v1/jobs/${a.id}/cancel`, { method: 'POST' });
+    let ja;
+    for (let i = 0; i < 600; i++) {
+      ja = (await call(server.url, `/api/v1/jobs/${a.id}`)).body;
+      if (ja.state !== 'running') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(ja.state).toBe('cancelled');
+    expect(ja.result.interrupted).toBe(true);
+    expect(ja.result.images).toHaveLength(1);
+    expect((await call(server.url, `/api/v1/jobs/${b.id}`, { method: 'DELETE' })).status).toBe(204);
+    expect((await call(server.url, `/api/v1/jobs/${b.id}`)).status).toBe(404);
+  });
+});

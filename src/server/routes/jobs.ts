@@ -35,6 +35,7 @@ const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
 function progressView(p: JobProgress) {
   return {
+    phase: p.phase,
     step: p.step,
     steps: p.steps,
     job_no: p.jobNo,
