@@ -546,6 +546,7 @@ describe('docs', () => {
 });
 
 /** Reads Server-Sent Events until the stream ends. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function readEvents(url: string): Promise<{ event: string; data: any }[]> {
   const res = await fetch(url);
   expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
