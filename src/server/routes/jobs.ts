@@ -178,12 +178,17 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
     async (req, reply) => {
       const { id } = req.params as { id: string };
       const job = await must(id);
-      streamEvents(reply, ctx, job, prefix);
+      await streamEvents(reply, ctx, job, prefix);
     },
   );
 };
 
-function streamEvents(reply: FastifyReply, ctx: ServerContext, job: JobRecord, prefix: string): void {
+async function streamEvents(
+  reply: FastifyReply,
+  ctx: ServerContext,
+  job: JobRecord,
+  prefix: string,
+): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
   const headers: Record<string, string> = {};
@@ -225,8 +230,10 @@ function streamEvents(reply: FastifyReply, ctx: ServerContext, job: JobRecord, p
   });
   const keepAlive = setInterval(() => !closed && raw.write(': keep-alive\n\n'), 15_000);
   raw.on('close', end);
-  send('state', jobView(job, prefix, ctx.queue.current()));
-  if (isFinished(job)) end();
+  // Read again after subscribing, so a job finishing in between is not missed.
+  const now = (await ctx.queue.get(job.id)) ?? job;
+  send('state', jobView(now, prefix, ctx.queue.current()));
+  if (isFinished(now)) end();
 }
 
 export default plugin;
