@@ -6,6 +6,7 @@
 import {
   MASKED_CONTENT,
   clipSkipOf,
+  emphasisOf,
   ensdOf,
   randnSourceOf,
   sMinUncondOf,
@@ -130,7 +131,16 @@ export function paramsToInfotextFields(
   }
   if (extras.loraHashes) fields['Lora hashes'] = extras.loraHashes;
   if (extras.tiHashes) fields['TI hashes'] = extras.tiHashes;
-  if (extras.emphasis && extras.emphasis !== 'Original') fields.Emphasis = extras.emphasis;
+  // A1111 (sd_hijack_clip) records a non-default emphasis when a prompt has brackets to weigh.
+  const emphasis = extras.emphasis ?? emphasisOf(params);
+  const texts = [
+    params.prompt,
+    params.negative_prompt,
+    hires ? params.hr_prompt : '',
+    hires ? params.hr_negative_prompt : '',
+  ];
+  if (emphasis !== 'Original' && texts.some((t) => t.includes('(') || t.includes('[')))
+    fields.Emphasis = emphasis;
   if (extras.unetPrecision && extras.unetPrecision !== 'fp32')
     fields[UNET_PRECISION_KEY] = extras.unetPrecision;
   for (const [k, v] of Object.entries(extras.extra ?? {})) fields[k] = v;

@@ -2,10 +2,12 @@
  * Prompt → per-step text conditioning, as A1111's prompt_parser.get_learned_conditioning /
  * get_multicond_learned_conditioning and sd_hijack_clip do it: prompt-editing schedules, AND parts,
  * 75-token chunks with weights, textual-inversion vectors spliced into the token embeddings, clip
- * skip, emphasis ("Original": multiply, then restore the mean), chunks concatenated along tokens.
- * Results are cached per unique prompt text.
+ * skip, emphasis (A1111's `emphasis` setting: "Original" multiplies and restores the mean, "No norm"
+ * only multiplies, "Ignore" drops the weights, "None" leaves brackets as text), chunks concatenated
+ * along tokens. Results are cached per unique prompt text.
  */
-import { tokenizeLine, type ChunkOptions, type PromptChunk } from '../prompt/chunking.js';
+import { tokenizeLine, type ChunkOptions, type EmphasisMode, type PromptChunk } from '../prompt/chunking.js';
+import { applyEmphasis } from '../prompt/emphasis.js';
 import { checkPromptChunks, checkPromptParts } from '../prompt/limits.js';
 import { getMulticondPromptList } from '../prompt/multicond.js';
 import { getLearnedConditioningPromptSchedules } from '../prompt/schedules.js';
@@ -30,6 +32,8 @@ export interface ConditioningOptions {
   clipSkip: number;
   embeddings?: ReadonlyMap<string, TextEmbedding>;
   chunkOptions?: ChunkOptions;
+  /** A1111's `emphasis` setting; default "Original". */
+  emphasis?: EmphasisMode;
 }
 
 export class Conditioner {
@@ -39,13 +43,15 @@ export class Conditioner {
 
   constructor(private readonly o: ConditioningOptions) {}
 
+  private get emphasis(): EmphasisMode {
+    return this.o.emphasis ?? this.o.chunkOptions?.emphasis ?? 'Original';
+  }
+
   private tokenize(text: string): PromptChunk<TextEmbedding>[] {
-    const { chunks } = tokenizeLine<TextEmbedding>(
-      text,
-      this.o.tokenizer,
-      this.o.embeddings ?? null,
-      this.o.chunkOptions,
-    );
+    const { chunks } = tokenizeLine<TextEmbedding>(text, this.o.tokenizer, this.o.embeddings ?? null, {
+      ...this.o.chunkOptions,
+      emphasis: this.emphasis,
+    });
     checkPromptChunks(chunks.length);
     return chunks;
   }
@@ -75,13 +81,14 @@ export class Conditioner {
         }
       });
       const z = await this.o.model.encodeEmbeddings(emb, this.o.clipSkip);
-      applyEmphasisOriginal(
+      const weighted = applyEmphasis(
         z.data,
-        batch.map((c) => c.multipliers),
-        width,
+        [batch.length, T, width],
+        batch.flatMap((c) => c.multipliers),
+        this.emphasis,
       );
       batch.forEach((_, b) =>
-        zs[b]!.set(z.data.subarray(b * T * width, (b + 1) * T * width), ci * T * width),
+        zs[b]!.set(weighted.subarray(b * T * width, (b + 1) * T * width), ci * T * width),
       );
     }
     return zs.map((data) => ({ data, dims: [data.length / width, width] }));
@@ -119,29 +126,14 @@ export class Conditioner {
 }
 
 /**
- * A1111 EmphasisOriginal: z[b, t, :] *= multiplier[b][t]; then z *= mean(z before) / mean(z after),
- * means over the whole batch tensor.
+ * A1111 EmphasisOriginal in place: z[b, t, :] *= multiplier[b][t]; then z *= mean(z before) /
+ * mean(z after), means over the whole batch tensor (prompt/emphasis.ts `applyEmphasis`).
  */
 export function applyEmphasisOriginal(
   z: Float32Array,
   multipliers: readonly (readonly number[])[],
   width: number,
 ): void {
-  if (multipliers.every((m) => m.every((v) => v === 1))) return;
   const T = multipliers[0]!.length;
-  let before = 0;
-  for (let i = 0; i < z.length; i++) before += z[i]!;
-  let after = 0;
-  for (let b = 0; b < multipliers.length; b++) {
-    for (let t = 0; t < T; t++) {
-      const m = multipliers[b]![t]!;
-      const base = (b * T + t) * width;
-      for (let k = 0; k < width; k++) {
-        z[base + k]! *= m;
-        after += z[base + k]!;
-      }
-    }
-  }
-  const ratio = Math.fround(before / z.length) / Math.fround(after / z.length);
-  for (let i = 0; i < z.length; i++) z[i]! *= ratio;
+  z.set(applyEmphasis(z, [multipliers.length, T, width], multipliers.flat(), 'Original'));
 }

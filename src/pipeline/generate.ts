@@ -49,6 +49,7 @@ import {
 import type { LoadedModel } from './model.js';
 import {
   clipSkipOf,
+  emphasisOf,
   ensdOf,
   fixSeed,
   hiresTargetSize,
@@ -532,6 +533,7 @@ export async function generate(
     tokenizer: model.tokenizer,
     clipSkip: clipSkipOf(p),
     embeddings: hooks.embeddings,
+    emphasis: emphasisOf(p),
   });
   // A1111 counts prompt-editing steps per model call, so second-order samplers get twice the steps.
   const condSteps = (sampler: string, steps: number) =>

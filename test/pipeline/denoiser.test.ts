@@ -256,6 +256,19 @@ describe('through generate (tiny checkpoint)', () => {
     expect(Buffer.from(c.images[0]!.image.data).equals(Buffer.from(b.images[0]!.image.data))).toBe(true);
   });
 
+  it('the emphasis setting reaches the text conditioning and the infotext', async () => {
+    const p = { ...base, prompt: 'a (cube:1.6), [sphere]' };
+    const a = await generate(model, withDefaults(p), 'txt2img');
+    const b = await generate(
+      model,
+      withDefaults({ ...p, override_settings: { emphasis: 'No norm' } }),
+      'txt2img',
+    );
+    expect(Buffer.from(a.images[0]!.image.data).equals(Buffer.from(b.images[0]!.image.data))).toBe(false);
+    expect(parseInfotext(b.images[0]!.infotext)['Emphasis']).toBe('No norm');
+    expect(a.images[0]!.infotext).not.toContain('Emphasis');
+  });
+
   it("the LCM sampler calls the UNet at A1111's quantised LCM timesteps", async () => {
     // With a Karras schedule the sigmas fall between the LCM table's entries.
     const p = withDefaults({ ...base, sampler_name: 'LCM', scheduler: 'Karras', cfg_scale: 1.5 });
