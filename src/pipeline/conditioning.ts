@@ -6,11 +6,16 @@
  * only multiplies, "Ignore" drops the weights, "None" leaves brackets as text), chunks concatenated
  * along tokens. Results are cached per unique prompt text.
  */
-import { tokenizeLine, type ChunkOptions, type EmphasisMode, type PromptChunk } from '../prompt/chunking.js';
+import {
+  EmbeddingIndex,
+  tokenizeLine,
+  type ChunkOptions,
+  type EmphasisMode,
+  type PromptChunk,
+} from '../prompt/chunking.js';
+import { planConditioning, type ScheduledText } from '../prompt/conditioning.js';
 import { applyEmphasis } from '../prompt/emphasis.js';
 import { checkPromptChunks, checkPromptParts } from '../prompt/limits.js';
-import { getMulticondPromptList } from '../prompt/multicond.js';
-import { getLearnedConditioningPromptSchedules } from '../prompt/schedules.js';
 import type { ClipTokenizer } from '../prompt/tokenizer.js';
 import type { Sd1Model, TensorF32 } from '../runtime/sd1.js';
 import type { ImageConditioning, ScheduledCond } from './denoiser.js';
@@ -47,13 +52,34 @@ export class Conditioner {
     return this.o.emphasis ?? this.o.chunkOptions?.emphasis ?? 'Original';
   }
 
-  private tokenize(text: string): PromptChunk<TextEmbedding>[] {
-    const { chunks } = tokenizeLine<TextEmbedding>(text, this.o.tokenizer, this.o.embeddings ?? null, {
+  private index?: EmbeddingIndex<TextEmbedding> | null;
+
+  /** The embeddings indexed by token ids once per Conditioner. */
+  private get embeddingIndex(): EmbeddingIndex<TextEmbedding> | null {
+    if (this.index === undefined) {
+      this.index = this.o.embeddings ? new EmbeddingIndex(this.o.embeddings, this.o.tokenizer) : null;
+    }
+    return this.index;
+  }
+
+  /** The one prompt planner (`prompt/conditioning`): AND parts, schedules and chunks of a prompt. */
+  private plan(prompt: string, steps: number, hiresSteps: number | undefined, negative: boolean) {
+    const plan = planConditioning<TextEmbedding>(prompt, {
       ...this.o.chunkOptions,
       emphasis: this.emphasis,
+      tokenizer: this.o.tokenizer,
+      embeddings: this.embeddingIndex,
+      steps,
+      hiresSteps: hiresSteps ?? null,
+      negative,
     });
-    checkPromptChunks(chunks.length);
-    return chunks;
+    checkPromptParts(plan.parts.length);
+    for (const part of plan.parts) for (const e of part.schedule) checkPromptChunks(e.chunks.length);
+    return plan;
+  }
+
+  private emptyChunk(): PromptChunk<TextEmbedding> {
+    return tokenizeLine<TextEmbedding>('', this.o.tokenizer, null, this.o.chunkOptions).chunks[0]!;
   }
 
   /**
@@ -61,13 +87,12 @@ export class Conditioner {
    * text goes through the encoder together (missing chunks are empty ones) and emphasis restores the
    * mean over that whole batch. Returns one [77·chunks, W] tensor per text.
    */
-  private async encodeBatch(texts: readonly string[]): Promise<TensorF32[]> {
+  private async encodeBatch(tokenized: readonly PromptChunk<TextEmbedding>[][]): Promise<TensorF32[]> {
     const width = this.o.model.config.text.width;
     const T = this.o.model.config.text.maxPositions;
-    const tokenized = texts.map((t) => this.tokenize(t));
     const chunkCount = Math.max(...tokenized.map((c) => c.length));
-    const empty = this.tokenize('')[0]!;
-    const zs: Float32Array[] = texts.map(() => new Float32Array(chunkCount * T * width));
+    const empty = this.emptyChunk();
+    const zs: Float32Array[] = tokenized.map(() => new Float32Array(chunkCount * T * width));
     for (let ci = 0; ci < chunkCount; ci++) {
       const batch = tokenized.map((chunks) => chunks[ci] ?? { ...empty, fixes: [] });
       const ids = new Int32Array(batch.length * T);
@@ -94,16 +119,21 @@ export class Conditioner {
     return zs.map((data) => ({ data, dims: [data.length / width, width] }));
   }
 
-  /** The schedule of one prompt for `steps` steps (hires: first-pass steps and hires steps). */
-  async schedule(prompt: string, steps: number, hiresSteps?: number): Promise<ScheduledCond[]> {
-    const [entries] = getLearnedConditioningPromptSchedules([prompt], steps, hiresSteps ?? null);
+  /** Encodes the texts of one planned schedule (those not cached, as one batch). */
+  private async encodeSchedule(entries: readonly ScheduledText<TextEmbedding>[]): Promise<ScheduledCond[]> {
     const key = (text: string) => `${this.o.clipSkip}\u0000${text}`;
-    const missing = [...new Set(entries!.map(([, text]) => text).filter((t) => !this.cache.has(key(t))))];
-    if (missing.length > 0) {
-      const encoded = await this.encodeBatch(missing);
-      missing.forEach((t, i) => this.cache.set(key(t), encoded[i]!));
+    const missing = new Map<string, PromptChunk<TextEmbedding>[]>();
+    for (const e of entries) if (!this.cache.has(key(e.text))) missing.set(e.text, e.chunks);
+    if (missing.size > 0) {
+      const encoded = await this.encodeBatch([...missing.values()]);
+      [...missing.keys()].forEach((t, i) => this.cache.set(key(t), encoded[i]!));
     }
-    return entries!.map(([endAtStep, text]) => ({ endAtStep, cond: this.cache.get(key(text))! }));
+    return entries.map((e) => ({ endAtStep: e.endAtStep, cond: this.cache.get(key(e.text))! }));
+  }
+
+  /** The schedule of one prompt for `steps` steps (hires: first-pass steps and hires steps); no AND split. */
+  async schedule(prompt: string, steps: number, hiresSteps?: number): Promise<ScheduledCond[]> {
+    return this.encodeSchedule(this.plan(prompt, steps, hiresSteps, true).parts[0]!.schedule);
   }
 
   /** A prompt with its AND parts (each a schedule) and a negative prompt: one image's conditioning. */
@@ -113,14 +143,11 @@ export class Conditioner {
     steps: number,
     hiresSteps?: number,
   ): Promise<ImageConditioning> {
-    const multi = getMulticondPromptList([prompt]);
-    checkPromptParts(multi.resIndexes[0]!.length);
-    const parts = await Promise.all(
-      multi.resIndexes[0]!.map(async ([index, weight]) => ({
-        schedule: await this.schedule(multi.promptFlatList[index]!, steps, hiresSteps),
-        weight,
-      })),
-    );
+    const plan = this.plan(prompt, steps, hiresSteps, false);
+    const parts = [];
+    for (const part of plan.parts) {
+      parts.push({ schedule: await this.encodeSchedule(part.schedule), weight: part.weight });
+    }
     return { parts, uncond: await this.schedule(negative, steps, hiresSteps) };
   }
 }
