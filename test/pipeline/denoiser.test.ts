@@ -153,6 +153,31 @@ describe('CfgDenoiser: v-prediction (SD2 768-v)', () => {
   });
 });
 
+describe('CfgDenoiser: vector conditioning (SDXL y)', () => {
+  it('hands the UNet one vector row per context row, in the rows order', async () => {
+    const ys: number[][] = [];
+    const unet: UNetFn = async (x, _t, _context, y) => {
+      ys.push(Array.from(y!.data));
+      return { data: new Float32Array(x.data.length), dims: x.dims };
+    };
+    const vec = (v: number) => ({ data: Float32Array.from([v, v]), dims: [2] });
+    const d = new CfgDenoiser({
+      unet,
+      schedule,
+      latentShape: shape,
+      images: [
+        {
+          parts: [{ schedule: [{ endAtStep: 9, cond: cond(0.5), y: vec(1) }], weight: 1 }],
+          uncond: [{ endAtStep: 9, cond: cond(0.25), y: vec(2) }],
+        },
+      ],
+      cfgScale: 3,
+    });
+    await d.model(new Float32Array(PER), 1);
+    expect(ys).toEqual([[1, 1, 2, 2]]);
+  });
+});
+
 describe('prompt editing past the last scheduled step (A1111 reconstruct_cond_batch)', () => {
   it('falls back to the first entry once the model is called more often than the schedule covers', async () => {
     const calls: Call[] = [];
