@@ -9,6 +9,7 @@ import {
   emphasisOf,
   ensdOf,
   randnSourceOf,
+  sMinUncondAllOf,
   sMinUncondOf,
   tokenMergingRatioOf,
   type GenerationParams,
@@ -83,6 +84,7 @@ export function paramsToInfotextFields(
     'Token merging ratio hr': hires ? tokenMergingRatioOf(params, 'hires') || null : null,
     RNG: rngSource !== 'GPU' ? rngSource : null,
     NGMS: sMinUncondOf(params) || null,
+    'NGMS all steps': sMinUncondOf(params) && sMinUncondAllOf(params) ? 'True' : null,
     Tiling: params.tiling ? 'True' : null,
   };
 
@@ -287,6 +289,7 @@ export function paramsFromInfotext(d: ParsedInfotext): Partial<GenerationParams>
   // A1111 maps these infotext keys to settings (infotext_to_setting_name_mapping).
   const ngms = num(d, 'NGMS');
   if (ngms !== undefined) o.s_min_uncond = ngms;
+  if (str(d, 'NGMS all steps') === 'True') o.s_min_uncond_all = true;
   const emphasis = str(d, 'Emphasis');
   if (emphasis !== undefined) o.emphasis = emphasis;
   const rng = str(d, 'RNG');

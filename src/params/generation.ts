@@ -88,6 +88,12 @@ export function sMinUncondOf(p: GenerationParams): number {
   return Number.isFinite(v) && v > 0 ? v : 0;
 }
 
+/** A1111's s_min_uncond_all setting ("NGMS all steps"): skip the uncond on every step, not alternate ones. */
+export function sMinUncondAllOf(p: GenerationParams): boolean {
+  const v = p.override_settings.s_min_uncond_all;
+  return v === true || v === 'True' || v === 'true';
+}
+
 /** A1111's `emphasis` setting in force: "Original" (default), "No norm", "Ignore" or "None". */
 export function emphasisOf(p: GenerationParams): (typeof EMPHASIS_MODES)[number] {
   const v = p.override_settings.emphasis;

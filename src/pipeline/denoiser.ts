@@ -57,6 +57,8 @@ export interface DenoiserOptions {
   lcm?: boolean;
   /** A1111 s_min_uncond ("Negative Guidance minimum sigma", infotext NGMS); 0 = off. */
   sMinUncond?: number;
+  /** A1111 setting s_min_uncond_all ("NGMS all steps"): skip on every call below s_min_uncond. */
+  sMinUncondAll?: boolean;
   /** Inpainting-model conditioning per image [5, H, W] (mask + masked-image latent), concatenated to x. */
   imageConditioning?: Float32Array;
   /** img2img inpaint: the original latent and the repaint mask (1 = repaint) per image [C·H·W each]. */
@@ -133,6 +135,7 @@ export class CfgDenoiser {
           Math.max(...conds.map((e) => tokensOf(e.cond))) ===
           Math.max(...unconds.map((e) => tokensOf(e.cond))),
         sMinUncond: o.sMinUncond,
+        sMinUncondAll: o.sMinUncondAll,
         mask:
           o.initLatent && o.nmask
             ? { mask: o.nmask.map((v) => 1 - v), initLatent: o.initLatent, before: maskBefore }

@@ -44,6 +44,10 @@ describe('NGMS (s_min_uncond)', () => {
     expect(fields({}).NGMS).toBeUndefined();
     expect(fields({ s_min_uncond: 2.5 }).NGMS).toBe(2.5);
     expect(fields({ override_settings: { s_min_uncond: 1.5 } }).NGMS).toBe(1.5);
+    expect(fields({ s_min_uncond: 2.5 })['NGMS all steps']).toBeUndefined();
+    const all = { s_min_uncond: 2.5, override_settings: { s_min_uncond_all: true } };
+    expect(fields(all)['NGMS all steps']).toBe('True');
+    expect(roundTrip(all).override_settings.s_min_uncond_all).toBe(true);
     const back = roundTrip({ s_min_uncond: 2.5 });
     expect(back.override_settings.s_min_uncond).toBe(2.5);
     expect(sMinUncondOf(back)).toBe(2.5);

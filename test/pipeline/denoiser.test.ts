@@ -75,6 +75,22 @@ describe('CfgDenoiser: s_min_uncond (A1111 NGMS)', () => {
     expect(outs[2]![0]).toBeCloseTo(guided, 5);
   });
 
+  it('skips on every call below it with the "NGMS all steps" setting', async () => {
+    const calls: Call[] = [];
+    const d = new CfgDenoiser({
+      unet: fakeUnet(calls),
+      schedule,
+      latentShape: shape,
+      images: [single(0.5, 0.25)],
+      cfgScale: 7,
+      sMinUncond: 5,
+      sMinUncondAll: true,
+    });
+    for (let i = 0; i < 3; i++) await d.model(new Float32Array(PER), 2);
+    await d.model(new Float32Array(PER), 6);
+    expect(calls.map((c) => c.rows)).toEqual([1, 1, 1, 2]);
+  });
+
   it('keeps the uncond pass at or above s_min_uncond, and always when it is 0', async () => {
     for (const [sMinUncond, sigma] of [
       [5, 5],
