@@ -19,11 +19,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/**
- * `sdstudio ARGS` in `cwd`, with the test CLIP vocabulary and any extra environment. The plain
- * progress lines printed when stderr is not a terminal are off (a slow machine would print them
- * into tests that expect a quiet run); tests of those lines set SDSTUDIO_PROGRESS_LOG.
- */
+/** `sdstudio ARGS` in `cwd`, with the test CLIP vocabulary and any extra environment. */
 export function runCli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
@@ -31,7 +27,7 @@ export function runCli(args: string[], cwd: string, env: Record<string, string> 
       [bin, ...args],
       {
         cwd,
-        env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath(), SDSTUDIO_PROGRESS_LOG: '0', ...env },
+        env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath(), ...env },
         timeout: 110_000,
       },
       (err, stdout, stderr) => {
