@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // Entry point: run the compiled CLI when built, else the TypeScript source through tsx.
+// SDSTUDIO_SOURCE=1 runs the source even when a build exists (the test suite sets it, so that a
+// stale `dist/` is never what the tests check).
 import { spawn } from 'node:child_process';
 import process from 'node:process';
 import { existsSync } from 'node:fs';
@@ -57,7 +59,7 @@ if (
   }
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   const built = join(root, 'dist', 'cli', 'main.js');
-  if (existsSync(built)) {
+  if (existsSync(built) && process.env.SDSTUDIO_SOURCE !== '1') {
     await import(pathToFileURL(built).href);
   } else {
     const { register } = await import('tsx/esm/api');

@@ -17,6 +17,7 @@ import {
   jobSeeds,
   randnSourceOf,
   resolveSampler,
+  sMinUncondOf,
   tokenMergingRatioOf,
   type GenerationParams,
 } from '../params/generation.js';
@@ -272,6 +273,7 @@ export async function generate(
       scheduler: resolved.schedulerName,
       steps: p.steps,
       cfgScale: p.cfg_scale,
+      sMinUncond: sMinUncondOf(p),
       conds,
       rng,
       seeds: bSeeds,
@@ -334,7 +336,7 @@ export async function generate(
         conditioner,
         firstPassCondSteps: steps1,
         condSteps,
-        pass: { stop: hooks.stop, samplerOptions, onModelCall },
+        pass: { stop: hooks.stop, samplerOptions, onModelCall, sMinUncond: sMinUncondOf(p) },
         passHooks: (d) => passHooks({ phase: 'hires fix', job: n * 2 + 1, jobCount }, d),
       });
       latents = r.x;

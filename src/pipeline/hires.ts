@@ -43,8 +43,8 @@ export interface HiresArgs {
   /** Prompt-editing steps of the first pass (A1111 counts model calls). */
   firstPassCondSteps: number;
   condSteps: (sampler: string, steps: number) => number;
-  /** What the pass shares with the first: stop flags, sampler options, model-call observer. */
-  pass: Pick<PassArgs, 'stop' | 'samplerOptions' | 'onModelCall'>;
+  /** What the pass shares with the first: stop flags, sampler options, model-call observer, NGMS. */
+  pass: Pick<PassArgs, 'stop' | 'samplerOptions' | 'onModelCall' | 'sMinUncond'>;
   /** The per-step hooks of the second pass, given its latent dims (previews are sized by them). */
   passHooks?: (dims: Dims) => PassArgs['hooks'];
 }

@@ -19,7 +19,7 @@ import {
 import { BrownianNoise, imageRngNoise } from '../sampling/noise.js';
 import type { DiscreteSchedule } from '../sampling/schedules.js';
 import type { ImageRng } from '../sampling/seeds.js';
-import { CfgDenoiser, type ImageConditioning } from './denoiser.js';
+import { CfgDenoiser, type DenoiserOptions, type ImageConditioning } from './denoiser.js';
 
 export type Dims = [number, number, number, number];
 
@@ -39,10 +39,12 @@ export interface UnetStepHook {
   afterStep?(info: StepInfo): void;
 }
 
-/** What a pass needs of a model: the UNet and the noise schedule. */
+/** What a pass needs of a model: the UNet, the noise schedule and what the UNet predicts. */
 export interface SamplingModel {
   engine: Pick<Sd1Model, 'unet'>;
   schedule: DiscreteSchedule;
+  /** Default 'eps'. */
+  prediction?: 'eps' | 'v';
 }
 
 export interface PassArgs {
@@ -51,6 +53,8 @@ export interface PassArgs {
   scheduler?: string;
   steps: number;
   cfgScale: number;
+  /** A1111 s_min_uncond ("NGMS"): skip the negative prompt below this sigma (0 = never). */
+  sMinUncond?: number;
   /** Per image of the batch: its prompt's AND parts and schedules, and the negative prompt's. */
   conds: ImageConditioning[];
   /** The batch's generators after the initial noise was drawn (ancestral/SDE noise continues them). */
@@ -73,8 +77,8 @@ export interface PassArgs {
   samplerOptions?: SamplerOptions;
   hooks?: readonly UnetStepHook[];
   stop?: StopFlags;
-  /** Every model call (A1111's counter, sigma and t). */
-  onModelCall?: (info: { step: number; sigma: number; t: number }) => void;
+  /** Every UNet call of the denoiser (A1111's model-call counter, level, t). */
+  onModelCall?: DenoiserOptions['onModelCall'];
 }
 
 export interface PassResult {
@@ -110,6 +114,9 @@ export async function samplePass(a: PassArgs): Promise<PassResult> {
     latentShape: [c, h, w],
     images: a.conds,
     cfgScale: a.cfgScale,
+    prediction: model.prediction ?? 'eps',
+    lcm: plan.sampler.kind === 'lcm',
+    sMinUncond: a.sMinUncond,
     imageConditioning: a.imageConditioning,
     initLatent: a.initLatent,
     nmask: a.nmask,
