@@ -8,6 +8,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     // The CLI tests spawn bin/sdstudio.js: make it run the source, never a stale dist/ build.
-    env: { SDSTUDIO_SOURCE: '1' },
+    // The CLI prints a plain progress line every few seconds when stderr is not a terminal (logs);
+    // on a busy machine a tiny job may take that long, and tests expect quiet runs. Tests of those
+    // lines set the interval themselves.
+    env: { SDSTUDIO_SOURCE: '1', SDSTUDIO_PROGRESS_LOG: '0' },
   },
 });

@@ -51,7 +51,7 @@ export function img2imgSize(
  * twice within a second counts once: at a terminal it may reach this process both directly and
  * through bin/sdstudio.js's parent. Returns the handlers' remover and which signal stopped us.
  */
-function trapSignals(stop: StopFlags): { dispose(): void; signal(): StopSignal | null } {
+export function trapSignals(stop: StopFlags): { dispose(): void; signal(): StopSignal | null } {
   let first: { signal: StopSignal; at: number } | null = null;
   const handlers = new Map<StopSignal, () => void>();
   for (const signal of Object.keys(SIGNALS) as StopSignal[]) {

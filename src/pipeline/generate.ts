@@ -1,52 +1,14 @@
 /**
  * The generation loop A1111 users know (processing.py process_images): batch count × batch size
- * images with seeds seed+i, txt2img with an optional hires fix, img2img with resize modes and
- * inpainting (mask, blur, masked content, only-masked crop, composite back), per-image infotext,
- * live previews, interrupt and skip.
+ * images with seeds seed+i, each batch sampled (pipeline/sample.ts) as txt2img with an optional
+ * hires fix (hires.ts) or as img2img (img2img.ts: resize modes and inpainting), decoded one image at
+ * a time, composited back, given its infotext and handed to `onImage` at once; previews
+ * (previews.ts) and progress are per-step hooks of the UNet call; interrupt and skip.
  */
+import { applyOverlay } from '../image/masks.js';
+import { imageGrid, type DecodedImage, type RgbImage } from '../image/images.js';
 import { formatInfotext } from '../infotext/infotext.js';
-import { parseExtraNetworks } from '../prompt/extra-networks.js';
-import { applyStyles, type PromptStyle } from '../prompt/styles.js';
-import {
-  planSampling,
-  requireSampler,
-  runSampler,
-  startLatent,
-  type SamplerOptions,
-  type StepInfo,
-} from '../sampling/index.js';
-import { BrownianNoise, imageRngNoise } from '../sampling/noise.js';
-import { ImageRng } from '../sampling/seeds.js';
-import { UserError } from '../util/errors.js';
-import { Conditioner, type TextEmbedding } from './conditioning.js';
-import { CfgDenoiser, type ImageConditioning } from './denoiser.js';
-import {
-  cheapPreview,
-  crop,
-  flatten,
-  imageGrid,
-  imageToTensor,
-  resizeImage,
-  resizeRgb,
-  type DecodedImage,
-  type GrayImage,
-  type RgbImage,
-} from '../image/images.js';
 import { paramsToInfotextFields } from '../infotext/infotext-fields.js';
-import { cropLatent, interpolate, LATENT_MODES } from '../image/latents.js';
-import {
-  applyOverlay,
-  blurMask,
-  expandCropRegion,
-  fillMasked,
-  getCropRegion,
-  invertMask,
-  latentMask,
-  maskFromImage,
-  overlayMaskWholePicture,
-  type PasteLocation,
-} from '../image/masks.js';
-import type { LoadedModel } from './model.js';
 import {
   clipSkipOf,
   emphasisOf,
@@ -61,17 +23,24 @@ import {
   tokenMergingRatioOf,
   type GenerationParams,
 } from '../params/generation.js';
+import { parseExtraNetworks } from '../prompt/extra-networks.js';
+import { applyStyles, type PromptStyle } from '../prompt/styles.js';
+import { requireSampler, type SamplerOptions } from '../sampling/index.js';
+import { ImageRng } from '../sampling/seeds.js';
+import { UserError } from '../util/errors.js';
+import { Conditioner, type TextEmbedding } from './conditioning.js';
+import { hiresPass } from './hires.js';
+import { prepareImg2Img, txt2imgConditioning, type Img2ImgPrep } from './img2img.js';
+import type { LoadedModel } from './model.js';
 import type { PreviewMode } from './preview-mode.js';
+import { previewHook } from './previews.js';
+import { concat, samplePass, type Dims, type StopFlags, type UnetStepHook } from './sample.js';
 import type { PreviewDecoder } from './taesd.js';
-import { decodeLatents, encodeImage } from './vae.js';
+import { decodeLatents } from './vae.js';
+
+export type { StopFlags, UnetStepHook } from './sample.js';
 
 export const VERSION = 'sdstudio-0.1.0';
-
-/** Set from outside (another request, a signal handler) and checked before every UNet call. */
-export interface StopFlags {
-  interrupted: boolean;
-  skipped: boolean;
-}
 
 export interface ProgressInfo {
   /**
@@ -105,6 +74,11 @@ export interface GenerateHooks {
   taesd?: PreviewDecoder | null;
   /** Every UNet call (tests use it to check interrupt latency). */
   onModelCall?: () => void;
+  /**
+   * Per-step hooks of every pass's UNet call, after progress and previews (pipeline/sample.ts):
+   * how ControlNet residuals and hypernetwork K/V context plug in.
+   */
+  unetHooks?: readonly UnetStepHook[];
   styles?: readonly PromptStyle[];
   /** Textual-inversion embeddings by name (an EmbeddingDatabase's `loaded`); `hash` feeds "TI hashes". */
   embeddings?: ReadonlyMap<string, TextEmbedding & { hash?: string }>;
@@ -145,328 +119,6 @@ export interface GenerationResult {
   interrupted: boolean;
 }
 
-type Dims = [number, number, number, number];
-
-interface Img2ImgPrep {
-  /** Per batch slot: the init latent [C·h·w]. */
-  initLatents: Float32Array[];
-  /** Repaint mask at latent resolution (1 = repaint), [h·w]; null without a mask. */
-  nmask: Float32Array | null;
-  /** For compositing back. */
-  overlays: { original: RgbImage; mask: GrayImage }[] | null;
-  pasteTo: PasteLocation | null;
-  /** Inpainting-model conditioning per slot [5·h·w]. */
-  imageConditioning: Float32Array[] | null;
-  batchSize: number;
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-/** Inpainting-model conditioning: [mask (1 ch, nearest to latent size), latent of the masked image]. */
-async function inpaintConditioning(
-  model: LoadedModel,
-  imageTensor: Float32Array,
-  width: number,
-  height: number,
-  mask: GrayImage | null,
-): Promise<Float32Array> {
-  const n = width * height;
-  const masked = new Float32Array(imageTensor.length);
-  const bin = new Float32Array(n);
-  for (let i = 0; i < n; i++) bin[i] = mask ? Math.round(mask.data[i]! / 255) : 1;
-  for (let c = 0; c < 3; c++)
-    for (let i = 0; i < n; i++) masked[c * n + i] = imageTensor[c * n + i]! * (1 - bin[i]!);
-  const lat = await encodeImage(
-    model.engine,
-    { data: masked, width, height },
-    model.scaleFactor,
-    model.latentChannels,
-    null,
-  );
-  const lw = width / 8;
-  const lh = height / 8;
-  const small = interpolate(bin, [1, 1, height, width], lh, lw, 'nearest');
-  return concat([small, lat]);
-}
-
-/** A1111 StableDiffusionProcessingImg2Img.init: masks, resize/crop, fill, init latents. */
-async function prepareImg2Img(
-  model: LoadedModel,
-  p: GenerationParams,
-  inputs: GenerateInputs,
-  seeds: readonly number[],
-  warn: (m: string) => void,
-): Promise<Img2ImgPrep> {
-  const inits = inputs.initImages ?? [];
-  if (inits.length === 0) throw new UserError('img2img needs an init image');
-  let batchSize = p.batch_size;
-  if (inits.length > 1) {
-    if (inits.length > p.batch_size) {
-      throw new UserError(
-        `${inits.length} init images given for batch size ${p.batch_size}; give at most ${p.batch_size}`,
-      );
-    }
-    batchSize = inits.length;
-  }
-  const W = p.width;
-  const H = p.height;
-  let imageMask: GrayImage | null = null;
-  let overlayMask: GrayImage | null = null;
-  let cropRegion: ReturnType<typeof getCropRegion> = null;
-  if (inputs.mask) {
-    const first = inits[0]!;
-    let m = maskFromImage(inputs.mask, p.mask_round);
-    if (m.width !== first.width || m.height !== first.height) {
-      m = await resizeImage(0, m, first.width, first.height);
-    }
-    if (p.inpainting_mask_invert) m = invertMask(m);
-    if (p.mask_blur_x > 0 || p.mask_blur_y > 0) m = blurMask(m, p.mask_blur_x, p.mask_blur_y);
-    const onlyMasked = p.inpaint_full_res;
-    if (onlyMasked) cropRegion = getCropRegion(m, p.inpaint_full_res_padding);
-    if (onlyMasked && !cropRegion) {
-      // As A1111: a blank mask with "only masked" drops the mask and runs plain img2img.
-      warn('Unable to perform "Inpaint Only mask" because the mask is blank; running plain img2img');
-    } else if (cropRegion) {
-      overlayMask = m;
-      cropRegion = expandCropRegion(cropRegion, W, H, m.width, m.height);
-      const { x1, y1, x2, y2 } = cropRegion;
-      imageMask = await resizeImage(2, crop(m, x1, y1, x2, y2), W, H);
-    } else {
-      imageMask = await resizeImage(p.resize_mode === 3 ? 0 : p.resize_mode, m, W, H);
-      overlayMask = overlayMaskWholePicture(imageMask);
-    }
-  }
-  const pasteTo = cropRegion
-    ? {
-        x: cropRegion.x1,
-        y: cropRegion.y1,
-        w: cropRegion.x2 - cropRegion.x1,
-        h: cropRegion.y2 - cropRegion.y1,
-      }
-    : null;
-
-  const latentShape: [number, number, number] = [model.latentChannels, H / 8, W / 8];
-  const source = randnSourceOf(p);
-  const initLatents: Float32Array[] = [];
-  const overlays: { original: RgbImage; mask: GrayImage }[] = [];
-  const imageConditioning: Float32Array[] = [];
-  for (let slot = 0; slot < batchSize; slot++) {
-    const decoded = inits[inits.length === 1 ? 0 : slot]!;
-    let image = flatten(decoded);
-    if (!cropRegion) {
-      // Latent upscale (mode 3) resizes the latent; the image only needs a size the VAE takes.
-      image =
-        p.resize_mode === 3
-          ? await resizeRgb(
-              image,
-              Math.max(8, Math.round(image.width / 8) * 8),
-              Math.max(8, Math.round(image.height / 8) * 8),
-            )
-          : await resizeImage(p.resize_mode, image, W, H);
-    }
-    if (overlayMask) {
-      const original = p.resize_mode === 3 && !cropRegion ? await resizeRgb(image, W, H) : image;
-      overlays.push({ original, mask: overlayMask });
-    }
-    if (cropRegion) {
-      image = await resizeImage(
-        2,
-        crop(image, cropRegion.x1, cropRegion.y1, cropRegion.x2, cropRegion.y2),
-        W,
-        H,
-      );
-    }
-    if (imageMask && p.inpainting_fill !== 1) image = fillMasked(image, imageMask);
-    let latent = await encodeImage(
-      model.engine,
-      image,
-      model.scaleFactor,
-      model.latentChannels,
-      seeds[slot]!,
-      source,
-    );
-    if (p.resize_mode === 3 && (image.width !== W || image.height !== H)) {
-      latent = interpolate(
-        latent,
-        [1, model.latentChannels, image.height / 8, image.width / 8],
-        H / 8,
-        W / 8,
-        'bilinear',
-      );
-    }
-    initLatents.push(latent);
-    if (model.inpainting) {
-      const t =
-        image.width === W && image.height === H
-          ? imageToTensor(image)
-          : imageToTensor(await resizeRgb(image, W, H));
-      imageConditioning.push(await inpaintConditioning(model, t, W, H, imageMask));
-    }
-  }
-
-  let nmask: Float32Array | null = null;
-  if (imageMask) {
-    const lm = await latentMask(imageMask, W / 8, H / 8);
-    nmask = concat(Array.from({ length: latentShape[0] }, () => lm));
-    if (p.inpainting_fill === 2 || p.inpainting_fill === 3) {
-      // A1111 draws "latent noise" from the first batch's seeds, once, for every batch.
-      const noise =
-        p.inpainting_fill === 2
-          ? new ImageRng({ shape: latentShape, seeds: seeds.slice(0, batchSize), source }).next()
-          : null;
-      const n = nmask.length;
-      initLatents.forEach((lat, slot) => {
-        for (let k = 0; k < n; k++) {
-          lat[k] = lat[k]! * (1 - nmask![k]!) + (noise ? noise[slot * n + k]! * nmask![k]! : 0);
-        }
-      });
-    }
-  }
-  return {
-    initLatents,
-    nmask,
-    overlays: overlayMask ? overlays : null,
-    pasteTo,
-    imageConditioning: model.inpainting ? imageConditioning : null,
-    batchSize,
-  };
-}
-
-/** Inpainting-model conditioning for txt2img: an all-ones mask over a black image. */
-async function txt2imgConditioning(
-  model: LoadedModel,
-  width: number,
-  height: number,
-  batch: number,
-): Promise<Float32Array | undefined> {
-  if (!model.inpainting) return undefined;
-  const black = new Float32Array(3 * width * height).fill(-1);
-  const one = await inpaintConditioning(model, black, width, height, null);
-  return concat(Array.from({ length: batch }, () => one));
-}
-
-interface SampleArgs {
-  model: LoadedModel;
-  p: GenerationParams;
-  sampler: string;
-  scheduler: string;
-  steps: number;
-  conds: ImageConditioning[];
-  rng: ImageRng;
-  seeds: number[];
-  x0: Float32Array | null;
-  noise: Float32Array;
-  dims: Dims;
-  denoisingStrength?: number;
-  fixSteps?: boolean;
-  imageConditioning?: Float32Array;
-  initLatent?: Float32Array;
-  nmask?: Float32Array;
-  hooks: GenerateHooks;
-  progress: Omit<ProgressInfo, 'step' | 'steps'>;
-  /** Token merging in this pass's UNet calls (0 = off). */
-  tokenMergeRatio: number;
-}
-
-/** One sampler run over a batch; returns the latents and whether it was stopped. */
-async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'interrupt' | 'skip' }> {
-  const { model, p, hooks } = a;
-  const [b, c, h, w] = a.dims;
-  const plan = planSampling({
-    sampler: a.sampler,
-    scheduler: a.scheduler,
-    steps: a.steps,
-    schedule: model.schedule,
-    denoisingStrength: a.denoisingStrength,
-    img2imgFixSteps: a.fixSteps,
-  });
-  const x = startLatent(plan, a.noise, a.x0 ?? undefined, model.schedule.alphasCumprod);
-  let pending: { latent: Float32Array; step: number } | null = null;
-  const taesd = hooks.previewMode === 'taesd' && hooks.taesd?.latentChannels === c ? hooks.taesd : null;
-  const denoiser = new CfgDenoiser({
-    unet: async (xt, t, context) => {
-      // A full or TAESD preview is decoded between steps, before the next UNet call.
-      if (pending) {
-        const { latent, step } = pending;
-        pending = null;
-        const imgs = taesd
-          ? await taesd.decode(latent, a.dims)
-          : await decodeLatents(model.engine, latent, a.dims, model.scaleFactor);
-        imgs.forEach((image, index) => hooks.onPreview?.({ image, index, step }));
-      }
-      return model.engine.unet({ x: xt, t, context, tokenMergeRatio: a.tokenMergeRatio });
-    },
-    schedule: model.schedule,
-    latentShape: [c, h, w],
-    images: a.conds,
-    cfgScale: p.cfg_scale,
-    prediction: model.prediction ?? 'eps',
-    lcm: plan.sampler.kind === 'lcm',
-    sMinUncond: sMinUncondOf(p),
-    sMinUncondAll: sMinUncondAllOf(p),
-    imageConditioning: a.imageConditioning,
-    initLatent: a.initLatent,
-    nmask: a.nmask,
-    onModelCall: () => hooks.onModelCall?.(),
-  });
-  let brownian: BrownianNoise | undefined;
-  if (plan.sampler.brownianNoise) {
-    const positive = plan.sigmas.filter((s) => s > 0);
-    brownian = new BrownianNoise(c * h * w, a.seeds, Math.min(...positive), Math.max(...positive));
-  }
-  const every = hooks.previewEvery ?? 0;
-  hooks.onStage?.({ ...a.progress, step: 0, steps: plan.steps });
-  const callback = (info: StepInfo): void => {
-    hooks.onProgress?.({ ...a.progress, step: info.i + 1, steps: plan.steps });
-    if (hooks.onPreview && every > 0 && (info.i + 1) % every === 0) {
-      if (hooks.previewMode === 'full' || taesd) {
-        pending = { latent: info.denoised.slice(), step: info.i + 1 };
-        return;
-      }
-      for (let i = 0; i < b; i++) {
-        hooks.onPreview({
-          image: cheapPreview(info.denoised, w, h, i * c * h * w),
-          index: i,
-          step: info.i + 1,
-        });
-      }
-    }
-  };
-  const options: SamplerOptions = {
-    eta: p.eta ?? undefined,
-    sChurn: p.s_churn ?? undefined,
-    sTmin: p.s_tmin ?? undefined,
-    sTmax: p.s_tmax || undefined,
-    sNoise: p.s_noise ?? undefined,
-  };
-  const stop = hooks.stop;
-  return runSampler(
-    plan,
-    {
-      model: denoiser.model,
-      epsModel: denoiser.epsModel,
-      alphasCumprod: model.schedule.alphasCumprod,
-      noise: imageRngNoise(a.rng, brownian),
-      callback,
-      shouldStop: () => (stop?.interrupted ? 'interrupt' : stop?.skipped ? 'skip' : null),
-    },
-    x,
-    options,
-  );
-}
-
-function upscalerKernel(name: string): 'lanczos3' | 'nearest' {
-  return name === 'Nearest' ? 'nearest' : 'lanczos3';
-}
-
 /** A1111's "TI hashes" value for the embeddings the prompts used. */
 function tiHashes(used: ReadonlySet<string>, all: GenerateHooks['embeddings']): string | null {
   const parts: string[] = [];
@@ -488,6 +140,17 @@ function checkUnetSize(width: number, height: number, what: string): void {
       `${what} ${width}x${height} must be a multiple of ${m} for this model; try ${Math.max(m, Math.round(width / m) * m)}x${Math.max(m, Math.round(height / m) * m)}`,
     );
   }
+}
+
+/** A1111's sampler options (eta, s_churn, s_tmin, s_tmax, s_noise) of the request. */
+function samplerOptionsOf(p: GenerationParams): SamplerOptions {
+  return {
+    eta: p.eta ?? undefined,
+    sChurn: p.s_churn ?? undefined,
+    sTmin: p.s_tmin ?? undefined,
+    sTmax: p.s_tmax || undefined,
+    sNoise: p.s_noise ?? undefined,
+  };
 }
 
 /** Runs a whole job. `mode` decides txt2img (with hires fix) or img2img (with inpainting). */
@@ -545,6 +208,32 @@ export async function generate(
   const C = model.latentChannels;
   const h = p.height / 8;
   const w = p.width / 8;
+  const samplerOptions = samplerOptionsOf(p);
+  const onModelCall = hooks.onModelCall && (() => hooks.onModelCall!());
+  const previews = hooks.onPreview
+    ? {
+        onPreview: hooks.onPreview,
+        every: hooks.previewEvery ?? 0,
+        mode: hooks.previewMode,
+        taesd: hooks.taesd,
+      }
+    : null;
+  /** The per-step hooks of one pass: progress, previews, then the caller's own. */
+  const passHooks = (progress: Omit<ProgressInfo, 'step' | 'steps'>, dims: Dims) => {
+    const list: UnetStepHook[] = [];
+    let steps = 0;
+    list.push({
+      start: (plan) => {
+        steps = plan.steps;
+        hooks.onStage?.({ ...progress, step: 0, steps });
+      },
+      afterStep: (info) => hooks.onProgress?.({ ...progress, step: info.i + 1, steps }),
+    });
+    const preview = previewHook(previews, model, dims);
+    if (preview) list.push(preview);
+    list.push(...(hooks.unetHooks ?? []));
+    return list;
+  };
 
   const results: GeneratedImage[] = [];
   let interrupted = false;
@@ -591,22 +280,26 @@ export async function generate(
     // What the first pass samples with, txt2img or img2img.
     const pass = {
       model,
-      p,
       sampler: resolved.sampler,
       scheduler: resolved.schedulerName,
       steps: p.steps,
+      cfgScale: p.cfg_scale,
+      sMinUncond: sMinUncondOf(p),
+      sMinUncondAll: sMinUncondAllOf(p),
       conds,
       rng,
       seeds: bSeeds,
       dims,
-      hooks,
+      samplerOptions,
+      stop: hooks.stop,
+      onModelCall,
     };
     if (prep) {
       const mult = p.initial_noise_multiplier ?? 1;
       if (mult !== 1) noise = noise.map((v) => v * mult);
       const init = concat(prep.initLatents);
       const nmask = prep.nmask ? concat(Array.from({ length: p.batch_size }, () => prep!.nmask!)) : undefined;
-      const r = await sample({
+      const r = await samplePass({
         ...pass,
         x0: init,
         noise,
@@ -614,7 +307,7 @@ export async function generate(
         imageConditioning: prep.imageConditioning ? concat(prep.imageConditioning) : undefined,
         initLatent: nmask ? init : undefined,
         nmask,
-        progress: { phase: 'img2img', job: n, jobCount },
+        hooks: passHooks({ phase: 'img2img', job: n, jobCount }, dims),
         tokenMergeRatio: tokenMergingRatioOf(p, 'img2img'),
       });
       latents = r.x;
@@ -623,7 +316,7 @@ export async function generate(
         for (let k = 0; k < latents.length; k++)
           latents[k] = latents[k]! * nmask[k]! + init[k]! * (1 - nmask[k]!);
     } else {
-      const r = await sample({
+      const r = await samplePass({
         ...pass,
         x0: null,
         noise,
@@ -633,7 +326,7 @@ export async function generate(
           p.height,
           p.batch_size,
         )),
-        progress: { phase: hires ? 'first pass' : 'txt2img', job: hires ? n * 2 : n, jobCount },
+        hooks: passHooks({ phase: hires ? 'first pass' : 'txt2img', job: hires ? n * 2 : n, jobCount }, dims),
         tokenMergeRatio: tokenMergingRatioOf(p, 'txt2img'),
       });
       latents = r.x;
@@ -641,72 +334,35 @@ export async function generate(
     }
 
     if (hires && stopped !== 'interrupt') {
-      const target = hiresTargetSize(p);
-      const latentMode = LATENT_MODES[p.hr_upscaler];
-      const th = Math.floor(target.height / 8);
-      const tw = Math.floor(target.width / 8);
-      let up: Float32Array;
-      if (latentMode) {
-        up = interpolate(latents, dims, th, tw, latentMode.mode);
-      } else {
-        const low = await decodeLatents(model.engine, latents, dims, model.scaleFactor);
-        const encoded: Float32Array[] = [];
-        for (let i = 0; i < low.length; i++) {
-          const big = await resizeRgb(low[i]!, target.width, target.height, upscalerKernel(p.hr_upscaler));
-          const fitted = big.width % 8 || big.height % 8 ? await resizeRgb(big, tw * 8, th * 8) : big;
-          encoded.push(await encodeImage(model.engine, fitted, model.scaleFactor, C, bSeeds[i]!, source));
-        }
-        up = concat(encoded);
-      }
-      const tx = target.truncateX;
-      const ty = target.truncateY;
-      const cropped = cropLatent(
-        up,
-        [p.batch_size, C, th, tw],
-        ty >> 1,
-        (ty + 1) >> 1,
-        tx >> 1,
-        (tx + 1) >> 1,
-      );
-      dims = cropped.dims;
-      const hrRng = new ImageRng({ ...rngOpts, shape: [C, dims[2], dims[3]] });
-      const hrSampler =
-        p.hr_sampler_name && p.hr_sampler_name !== 'Use same sampler' ? p.hr_sampler_name : p.sampler_name;
-      const hrSched =
-        p.hr_scheduler && p.hr_scheduler !== 'Use same scheduler' ? p.hr_scheduler : p.scheduler;
-      const hrResolved = resolveSampler(hrSampler, hrSched);
-      const hrSteps = p.hr_second_pass_steps || p.steps;
-      const hrPrompts = idx.map((i) => parseExtraNetworks(p.hr_prompt ? hrStyled.prompt : allPrompts[i]!));
-      const hrNegs = idx.map((i) =>
-        parseExtraNetworks(p.hr_negative_prompt ? hrStyled.negativePrompt : allNegatives[i]!),
-      );
-      const hrConds = await Promise.all(
-        hrPrompts.map((pr, i) =>
-          conditioner.forImage(pr.prompt, hrNegs[i]!.prompt, steps1, condSteps(hrResolved.sampler, hrSteps)),
-        ),
-      );
-      const r = await sample({
+      const r = await hiresPass({
         model,
         p,
-        sampler: hrResolved.sampler,
-        scheduler: hrResolved.schedulerName,
-        steps: hrSteps,
-        conds: hrConds,
-        rng: hrRng,
-        seeds: bSeeds,
-        x0: cropped.data,
-        noise: hrRng.next(),
+        latents,
         dims,
-        denoisingStrength: p.denoising_strength,
-        fixSteps: true,
-        imageConditioning: await txt2imgConditioning(model, dims[3] * 8, dims[2] * 8, p.batch_size),
-        hooks,
-        progress: { phase: 'hires fix', job: n * 2 + 1, jobCount },
-        tokenMergeRatio: tokenMergingRatioOf(p, 'hires'),
+        seeds: bSeeds,
+        rngOptions: rngOpts,
+        prompts: idx.map((i) => allPrompts[i]!),
+        negatives: idx.map((i) => allNegatives[i]!),
+        hrPrompt: hrStyled.prompt,
+        hrNegative: hrStyled.negativePrompt,
+        conditioner,
+        firstPassCondSteps: steps1,
+        condSteps,
+        pass: {
+          stop: hooks.stop,
+          samplerOptions,
+          onModelCall,
+          sMinUncond: sMinUncondOf(p),
+          sMinUncondAll: sMinUncondAllOf(p),
+        },
+        passHooks: (d) => passHooks({ phase: 'hires fix', job: n * 2 + 1, jobCount }, d),
       });
       latents = r.x;
+      dims = r.dims;
       stopped = r.stopped ?? stopped;
     }
+
+    // Each image is decoded, finished and handed on by itself, so a saver writes it at once.
     const decodeJob = hires ? n * 2 + 1 : n;
     const perLatent = dims[1] * dims[2] * dims[3];
     for (let i = 0; i < dims[0]; i++) {

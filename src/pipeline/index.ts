@@ -82,3 +82,10 @@ export {
   type ModelLease,
   type ModelLibraryOptions,
 } from './model-library.js';
+export {
+  samplePass,
+  type UnetStepHook,
+  type PassArgs,
+  type PassResult,
+  type SamplingModel,
+} from './sample.js';

@@ -218,7 +218,8 @@ export async function resolveJob(
   if (explicitPrecision) checkPrecisionProvider(explicitPrecision, request.provider);
   let provider: Provider | undefined;
   if (request.provider !== undefined && request.provider !== 'cpu') {
-    provider = (await import('../runtime/session.js')).checkProvider(request.provider);
+    // Started once here (a child process probes it) so a missing GPU is one line before any load.
+    provider = await (await import('../runtime/provider-check.js')).ensureProvider(request.provider);
   }
   let precision: UnetPrecisionChoice =
     explicitPrecision ?? request.preferredPrecision ?? defaultPrecision(provider);

@@ -95,6 +95,28 @@ export class ModelLibrary {
    * Returns the real path (onnxruntime resolves links when it maps weights).
    */
   async findCheckpoint(nameOrPath?: string): Promise<string> {
+    try {
+      return this.findCheckpointByName(nameOrPath);
+    } catch (e) {
+      const title = nameOrPath && /\[([0-9a-f]{8,10})\]$/i.exec(nameOrPath);
+      const hash = title
+        ? title[1]!
+        : nameOrPath && /^([0-9a-f]{10}|[0-9a-f]{64})$/i.test(nameOrPath)
+          ? nameOrPath
+          : null;
+      if (!hash) throw e;
+      const { cachedHashes } = await import('../tools/hash.js');
+      const h = hash.toLowerCase();
+      for (const p of this.listCheckpoints()) {
+        const known = await cachedHashes(p);
+        if (known && (known.autov2 === h || known.sha256 === h)) return realpathSync(p);
+      }
+      throw e;
+    }
+  }
+
+  /** `findCheckpoint` without the hash lookup (synchronous). */
+  findCheckpointByName(nameOrPath?: string): string {
     const dir = this.ckptDir;
     const all = this.listCheckpoints();
     if (!nameOrPath) {
@@ -105,10 +127,10 @@ export class ModelLibrary {
         4,
       );
     }
+    const rel = (p: string) => p.slice(dir.length + 1).toLowerCase();
+    const want = nameOrPath.toLowerCase();
     if (nameOrPath.includes('/') || nameOrPath.includes('\\')) {
       if (isFile(nameOrPath)) return realpathSync(nameOrPath);
-      const rel = (p: string) => p.slice(dir.length + 1).toLowerCase();
-      const want = nameOrPath.toLowerCase();
       if (!all.some((p) => rel(p) === want || stem(rel(p)) === want)) {
         throw new UserError(
           `model file ${resolve(nameOrPath)} does not exist; check the path` +
@@ -119,24 +141,14 @@ export class ModelLibrary {
         );
       }
     }
-    const title = /^(.*?)\s*\[([0-9a-f]{8,10})\]$/i.exec(nameOrPath);
-    const wanted = (title ? title[1]! : nameOrPath).toLowerCase();
+    // A title like "name.safetensors [abcdef0123]" names the file.
+    const wanted = want.replace(/\s*\[[0-9a-f]{8,10}\]$/i, '');
     const byName = all.find((p) => {
       const file = basename(p).toLowerCase();
-      const rel = p.slice(dir.length + 1).toLowerCase();
-      return file === wanted || stem(file) === wanted || rel === wanted || stem(rel) === wanted;
+      return file === wanted || stem(file) === wanted || rel(p) === wanted || stem(rel(p)) === wanted;
     });
     if (byName) return realpathSync(byName);
     if (isFile(nameOrPath)) return realpathSync(nameOrPath);
-    const hash = title ? title[2]! : /^[0-9a-f]{10}$|^[0-9a-f]{64}$/i.test(nameOrPath) ? nameOrPath : null;
-    if (hash) {
-      const { cachedHashes } = await import('../tools/hash.js');
-      const h = hash.toLowerCase();
-      for (const p of all) {
-        const known = await cachedHashes(p);
-        if (known && (known.autov2 === h || known.sha256 === h)) return realpathSync(p);
-      }
-    }
     throw new UserError(
       `model "${nameOrPath}" not found in ${dir}` +
         (all.length ? ` (found: ${all.map((p) => basename(p)).join(', ')})` : '') +

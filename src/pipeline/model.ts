@@ -3,8 +3,7 @@
  * or by path), an optional VAE swapped in (models/VAE, or "Automatic": a .vae.* file beside the
  * checkpoint), the CLIP tokenizer, the noise schedule from the checkpoint's own alphas_cumprod.
  */
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { openModel } from '../formats/open.js';
 import type { TensorSource, TensorInfo, Tensor, FileLocation } from '../formats/tensor.js';
 import { ClipTokenizer } from '../prompt/tokenizer.js';
@@ -15,6 +14,7 @@ import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
 import { hashFile } from '../tools/hash.js';
 import type { LoraSpec } from '../adapters/lora-library.js';
 import { UserError } from '../util/errors.js';
+import { ModelLibrary } from './model-library.js';
 import {
   checkPrecisionProvider,
   defaultPrecision,
@@ -22,7 +22,7 @@ import {
   type UnetPrecisionChoice,
 } from './unet-precision.js';
 
-export const MODEL_EXTENSIONS = ['.safetensors', '.ckpt', '.pt', '.bin'];
+export { MODEL_EXTENSIONS } from './model-library.js';
 const VAE_PREFIX = 'first_stage_model.';
 
 export interface LoadedModel {
@@ -50,91 +50,23 @@ export interface LoadedModel {
   release(): Promise<void>;
 }
 
-function listModels(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  const walk = (d: string, depth: number): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      let st;
-      try {
-        st = statSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory() && depth < 4) walk(p, depth + 1);
-      else if (st.isFile() && MODEL_EXTENSIONS.includes(extname(name).toLowerCase())) out.push(p);
-    }
-  };
-  walk(dir, 0);
-  return out.sort();
-}
-
 /** Where checkpoints go under a data dir (A1111 layout). */
 export function checkpointDir(dataDir: string): string {
   return join(dataDir, 'models', 'Stable-diffusion');
 }
 
 /**
- * A checkpoint by path, or by name (file name or stem, case-insensitive) in models/Stable-diffusion.
- * No name → the first checkpoint found. Missing → UserError saying where models go.
+ * A checkpoint by path, or by name (file name or stem, case-insensitive; A1111 title) in
+ * models/Stable-diffusion; no name → the first one; its real path. `ModelLibrary.findCheckpoint`
+ * (which also finds hashed files by hash) for a data dir.
  */
 export function findCheckpoint(nameOrPath: string | undefined, dataDir: string): string {
-  // Symlinked models are common; onnxruntime resolves links when it maps external data, so we do too.
-  return realpathSync(findCheckpointPath(nameOrPath, dataDir));
+  return new ModelLibrary({ dataDir }).findCheckpointByName(nameOrPath);
 }
 
-function findCheckpointPath(nameOrPath: string | undefined, dataDir: string): string {
-  const dir = checkpointDir(dataDir);
-  if (nameOrPath && (nameOrPath.includes('/') || nameOrPath.includes('\\')) && existsSync(nameOrPath)) {
-    return resolve(nameOrPath);
-  }
-  const all = listModels(dir);
-  if (!nameOrPath) {
-    if (all.length > 0) return all[0]!;
-    throw new UserError(
-      `no model found: put an SD 1.5 checkpoint (.safetensors or .ckpt, e.g. v1-5-pruned-emaonly.safetensors ` +
-        `from Hugging Face or Civitai) in ${dir}, or pass --model PATH`,
-      4,
-    );
-  }
-  // A title like "name.safetensors [abcdef0123]" names the file.
-  const wanted = nameOrPath.replace(/\s*\[[0-9a-f]{8,10}\]$/i, '').toLowerCase();
-  const match = all.find((p) => {
-    const file = basename(p).toLowerCase();
-    return file === wanted || file.slice(0, -extname(file).length) === wanted;
-  });
-  if (match) return match;
-  if (existsSync(nameOrPath) && statSync(nameOrPath).isFile()) return resolve(nameOrPath);
-  throw new UserError(
-    `model "${nameOrPath}" not found in ${dir}` +
-      (all.length ? ` (found: ${all.map((p) => basename(p)).join(', ')})` : '') +
-      `; put the checkpoint there or pass --model PATH (no model yet? any SD 1.5 checkpoint works, e.g.` +
-      ` v1-5-pruned-emaonly.safetensors from https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5)`,
-    4,
-  );
-}
-
-/** The VAE to use: "None"/undefined → none; "Automatic" → a .vae.* file beside the checkpoint; else by name in models/VAE or path. */
+/** The VAE to use ("None", "Automatic", a name in models/VAE or a path): `ModelLibrary.findVae`. */
 export function findVae(name: string | undefined, checkpointPath: string, dataDir: string): string | null {
-  const p = findVaePath(name, checkpointPath, dataDir);
-  return p === null ? null : realpathSync(p);
-}
-
-function findVaePath(name: string | undefined, checkpointPath: string, dataDir: string): string | null {
-  if (!name || name === 'None') return null;
-  if (name === 'Automatic') {
-    const stem = checkpointPath.slice(0, -extname(checkpointPath).length);
-    for (const ext of ['.vae.safetensors', '.vae.pt', '.vae.ckpt'])
-      if (existsSync(stem + ext)) return stem + ext;
-    return null;
-  }
-  const dir = join(dataDir, 'models', 'VAE');
-  const all = listModels(dir);
-  const match = all.find((p) => basename(p) === name || basename(p, extname(p)) === name);
-  if (match) return match;
-  if (existsSync(name) && statSync(name).isFile()) return resolve(name);
-  throw new UserError(`VAE "${name}" not found in ${dir}; put the file there or pass its path`, 4);
+  return new ModelLibrary({ dataDir }).findVae(name, checkpointPath);
 }
 
 const VAE_PART = /^first_stage_model\.(encoder|decoder|quant_conv|post_quant_conv)\./;

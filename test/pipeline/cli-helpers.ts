@@ -19,11 +19,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/**
- * `sdstudio ARGS` in `cwd`, with the test CLIP vocabulary and any extra environment. The plain
- * progress lines printed when stderr is not a terminal are off (a slow machine would print them
- * into tests that expect a quiet run); tests of those lines set SDSTUDIO_PROGRESS_LOG.
- */
+/** `sdstudio ARGS` in `cwd`, with the test CLIP vocabulary and any extra environment. */
 export function runCli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(

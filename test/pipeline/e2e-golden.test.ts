@@ -1,7 +1,7 @@
 /**
  * The end-to-end txt2img goldens of tiny-sd (every `txt2img` case in cases.json, plus the e2e outputs
  * of the fp16-checkpoint case): text conditioning, sigmas, x_init, every step's t, denoised and latent,
- * the decoded image and its uint8 pixels, through the pipeline's own denoiser and decoder — on the
+ * the decoded image and its uint8 pixels, through the pipeline's own sampling pass and decoder — on the
  * CPU provider, and on webgpu where an adapter is (or must be: SDSTUDIO_REQUIRE_WEBGPU=1). They
  * reach what the per-network goldens do not: an 8×8 latent (1×1 at the UNet's bottom) and the
  * CFG graph whose rows share their latent.
@@ -10,12 +10,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensor.js';
-import { CfgDenoiser } from '../../src/pipeline/denoiser.js';
+import { samplePass } from '../../src/pipeline/sample.js';
 import { decodeLatentsRaw } from '../../src/pipeline/vae.js';
 import { tensorToImage } from '../../src/image/images.js';
 import { loadSd1, type Sd1LoadOptions, type Sd1Model } from '../../src/runtime/sd1.js';
-import { planSampling, runSampler, startLatent, type StepInfo } from '../../src/sampling/index.js';
-import { imageRngNoise } from '../../src/sampling/noise.js';
+import type { StepInfo } from '../../src/sampling/index.js';
 import { ImageRng } from '../../src/sampling/seeds.js';
 import { DiscreteSchedule } from '../../src/sampling/schedules.js';
 import { expectGolden } from '../helpers/compare.js';
@@ -110,14 +109,19 @@ async function runE2e(
   const noise = await golden.readFloat32(c.inputs.noise!);
   const [, ch, h, w] = golden.info(c.inputs.noise!)!.shape as [number, number, number, number];
 
-  const plan = planSampling({ sampler: c.params.sampler, steps: c.params.steps, schedule });
-  const xInit = startLatent(plan, noise);
+  // The pipeline's own sampling pass (pipeline/sample.ts, what generate runs per batch), fed the
+  // golden's conditioning and noise; its per-step hook records every step.
   const ts: number[] = [];
-  const denoiser = new CfgDenoiser({
-    unet: (x, t, context) => engine.unet({ x, t, context }),
-    schedule,
-    latentShape: [ch, h, w],
-    images: [
+  const denoised: Float32Array[] = [];
+  const latents: Float32Array[] = [];
+  const rng = new ImageRng({ shape: [ch, h, w], seeds: [0] });
+  rng.next();
+  const res = await samplePass({
+    model: { engine, schedule },
+    sampler: c.params.sampler,
+    steps: c.params.steps,
+    cfgScale: c.params.cfg_scale,
+    conds: [
       {
         parts: [
           {
@@ -128,25 +132,23 @@ async function runE2e(
         uncond: [{ endAtStep: c.params.steps, cond: { data: uncond.data, dims: [77, uncond.dims[2]!] } }],
       },
     ],
-    cfgScale: c.params.cfg_scale,
+    rng,
+    seeds: [0],
+    x0: null,
+    noise,
+    dims: [1, ch, h, w],
+    hooks: [
+      {
+        afterStep: (info: StepInfo) => {
+          if (info.i > 0) latents.push(info.x.slice());
+          denoised.push(info.denoised.slice());
+        },
+      },
+    ],
     onModelCall: ({ t }) => ts.push(t),
   });
-  const denoised: Float32Array[] = [];
-  const latents: Float32Array[] = [];
-  const rng = new ImageRng({ shape: [ch, h, w], seeds: [0] });
-  rng.next();
-  const res = await runSampler(
-    plan,
-    {
-      model: denoiser.model,
-      noise: imageRngNoise(rng),
-      callback: (info: StepInfo) => {
-        if (info.i > 0) latents.push(info.x.slice());
-        denoised.push(info.denoised.slice());
-      },
-    },
-    xInit,
-  );
+  const plan = res.plan;
+  const xInit = res.start;
   latents.push(res.x);
   const [raw] = await decodeLatentsRaw(engine, res.x, [1, ch, h, w], c.params.scale_factor);
   const image = tensorToImage(raw!.data, raw!.dims[3]!, raw!.dims[2]!);
