@@ -9,5 +9,7 @@ export default defineConfig({
     pool: 'forks',
     // The CLI tests spawn bin/sdstudio.js: make it run the source, never a stale dist/ build.
     env: { SDSTUDIO_SOURCE: '1' },
+    // A temporary SDSTUDIO_CACHE for the run: the user's ~/.cache/sdstudio is never touched.
+    globalSetup: ['test/helpers/global-setup.ts'],
   },
 });
