@@ -12,5 +12,7 @@ export default defineConfig({
     // on a busy machine a tiny job may take that long, and tests expect quiet runs. Tests of those
     // lines set the interval themselves.
     env: { SDSTUDIO_SOURCE: '1', SDSTUDIO_PROGRESS_LOG: '0' },
+    // A temporary SDSTUDIO_CACHE for the run: the user's ~/.cache/sdstudio is never touched.
+    globalSetup: ['test/helpers/global-setup.ts'],
   },
 });

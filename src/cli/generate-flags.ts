@@ -12,6 +12,7 @@ import { MASKED_CONTENT, type GenerationParams } from '../params/generation.js';
 import { previewModeOf, type PreviewMode } from '../pipeline/preview-mode.js';
 import type { UnetPrecisionChoice } from '../pipeline/unet-precision.js';
 import { UserError } from '../util/errors.js';
+import { parseDecimal } from '../util/numbers.js';
 
 // The engine, metadata readers and embeddings load lazily, after the arguments are checked, so a
 // mistyped flag is answered at once.
@@ -161,7 +162,7 @@ export const UI_DEFAULTS: Partial<GenerationParams> = {
 function num(values: Values, flag: keyof Values): number | undefined {
   const v = values[flag];
   if (v === undefined) return undefined;
-  const n = Number(v);
+  const n = typeof v === 'string' ? parseDecimal(v) : NaN;
   if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) {
     throw new UserError(`--${String(flag)} needs a number (got "${String(v)}")`);
   }

@@ -6,7 +6,7 @@
  * never loaded whole. Writing goes to a temporary file renamed into place at the end.
  */
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { tempPathFor } from '../util/atomic-write.js';
+import { removeStaleTemps, tempPathFor } from '../util/atomic-write.js';
 import { UserError } from '../util/errors.js';
 import { toFloat32 } from './dtype.js';
 import {
@@ -313,6 +313,7 @@ export async function writeSafetensors(
     infos = [...buffered].map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape }));
   }
   const { bytes, offsets, dataSize } = encodeHeader(infos, metadata);
+  removeStaleTemps(path);
   const tmp = tempPathFor(path);
   const fh = await open(tmp, 'w').catch((e: unknown) => {
     throw writeError(path, e);

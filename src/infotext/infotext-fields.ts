@@ -16,6 +16,7 @@ import {
 } from '../params/generation.js';
 import { resolveSampler } from '../sampling/registry.js';
 import { UNET_PRECISIONS, type UnetPrecisionChoice } from '../pipeline/unet-precision.js';
+import { parseDecimal } from '../util/numbers.js';
 
 export type InfotextValue = string | number | boolean;
 
@@ -166,7 +167,7 @@ function str(d: ParsedInfotext, key: string): string | undefined {
 function num(d: ParsedInfotext, key: string): number | undefined {
   const s = str(d, key);
   if (s === undefined || s.trim() === '') return undefined;
-  const n = Number(s);
+  const n = parseDecimal(s);
   return Number.isFinite(n) ? n : undefined;
 }
 

@@ -6,6 +6,7 @@
  */
 import type { TSchema } from 'typebox';
 import { UserError } from '../util/errors.js';
+import { parseDecimal } from '../util/numbers.js';
 import { IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, LIMITS, checkScheduler, resolveSampler } from './catalog.js';
 import { FIELDS, SETTINGS, specOf, type FieldSpec, type GenerationMode } from './fields.js';
 import type { GenerationParams, OverrideSettings } from './schema.js';
@@ -144,7 +145,7 @@ function toBool(v: unknown): boolean | undefined {
 }
 
 function toNumber(v: unknown): number {
-  return typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  return typeof v === 'number' ? v : typeof v === 'string' ? parseDecimal(v) : NaN;
 }
 
 /** JSON value → field value: numeric strings to numbers, 0/1 and "true" to booleans (as pydantic). */

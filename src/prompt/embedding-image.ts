@@ -7,6 +7,7 @@
  */
 import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { UserError } from '../util/errors.js';
 
 /** Decoded embedding JSON bigger than this is refused (real ones are a few hundred kB). */
 export const MAX_EMBEDDING_JSON_BYTES = 64 * 1024 * 1024;
@@ -37,17 +38,18 @@ function nestedListToTensor(list: unknown, maxElements: number): JsonTensor {
     probe = probe[0];
   }
   const total = shape.reduce((a, b) => a * b, 1);
-  if (total > maxElements) throw new Error('embedding tensor is larger than its data; the file is damaged');
+  if (total > maxElements)
+    throw new UserError('embedding tensor is larger than its data; the file is damaged');
   const values = new Float32Array(total);
   let k = 0;
   const walk = (v: unknown, depth: number): void => {
     if (depth === shape.length) {
-      if (typeof v !== 'number') throw new Error('embedding tensor holds a non-number');
+      if (typeof v !== 'number') throw new UserError('embedding tensor holds a non-number');
       values[k++] = v;
       return;
     }
     if (!Array.isArray(v) || v.length !== shape[depth])
-      throw new Error('embedding tensor is not rectangular');
+      throw new UserError('embedding tensor is not rectangular');
     for (const x of v) walk(x, depth + 1);
   };
   walk(list, 0);
@@ -83,7 +85,7 @@ export function parseEmbeddingJson(text: string): unknown {
 /** embedding_from_b64: the "sd-ti-embedding" text chunk's content. */
 export function embeddingFromBase64(b64: string): unknown {
   const bytes = Buffer.from(b64, 'base64');
-  if (bytes.length > MAX_EMBEDDING_JSON_BYTES) throw new Error('embedding data is too large');
+  if (bytes.length > MAX_EMBEDDING_JSON_BYTES) throw new UserError('embedding data is too large');
   return parseEmbeddingJson(bytes.toString('utf8'));
 }
 
@@ -158,7 +160,7 @@ export async function extractImageDataEmbed(image: Uint8Array): Promise<unknown>
   const highStart = blackCols[blackCols.length - 1] + 1;
   const highW = w - highStart;
   if (lowW !== highW || lowW === 0)
-    throw new Error('embedded data blocks have different sizes; the image is damaged');
+    throw new UserError('embedded data blocks have different sizes; the image is damaged');
   const block = (x0: number): Uint8Array => {
     const b = new Uint8Array(h * lowW * 3);
     for (let y = 0; y < h; y++) b.set(nib.subarray((y * w + x0) * 3, (y * w + x0 + lowW) * 3), y * lowW * 3);

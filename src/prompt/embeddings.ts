@@ -16,6 +16,7 @@ import { basename, extname, join } from 'node:path';
 import { readTorchFile } from '../formats/torch.js';
 import { openSafetensors } from '../formats/safetensors.js';
 import { toFloat32 } from '../formats/dtype.js';
+import { UserError } from '../util/errors.js';
 import type { Tensor } from '../formats/tensor.js';
 import { decodeTextChunk, isPng, readPngChunks } from '../formats/png-chunks.js';
 import {
@@ -93,7 +94,9 @@ function asRows(t: AnyTensor, what: string): EmbeddingVectors {
   const shape = t.shape;
   if (shape.length === 1) return { vec: floats(t), vectors: 1, shape: shape[0] };
   if (shape.length === 2) return { vec: floats(t), vectors: shape[0], shape: shape[1] };
-  throw new Error(`${what} has shape [${shape.join(', ')}]; an embedding is one vector or rows of vectors`);
+  throw new UserError(
+    `${what} has shape [${shape.join(', ')}]; an embedding is one vector or rows of vectors`,
+  );
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -122,7 +125,7 @@ export interface EmbeddingData {
 /** create_embedding_from_data: recognise the layout and take the vectors out. */
 export function embeddingFromData(data: unknown, filename: string): EmbeddingData {
   if (!isRecord(data)) {
-    throw new Error(
+    throw new UserError(
       `couldn't identify ${filename} as neither textual inversion embedding nor diffuser concept`,
     );
   }
@@ -135,21 +138,22 @@ export function embeddingFromData(data: unknown, filename: string): EmbeddingDat
     let params = data['string_to_param'];
     // torch.nn.ParameterDict (original textual_inversion files) keeps its tensors in _parameters.
     if (isRecord(params) && isRecord(params['_parameters'])) params = params['_parameters'];
-    if (!isRecord(params)) throw new Error(`${filename}: string_to_param is not a dictionary`);
+    if (!isRecord(params)) throw new UserError(`${filename}: string_to_param is not a dictionary`);
     const values = Object.values(params);
-    if (values.length !== 1) throw new Error(`${filename}: embedding file has multiple terms in it`);
+    if (values.length !== 1) throw new UserError(`${filename}: embedding file has multiple terms in it`);
     const emb = values[0];
-    if (!isAnyTensor(emb)) throw new Error(`${filename}: string_to_param holds no tensor`);
+    if (!isAnyTensor(emb)) throw new UserError(`${filename}: string_to_param holds no tensor`);
     return { rows: asRows(emb, filename), ...meta };
   }
   if ('clip_g' in data && 'clip_l' in data) {
     const g = data['clip_g'];
     const l = data['clip_l'];
-    if (!isAnyTensor(g) || !isAnyTensor(l)) throw new Error(`${filename}: clip_g / clip_l are not tensors`);
+    if (!isAnyTensor(g) || !isAnyTensor(l))
+      throw new UserError(`${filename}: clip_g / clip_l are not tensors`);
     const clip_g = asRows(g, `${filename} clip_g`);
     const clip_l = asRows(l, `${filename} clip_l`);
     if (clip_g.vectors !== clip_l.vectors) {
-      throw new Error(`${filename}: clip_l has ${clip_l.vectors} vectors but clip_g ${clip_g.vectors}`);
+      throw new UserError(`${filename}: clip_l has ${clip_l.vectors} vectors but clip_g ${clip_g.vectors}`);
     }
     const shape = clip_l.shape + clip_g.shape;
     const vec = new Float32Array(clip_g.vectors * shape);
@@ -161,10 +165,10 @@ export function embeddingFromData(data: unknown, filename: string): EmbeddingDat
   }
   const values = Object.values(data);
   if (values.length > 0 && isAnyTensor(values[0])) {
-    if (values.length !== 1) throw new Error(`${filename}: embedding file has multiple terms in it`);
+    if (values.length !== 1) throw new UserError(`${filename}: embedding file has multiple terms in it`);
     return { rows: asRows(values[0] as AnyTensor, filename), ...meta };
   }
-  throw new Error(
+  throw new UserError(
     `couldn't identify ${filename} as neither textual inversion embedding nor diffuser concept`,
   );
 }
@@ -182,7 +186,7 @@ async function readSafetensorsDict(path: string): Promise<Record<string, Tensor>
     // Only the layouts A1111 accepts are read; anything else (a model in the wrong folder) stops here.
     const wanted = keys.includes('clip_g') && keys.includes('clip_l') ? ['clip_l', 'clip_g'] : keys;
     if (wanted.length !== 1 && wanted.length !== 2)
-      throw new Error(`${basename(path)}: embedding file has multiple terms in it`);
+      throw new UserError(`${basename(path)}: embedding file has multiple terms in it`);
     const out: Record<string, Tensor> = {};
     for (const k of wanted) out[k] = await src.read(k);
     return out;
@@ -193,6 +197,18 @@ async function readSafetensorsDict(path: string): Promise<Record<string, Tensor>
 
 /** What an embedding image holds, or undefined when it holds no embedding. */
 async function readEmbeddingImage(path: string, bytes: Uint8Array): Promise<unknown> {
+  try {
+    return await embeddingInImage(bytes);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    // A damaged image (sharp's decoder, a malformed text chunk, bad base64/JSON) is the file's fault.
+    throw new UserError(
+      `${basename(path)}: cannot read an embedding from this image: ${(e as Error).message}`,
+    );
+  }
+}
+
+async function embeddingInImage(bytes: Uint8Array): Promise<unknown> {
   if (isPng(bytes)) {
     for (const c of readPngChunks(bytes).chunks) {
       if ((c.type === 'tEXt' || c.type === 'zTXt' || c.type === 'iTXt') && c.crcOk) {
@@ -217,7 +233,7 @@ export async function loadEmbeddingFile(path: string): Promise<Embedding | undef
   let name = filename.slice(0, filename.length - extname(filename).length);
   const st = await stat(path);
   if (st.size > MAX_EMBEDDING_FILE_BYTES) {
-    throw new Error(
+    throw new UserError(
       `${filename} is ${st.size} bytes, too large for an embedding; is it a model in the wrong folder?`,
     );
   }

@@ -234,8 +234,10 @@ export class Sd1Model {
     let s = sessions.get(key);
     if (!s) {
       s = (async () => {
-        const g = build();
         const options = this.sessionOptions(part);
+        // A GPU provider that cannot start is said before any weights are prepared for it.
+        if (options.provider && options.provider !== 'cpu') await ensureProvider(options.provider);
+        const g = build();
         if (options.optLevel === 'all' && (options.provider ?? 'cpu') === 'cpu') {
           return this.sessionAtLevelAll(g, version, options, `${version}|${key}`);
         }
@@ -769,8 +771,6 @@ function definedFields<T extends object>(o: T): Partial<T> {
 
 /** Open an SD 1.x checkpoint (path or TensorSource); sessions open lazily on first use. */
 export async function loadSd1(source: string | TensorSource, opts: Sd1LoadOptions = {}): Promise<Sd1Model> {
-  // A GPU provider that cannot start is said before anything is opened or prepared.
-  if (opts.provider && opts.provider !== 'cpu') await ensureProvider(opts.provider);
   const owns = typeof source === 'string';
   const src = typeof source === 'string' ? await openModel(source) : source;
   try {

@@ -210,6 +210,12 @@ function mergePlan(
     const dtype = opts.fp16 ? half(promoted) : promoted;
     steps.push({ info: { name: key, dtype, shape: ai.shape }, how: 'merge', partial });
   }
+  if (steps.length === 0) {
+    throw new UserError(
+      `--discard "${opts.discard}" matches every tensor of model A: the merged model would be empty; ` +
+        `use a narrower regular expression (e.g. "^model_ema\\.")`,
+    );
+  }
   return { steps, inpainting, pix2pix };
 }
 

@@ -4,6 +4,7 @@ import type { CliCommand } from '../command.js';
 import { MERGE_MODES, mergeModels, type MergeMode } from '../../tools/merge.js';
 import { byteProgress, countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
+import { parseDecimal } from '../../util/numbers.js';
 import { removeTempOnSignal } from '../../tools/output.js';
 
 const usage = `Usage: sdstudio merge A [B [C]] --mode weighted-sum|add-difference|no-interp --alpha M --out OUT.safetensors
@@ -81,7 +82,7 @@ const command: CliCommand = {
     let alpha = 0;
     if (mode !== 'no-interp') {
       if (values.alpha === undefined) throw new UserError('--alpha M is required (the multiplier, e.g. 0.3)');
-      alpha = Number(values.alpha);
+      alpha = parseDecimal(values.alpha);
       if (values.alpha.trim() === '' || !Number.isFinite(alpha))
         throw new UserError(`--alpha must be a number, not "${values.alpha}"`);
     }
