@@ -177,6 +177,7 @@ describe('txt2img', () => {
     }
     expect(progress!.body.state.job_count).toBe(1);
     expect(progress!.body.state.sampling_steps).toBe(1000);
+    expect(progress!.body.state.job_timestamp).toMatch(/^\d{14}$/);
     expect(progress!.body.progress).toBeGreaterThan(0);
     expect(progress!.body.eta_relative).toBeGreaterThan(0);
     expect(progress!.body.current_image).toMatch(/^iVBOR/);
