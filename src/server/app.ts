@@ -24,6 +24,7 @@ import optionsRoutes from './routes/options.js';
 import progressRoutes from './routes/progress.js';
 import imageRoutes from './routes/images.js';
 import jobRoutes from './routes/jobs.js';
+import downloadRoutes from './routes/downloads.js';
 
 export interface ServerConfig {
   host: string;
@@ -251,6 +252,7 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
       await scoped.register(infoRoutes, ctx);
       await scoped.register(imageRoutes, ctx);
       await scoped.register(jobRoutes, ctx);
+      await scoped.register(downloadRoutes, ctx);
     },
     { prefix },
   );

@@ -4,6 +4,7 @@
  * `<data-dir>/config.json` (atomic rename, only keys that differ from the default).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { SETTING_NAMES } from '../params/fields.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { UserError } from '../util/errors.js';
 
@@ -216,16 +217,14 @@ export const OPTION_DEFAULTS: Readonly<Record<string, OptionValue>> = {
   sd_checkpoint_hash: '',
 };
 
-/** Settings the generation reads from a job's override_settings (the rest only matter to the UI). */
-export const GENERATION_SETTINGS = [
-  'CLIP_stop_at_last_layers',
-  'eta_noise_seed_delta',
-  'randn_source',
-  'token_merging_ratio',
+/**
+ * Settings the generation reads from a job's override_settings: params' SETTINGS table (the model
+ * and VAE are resolved apart, through the catalog) and the img2img token merging ratio.
+ */
+export const GENERATION_SETTINGS: readonly string[] = [
+  ...SETTING_NAMES.filter((k) => k !== 'sd_model_checkpoint' && k !== 'sd_vae'),
   'token_merging_ratio_img2img',
-  'token_merging_ratio_hr',
-  'emphasis',
-] as const;
+];
 
 const CHOICES: Record<string, readonly string[]> = {
   randn_source: ['GPU', 'CPU', 'NV'],

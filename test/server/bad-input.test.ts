@@ -152,6 +152,15 @@ describe('bad input', () => {
     );
   });
 
+  it('an empty body with a JSON content type is no body (fetch clients POST /interrupt so)', async () => {
+    const r = await call(server.url, '/sdapi/v1/interrupt', { raw: '' });
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({});
+    const skip = await call(server.url, '/sdapi/v1/skip', { raw: '' });
+    expect(skip.status).toBe(200);
+    expect(skip.body).toBeNull();
+  });
+
   it('job API: unknown ids, bad filters, bad modes', async () => {
     expect((await call(server.url, '/api/v1/jobs/no-such-job')).status).toBe(404);
     expect((await call(server.url, '/api/v1/jobs/..%2F..%2Fetc%2Fpasswd')).status).toBe(404);

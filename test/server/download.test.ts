@@ -150,3 +150,41 @@ describe('download', () => {
     expect(readFileSync(path).equals(data)).toBe(true);
   });
 });
+
+describe('download through the server', () => {
+  it('POST /api/v1/downloads fetches into the checkpoint folder with progress; sd-models lists it', async () => {
+    const { makeDataDir, startServer, call } = await import('./helpers.js');
+    const srv = await startServer(makeDataDir(false));
+    try {
+      const r = await call(srv.url, '/api/v1/downloads', {
+        body: { source: `${base}/models/tiny.safetensors`, sha256: sha },
+      });
+      expect(r.status).toBe(202);
+      let d = r.body;
+      for (let i = 0; i < 200 && d.state === 'running'; i++) {
+        await new Promise((res) => setTimeout(res, 50));
+        d = (await call(srv.url, `/api/v1/downloads/${r.body.id}`)).body;
+      }
+      expect(d).toMatchObject({
+        state: 'succeeded',
+        sha256: sha,
+        bytes: data.length,
+        total: data.length,
+        error: null,
+      });
+      let models: { model_name: string }[] = [];
+      for (let i = 0; i < 100 && !models.length; i++) {
+        models = (await call(srv.url, '/sdapi/v1/sd-models')).body;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      expect(models.map((m) => m.model_name)).toEqual(['tiny']);
+      const bad = await call(srv.url, '/api/v1/downloads', {
+        body: { source: `${base}/models/tiny.safetensors`, name: '../x.safetensors' },
+      });
+      expect(bad.status).toBe(422);
+      expect((await call(srv.url, '/api/v1/downloads/nope')).status).toBe(404);
+    } finally {
+      await srv.close();
+    }
+  });
+});

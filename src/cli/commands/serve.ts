@@ -6,6 +6,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { UserError } from '../../util/errors.js';
+// Types only: `sdstudio --help` loads every command module, and the server's imports are heavy.
+import type { ServerConfig } from '../../server/app.js';
 
 const usage = `Usage: sdstudio serve [options]
 
@@ -31,111 +33,120 @@ persistent queue (SQLite in the data dir). OpenAPI at /openapi.json, interactive
   --body-limit MB               largest request body (default 64)
 `;
 
+/** Everything `sdstudio serve` was asked for, checked (no I/O). */
+export function serveConfig(argv: string[]): { config: ServerConfig; warnings: string[] } {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      port: { type: 'string' },
+      listen: { type: 'boolean' },
+      'server-name': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'ckpt-dir': { type: 'string' },
+      'vae-dir': { type: 'string' },
+      'lora-dir': { type: 'string' },
+      'hypernetwork-dir': { type: 'string' },
+      'embeddings-dir': { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'api-auth': { type: 'string' },
+      'cors-allow-origins': { type: 'string' },
+      'cors-allow-origins-regex': { type: 'string' },
+      'api-log': { type: 'boolean' },
+      nowebui: { type: 'boolean' },
+      api: { type: 'boolean' },
+      subpath: { type: 'string' },
+      'body-limit': { type: 'string' },
+    },
+  });
+  const port = values.port !== undefined ? Number(values.port) : values.nowebui ? 7861 : 7860;
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UserError(`--port must be 0 to 65535 (got ${values.port})`);
+  const bodyMb = values['body-limit'] !== undefined ? Number(values['body-limit']) : 64;
+  if (!Number.isFinite(bodyMb) || bodyMb <= 0 || bodyMb > 4096)
+    throw new UserError('--body-limit must be a size in MB from 1 to 4096');
+  let apiAuth: { user: string; password: string }[] | null = null;
+  if (values['api-auth'] !== undefined) {
+    apiAuth = values['api-auth'].split(',').map((pair) => {
+      const i = pair.indexOf(':');
+      if (i <= 0) throw new UserError('--api-auth takes USER:PASSWORD pairs separated by commas');
+      return { user: pair.slice(0, i), password: pair.slice(i + 1) };
+    });
+  }
+  let subpath = values.subpath ?? '';
+  if (subpath && !subpath.startsWith('/')) subpath = '/' + subpath;
+  subpath = subpath.replace(/\/+$/, '');
+  if (values['cors-allow-origins-regex']) {
+    try {
+      new RegExp(values['cors-allow-origins-regex']);
+    } catch {
+      throw new UserError('--cors-allow-origins-regex is not a valid regular expression');
+    }
+  }
+  const dataDir = resolve(values['data-dir'] ?? '.');
+  const host = values['server-name'] ?? (values.listen ? '0.0.0.0' : '127.0.0.1');
+  const dir = (flag: string, ...def: string[]) =>
+    resolve((values as Record<string, string | undefined>)[flag] ?? join(dataDir, ...def));
+  const warnings: string[] = [];
+  if (values.listen && !apiAuth) {
+    warnings.push('warning: --listen without --api-auth: anyone who can reach this machine can use the API');
+  }
+  const flags: Record<string, unknown> = {
+    port: values.port !== undefined ? port : null,
+    listen: !!values.listen,
+    server_name: values['server-name'] ?? null,
+    data_dir: dataDir,
+    ckpt_dir: values['ckpt-dir'] ?? null,
+    vae_dir: values['vae-dir'] ?? null,
+    lora_dir: dir('lora-dir', 'models', 'Lora'),
+    hypernetwork_dir: dir('hypernetwork-dir', 'models', 'hypernetworks'),
+    embeddings_dir: dir('embeddings-dir', 'embeddings'),
+    api: true,
+    api_auth: apiAuth ? '<hidden>' : null,
+    api_log: !!values['api-log'],
+    nowebui: !!values.nowebui,
+    cors_allow_origins: values['cors-allow-origins'] ?? null,
+    cors_allow_origins_regex: values['cors-allow-origins-regex'] ?? null,
+    subpath: subpath || null,
+    api_server_stop: false,
+  };
+  const config: ServerConfig = {
+    host,
+    port,
+    dataDir,
+    dirs: {
+      checkpoints: dir('ckpt-dir', 'models', 'Stable-diffusion'),
+      vae: dir('vae-dir', 'models', 'VAE'),
+      lora: dir('lora-dir', 'models', 'Lora'),
+      hypernetworks: dir('hypernetwork-dir', 'models', 'hypernetworks'),
+      embeddings: dir('embeddings-dir', 'embeddings'),
+      esrgan: join(dataDir, 'models', 'ESRGAN'),
+    },
+    apiAuth,
+    corsOrigins: values['cors-allow-origins']
+      ? values['cors-allow-origins'].split(',').map((s) => s.trim())
+      : null,
+    corsOriginRegex: values['cors-allow-origins-regex'] ?? null,
+    apiLog: !!values['api-log'],
+    bodyLimit: values['body-limit'] !== undefined ? Math.round(bodyMb * 1024 * 1024) : 64 * 1024 * 1024,
+    subpath,
+    cacheDir: values['cache-dir'] ? resolve(values['cache-dir']) : undefined,
+    flags,
+  };
+  return { config, warnings };
+}
+
 const command: CliCommand = {
   name: 'serve',
   summary: "HTTP server: AUTOMATIC1111's API, SD Studio's job API, persistent queue",
   usage,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        port: { type: 'string' },
-        listen: { type: 'boolean' },
-        'server-name': { type: 'string' },
-        'data-dir': { type: 'string' },
-        'ckpt-dir': { type: 'string' },
-        'vae-dir': { type: 'string' },
-        'lora-dir': { type: 'string' },
-        'hypernetwork-dir': { type: 'string' },
-        'embeddings-dir': { type: 'string' },
-        'cache-dir': { type: 'string' },
-        'api-auth': { type: 'string' },
-        'cors-allow-origins': { type: 'string' },
-        'cors-allow-origins-regex': { type: 'string' },
-        'api-log': { type: 'boolean' },
-        nowebui: { type: 'boolean' },
-        api: { type: 'boolean' },
-        subpath: { type: 'string' },
-        'body-limit': { type: 'string' },
-      },
-    });
-    const port = values.port !== undefined ? Number(values.port) : values.nowebui ? 7861 : 7860;
-    if (!Number.isInteger(port) || port < 0 || port > 65535)
-      throw new UserError(`--port must be 0 to 65535 (got ${values.port})`);
-    const bodyMb = values['body-limit'] !== undefined ? Number(values['body-limit']) : 64;
-    if (!Number.isFinite(bodyMb) || bodyMb <= 0 || bodyMb > 4096)
-      throw new UserError('--body-limit must be a size in MB from 1 to 4096');
-    let apiAuth: { user: string; password: string }[] | null = null;
-    if (values['api-auth'] !== undefined) {
-      apiAuth = values['api-auth'].split(',').map((pair) => {
-        const i = pair.indexOf(':');
-        if (i <= 0) throw new UserError('--api-auth takes USER:PASSWORD pairs separated by commas');
-        return { user: pair.slice(0, i), password: pair.slice(i + 1) };
-      });
-    }
-    let subpath = values.subpath ?? '';
-    if (subpath && !subpath.startsWith('/')) subpath = '/' + subpath;
-    subpath = subpath.replace(/\/+$/, '');
-    if (values['cors-allow-origins-regex']) {
-      try {
-        new RegExp(values['cors-allow-origins-regex']);
-      } catch {
-        throw new UserError('--cors-allow-origins-regex is not a valid regular expression');
-      }
-    }
-    const dataDir = resolve(values['data-dir'] ?? '.');
-    const host = values['server-name'] ?? (values.listen ? '0.0.0.0' : '127.0.0.1');
-    const dir = (flag: string, ...def: string[]) =>
-      resolve((values as Record<string, string | undefined>)[flag] ?? join(dataDir, ...def));
+    const { config, warnings } = serveConfig(argv);
     const log = (m: string) => process.stderr.write(`${m}\n`);
-    if (values.listen && !apiAuth) {
-      log('warning: --listen without --api-auth: anyone who can reach this machine can use the API');
-    }
-    const { buildServer, DEFAULT_BODY_LIMIT } = await import('../../server/app.js');
-    const flags: Record<string, unknown> = {
-      port: values.port !== undefined ? port : null,
-      listen: !!values.listen,
-      server_name: values['server-name'] ?? null,
-      data_dir: dataDir,
-      ckpt_dir: values['ckpt-dir'] ?? null,
-      vae_dir: values['vae-dir'] ?? null,
-      lora_dir: dir('lora-dir', 'models', 'Lora'),
-      hypernetwork_dir: dir('hypernetwork-dir', 'models', 'hypernetworks'),
-      embeddings_dir: dir('embeddings-dir', 'embeddings'),
-      api: true,
-      api_auth: apiAuth ? '<hidden>' : null,
-      api_log: !!values['api-log'],
-      nowebui: !!values.nowebui,
-      cors_allow_origins: values['cors-allow-origins'] ?? null,
-      cors_allow_origins_regex: values['cors-allow-origins-regex'] ?? null,
-      subpath: subpath || null,
-      api_server_stop: false,
-    };
-    const server = await buildServer({
-      host,
-      port,
-      dataDir,
-      dirs: {
-        checkpoints: dir('ckpt-dir', 'models', 'Stable-diffusion'),
-        vae: dir('vae-dir', 'models', 'VAE'),
-        lora: dir('lora-dir', 'models', 'Lora'),
-        hypernetworks: dir('hypernetwork-dir', 'models', 'hypernetworks'),
-        embeddings: dir('embeddings-dir', 'embeddings'),
-        esrgan: join(dataDir, 'models', 'ESRGAN'),
-      },
-      apiAuth,
-      corsOrigins: values['cors-allow-origins']
-        ? values['cors-allow-origins'].split(',').map((s) => s.trim())
-        : null,
-      corsOriginRegex: values['cors-allow-origins-regex'] ?? null,
-      apiLog: !!values['api-log'],
-      bodyLimit: values['body-limit'] !== undefined ? Math.round(bodyMb * 1024 * 1024) : DEFAULT_BODY_LIMIT,
-      subpath,
-      cacheDir: values['cache-dir'] ? resolve(values['cache-dir']) : undefined,
-      flags,
-      log,
-    });
+    for (const w of warnings) log(w);
+    const { buildServer } = await import('../../server/app.js');
+    const server = await buildServer({ ...config, log });
+    const { host, port, subpath } = config;
     const address = await server.app.listen({ host, port });
     const url = new URL(address);
     if (host === '0.0.0.0') url.hostname = '127.0.0.1';

@@ -12,6 +12,12 @@ export async function previewPng(p: JobProgress): Promise<Buffer | null> {
   return encodePng(imgs.length === 1 ? imgs[0]! : imageGrid(imgs));
 }
 
+/** A1111's job_timestamp: local time as YYYYMMDDhhmmss. */
+function a1111Timestamp(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
 const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   app.get(
     '/sdapi/v1/progress',
@@ -31,7 +37,7 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
         stopping_generation: false,
         job: p ? `task(${p.jobId})` : '',
         job_count: p ? p.jobCount : 0,
-        job_timestamp: p ? String(p.startedAt) : '0',
+        job_timestamp: p ? a1111Timestamp(new Date(p.startedAt)) : '0',
         job_no: p ? p.jobNo : 0,
         sampling_step: p ? p.step : 0,
         sampling_steps: p ? p.steps : 0,
