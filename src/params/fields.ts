@@ -629,6 +629,12 @@ export const SETTINGS = {
     ],
     infotext: ['NGMS'],
   }),
+  /** A1111's s_min_uncond_all ("NGMS all steps"): skip the negative prompt on every step below the sigma. */
+  s_min_uncond_all: f(Type.Boolean({ default: false }), {
+    label: 'NGMS: skip on all steps',
+    group: 'settings',
+    infotext: ['NGMS all steps'],
+  }),
   /** A1111's `emphasis`: how (word:1.2) weights apply to the text encoder's output. */
   emphasis: f(Type.String({ default: 'Original' }), {
     label: 'Emphasis mode',

@@ -227,6 +227,9 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, pr: Problems): vo
         pr.add(path, `${name} must be ${spec.choices.map((c) => `"${c}"`).join(', ')} (got ${fmt(v)})`);
       }
       return;
+    case 'boolean':
+      if (typeof v !== 'boolean') pr.add(path, `${name} must be true or false (got ${fmt(v)})`);
+      return;
     default:
       return;
   }
@@ -236,6 +239,7 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, pr: Problems): vo
 function coerceSetting(spec: FieldSpec, v: unknown): unknown {
   const { type } = fieldKind(spec.schema);
   if (type.kind === 'integer' || type.kind === 'number') return toNumber(v);
+  if (type.kind === 'boolean') return toBool(v) ?? v;
   if (type.kind === 'string' && spec.choices && typeof v === 'string') {
     return spec.choices.find((c) => c.toLowerCase() === v.trim().toLowerCase()) ?? v;
   }

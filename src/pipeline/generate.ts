@@ -64,8 +64,10 @@ import {
 import type { PreviewMode } from './preview-mode.js';
 import type { PreviewDecoder } from './taesd.js';
 import { decodeLatents, encodeImage } from './vae.js';
+import { infotextVersion } from '../util/version.js';
 
-export const VERSION = 'sdstudio-0.1.0';
+/** The infotext's Version value: sdstudio-<package.json version>. */
+export const VERSION = infotextVersion();
 
 /** Set from outside (another request, a signal handler) and checked before every UNet call. */
 export interface StopFlags {
