@@ -123,11 +123,13 @@ describe('validateGenerationRequest', () => {
     if (!r.ok) {
       expect(r.errors[0]).toEqual({
         field: 'sampler_name',
-        message: expect.stringMatching(/^sampler_name "Eulr a" is unknown; did you mean "Euler a"\?/),
+        message: expect.stringMatching(/^sampler_name "Eulr a" is unknown \(did you mean "Euler a"\?\)/),
       });
     }
     const s = validateGenerationRequest({ sampler_name: 'Euler', scheduler: 'karas' });
-    expect(!s.ok && s.errors[0]!.message).toMatch(/^scheduler "karas" is unknown; did you mean "Karras"\?/);
+    expect(!s.ok && s.errors[0]!.message).toMatch(
+      /^scheduler "karas" is unknown \(did you mean "Karras"\?\)/,
+    );
     const ok = validateGenerationRequest({
       sampler_name: 'dpm++ 2m',
       scheduler: 'KARRAS',

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs, parseDecimal } from '../args.js';
 import { MERGE_MODES, mergeModels, type MergeMode } from '../../tools/merge.js';
 import { byteProgress, countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
@@ -31,10 +31,9 @@ const command: CliCommand = {
   summary: "merge checkpoints as A1111's checkpoint merger does (weighted sum, add difference)",
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
+    const { values, positionals } = parseCliArgs(
+      argv,
+      {
         mode: { type: 'string', default: 'weighted-sum' },
         alpha: { type: 'string' },
         out: { type: 'string' },
@@ -45,7 +44,8 @@ const command: CliCommand = {
         'lora-dir': { type: 'string' },
         'data-dir': { type: 'string' },
       },
-    });
+      'merge',
+    );
     if (values.lora?.length) {
       if (!values.out) throw new UserError('--out OUT.safetensors is required');
       if (positionals.length !== 1)
@@ -81,9 +81,7 @@ const command: CliCommand = {
     let alpha = 0;
     if (mode !== 'no-interp') {
       if (values.alpha === undefined) throw new UserError('--alpha M is required (the multiplier, e.g. 0.3)');
-      alpha = Number(values.alpha);
-      if (values.alpha.trim() === '' || !Number.isFinite(alpha))
-        throw new UserError(`--alpha must be a number, not "${values.alpha}"`);
+      alpha = parseDecimal(values.alpha, '--alpha');
     }
     const [a, b, c] = positionals;
     let hashing: { file: string; report: (done: number, total: number) => void } | undefined;

@@ -3,8 +3,8 @@
  * flags and defaults.
  */
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs, parseDecimal } from '../args.js';
 import { UserError } from '../../util/errors.js';
 
 const usage = `Usage: sdstudio serve [options]
@@ -36,10 +36,9 @@ const command: CliCommand = {
   summary: "HTTP server: AUTOMATIC1111's API, SD Studio's job API, persistent queue",
   usage,
   async run(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
+    const { values, positionals } = parseCliArgs(
+      argv,
+      {
         port: { type: 'string' },
         listen: { type: 'boolean' },
         'server-name': { type: 'string' },
@@ -59,11 +58,16 @@ const command: CliCommand = {
         subpath: { type: 'string' },
         'body-limit': { type: 'string' },
       },
-    });
-    const port = values.port !== undefined ? Number(values.port) : values.nowebui ? 7861 : 7860;
+      'serve',
+    );
+    if (positionals.length)
+      throw new UserError(`unexpected argument "${positionals[0]}"; see \`sdstudio serve --help\``);
+    const port =
+      values.port !== undefined ? parseDecimal(values.port, '--port') : values.nowebui ? 7861 : 7860;
     if (!Number.isInteger(port) || port < 0 || port > 65535)
       throw new UserError(`--port must be 0 to 65535 (got ${values.port})`);
-    const bodyMb = values['body-limit'] !== undefined ? Number(values['body-limit']) : 64;
+    const bodyMb =
+      values['body-limit'] !== undefined ? parseDecimal(values['body-limit'], '--body-limit') : 64;
     if (!Number.isFinite(bodyMb) || bodyMb <= 0 || bodyMb > 4096)
       throw new UserError('--body-limit must be a size in MB from 1 to 4096');
     let apiAuth: { user: string; password: string }[] | null = null;
