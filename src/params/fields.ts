@@ -76,8 +76,12 @@ const num = (min: number, max: number, def: number) =>
 const str = (def: string, maxLength?: number) =>
   Type.String(maxLength === undefined ? { default: def } : { default: def, maxLength });
 
-/** A field whose null means "the setting's default" (A1111's None). */
-const orNull = <S extends TSchema>(s: S) => Type.Union([s, Type.Null()], { default: null });
+/**
+ * A field whose null means "the setting's default" (A1111's None). Null comes first: a coercing
+ * validator (Ajv's coerceTypes, fastify's default) would turn null into 0 or "" in a branch tried
+ * before it.
+ */
+const orNull = <S extends TSchema>(s: S) => Type.Union([Type.Null(), s], { default: null });
 
 const I2I = ['img2img'] as const;
 const T2I = ['txt2img'] as const;
