@@ -37,6 +37,7 @@ export {
   withDefaults,
   validateParams,
   validateGenerationRequest,
+  a1111ValidationDetail,
   hiresTargetSize,
   ParamsError,
   type FieldError,

@@ -335,6 +335,22 @@ export function validateGenerationRequest(
   return r.params ? { ok: true, params: r.params } : { ok: false, errors: r.errors };
 }
 
+/**
+ * Errors as A1111's API answers a bad body (FastAPI's 422 shape):
+ * `{detail: [{loc: ["body", "steps"], msg, type}]}`.
+ */
+export function a1111ValidationDetail(errors: readonly FieldError[]): {
+  detail: { loc: string[]; msg: string; type: string }[];
+} {
+  return {
+    detail: errors.map((e) => ({
+      loc: ['body', ...e.field.split('.').filter(Boolean)],
+      msg: e.message,
+      type: 'value_error',
+    })),
+  };
+}
+
 /** Throws UserError naming the first field that A1111 would not accept or that we cannot run. */
 export function validateParams(p: GenerationParams, options: Pick<WithDefaultsOptions, 'nameOf'> = {}): void {
   const pr = new Problems(options.nameOf);

@@ -12,6 +12,7 @@ import {
   defaultParams,
   uiDefaults,
   validateGenerationRequest,
+  a1111ValidationDetail,
   withDefaults,
   MAX_TOKEN_MERGE_RATIO,
 } from '../../src/params/generation.js';
@@ -149,6 +150,16 @@ describe('validateGenerationRequest', () => {
     expect(r.ok && r.params.steps).toBe(3);
     const bad = validateGenerationRequest({ init_images: 5 }, { mode: 'img2img' });
     expect(!bad.ok && bad.errors[0]!.field).toBe('init_images');
+  });
+
+  it('A1111 422 shape: loc names the body field', () => {
+    const r = validateGenerationRequest({ steps: 0, override_settings: { emphasis: 'Loud' } });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(a1111ValidationDetail(r.errors).detail.map((d) => d.loc)).toEqual([
+      ['body', 'steps'],
+      ['body', 'override_settings', 'emphasis'],
+    ]);
   });
 
   it('nameOf renames fields in messages (the CLI names its flags)', () => {
