@@ -5,7 +5,6 @@
  * signal quits at once.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { DecodedImage } from '../image/images.js';
 import { withDefaults, type GenerationParams } from '../params/generation.js';
 import type { StopFlags } from '../pipeline/generate.js';
@@ -13,8 +12,9 @@ import type { JobRequest } from '../pipeline/job.js';
 import { checkPrecisionProvider, unetPrecisionOf } from '../pipeline/unet-precision.js';
 import { UserError } from '../util/errors.js';
 import {
-  OPTIONS,
+  flagNameOf,
   paramsFromFlags,
+  parseGenerateArgs,
   paramsFromImage,
   previewFlags,
   readImageFile,
@@ -81,12 +81,7 @@ export function trapSignals(stop: StopFlags): { dispose(): void; signal(): StopS
 }
 
 export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: OPTIONS,
-    allowPositionals: true,
-    strict: true,
-  });
+  const { values, positionals } = parseGenerateArgs(mode, argv);
   const dataDir = resolve(values['data-dir'] ?? '.');
   let initPath: string | undefined;
   let positionalPrompt: string | undefined;
@@ -128,7 +123,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     // A person at a terminal means "this image": its own size, not A1111's 512 default.
     Object.assign(merged, img2imgSize(initImages[0]!, merged.width, merged.height));
   }
-  const params = withDefaults(merged);
+  const params = withDefaults(merged, { nameOf: flagNameOf(values, mode) });
   const preview = previewFlags(values);
   const mask = values.mask ? await readImageFile(values.mask, 'mask') : null;
 

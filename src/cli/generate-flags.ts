@@ -1,267 +1,322 @@
 /**
- * The flags of `sdstudio txt2img` and `sdstudio img2img`: their help text, flags → GenerationParams
- * over the A1111 web UI's defaults (or over the infotext of `--params FILE.png`), checked before
- * anything loads.
+ * The flags of `sdstudio txt2img` and `sdstudio img2img`, derived from the request's field table
+ * (params/fields.ts): their help text, flags → GenerationParams over the A1111 web UI's defaults (or
+ * over the infotext of `--params FILE.png`), checked before anything loads; plus the options that
+ * are not request fields (files, folders, the engine).
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { parseArgs } from 'node:util';
 import { decodeImage, type DecodedImage } from '../image/images.js';
 import { paramsFromInfotext, unetPrecisionFromInfotext } from '../infotext/infotext-fields.js';
-import { MASKED_CONTENT, type GenerationParams } from '../params/generation.js';
+import { didYouMean, uiDefaults, type GenerationParams } from '../params/generation.js';
+import { FIELDS, SETTINGS, type CliFlag, type FieldSpec, type GenerationMode } from '../params/fields.js';
+import { fieldKind } from '../params/validate.js';
+import { parseCliArgs, parseDecimal } from './args.js';
 import { previewModeOf, type PreviewMode } from '../pipeline/preview-mode.js';
 import type { UnetPrecisionChoice } from '../pipeline/unet-precision.js';
 import { UserError } from '../util/errors.js';
-import { parseDecimal } from '../util/numbers.js';
 
 // The engine, metadata readers and embeddings load lazily, after the arguments are checked, so a
 // mistyped flag is answered at once.
 
-export const COMMON_USAGE = `Generation options (defaults are A1111's web UI defaults):
-  --negative TEXT          negative prompt
-  --model NAME|PATH        checkpoint in <data-dir>/models/Stable-diffusion, or a file (default: the first one there)
-  --vae NAME|PATH          VAE from <data-dir>/models/VAE, "Automatic" (a .vae.* file beside the
-                           checkpoint; default) or "None"
-  --sampler NAME           "DPM++ 2M" (default), "Euler a", "Euler", "DDIM", … (A1111 names)
-  --scheduler NAME         Automatic (default), Karras, Exponential, …
-  --steps N                sampling steps (default 20)
-  --cfg X                  CFG scale (default 7)
-  --seed N                 seed, -1 = random (default -1); image i of the job gets seed+i
-  --subseed N, --subseed-strength X   variation seed and strength
-  --width N, --height N    size in pixels (default 512 x 512)
-  --batch-size N           images per batch (default 1)
-  --batch-count N          number of batches (default 1)
-  --clip-skip N            stop at the N-th last CLIP layer (default 1)
-  --tiling                 seamless image that tiles (A1111 "Tiling": circular padding in UNet and VAE)
-  --eta X, --ensd N, --rng GPU|CPU|NV   sampler eta, eta noise seed delta, random source
-  --styles NAME            apply a style from <data-dir>/styles.csv (repeatable)
-  --embeddings-dir DIR     textual-inversion embeddings (default <data-dir>/embeddings)
-  --lora-dir DIR           LoRA/LyCORIS files for <lora:name:te:unet> tags (default <data-dir>/models/Lora;
-                           <data-dir>/models/LyCORIS is searched too); name = file name or ss_output_name
-  --params FILE.png        start from the parameters in an image's infotext; other flags override them
-  --out DIR                outputs folder (default <data-dir>/outputs)
-  --no-grid                do not save a grid of the job's images
-  --data-dir DIR           A1111-style data folder (default: the current folder)
-  --clip-vocab PATH        CLIP vocabulary (bpe_simple_vocab_16e6.txt.gz); also $SDSTUDIO_CLIP_VOCAB
-  --provider NAME          onnxruntime execution provider: cpu (default), cuda, webgpu, …
-  --precision fp32|fp16|int8  UNet arithmetic (default fp32 on the CPU, fp16 on GPU providers;
-                           --params images reuse theirs where the provider runs it)
-                           fp16: UNet and text encoder in float16 (the VAE in float32), GPU only
-                           int8: faster UNet on the CPU provider, slightly different images, the
-                           first use of a checkpoint quantizes it once into the weights cache
-  --token-merging X        A1111 "Token merging ratio" 0 … 0.9 (default 0 = off): merge similar
-                           tokens before the full-size self-attentions — faster, slightly
-                           different images; 0.5 with --precision int8 is the fastest setting
-  --cache-dir DIR          weights cache folder
-  --live-preview FILE.png  keep FILE.png updated with a preview of the batch while sampling
-  --preview-every N        preview every N steps (default 1)
-  --preview-type TYPE      TAESD (default when <data-dir>/models/VAE-taesd/taesd_decoder.safetensors
-                           is there), "Approx cheap" (default otherwise; also "Approx NN") or Full
-`;
+type Mode = GenerationMode;
 
-export const HIRES_USAGE = `Hires fix (txt2img):
-  --hires                  enable the hires fix
-  --hires-scale X          upscale by (default 2)
-  --hires-width N, --hires-height N   upscale to (instead of a scale; one may be 0)
-  --hires-upscaler NAME    Latent (default), "Latent (nearest-exact)", …, Lanczos, Nearest
-  --hires-steps N          second-pass steps (default: same as --steps)
-  --hires-denoise X        second-pass denoising strength (default 0.7)
-  --hires-sampler NAME, --hires-scheduler NAME, --hires-prompt TEXT, --hires-negative TEXT
-  --hires-token-merging X  token merging ratio of the second pass (default: --token-merging)
-`;
-
-export const IMG2IMG_USAGE = `img2img and inpainting:
-  --denoise X              denoising strength (default 0.75)
-  --resize-mode MODE       just-resize (default), crop-and-resize, resize-and-fill, latent-upscale
-  --mask FILE              inpainting mask: white = repaint (or an image with transparency: the
-                           transparent part is kept)
-  --mask-blur N            mask blur (default 4)
-  --invert-mask            inpaint the unmasked area ("Inpaint not masked")
-  --masked-content MODE    original (default), fill, latent-noise, latent-nothing
-  --only-masked            inpaint area "Only masked": crop around the mask, render at the size, paste back
-  --padding N              padding around the mask for --only-masked (default 32)
-  --noise-multiplier X     extra noise multiplier
-`;
-
-export const OPTIONS = {
-  prompt: { type: 'string' },
-  negative: { type: 'string' },
-  model: { type: 'string' },
-  vae: { type: 'string' },
-  sampler: { type: 'string' },
-  scheduler: { type: 'string' },
-  steps: { type: 'string' },
-  cfg: { type: 'string' },
-  seed: { type: 'string' },
-  subseed: { type: 'string' },
-  'subseed-strength': { type: 'string' },
-  width: { type: 'string' },
-  height: { type: 'string' },
-  'batch-size': { type: 'string' },
-  'batch-count': { type: 'string' },
-  'clip-skip': { type: 'string' },
-  eta: { type: 'string' },
-  ensd: { type: 'string' },
-  rng: { type: 'string' },
-  'token-merging': { type: 'string' },
-  'hires-token-merging': { type: 'string' },
-  styles: { type: 'string', multiple: true },
-  params: { type: 'string' },
-  out: { type: 'string' },
-  'no-grid': { type: 'boolean' },
-  'data-dir': { type: 'string' },
-  'clip-vocab': { type: 'string' },
-  provider: { type: 'string' },
-  precision: { type: 'string' },
-  'cache-dir': { type: 'string' },
-  'live-preview': { type: 'string' },
-  'preview-every': { type: 'string' },
-  'preview-type': { type: 'string' },
-  'embeddings-dir': { type: 'string' },
-  'lora-dir': { type: 'string' },
-  tiling: { type: 'boolean' },
-  hires: { type: 'boolean' },
-  'hires-scale': { type: 'string' },
-  'hires-width': { type: 'string' },
-  'hires-height': { type: 'string' },
-  'hires-upscaler': { type: 'string' },
-  'hires-steps': { type: 'string' },
-  'hires-denoise': { type: 'string' },
-  'hires-sampler': { type: 'string' },
-  'hires-scheduler': { type: 'string' },
-  'hires-prompt': { type: 'string' },
-  'hires-negative': { type: 'string' },
-  denoise: { type: 'string' },
-  'resize-mode': { type: 'string' },
-  mask: { type: 'string' },
-  'mask-blur': { type: 'string' },
-  'invert-mask': { type: 'boolean' },
-  'masked-content': { type: 'string' },
-  'only-masked': { type: 'boolean' },
-  padding: { type: 'string' },
-  'noise-multiplier': { type: 'string' },
-} as const;
-
-export type Values = ReturnType<
-  typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>
->['values'];
-
-/** The A1111 web UI's defaults, which a person at a terminal expects (the API's differ: steps 50, Euler). */
-export const UI_DEFAULTS: Partial<GenerationParams> = {
-  steps: 20,
-  sampler_name: 'DPM++ 2M',
-  scheduler: 'Automatic',
-  denoising_strength: 0.75,
-  inpainting_fill: 1,
-  inpaint_full_res: false,
-  inpaint_full_res_padding: 32,
-  mask_blur: 4,
-  hr_upscaler: 'Latent',
-};
-
-function num(values: Values, flag: keyof Values): number | undefined {
-  const v = values[flag];
-  if (v === undefined) return undefined;
-  const n = typeof v === 'string' ? parseDecimal(v) : NaN;
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) {
-    throw new UserError(`--${String(flag)} needs a number (got "${String(v)}")`);
-  }
-  return n;
+/** A flag of the generation commands that sets a request field (from the field table). */
+interface ParamFlag {
+  /** JSON path: "steps", "override_settings.CLIP_stop_at_last_layers". */
+  path: string;
+  spec: FieldSpec;
+  cli: CliFlag;
 }
 
-const RESIZE_MODES: Record<string, 0 | 1 | 2 | 3> = {
-  'just-resize': 0,
-  'crop-and-resize': 1,
-  'resize-and-fill': 2,
-  'latent-upscale': 3,
-};
+/** Every flag that sets a GenerationParams field or setting, in the table's order. */
+export const PARAM_FLAGS: readonly ParamFlag[] = [
+  ...(Object.entries(FIELDS) as [string, FieldSpec][]).flatMap(([path, spec]) =>
+    (spec.cli ?? []).map((cli) => ({ path, spec, cli })),
+  ),
+  ...(Object.entries(SETTINGS) as [string, FieldSpec][]).flatMap(([key, spec]) =>
+    (spec.cli ?? []).map((cli) => ({ path: `override_settings.${key}`, spec, cli })),
+  ),
+];
 
-/** Flags that were given, as GenerationParams fields. */
-export function paramsFromFlags(values: Values, mode: 'txt2img' | 'img2img'): Partial<GenerationParams> {
-  const p: Record<string, unknown> = {};
-  const set = (key: keyof GenerationParams, v: unknown) => {
-    if (v !== undefined) p[key] = v;
-  };
-  set('prompt', values.prompt);
-  set('negative_prompt', values.negative);
-  set('sampler_name', values.sampler);
-  set('scheduler', values.scheduler);
-  set('steps', num(values, 'steps'));
-  set('cfg_scale', num(values, 'cfg'));
-  set('seed', num(values, 'seed'));
-  set('subseed', num(values, 'subseed'));
-  set('subseed_strength', num(values, 'subseed-strength'));
-  set('width', num(values, 'width'));
-  set('height', num(values, 'height'));
-  set('batch_size', num(values, 'batch-size'));
-  set('n_iter', num(values, 'batch-count'));
-  set('eta', num(values, 'eta'));
-  set('styles', values.styles);
-  if (values.tiling) p.tiling = true;
-  const o: Record<string, unknown> = {};
-  if (values['clip-skip'] !== undefined) o.CLIP_stop_at_last_layers = num(values, 'clip-skip');
-  if (values.ensd !== undefined) o.eta_noise_seed_delta = num(values, 'ensd');
-  if (values.rng !== undefined) o.randn_source = values.rng.toUpperCase();
-  if (values['token-merging'] !== undefined) o.token_merging_ratio = num(values, 'token-merging');
-  if (values['hires-token-merging'] !== undefined) {
-    o.token_merging_ratio_hr = num(values, 'hires-token-merging');
+/** Options of the commands that are not request fields: files, folders, the engine. */
+interface RunOption {
+  type: 'string' | 'boolean';
+  arg?: string;
+  help: string;
+  modes?: readonly Mode[];
+}
+
+const RUN_OPTIONS = {
+  model: {
+    type: 'string',
+    arg: 'NAME|PATH',
+    help: 'checkpoint in <data-dir>/models/Stable-diffusion, or a file (default: the first one there)',
+  },
+  vae: {
+    type: 'string',
+    arg: 'NAME|PATH',
+    help: 'VAE from <data-dir>/models/VAE, "Automatic" (a .vae.* file beside the checkpoint; default) or "None"',
+  },
+  mask: {
+    type: 'string',
+    arg: 'FILE',
+    help: 'inpainting mask: white = repaint (or an image with transparency: the transparent part is kept)',
+    modes: ['img2img'],
+  },
+  'embeddings-dir': {
+    type: 'string',
+    arg: 'DIR',
+    help: 'textual-inversion embeddings (default <data-dir>/embeddings)',
+  },
+  'lora-dir': {
+    type: 'string',
+    arg: 'DIR',
+    help:
+      'LoRA/LyCORIS files for <lora:name:te:unet> tags (default <data-dir>/models/Lora; ' +
+      '<data-dir>/models/LyCORIS is searched too); name = file name or ss_output_name',
+  },
+  params: {
+    type: 'string',
+    arg: 'FILE.png',
+    help: "start from the parameters in an image's infotext; other flags override them",
+  },
+  out: { type: 'string', arg: 'DIR', help: 'outputs folder (default <data-dir>/outputs)' },
+  'no-grid': { type: 'boolean', help: "do not save a grid of the job's images" },
+  'data-dir': { type: 'string', arg: 'DIR', help: 'A1111-style data folder (default: the current folder)' },
+  'clip-vocab': {
+    type: 'string',
+    arg: 'PATH',
+    help: 'CLIP vocabulary (bpe_simple_vocab_16e6.txt.gz); also $SDSTUDIO_CLIP_VOCAB',
+  },
+  provider: {
+    type: 'string',
+    arg: 'NAME',
+    help: 'onnxruntime execution provider: cpu (default), cuda, webgpu, …',
+  },
+  precision: {
+    type: 'string',
+    arg: 'fp32|fp16|int8',
+    help:
+      'UNet arithmetic (default fp32 on the CPU, fp16 on GPU providers; --params images reuse theirs ' +
+      'where the provider runs it). fp16: UNet and text encoder in float16 (the VAE in float32), GPU ' +
+      'only. int8: faster UNet on the CPU provider, slightly different images, the first use of a ' +
+      'checkpoint quantizes it once into the weights cache',
+  },
+  'cache-dir': { type: 'string', arg: 'DIR', help: 'weights cache folder' },
+  'live-preview': {
+    type: 'string',
+    arg: 'FILE.png',
+    help: 'keep FILE.png updated with a preview of the batch while sampling',
+  },
+  'preview-every': { type: 'string', arg: 'N', help: 'preview every N steps (default 1)' },
+  'preview-type': {
+    type: 'string',
+    arg: 'TYPE',
+    help:
+      'TAESD (default when <data-dir>/models/VAE-taesd/taesd_decoder.safetensors is there), ' +
+      '"Approx cheap" (default otherwise; also "Approx NN") or Full',
+  },
+} as const satisfies Record<string, RunOption>;
+
+type ParamOptions = Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
+
+/** The `parseArgs` options of txt2img and img2img: every param flag, then the run options. */
+export const OPTIONS = {
+  ...(Object.fromEntries(
+    PARAM_FLAGS.map(({ cli }) => [
+      cli.flag,
+      cli.arg === undefined
+        ? { type: 'boolean' }
+        : cli.multiple
+          ? { type: 'string', multiple: true }
+          : { type: 'string' },
+    ]),
+  ) as ParamOptions),
+  ...(Object.fromEntries(Object.entries(RUN_OPTIONS).map(([name, o]) => [name, { type: o.type }])) as {
+    [K in keyof typeof RUN_OPTIONS]: { type: (typeof RUN_OPTIONS)[K]['type'] };
+  }),
+  // Read by name in generate-command.ts.
+  prompt: { type: 'string' },
+} as const;
+
+export type Values = ReturnType<typeof parseGenerateArgs>['values'];
+
+/** The command line of `sdstudio txt2img|img2img`, values starting with `-` included. */
+export function parseGenerateArgs(mode: Mode, argv: readonly string[]) {
+  return parseCliArgs(argv, OPTIONS, mode);
+}
+
+const modesOf = (f: ParamFlag): readonly Mode[] => f.cli.modes ?? f.spec.modes ?? ['txt2img', 'img2img'];
+
+/** What the help shows as a flag's default (the web UI's default, as the CLI uses it). */
+function helpDefault(f: ParamFlag): string | undefined {
+  if (f.cli.defaultText !== undefined) return f.cli.defaultText;
+  if (f.cli.arg === undefined) return undefined;
+  const d = f.spec.uiDefault ?? (f.spec.schema as { default?: unknown }).default;
+  if (d === null || d === undefined || d === '' || (Array.isArray(d) && d.length === 0)) return undefined;
+  if (f.cli.choices) {
+    const word = Object.entries(f.cli.choices).find(([, v]) => v === d)?.[0];
+    if (typeof d === 'number') return word;
   }
-  if (Object.keys(o).length) p.override_settings = o;
+  return typeof d === 'string' && /[\s,]/.test(d) ? `"${d}"` : String(d);
+}
 
-  const hiresFlags = Object.keys(values).filter((k) => k.startsWith('hires-'));
-  if (mode === 'img2img' && (values.hires || hiresFlags.length)) {
+const NBSP = '\u00a0';
+
+/** "  --flag ARG        help (default X)", wrapped under the help column. */
+function helpLine(flag: string, arg: string | undefined, text: string): string {
+  const head = `  --${flag}${arg ? ` ${arg}` : ''}`;
+  const width = 110;
+  const col = 27;
+  const words = text.split(' ');
+  const lines: string[] = [];
+  let line = head.length < col - 1 ? head.padEnd(col) : `${head} `;
+  let fresh = true;
+  for (const w of words) {
+    if (!fresh && line.length + w.length + 1 > width) {
+      lines.push(line.trimEnd());
+      line = ' '.repeat(col);
+      fresh = true;
+    }
+    line += (fresh ? '' : ' ') + w;
+    fresh = false;
+  }
+  lines.push(line.trimEnd());
+  return lines.join('\n').replaceAll(NBSP, ' ') + '\n';
+}
+
+function paramHelp(f: ParamFlag): string {
+  const def = helpDefault(f);
+  const choices = f.cli.choices && f.cli.arg === 'MODE' ? `: ${Object.keys(f.cli.choices).join(', ')}` : '';
+  // The default is kept on one line (no break inside "DPM++ 2M").
+  const tail = def !== undefined ? ` (default ${def.replace(/ /g, NBSP)})` : '';
+  return helpLine(f.cli.flag, f.cli.arg, `${f.cli.help}${choices}${tail}`);
+}
+
+function runHelp(names: readonly (keyof typeof RUN_OPTIONS)[]): string {
+  return names.map((n) => helpLine(n, (RUN_OPTIONS[n] as RunOption).arg, RUN_OPTIONS[n].help)).join('');
+}
+
+const isImg2ImgOnly = (f: ParamFlag) => !modesOf(f).includes('txt2img');
+const isHires = (f: ParamFlag) => !!f.cli.hires || f.cli.flag === 'hires';
+
+export const COMMON_USAGE =
+  `Generation options (defaults are A1111's web UI defaults):\n` +
+  PARAM_FLAGS.filter((f) => f.cli.flag !== 'prompt' && !isImg2ImgOnly(f) && !isHires(f))
+    .map(paramHelp)
+    .join('') +
+  runHelp([
+    'model',
+    'vae',
+    'embeddings-dir',
+    'lora-dir',
+    'params',
+    'out',
+    'no-grid',
+    'data-dir',
+    'clip-vocab',
+    'provider',
+    'precision',
+    'cache-dir',
+    'live-preview',
+    'preview-every',
+    'preview-type',
+  ]);
+
+export const HIRES_USAGE =
+  `Hires fix (txt2img):\n` +
+  PARAM_FLAGS.filter((f) => isHires(f))
+    // --hires first, then its settings.
+    .sort((a, b) => Number(b.cli.flag === 'hires') - Number(a.cli.flag === 'hires'))
+    .map(paramHelp)
+    .join('');
+
+export const IMG2IMG_USAGE =
+  `img2img and inpainting:\n` +
+  PARAM_FLAGS.filter((f) => isImg2ImgOnly(f))
+    .map(paramHelp)
+    .join('') +
+  runHelp(['mask']);
+
+/** The A1111 web UI's defaults, which a person at a terminal expects (the API's differ: steps 50, Euler). */
+export const UI_DEFAULTS: Partial<GenerationParams> = uiDefaults();
+
+/** Flags that were given, as GenerationParams fields (numbers as plain decimals). */
+export function paramsFromFlags(values: Values, mode: Mode): Partial<GenerationParams> {
+  const v = values as Record<string, string | boolean | string[] | undefined>;
+  const given = PARAM_FLAGS.filter((f) => v[f.cli.flag] !== undefined);
+  const hiresGiven = given.find((f) => isHires(f));
+  if (mode === 'img2img' && hiresGiven) {
     throw new UserError('the hires fix is a txt2img option; drop --hires* for img2img');
   }
-  if (values.hires || hiresFlags.length) {
-    p.enable_hr = true;
-    set('hr_scale', num(values, 'hires-scale'));
-    set('hr_resize_x', num(values, 'hires-width'));
-    set('hr_resize_y', num(values, 'hires-height'));
-    set('hr_upscaler', values['hires-upscaler']);
-    set('hr_second_pass_steps', num(values, 'hires-steps'));
-    set('denoising_strength', num(values, 'hires-denoise'));
-    set('hr_sampler_name', values['hires-sampler']);
-    set('hr_scheduler', values['hires-scheduler']);
-    set('hr_prompt', values['hires-prompt']);
-    set('hr_negative_prompt', values['hires-negative']);
-  }
-  const imgFlags = [
-    'denoise',
-    'resize-mode',
-    'mask',
-    'mask-blur',
-    'invert-mask',
-    'masked-content',
-    'only-masked',
-    'padding',
-    'noise-multiplier',
+  const wrongMode = [
+    ...given.filter((f) => !modesOf(f).includes(mode)).map((f) => f.cli.flag),
+    ...(Object.entries(RUN_OPTIONS) as [string, RunOption][])
+      .filter(([name, o]) => o.modes && !o.modes.includes(mode) && v[name] !== undefined)
+      .map(([name]) => name),
   ];
-  if (mode === 'txt2img') {
-    const given = imgFlags.filter((f) => values[f as keyof Values] !== undefined);
-    if (given.length) throw new UserError(`--${given[0]} is an img2img option; use \`sdstudio img2img\``);
-    return p as Partial<GenerationParams>;
-  }
-  set('denoising_strength', num(values, 'denoise'));
-  if (values['resize-mode'] !== undefined) {
-    const m = RESIZE_MODES[values['resize-mode']];
-    if (m === undefined) {
-      throw new UserError(`--resize-mode must be one of ${Object.keys(RESIZE_MODES).join(', ')}`);
-    }
-    p.resize_mode = m;
-  }
-  set('mask_blur', num(values, 'mask-blur'));
-  if (values['invert-mask']) p.inpainting_mask_invert = 1;
-  if (values['masked-content'] !== undefined) {
-    const i = MASKED_CONTENT.indexOf(
-      values['masked-content'].replace(/-/g, ' ') as (typeof MASKED_CONTENT)[number],
+  if (wrongMode.length) {
+    throw new UserError(
+      `--${wrongMode[0]} is an ${mode === 'txt2img' ? 'img2img' : 'txt2img'} option; use \`sdstudio ${mode === 'txt2img' ? 'img2img' : 'txt2img'}\``,
     );
-    if (i < 0) throw new UserError('--masked-content must be fill, original, latent-noise or latent-nothing');
-    p.inpainting_fill = i;
   }
-  if (values['only-masked']) p.inpaint_full_res = true;
-  set('inpaint_full_res_padding', num(values, 'padding'));
-  set('initial_noise_multiplier', num(values, 'noise-multiplier'));
+  const p: Record<string, unknown> = {};
+  const o: Record<string, unknown> = {};
+  for (const f of given) {
+    const value = flagValue(f, v[f.cli.flag]!);
+    if (f.path.startsWith('override_settings.')) o[f.path.slice('override_settings.'.length)] = value;
+    else p[f.path] = value;
+  }
+  if (hiresGiven) p.enable_hr = true;
+  if (Object.keys(o).length) p.override_settings = o;
   return p as Partial<GenerationParams>;
+}
+
+/** One flag's text → the field's value, by the field's schema. */
+function flagValue(f: ParamFlag, raw: string | boolean | string[]): unknown {
+  const flag = `--${f.cli.flag}`;
+  if (f.cli.arg === undefined) return f.cli.value ?? true;
+  if (f.cli.multiple) return Array.isArray(raw) ? raw : [raw];
+  const text = String(raw);
+  if (f.cli.choices) {
+    const key = Object.keys(f.cli.choices).find((k) => k === text.trim().toLowerCase());
+    if (key === undefined) {
+      // Shown as the field's own values where they are words (GPU, "No norm"), else as the flag's.
+      const words = [
+        ...new Set(
+          Object.entries(f.cli.choices).map(([k, val]) =>
+            typeof val === 'string' ? (val.includes(' ') ? `"${val}"` : val) : k,
+          ),
+        ),
+      ];
+      const hint = didYouMean(text, Object.keys(f.cli.choices));
+      throw new UserError(`${flag} must be one of ${words.join(', ')} (got "${text}")${hint}`);
+    }
+    return f.cli.choices[key];
+  }
+  const { type } = fieldKind(f.spec.schema);
+  if (type.kind === 'integer' || type.kind === 'number' || type.kind === 'enum')
+    return parseDecimal(text, flag);
+  return text;
+}
+
+/**
+ * How a message names a field: the flag that set it when one did (`--batch-count`, `--clip-skip`),
+ * else its JSON name (a field from `--params FILE.png`).
+ */
+export function flagNameOf(values: Values, mode: Mode): (path: string) => string | undefined {
+  const v = values as Record<string, unknown>;
+  return (path) => {
+    const f = PARAM_FLAGS.find(
+      (x) => x.path === path && v[x.cli.flag] !== undefined && modesOf(x).includes(mode),
+    );
+    if (f) return `--${f.cli.flag}`;
+    // mask_blur_x/y come from --mask-blur.
+    if ((path === 'mask_blur_x' || path === 'mask_blur_y') && v['mask-blur'] !== undefined)
+      return '--mask-blur';
+    return undefined;
+  };
 }
 
 /** `--live-preview FILE --preview-every N --preview-type TYPE`, checked before anything loads. */
@@ -273,7 +328,8 @@ export function previewFlags(
     if (stray) throw new UserError(`--${stray} needs --live-preview FILE.png`);
     return null;
   }
-  const every = num(values, 'preview-every') ?? 1;
+  const everyText = values['preview-every'];
+  const every = everyText === undefined ? 1 : parseDecimal(everyText, '--preview-every');
   if (!Number.isInteger(every) || every < 1) throw new UserError('--preview-every needs a whole number ≥ 1');
   const type = values['preview-type'];
   return {

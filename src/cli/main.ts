@@ -7,6 +7,8 @@ import { dirname, join, extname, basename } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { CliCommand } from './command.js';
 import { UserError } from '../util/errors.js';
+import { packageVersion } from '../util/version.js';
+import { didYouMean } from '../params/catalog.js';
 
 const commandsDir = join(dirname(fileURLToPath(import.meta.url)), 'commands');
 
@@ -31,7 +33,10 @@ async function printHelp(): Promise<void> {
   const cmds = await Promise.all([...commandFiles().values()].map(loadCommand));
   cmds.sort((a, b) => a.name.localeCompare(b.name));
   for (const c of cmds) lines.push(`  ${c.name.padEnd(12)} ${c.summary}`);
-  lines.push('', 'Run `sdstudio <command> --help` for the options of one command.');
+  lines.push(
+    '',
+    'Run `sdstudio <command> --help` for the options of one command; `sdstudio --version` for the version.',
+  );
   process.stdout.write(lines.join('\n') + '\n');
 }
 
@@ -41,9 +46,22 @@ export async function main(argv: string[]): Promise<number> {
     await printHelp();
     return name ? 0 : 1;
   }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`sdstudio ${packageVersion()}\n`);
+    return 0;
+  }
+  if (name.startsWith('-')) {
+    process.stderr.write(
+      `sdstudio: unknown option ${name}; give a command first. Run \`sdstudio --help\`.\n`,
+    );
+    return 2;
+  }
   const file = commandFiles().get(name);
   if (!file) {
-    process.stderr.write(`sdstudio: unknown command "${name}". Run \`sdstudio --help\` for the list.\n`);
+    const hint = didYouMean(name, [...commandFiles().keys()]);
+    process.stderr.write(
+      `sdstudio: unknown command "${name}"${hint}. Run \`sdstudio --help\` for the list.\n`,
+    );
     return 2;
   }
   const cmd = await loadCommand(file);

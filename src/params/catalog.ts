@@ -114,19 +114,22 @@ export function findSchedulerInfo(nameOrLabel: string): (typeof SCHEDULERS)[numb
   );
 }
 
-/** Levenshtein distance (small strings only: names and flags). */
+/** Edit distance with adjacent transpositions (optimal string alignment), for names and flags. */
 export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      }
+      rows[i]![j] = d;
     }
   }
-  return prev[b.length]!;
+  return rows[a.length]![b.length]!;
 }
 
 /**
@@ -150,10 +153,10 @@ export function closestName(input: string, candidates: readonly string[]): strin
   return bestDist <= allowed ? best : undefined;
 }
 
-/** ` Did you mean "X"?` or '' — the tail of an unknown-name message. */
+/** ` (did you mean "X"?)` or '' — said after an unknown name. */
 export function didYouMean(input: string, candidates: readonly string[], quote = '"'): string {
   const c = closestName(input, candidates);
-  return c === undefined ? '' : `; did you mean ${quote}${c}${quote}?`;
+  return c === undefined ? '' : ` (did you mean ${quote}${c}${quote}?)`;
 }
 
 function findScheduler(nameOrLabel: string, field: string): (typeof SCHEDULERS)[number] {

@@ -76,8 +76,12 @@ const num = (min: number, max: number, def: number) =>
 const str = (def: string, maxLength?: number) =>
   Type.String(maxLength === undefined ? { default: def } : { default: def, maxLength });
 
-/** A field whose null means "the setting's default" (A1111's None). */
-const orNull = <S extends TSchema>(s: S) => Type.Union([s, Type.Null()], { default: null });
+/**
+ * A field whose null means "the setting's default" (A1111's None). Null comes first: a coercing
+ * validator (Ajv's coerceTypes, fastify's default) would turn null into 0 or "" in a branch tried
+ * before it.
+ */
+const orNull = <S extends TSchema>(s: S) => Type.Union([Type.Null(), s], { default: null });
 
 const I2I = ['img2img'] as const;
 const T2I = ['txt2img'] as const;
@@ -628,6 +632,12 @@ export const SETTINGS = {
       },
     ],
     infotext: ['NGMS'],
+  }),
+  /** A1111's s_min_uncond_all ("NGMS all steps"): skip the negative prompt on every step below the sigma. */
+  s_min_uncond_all: f(Type.Boolean({ default: false }), {
+    label: 'NGMS: skip on all steps',
+    group: 'settings',
+    infotext: ['NGMS all steps'],
   }),
   /** A1111's `emphasis`: how (word:1.2) weights apply to the text encoder's output. */
   emphasis: f(Type.String({ default: 'Original' }), {

@@ -37,6 +37,7 @@ export {
   withDefaults,
   validateParams,
   validateGenerationRequest,
+  a1111ValidationDetail,
   hiresTargetSize,
   ParamsError,
   type FieldError,
@@ -90,7 +91,7 @@ export function sMinUncondOf(p: GenerationParams): number {
 
 /** A1111's s_min_uncond_all setting ("NGMS all steps"): skip the uncond on every step, not alternate ones. */
 export function sMinUncondAllOf(p: GenerationParams): boolean {
-  const v = p.override_settings.s_min_uncond_all;
+  const v: unknown = p.override_settings.s_min_uncond_all;
   return v === true || v === 'True' || v === 'true';
 }
 

@@ -51,16 +51,42 @@ function withTitle(spec: FieldSpec): TSchema {
   return { ...spec.schema, title: spec.label };
 }
 
+/**
+ * `schema` without any `default` below its top: JSON Schema validators ignore defaults inside
+ * `anyOf` branches, and Ajv's strict mode (fastify's) refuses them. TypeBox's own (non-enumerable)
+ * keys are kept.
+ */
+function withoutInnerDefaults(schema: TSchema, top = true): TSchema {
+  const copy = Object.create(
+    Object.getPrototypeOf(schema) as object,
+    Object.getOwnPropertyDescriptors(schema),
+  ) as Record<string, unknown>;
+  if (!top) delete copy.default;
+  if (Array.isArray(copy.anyOf)) copy.anyOf = copy.anyOf.map((s: TSchema) => withoutInnerDefaults(s, false));
+  if (copy.items && typeof copy.items === 'object')
+    copy.items = withoutInnerDefaults(copy.items as TSchema, false);
+  if (copy.properties && typeof copy.properties === 'object') {
+    copy.properties = Object.fromEntries(
+      Object.entries(copy.properties as Record<string, TSchema>).map(([k, v]) => [
+        k,
+        withoutInnerDefaults(v, false),
+      ]),
+    );
+  }
+  return copy as TSchema;
+}
+
 /** A field as an API body takes it: optional, and null = absent (A1111's None). */
 function requestField(spec: FieldSpec, key: string): TSchema {
   const schema = key === 'override_settings' ? OverrideSettingsSchema : withTitle(spec);
   const anyOf = (schema as { anyOf?: TSchema[] }).anyOf;
   const nullable = anyOf?.some((s) => (s as { type?: string }).type === 'null');
-  return Type.Optional(
-    nullable
-      ? schema
-      : Type.Union([schema, Type.Null()], { default: (schema as { default?: unknown }).default }),
-  );
+  // sampler_name: null, so that a legacy `sampler_index` still counts when a validator fills defaults.
+  const def = key === 'sampler_name' ? null : (schema as { default?: unknown }).default;
+  // null first: a coercing validator (Ajv's coerceTypes, fastify's default) would turn null into 0
+  // or "" in a number or string branch tried before it.
+  const field = nullable ? schema : Type.Union([Type.Null(), schema], { default: def, title: spec.label });
+  return Type.Optional(withoutInnerDefaults(field));
 }
 
 function requestSchema(mode: GenerationMode | 'any') {

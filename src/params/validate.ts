@@ -228,6 +228,9 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, pr: Problems): vo
         pr.add(path, `${name} must be ${spec.choices.map((c) => `"${c}"`).join(', ')} (got ${fmt(v)})`);
       }
       return;
+    case 'boolean':
+      if (typeof v !== 'boolean') pr.add(path, `${name} must be true or false (got ${fmt(v)})`);
+      return;
     default:
       return;
   }
@@ -237,6 +240,7 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, pr: Problems): vo
 function coerceSetting(spec: FieldSpec, v: unknown): unknown {
   const { type } = fieldKind(spec.schema);
   if (type.kind === 'integer' || type.kind === 'number') return toNumber(v);
+  if (type.kind === 'boolean') return toBool(v) ?? v;
   if (type.kind === 'string' && spec.choices && typeof v === 'string') {
     return spec.choices.find((c) => c.toLowerCase() === v.trim().toLowerCase()) ?? v;
   }
@@ -330,6 +334,22 @@ export function validateGenerationRequest(
   }
   const r = collect(input, options);
   return r.params ? { ok: true, params: r.params } : { ok: false, errors: r.errors };
+}
+
+/**
+ * Errors as A1111's API answers a bad body (FastAPI's 422 shape):
+ * `{detail: [{loc: ["body", "steps"], msg, type}]}`.
+ */
+export function a1111ValidationDetail(errors: readonly FieldError[]): {
+  detail: { loc: string[]; msg: string; type: string }[];
+} {
+  return {
+    detail: errors.map((e) => ({
+      loc: ['body', ...e.field.split('.').filter(Boolean)],
+      msg: e.message,
+      type: 'value_error',
+    })),
+  };
 }
 
 /** Throws UserError naming the first field that A1111 would not accept or that we cannot run. */

@@ -37,10 +37,12 @@ import { previewHook } from './previews.js';
 import { concat, samplePass, type Dims, type StopFlags, type UnetStepHook } from './sample.js';
 import type { PreviewDecoder } from './taesd.js';
 import { decodeLatents } from './vae.js';
+import { infotextVersion } from '../util/version.js';
 
 export type { StopFlags, UnetStepHook } from './sample.js';
 
-export const VERSION = 'sdstudio-0.1.0';
+/** The infotext's Version value: sdstudio-<package.json version>. */
+export const VERSION = infotextVersion();
 
 export interface ProgressInfo {
   /**

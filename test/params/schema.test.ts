@@ -12,6 +12,7 @@ import {
   defaultParams,
   uiDefaults,
   validateGenerationRequest,
+  a1111ValidationDetail,
   withDefaults,
   MAX_TOKEN_MERGE_RATIO,
 } from '../../src/params/generation.js';
@@ -67,9 +68,13 @@ describe('GenerationParams schema', () => {
     );
     // OpenAPI: the schemas are plain JSON Schema.
     const json = JSON.parse(JSON.stringify(Txt2ImgRequestSchema)) as { properties: Record<string, unknown> };
-    expect(json.properties.steps).toMatchObject({
-      anyOf: [{ type: 'integer', minimum: 1, default: 50 }, { type: 'null' }],
+    // The default at the top only (Ajv ignores, and in strict mode refuses, defaults inside anyOf).
+    expect(json.properties.steps).toEqual({
+      title: 'Sampling steps',
+      default: 50,
+      anyOf: [{ type: 'null' }, { type: 'integer', minimum: 1, maximum: 1000, title: 'Sampling steps' }],
     });
+    expect(JSON.stringify(json.properties.override_settings)).not.toContain('"default":1');
   });
 
   it('override_settings: known settings typed, others kept', () => {
@@ -123,11 +128,13 @@ describe('validateGenerationRequest', () => {
     if (!r.ok) {
       expect(r.errors[0]).toEqual({
         field: 'sampler_name',
-        message: expect.stringMatching(/^sampler_name "Eulr a" is unknown; did you mean "Euler a"\?/),
+        message: expect.stringMatching(/^sampler_name "Eulr a" is unknown \(did you mean "Euler a"\?\)/),
       });
     }
     const s = validateGenerationRequest({ sampler_name: 'Euler', scheduler: 'karas' });
-    expect(!s.ok && s.errors[0]!.message).toMatch(/^scheduler "karas" is unknown; did you mean "Karras"\?/);
+    expect(!s.ok && s.errors[0]!.message).toMatch(
+      /^scheduler "karas" is unknown \(did you mean "Karras"\?\)/,
+    );
     const ok = validateGenerationRequest({
       sampler_name: 'dpm++ 2m',
       scheduler: 'KARRAS',
@@ -145,9 +152,45 @@ describe('validateGenerationRequest', () => {
     expect(!bad.ok && bad.errors[0]!.field).toBe('init_images');
   });
 
+  it('A1111 422 shape: loc names the body field', () => {
+    const r = validateGenerationRequest({ steps: 0, override_settings: { emphasis: 'Loud' } });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(a1111ValidationDetail(r.errors).detail.map((d) => d.loc)).toEqual([
+      ['body', 'steps'],
+      ['body', 'override_settings', 'emphasis'],
+    ]);
+  });
+
   it('nameOf renames fields in messages (the CLI names its flags)', () => {
     expect(() =>
       withDefaults({ n_iter: 100000 }, { nameOf: (f) => (f === 'n_iter' ? '--batch-count' : undefined) }),
     ).toThrow(/^--batch-count must be a whole number from 1 to 10000 \(got 100000\)$/);
+  });
+});
+
+describe('the request schemas in fastify (Ajv strict, coerceTypes, useDefaults)', () => {
+  it('compile; null stays null; numeric strings coerce; legacy sampler_index still counts', async () => {
+    const { default: Fastify } = await import('fastify');
+    const app = Fastify();
+    app.post('/t', { schema: { body: Txt2ImgRequestSchema } }, async (req) => {
+      const v = validateGenerationRequest(req.body, { mode: 'txt2img' });
+      return v.ok ? v.params : { errors: v.errors };
+    });
+    app.post('/i', { schema: { body: Img2ImgRequestSchema } }, async (req) => req.body);
+    const post = async (url: string, payload: object) => {
+      const r = await app.inject({ method: 'POST', url, payload });
+      return { status: r.statusCode, body: r.json<Record<string, unknown>>() };
+    };
+    const a = await post('/t', { eta: null, steps: '7', sampler_index: 'Euler a', mask_blur: null });
+    expect(a.status).toBe(200);
+    expect(a.body).toMatchObject({ eta: null, steps: 7, sampler_name: 'Euler a' });
+    const b = await post('/t', { override_settings: { CLIP_stop_at_last_layers: 13 } });
+    expect(b.status).toBe(400);
+    expect(String(b.body.message)).toContain('override_settings/CLIP_stop_at_last_layers');
+    const c = await post('/i', { init_images: ['x'], mask: null, resize_mode: 2 });
+    expect(c.status).toBe(200);
+    expect(c.body).toMatchObject({ init_images: ['x'], mask: null, resize_mode: 2 });
+    await app.close();
   });
 });

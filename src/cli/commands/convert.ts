@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs } from '../args.js';
 import { convertModel, type TargetDType } from '../../tools/convert.js';
 import { countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
@@ -21,17 +21,17 @@ const command: CliCommand = {
   summary: 'convert a model to .safetensors (fp16/bf16/fp32, prune EMA and junk, drop VAE)',
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
+    const { values, positionals } = parseCliArgs(
+      argv,
+      {
         fp16: { type: 'boolean' },
         bf16: { type: 'boolean' },
         fp32: { type: 'boolean' },
         prune: { type: 'boolean' },
         'no-vae': { type: 'boolean' },
       },
-    });
+      'convert',
+    );
     if (positionals.length !== 2)
       throw new UserError('give IN and OUT.safetensors (see `sdstudio convert --help`)');
     const picked = (['fp16', 'bf16', 'fp32'] as const).filter((d) => values[d]);

@@ -1,8 +1,8 @@
 /** `sdstudio download`: a checkpoint into models/Stable-diffusion (resumable, sha256-checked). */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs } from '../args.js';
 import { byteProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
 
@@ -25,17 +25,16 @@ const command: CliCommand = {
   summary: 'download a checkpoint (default: SD 1.5 as A1111 does), resumable, sha256-checked',
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
+    const { values, positionals } = parseCliArgs(
+      argv,
+      {
         'data-dir': { type: 'string' },
         'ckpt-dir': { type: 'string' },
         name: { type: 'string' },
         sha256: { type: 'string' },
       },
-    });
+      'download',
+    );
     if (positionals.length > 1) throw new UserError('give one URL or OWNER/REPO/FILE');
     const { DEFAULT_MODEL, downloadFile, resolveSource } = await import('../../tools/download.js');
     const url = positionals[0] ? resolveSource(positionals[0]) : DEFAULT_MODEL.url;

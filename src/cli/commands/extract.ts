@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs } from '../args.js';
 import { extractPart, PARTS, type Part } from '../../tools/extract.js';
 import { countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
@@ -19,11 +19,7 @@ const command: CliCommand = {
   summary: 'write one component (unet, vae, text encoder) of a checkpoint as its own file',
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { part: { type: 'string' } },
-    });
+    const { values, positionals } = parseCliArgs(argv, { part: { type: 'string' } }, 'extract');
     if (positionals.length !== 2)
       throw new UserError('give IN and OUT.safetensors (see `sdstudio extract --help`)');
     if (!values.part) throw new UserError(`--part is required: one of ${PARTS.join(', ')}`);

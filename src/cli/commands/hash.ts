@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs } from '../args.js';
 import { hashFile } from '../../tools/hash.js';
 import { byteProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
@@ -20,11 +20,11 @@ const command: CliCommand = {
   summary: 'sha256, A1111 model hash, legacy hash and addnet hash of model files (cached)',
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { json: { type: 'boolean' }, 'no-cache': { type: 'boolean' } },
-    });
+    const { values, positionals } = parseCliArgs(
+      argv,
+      { json: { type: 'boolean' }, 'no-cache': { type: 'boolean' } },
+      'hash',
+    );
     if (positionals.length === 0)
       throw new UserError('give at least one FILE to hash (see `sdstudio hash --help`)');
     for (const file of positionals) {

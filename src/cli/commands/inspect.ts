@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs } from '../args.js';
 import { inspectFile, type InspectReport } from '../../tools/inspect.js';
 import { byteProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
@@ -49,16 +49,16 @@ const command: CliCommand = {
   summary: 'say what a model file is (kind, architecture, components, hashes, metadata)',
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
+    const { values, positionals } = parseCliArgs(
+      argv,
+      {
         json: { type: 'boolean' },
         'v-pred': { type: 'boolean' },
         yaml: { type: 'string' },
         'no-hash': { type: 'boolean' },
       },
-    });
+      'inspect',
+    );
     if (positionals.length !== 1)
       throw new UserError('give exactly one FILE to inspect (see `sdstudio inspect --help`)');
     const file = positionals[0]!;

@@ -1,10 +1,9 @@
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs, parseDecimal } from '../args.js';
 import { MERGE_MODES, mergeModels, type MergeMode } from '../../tools/merge.js';
 import { byteProgress, countProgress } from '../progress.js';
 import { UserError } from '../../util/errors.js';
-import { parseDecimal } from '../../util/numbers.js';
 import { removeTempOnSignal } from '../../tools/output.js';
 
 const usage = `Usage: sdstudio merge A [B [C]] --mode weighted-sum|add-difference|no-interp --alpha M --out OUT.safetensors
@@ -32,10 +31,9 @@ const command: CliCommand = {
   summary: "merge checkpoints as A1111's checkpoint merger does (weighted sum, add difference)",
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
+    const { values, positionals } = parseCliArgs(
+      argv,
+      {
         mode: { type: 'string', default: 'weighted-sum' },
         alpha: { type: 'string' },
         out: { type: 'string' },
@@ -46,7 +44,8 @@ const command: CliCommand = {
         'lora-dir': { type: 'string' },
         'data-dir': { type: 'string' },
       },
-    });
+      'merge',
+    );
     if (values.lora?.length) {
       if (!values.out) throw new UserError('--out OUT.safetensors is required');
       if (positionals.length !== 1)
@@ -82,9 +81,7 @@ const command: CliCommand = {
     let alpha = 0;
     if (mode !== 'no-interp') {
       if (values.alpha === undefined) throw new UserError('--alpha M is required (the multiplier, e.g. 0.3)');
-      alpha = parseDecimal(values.alpha);
-      if (values.alpha.trim() === '' || !Number.isFinite(alpha))
-        throw new UserError(`--alpha must be a number, not "${values.alpha}"`);
+      alpha = parseDecimal(values.alpha, '--alpha');
     }
     const [a, b, c] = positionals;
     let hashing: { file: string; report: (done: number, total: number) => void } | undefined;

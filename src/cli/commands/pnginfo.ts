@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
+import { parseCliArgs } from '../args.js';
 import { readImageMetadata } from '../../infotext/image-metadata.js';
 import { parseInfotext } from '../../infotext/infotext.js';
 import { loadStyles } from '../../prompt/styles.js';
@@ -27,11 +27,11 @@ const command: CliCommand = {
   summary: 'show the generation parameters stored in a PNG/JPEG/WebP (A1111, ComfyUI, InvokeAI, NovelAI)',
   usage,
   async run(argv) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { json: { type: 'boolean' }, styles: { type: 'string' } },
-    });
+    const { values, positionals } = parseCliArgs(
+      argv,
+      { json: { type: 'boolean' }, styles: { type: 'string' } },
+      'pnginfo',
+    );
     if (positionals.length !== 1) throw new UserError('give one image FILE (see `sdstudio pnginfo --help`)');
     const file = positionals[0];
     const meta = await readImageMetadata(file);

@@ -3,7 +3,7 @@
  * flags and defaults.
  */
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCliArgs, parseDecimal } from '../args.js';
 import type { CliCommand } from '../command.js';
 import { UserError } from '../../util/errors.js';
 // Types only: `sdstudio --help` loads every command module, and the server's imports are heavy.
@@ -35,10 +35,9 @@ persistent queue (SQLite in the data dir). OpenAPI at /openapi.json, interactive
 
 /** Everything `sdstudio serve` was asked for, checked (no I/O). */
 export function serveConfig(argv: string[]): { config: ServerConfig; warnings: string[] } {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
+  const { values, positionals } = parseCliArgs(
+    argv,
+    {
       port: { type: 'string' },
       listen: { type: 'boolean' },
       'server-name': { type: 'string' },
@@ -58,11 +57,14 @@ export function serveConfig(argv: string[]): { config: ServerConfig; warnings: s
       subpath: { type: 'string' },
       'body-limit': { type: 'string' },
     },
-  });
-  const port = values.port !== undefined ? Number(values.port) : values.nowebui ? 7861 : 7860;
+    'serve',
+  );
+  if (positionals.length)
+    throw new UserError(`unexpected argument "${positionals[0]}"; see \`sdstudio serve --help\``);
+  const port = values.port !== undefined ? parseDecimal(values.port, '--port') : values.nowebui ? 7861 : 7860;
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UserError(`--port must be 0 to 65535 (got ${values.port})`);
-  const bodyMb = values['body-limit'] !== undefined ? Number(values['body-limit']) : 64;
+  const bodyMb = values['body-limit'] !== undefined ? parseDecimal(values['body-limit'], '--body-limit') : 64;
   if (!Number.isFinite(bodyMb) || bodyMb <= 0 || bodyMb > 4096)
     throw new UserError('--body-limit must be a size in MB from 1 to 4096');
   let apiAuth: { user: string; password: string }[] | null = null;
