@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import type { Mode } from '../fields.ts';
 import type { ServerLists } from '../server-state.tsx';
+import { DiceIcon } from './icons.tsx';
 import { CheckField, NumberField, Section, SelectField, type Bound } from './fields.tsx';
 
 export interface ParamsPanelProps {
@@ -55,7 +56,7 @@ export function ParamsPanel({ mode, form, lists, lastSeed }: ParamsPanelProps) {
           aria-label="Random seed"
           onClick={() => form.set('seed', -1)}
         >
-          🎲
+          <DiceIcon />
         </button>
         <button
           className="icon"
@@ -80,7 +81,7 @@ export function ParamsPanel({ mode, form, lists, lastSeed }: ParamsPanelProps) {
               aria-label="Random variation seed"
               onClick={() => form.set('subseed', -1)}
             >
-              🎲
+              <DiceIcon />
             </button>
           </div>
           <NumberField name="subseed_strength" form={form} />
