@@ -1,22 +1,17 @@
 /**
- * The body of `sdstudio txt2img` and `sdstudio img2img`: model lookup, the run with a progress bar,
- * Ctrl-C as "interrupt", and saving in A1111's output layout.
+ * The body of `sdstudio txt2img` and `sdstudio img2img`: flags → a job request for
+ * pipeline/job.ts `runJob`, a progress bar (or log lines), and signals. SIGINT, SIGTERM and
+ * SIGHUP stop after the current step; every image finished by then is already saved. A second
+ * signal quits at once.
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { StopFlags } from '../pipeline/generate.js';
+import type { DecodedImage } from '../image/images.js';
 import { withDefaults, type GenerationParams } from '../params/generation.js';
-import {
-  checkPrecisionProvider,
-  defaultPrecision,
-  precisionRunsOn,
-  unetPrecisionOf,
-  type UnetPrecisionChoice,
-} from '../pipeline/unet-precision.js';
-import type { PromptStyle } from '../prompt/styles.js';
+import type { StopFlags } from '../pipeline/generate.js';
+import type { JobRequest } from '../pipeline/job.js';
+import { checkPrecisionProvider, unetPrecisionOf } from '../pipeline/unet-precision.js';
 import { UserError } from '../util/errors.js';
-import { progressBar, type Progress } from '../util/progress.js';
 import {
   OPTIONS,
   paramsFromFlags,
@@ -25,6 +20,65 @@ import {
   readImageFile,
   UI_DEFAULTS,
 } from './generate-flags.js';
+import { jobProgress } from './progress.js';
+
+const SIGNALS = { SIGINT: 2, SIGHUP: 1, SIGTERM: 15 } as const;
+type StopSignal = keyof typeof SIGNALS;
+
+/** Exit code of a job stopped by `signal` (the shell's 128 + signal number). */
+export function signalExitCode(signal: StopSignal): number {
+  return 128 + SIGNALS[signal];
+}
+
+/**
+ * Size of an img2img job without --width/--height: the init image's, each side rounded to a
+ * multiple of 8; with one side given, the other keeps the image's aspect ratio.
+ */
+export function img2imgSize(
+  image: { width: number; height: number },
+  width: number | undefined,
+  height: number | undefined,
+): { width: number; height: number } {
+  const r8 = (v: number) => Math.max(8, Math.round(v / 8) * 8);
+  if (width !== undefined && height !== undefined) return { width, height };
+  if (width !== undefined) return { width, height: r8((width * image.height) / image.width) };
+  if (height !== undefined) return { width: r8((height * image.width) / image.height), height };
+  return { width: r8(image.width), height: r8(image.height) };
+}
+
+/**
+ * Stop on SIGINT/SIGTERM/SIGHUP after the current step; a second signal exits now. The same signal
+ * twice within a second counts once: at a terminal it may reach this process both directly and
+ * through bin/sdstudio.js's parent. Returns the handlers' remover and which signal stopped us.
+ */
+function trapSignals(stop: StopFlags): { dispose(): void; signal(): StopSignal | null } {
+  let first: { signal: StopSignal; at: number } | null = null;
+  const handlers = new Map<StopSignal, () => void>();
+  for (const signal of Object.keys(SIGNALS) as StopSignal[]) {
+    const h = () => {
+      const now = Date.now();
+      if (first) {
+        if (first.signal === signal && now - first.at < 1000) return;
+        process.stderr.write(`\n${signal}: quitting now\n`);
+        process.exit(signalExitCode(signal));
+      }
+      first = { signal, at: now };
+      stop.interrupted = true;
+      process.stderr.write(
+        `\n${signal}: stopping after the current step; finished images are saved` +
+          ` (${signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal'} again quits now)\n`,
+      );
+    };
+    handlers.set(signal, h);
+    process.on(signal, h);
+  }
+  return {
+    dispose() {
+      for (const [s, h] of handlers) process.off(s, h);
+    },
+    signal: () => first?.signal ?? null,
+  };
+}
 
 export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -44,8 +98,9 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
       throw new UserError('give one init image: sdstudio img2img INIT.png --prompt "…"');
     initPath = positionals[0];
   }
-  const flagPrecision = values.precision === undefined ? undefined : unetPrecisionOf(values.precision);
-  if (flagPrecision) checkPrecisionProvider(flagPrecision, values.provider);
+  if (values.precision !== undefined) {
+    checkPrecisionProvider(unetPrecisionOf(values.precision), values.provider);
+  }
   const image = values.params ? await paramsFromImage(values.params) : undefined;
   const fromImage = image?.params ?? {};
   const flags = paramsFromFlags(values, mode);
@@ -67,149 +122,78 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
   ) {
     merged.denoising_strength = 0.7; // A1111's hires-fix slider default
   }
+  let initImages: DecodedImage[] | undefined;
+  if (initPath) {
+    initImages = [await readImageFile(initPath, 'init image')];
+    // A person at a terminal means "this image": its own size, not A1111's 512 default.
+    Object.assign(merged, img2imgSize(initImages[0]!, merged.width, merged.height));
+  }
   const params = withDefaults(merged);
   const preview = previewFlags(values);
-
-  const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
-  const { findCheckpoint, findVae, loadModel } = await import('../pipeline/model.js');
-  let checkpoint: string;
-  const wantedModel = values.model ?? (params.override_settings.sd_model_checkpoint as string | undefined);
-  try {
-    checkpoint = findCheckpoint(wantedModel, dataDir);
-  } catch (e) {
-    if (values.model || !wantedModel) throw e;
-    warn(`the model of ${values.params} ("${wantedModel}") is not here; using the default model`);
-    checkpoint = findCheckpoint(undefined, dataDir);
-  }
-  let vaePath: string | null;
-  const infotextVae = params.override_settings.sd_vae as string | undefined;
-  if (values.vae || !infotextVae) vaePath = findVae(values.vae ?? 'Automatic', checkpoint, dataDir);
-  else {
-    try {
-      vaePath = findVae(infotextVae, checkpoint, dataDir);
-    } catch {
-      warn(`the VAE of ${values.params} ("${infotextVae}") is not here; using "Automatic"`);
-      vaePath = findVae('Automatic', checkpoint, dataDir);
-    }
-  }
-  // The explicit flag wins over --params; an image's precision this provider cannot run (int8
-  // off the CPU, fp16 on it) falls back to the provider's default.
-  let precision: UnetPrecisionChoice = flagPrecision ?? image?.precision ?? defaultPrecision(values.provider);
-  if (!flagPrecision && !precisionRunsOn(precision, values.provider)) {
-    const fallback = defaultPrecision(values.provider);
-    warn(
-      `${values.params} was made with the ${precision} UNet, which ${values.provider ?? 'cpu'} does not run; using ${fallback}`,
-    );
-    precision = fallback;
-  }
-  const provider = values.provider
-    ? (await import('../runtime/session.js')).checkProvider(values.provider)
-    : undefined;
-
-  let styles: PromptStyle[] | undefined;
-  if (params.styles.length) {
-    const file = join(dataDir, 'styles.csv');
-    if (!existsSync(file)) throw new UserError(`--styles needs ${file}; create it or drop --styles`);
-    styles = await (await import('../prompt/styles.js')).loadStyles(file);
-    const missing = params.styles.filter((s) => !styles!.some((x) => x.name === s));
-    if (missing.length)
-      throw new UserError(
-        `style "${missing[0]}" is not in ${file}; its styles are: ${styles.map((x) => x.name).join(', ') || 'none'}`,
-      );
-  }
-
-  const initImages = initPath ? [await readImageFile(initPath, 'init image')] : undefined;
   const mask = values.mask ? await readImageFile(values.mask, 'mask') : null;
 
-  const model = await loadModel({
-    checkpoint,
-    vaePath,
-    provider,
+  const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
+  const request: JobRequest = {
+    mode,
+    params,
+    initImages,
+    mask,
+    model: values.model,
+    vae: values.vae,
+    lenientSettings: true,
+    provider: values.provider,
+    precision: values.precision,
+    preferredPrecision: image?.precision,
+    embeddingsDir: values['embeddings-dir'],
+    preview: preview && { every: preview.every, mode: preview.mode, warnMissing: preview.explicit },
+    output: { root: values.out ?? resolve(dataDir, 'outputs'), grid: !values['no-grid'] },
+  };
+
+  const { ModelLibrary } = await import('../pipeline/model-library.js');
+  const { runJob } = await import('../pipeline/job.js');
+  const library = new ModelLibrary({
+    dataDir,
     cacheDir: values['cache-dir'],
     clipVocab: values['clip-vocab'],
-    unetPrecision: precision,
     onNotice: (message) => process.stderr.write(`${message}\n`),
   });
-  const { loadPreviewDecoder } = await import('../pipeline/taesd.js');
-  // Without --preview-type, TAESD is used when its file is there, silently falling back otherwise.
-  const taesd = preview
-    ? await loadPreviewDecoder(preview.mode, dataDir, {
-        provider,
-        cacheDir: values['cache-dir'],
-        warn: preview.explicit ? warn : undefined,
-      })
-    : null;
   const previewFile =
     preview && (await import('../pipeline/live-preview.js')).livePreviewFile(preview.path, params.batch_size);
   const stop: StopFlags = { interrupted: false, skipped: false };
-  const onSigint = () => {
-    if (stop.interrupted) process.exit(130);
-    stop.interrupted = true;
-    process.stderr.write('\ninterrupting after the current step (Ctrl-C again to quit now)\n');
-  };
-  process.on('SIGINT', onSigint);
-  let bar: Progress | undefined;
-  let barJob = -1;
+  const signals = trapSignals(stop);
+  const logEvery = Number(process.env.SDSTUDIO_PROGRESS_LOG ?? 5);
+  const progress = jobProgress({ logEverySec: Number.isFinite(logEvery) ? logEvery : 5 });
   try {
-    const { EmbeddingDatabase } = await import('../prompt/embeddings.js');
-    const { generate } = await import('../pipeline/generate.js');
-    const { encodePngWithInfotext, saveOutput } = await import('../pipeline/outputs.js');
-    const embeddings = await EmbeddingDatabase.loadDir(
-      resolve(values['embeddings-dir'] ?? join(dataDir, 'embeddings')),
-      {
-        expectedWidth: model.engine.config.text.width,
+    const result = await runJob(request, library, {
+      stop,
+      warn,
+      notice: (m) => process.stderr.write(`${m}\n`),
+      onProgress: (p) => progress.update(p),
+      onPreview: previewFile ? (p) => previewFile.onPreview(p) : undefined,
+      onImageSaved: (s) => {
+        if (s.path) process.stdout.write(s.path + '\n');
       },
-    );
-    for (const w of embeddings.warnings) warn(w);
-    const result = await generate(
-      model,
-      params,
-      mode,
-      { initImages, mask },
-      {
-        stop,
-        styles,
-        warn,
-        grid: !values['no-grid'],
-        ...(previewFile && {
-          onPreview: (p) => previewFile.onPreview(p),
-          previewEvery: preview!.every,
-          previewMode: preview!.mode,
-          taesd,
-        }),
-        onProgress: (p) => {
-          if (p.job !== barJob) {
-            bar?.finish();
-            barJob = p.job;
-            bar = progressBar(p.steps, { label: `${p.phase} ${p.job + 1}/${p.jobCount}`, unit: 'it' });
-          }
-          bar!.update(p.step);
-        },
-      },
-    );
-    bar?.finish();
+    });
+    progress.finish();
     await previewFile
       ?.flush()
       .catch((e: Error) => warn(`live preview ${preview!.path} not written: ${e.message}`));
-    const outRoot = resolve(values.out ?? join(dataDir, 'outputs'));
-    const date = new Date();
-    for (const img of result.images) {
-      const png = await encodePngWithInfotext(img.image, img.infotext);
-      const path = await saveOutput(png, { root: outRoot, kind: `${mode}-images`, seed: img.seed, date });
-      process.stdout.write(path + '\n');
-    }
-    if (result.grid) {
-      const png = await encodePngWithInfotext(result.grid.image, result.grid.infotext);
-      process.stdout.write((await saveOutput(png, { root: outRoot, kind: `${mode}-grids`, date })) + '\n');
+    if (result.grid?.path) process.stdout.write(result.grid.path + '\n');
+    if (result.rescueDir) {
+      process.stderr.write(
+        `sdstudio ${mode}: the output folder could not be written; the images are in ${result.rescueDir}\n`,
+      );
+      return 73;
     }
     if (result.interrupted) {
-      process.stderr.write(`interrupted: saved ${result.images.length} image(s)\n`);
-      return 130;
+      const signal = signals.signal() ?? 'SIGINT';
+      process.stderr.write(`interrupted: saved ${result.images.filter((i) => i.path).length} image(s)\n`);
+      return signalExitCode(signal);
     }
     return 0;
   } finally {
-    process.off('SIGINT', onSigint);
-    await taesd?.release();
-    await model.release();
+    progress.finish();
+    signals.dispose();
+    await library.release();
   }
 }

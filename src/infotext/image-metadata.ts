@@ -9,7 +9,7 @@
 import { open } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { UserError } from '../util/errors.js';
-import { SAMPLERS } from '../params/generation.js';
+import { findSampler } from '../sampling/registry.js';
 import { pyFloatRepr } from './infotext.js';
 import { decodeTextChunk, isPng, pngSize, readPngChunks, addPngTextChunk } from '../formats/png-chunks.js';
 import {
@@ -128,11 +128,10 @@ function pyJsonField(json: Record<string, unknown>, source: string, key: string)
   return JSON.stringify(v);
 }
 
-/** sd_samplers.samplers_map: lower-case sampler names and aliases to A1111 names. */
+/** sd_samplers.samplers_map: a sampler name or alias (any case, no schedule suffix) to its A1111 name. */
 function a1111SamplerName(name: string): string | undefined {
-  const n = name.toLowerCase();
-  return SAMPLERS.find((s) => s.name.toLowerCase() === n || s.aliases.some((a) => a.toLowerCase() === n))
-    ?.name;
+  const found = findSampler(name);
+  return found && !found.scheduler ? found.sampler.label : undefined;
 }
 
 /** A1111's infotext for a NovelAI image (read_info_from_image's NovelAI branch). */

@@ -7,12 +7,11 @@ import {
   MASKED_CONTENT,
   clipSkipOf,
   ensdOf,
-  findSamplerInfo,
   randnSourceOf,
-  resolveSampler,
   tokenMergingRatioOf,
   type GenerationParams,
 } from '../params/generation.js';
+import { resolveSampler } from '../sampling/registry.js';
 import { UNET_PRECISIONS, type UnetPrecisionChoice } from '../pipeline/unet-precision.js';
 
 export type InfotextValue = string | number | boolean;
@@ -49,9 +48,8 @@ export function paramsToInfotextFields(
   params: GenerationParams,
   extras: InfotextExtras,
 ): Record<string, InfotextValue> {
-  const resolved = resolveSampler(params.sampler_name, params.scheduler);
-  const info = findSamplerInfo(resolved.sampler);
-  const eta = params.eta ?? (resolved.sampler === 'DDIM' ? 0 : 1);
+  const { sampler: info, effectiveScheduler } = resolveSampler(params.sampler_name, params.scheduler);
+  const eta = params.eta ?? info.etaDefault ?? 0;
   const clipSkip = clipSkipOf(params);
   const ensd = ensdOf(params);
   const rngSource = randnSourceOf(params);
@@ -60,8 +58,8 @@ export function paramsToInfotextFields(
 
   const fields: Record<string, InfotextValue | null | undefined> = {
     Steps: params.steps,
-    Sampler: resolved.sampler,
-    'Schedule type': resolved.scheduleLabel,
+    Sampler: info.label,
+    'Schedule type': effectiveScheduler.label,
     'CFG scale': params.cfg_scale,
     Seed: params.seed,
     'Face restoration': params.restore_faces ? 'CodeFormer' : null,
@@ -78,7 +76,7 @@ export function paramsToInfotextFields(
         : `${params.seed_resize_from_w}x${params.seed_resize_from_h}`,
     'Denoising strength': hires || img2img ? params.denoising_strength : null,
     'Clip skip': clipSkip <= 1 ? null : clipSkip,
-    ENSD: ensd !== 0 && info?.usesEnsd && eta !== 0 ? ensd : null,
+    ENSD: ensd !== 0 && info.usesEnsd && eta !== 0 ? ensd : null,
     'Token merging ratio': tokenMergingRatioOf(params, img2img ? 'img2img' : 'txt2img') || null,
     'Token merging ratio hr': hires ? tokenMergingRatioOf(params, 'hires') || null : null,
     RNG: rngSource !== 'GPU' ? rngSource : null,
@@ -86,9 +84,8 @@ export function paramsToInfotextFields(
   };
 
   // Sampler options A1111 records when they differ from its settings' defaults.
-  if (params.eta !== null) {
-    if (resolved.sampler === 'DDIM' && params.eta !== 0) fields['Eta DDIM'] = params.eta;
-    else if (info?.usesEta && params.eta !== 1) fields.Eta = params.eta;
+  if (params.eta !== null && info.etaInfotextKey && params.eta !== info.etaDefault) {
+    fields[info.etaInfotextKey] = params.eta;
   }
   if (params.s_churn !== null && params.s_churn !== 0) fields['Sigma churn'] = params.s_churn;
   if (params.s_tmin !== null && params.s_tmin !== 0) fields['Sigma tmin'] = params.s_tmin;
@@ -199,8 +196,8 @@ export function paramsFromInfotext(d: ParsedInfotext): Partial<GenerationParams>
     try {
       // Old infotexts carry the schedule in the sampler name ("DPM++ 2M Karras").
       const r = resolveSampler(sampler, schedule ?? 'Automatic');
-      p.sampler_name = r.sampler;
-      p.scheduler = schedule ?? (sampler === r.sampler ? 'Automatic' : r.scheduleLabel);
+      p.sampler_name = r.sampler.label;
+      p.scheduler = schedule ?? (r.scheduler.name === 'automatic' ? 'Automatic' : r.scheduler.label);
     } catch {
       p.sampler_name = sampler;
     }

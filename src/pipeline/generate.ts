@@ -71,7 +71,12 @@ export interface StopFlags {
 }
 
 export interface ProgressInfo {
-  phase: 'first pass' | 'hires fix' | 'img2img';
+  /**
+   * What runs: sampling a txt2img batch ('txt2img', or 'first pass' when a hires fix follows), the
+   * hires fix's second pass, an img2img batch, or the VAE decoding the batch's images (step = images
+   * decoded, steps = batch size). A sampling pass reports step 0 when it starts.
+   */
+  phase: 'txt2img' | 'first pass' | 'hires fix' | 'img2img' | 'vae decode';
   /** Batch index (0-based) and count; the hires pass counts as its own job as in A1111. */
   job: number;
   jobCount: number;
@@ -99,6 +104,11 @@ export interface GenerateHooks {
   embeddings?: ReadonlyMap<string, TextEmbedding & { hash?: string }>;
   /** Make a grid of the job's images when it has at least two. */
   grid?: boolean;
+  /**
+   * Each finished image (decoded, composited, with its infotext) as soon as it is there, in order;
+   * `index` counts the job's images. Awaited before the job goes on, so a saver keeps pace.
+   */
+  onImage?: (image: GeneratedImage, index: number) => void | Promise<void>;
   warn?: (message: string) => void;
 }
 
@@ -399,6 +409,7 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     brownian = new BrownianNoise(c * h * w, a.seeds, Math.min(...positive), Math.max(...positive));
   }
   const every = hooks.previewEvery ?? 0;
+  hooks.onProgress?.({ ...a.progress, step: 0, steps: plan.steps });
   const callback = (info: StepInfo): void => {
     hooks.onProgress?.({ ...a.progress, step: info.i + 1, steps: plan.steps });
     if (hooks.onPreview && every > 0 && (info.i + 1) % every === 0) {
@@ -603,14 +614,13 @@ export async function generate(
           p.height,
           p.batch_size,
         )),
-        progress: { phase: 'first pass', job: hires ? n * 2 : n, jobCount },
+        progress: { phase: hires ? 'first pass' : 'txt2img', job: hires ? n * 2 : n, jobCount },
         tokenMergeRatio: tokenMergingRatioOf(p, 'txt2img'),
       });
       latents = r.x;
       stopped = r.stopped;
     }
 
-    let images: RgbImage[] | null = null;
     if (hires && stopped !== 'interrupt') {
       const target = hiresTargetSize(p);
       const latentMode = LATENT_MODES[p.hr_upscaler];
@@ -678,10 +688,17 @@ export async function generate(
       latents = r.x;
       stopped = r.stopped ?? stopped;
     }
-    images ??= await decodeLatents(model.engine, latents, dims, model.scaleFactor);
-
-    for (let i = 0; i < images.length; i++) {
-      let image = images[i]!;
+    const decodeJob = hires ? n * 2 + 1 : n;
+    const perLatent = dims[1] * dims[2] * dims[3];
+    for (let i = 0; i < dims[0]; i++) {
+      hooks.onProgress?.({ phase: 'vae decode', job: decodeJob, jobCount, step: i, steps: dims[0] });
+      const [decoded] = await decodeLatents(
+        model.engine,
+        latents.subarray(i * perLatent, (i + 1) * perLatent),
+        [1, dims[1], dims[2], dims[3]],
+        model.scaleFactor,
+      );
+      let image = decoded!;
       if (prep?.overlays) {
         const ov = prep.overlays[i % prep.overlays.length]!;
         image = await applyOverlay(image, ov.original, ov.mask, prep.pasteTo);
@@ -704,14 +721,17 @@ export async function generate(
         negativePrompt: allNegatives[k]!,
         params: fields,
       });
-      results.push({
+      const done: GeneratedImage = {
         image,
         infotext,
         seed: seeds[k]!,
         subseed: subseeds[k]!,
         prompt: allPrompts[k]!,
         negativePrompt: allNegatives[k]!,
-      });
+      };
+      results.push(done);
+      hooks.onProgress?.({ phase: 'vae decode', job: decodeJob, jobCount, step: i + 1, steps: dims[0] });
+      await hooks.onImage?.(done, results.length - 1);
     }
     if (stopped === 'interrupt') {
       interrupted = true;

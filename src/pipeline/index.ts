@@ -62,3 +62,23 @@ export {
   type PreviewDecoder,
 } from './taesd.js';
 export { livePreviewFile, type LivePreviewFile } from './live-preview.js';
+export {
+  runJob,
+  resolveJob,
+  checkWritable,
+  type JobRequest,
+  type JobHooks,
+  type JobResult,
+  type JobProgress,
+  type JobOutputOptions,
+  type SavedImage,
+  type A1111Info,
+  type JobMode,
+} from './job.js';
+export {
+  ModelLibrary,
+  modelKey,
+  type ModelSpec,
+  type ModelLease,
+  type ModelLibraryOptions,
+} from './model-library.js';

@@ -293,26 +293,40 @@ export type SchedulerName =
   | 'beta';
 
 export interface SchedulerInfo {
+  /** A1111's name (API value). */
   name: SchedulerName;
+  /** Shown, and written to the infotext as "Schedule type". */
   label: string;
   /** Schedulers with a rho parameter (A1111 `default_rho`), -1 for none. */
   defaultRho: number;
+  /** Built from the model's own sigma table (A1111 `need_inner_model`). */
+  needInnerModel: boolean;
   aliases: string[];
 }
 
+const sch = (name: SchedulerName, label: string, o: Partial<SchedulerInfo> = {}): SchedulerInfo => ({
+  name,
+  label,
+  defaultRho: -1,
+  needInnerModel: false,
+  aliases: [],
+  ...o,
+});
+
+/** A1111 1.10's schedulers, in its order (the sampling registry re-exports them). */
 export const SCHEDULERS: readonly SchedulerInfo[] = [
-  { name: 'automatic', label: 'Automatic', defaultRho: -1, aliases: [] },
-  { name: 'uniform', label: 'Uniform', defaultRho: -1, aliases: [] },
-  { name: 'karras', label: 'Karras', defaultRho: 7, aliases: [] },
-  { name: 'exponential', label: 'Exponential', defaultRho: -1, aliases: [] },
-  { name: 'polyexponential', label: 'Polyexponential', defaultRho: 1, aliases: [] },
-  { name: 'sgm_uniform', label: 'SGM Uniform', defaultRho: -1, aliases: ['SGMUniform'] },
-  { name: 'kl_optimal', label: 'KL Optimal', defaultRho: -1, aliases: [] },
-  { name: 'align_your_steps', label: 'Align Your Steps', defaultRho: -1, aliases: [] },
-  { name: 'simple', label: 'Simple', defaultRho: -1, aliases: [] },
-  { name: 'normal', label: 'Normal', defaultRho: -1, aliases: [] },
-  { name: 'ddim', label: 'DDIM', defaultRho: -1, aliases: [] },
-  { name: 'beta', label: 'Beta', defaultRho: -1, aliases: [] },
+  sch('automatic', 'Automatic'),
+  sch('uniform', 'Uniform', { needInnerModel: true }),
+  sch('karras', 'Karras', { defaultRho: 7 }),
+  sch('exponential', 'Exponential'),
+  sch('polyexponential', 'Polyexponential', { defaultRho: 1 }),
+  sch('sgm_uniform', 'SGM Uniform', { needInnerModel: true, aliases: ['SGMUniform'] }),
+  sch('kl_optimal', 'KL Optimal'),
+  sch('align_your_steps', 'Align Your Steps'),
+  sch('simple', 'Simple', { needInnerModel: true }),
+  sch('normal', 'Normal', { needInnerModel: true }),
+  sch('ddim', 'DDIM', { needInnerModel: true }),
+  sch('beta', 'Beta', { needInnerModel: true }),
 ];
 
 /** A scheduler by name, label or alias (case-insensitive, as the API accepts either). */

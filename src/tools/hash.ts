@@ -81,6 +81,25 @@ async function saveCache(file: string, dir: string, cache: CacheFile): Promise<v
   await writeFileAtomic(file, JSON.stringify(cache, null, 1));
 }
 
+/**
+ * The hashes of `path` when the cache already has them for its current size and mtime, else null;
+ * never reads the file itself (finding a checkpoint by hash must not hash every file).
+ */
+export async function cachedHashes(path: string, cacheDir = defaultCacheDir()): Promise<FileHashes | null> {
+  try {
+    const abs = await realpath(path);
+    const st = await stat(abs);
+    const hit = (await loadCache(hashCachePath(cacheDir))).entries[abs];
+    if (!hit || hit.size !== st.size || hit.mtimeMs !== st.mtimeMs || typeof hit.sha256 !== 'string') {
+      return null;
+    }
+    const { size: _s, mtimeMs: _m, ...hashes } = hit;
+    return hashes;
+  } catch {
+    return null;
+  }
+}
+
 /** Hash one file (streaming), from the cache when its path, size and mtime are unchanged. */
 export async function hashFile(path: string, opts: HashOptions = {}): Promise<HashResult> {
   let st;

@@ -1,10 +1,34 @@
 /**
  * A terminal progress bar with rate and ETA. Silent when the stream is not a TTY, so scripts
- * and CI logs stay clean.
+ * and CI logs stay clean (cli/progress.ts prints plain log lines there instead).
  */
 export interface Progress {
   update(done: number, label?: string): void;
   finish(): void;
+}
+
+/**
+ * Rate from the first two updates on, not from when the bar was made: a bar made after its first
+ * unit of work (or after a slow start) would otherwise show an absurd rate.
+ */
+export class RateMeter {
+  private first: { t: number; done: number } | null = null;
+
+  /** Units per second so far, or null before the second reading. */
+  update(done: number, now = performance.now()): number | null {
+    if (!this.first || done < this.first.done) {
+      this.first = { t: now, done };
+      return null;
+    }
+    const dt = (now - this.first.t) / 1000;
+    return done > this.first.done && dt > 0 ? (done - this.first.done) / dt : null;
+  }
+}
+
+/** "2.50 it/s" or "4.20 s/it"; "? it/s" before the rate is known. */
+export function formatRate(rate: number | null, unit: string): string {
+  if (rate === null) return `? ${unit}/s`;
+  return rate >= 1 ? `${rate.toFixed(2)} ${unit}/s` : `${(1 / rate).toFixed(2)} s/${unit}`;
 }
 
 export function progressBar(
@@ -13,29 +37,29 @@ export function progressBar(
 ): Progress {
   const stream = opts.stream ?? process.stderr;
   if (!stream.isTTY) return { update() {}, finish() {} };
-  const start = performance.now();
   const unit = opts.unit ?? 'it';
+  const meter = new RateMeter();
   let last = 0;
+  let lastDone = -1;
   let label = opts.label ?? '';
-  const draw = (done: number): void => {
-    const elapsed = (performance.now() - start) / 1000;
+  let rate: number | null = null;
+  const draw = (done: number, rate: number | null): void => {
     const frac = total > 0 ? Math.min(1, done / total) : 0;
     const width = 30;
     const filled = Math.round(frac * width);
-    const rate = elapsed > 0 ? done / elapsed : 0;
-    const eta = rate > 0 ? (total - done) / rate : 0;
-    const rateText =
-      rate >= 1 || rate === 0 ? `${rate.toFixed(2)} ${unit}/s` : `${(1 / rate).toFixed(2)} s/${unit}`;
-    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${rateText} ETA ${formatSeconds(eta)}`;
+    const eta = rate ? (total - done) / rate : NaN;
+    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${formatRate(rate, unit)} ETA ${formatSeconds(eta)}`;
     stream.write(`\r${line.slice(0, (stream.columns || 120) - 1)}\x1b[K`);
   };
   return {
     update(done, newLabel) {
       if (newLabel !== undefined) label = newLabel;
+      if (done !== lastDone) rate = meter.update(done) ?? rate;
+      lastDone = done;
       const now = performance.now();
-      if (done < total && now - last < 100) return;
+      if (done > 0 && done < total && now - last < 100) return;
       last = now;
-      draw(done);
+      draw(done, rate);
     },
     finish() {
       stream.write('\n');

@@ -19,13 +19,21 @@ export interface CliResult {
   stderr: string;
 }
 
-/** `sdstudio ARGS` in `cwd`, with the test CLIP vocabulary and any extra environment. */
+/**
+ * `sdstudio ARGS` in `cwd`, with the test CLIP vocabulary and any extra environment. The plain
+ * progress lines printed when stderr is not a terminal are off (a slow machine would print them
+ * into tests that expect a quiet run); tests of those lines set SDSTUDIO_PROGRESS_LOG.
+ */
 export function runCli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [bin, ...args],
-      { cwd, env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath(), ...env }, timeout: 110_000 },
+      {
+        cwd,
+        env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath(), SDSTUDIO_PROGRESS_LOG: '0', ...env },
+        timeout: 110_000,
+      },
       (err, stdout, stderr) => {
         const code = err ? ((err as { code?: number }).code ?? 1) : 0;
         resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });

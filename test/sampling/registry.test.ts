@@ -1,6 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { findSampler, requireSampler, SAMPLERS } from '../../src/sampling/index.js';
+import {
+  findSampler,
+  findScheduler,
+  requireSampler,
+  resolveSampler,
+  SAMPLERS,
+  samplersForApi,
+  schedulersForApi,
+} from '../../src/sampling/index.js';
 import { goldenPath } from '../helpers/golden.js';
 
 interface MapEntry {
@@ -63,5 +71,102 @@ describe("sampler registry matches A1111's table (samplers_map.json)", () => {
       scheduler: 'karras',
     });
     expect(() => requireSampler('Nope')).toThrow(/unknown sampler "Nope"; available: .*Euler a/);
+  });
+});
+
+describe('registry API views (A1111 /sdapi/v1/samplers and /schedulers)', () => {
+  const all = [...map.k_diffusion, ...map.timesteps, ...map.lcm];
+  const pyStr = (v: unknown) => (v === true ? 'True' : v === false ? 'False' : String(v));
+
+  it('samplersForApi lists every sampler in A1111 order with its stringified options', () => {
+    const api = samplersForApi();
+    expect(api.map((s) => s.name)).toEqual(all.map((e) => e.label));
+    for (const [i, e] of all.entries()) {
+      expect(api[i]!.aliases).toEqual(e.aliases);
+      const expected = Object.fromEntries(Object.entries(e.options).map(([k, v]) => [k, pyStr(v)]));
+      expect(api[i]!.options, e.label).toEqual(expected);
+    }
+  });
+
+  it('schedulersForApi lists every scheduler with rho, need_inner_model and aliases (null when none)', () => {
+    const full = JSON.parse(readFileSync(goldenPath('schedules', 'samplers_map.json'), 'utf8')) as {
+      schedulers: {
+        name: string;
+        label: string;
+        default_rho: number;
+        need_inner_model: boolean;
+        aliases: string[] | null;
+      }[];
+    };
+    expect(schedulersForApi()).toEqual(
+      full.schedulers.map((s) => ({
+        name: s.name,
+        label: s.label,
+        aliases: s.aliases,
+        default_rho: s.default_rho,
+        need_inner_model: s.need_inner_model,
+      })),
+    );
+  });
+});
+
+describe('resolveSampler: one resolution for validation, generation and infotext', () => {
+  it('matches names, aliases and schedule types case-insensitively', () => {
+    for (const s of SAMPLERS) {
+      expect(resolveSampler(s.label.toUpperCase()).sampler).toBe(s);
+      for (const a of s.aliases) expect(resolveSampler(a.toUpperCase()).sampler).toBe(s);
+    }
+    expect(resolveSampler('euler a', 'KARRAS').effectiveScheduler.name).toBe('karras');
+    expect(resolveSampler('Euler', 'sgmuniform').scheduler.name).toBe('sgm_uniform');
+    expect(findScheduler('align your steps')?.name).toBe('align_your_steps');
+  });
+
+  it('resolves Automatic to the sampler default and lets a combined name win, as A1111', () => {
+    const dpm = resolveSampler('DPM++ 2M');
+    expect(dpm.scheduler.name).toBe('automatic');
+    expect(dpm.effectiveScheduler.label).toBe('Karras');
+    expect(resolveSampler('Euler a').effectiveScheduler.name).toBe('automatic');
+    const combined = resolveSampler('DPM++ 2M SDE Karras', 'Exponential');
+    expect(combined.sampler.label).toBe('DPM++ 2M SDE');
+    expect(combined.effectiveScheduler.name).toBe('karras');
+    expect(resolveSampler('Euler SGMUniform').effectiveScheduler.name).toBe('sgm_uniform');
+    expect(() => resolveSampler('Euler', 'Nope')).toThrow(/scheduler "Nope" is unknown/);
+    expect(() => resolveSampler('Nope', 'Automatic', 'hr_sampler_name')).toThrow(
+      /hr_sampler_name "Nope" is unknown/,
+    );
+  });
+
+  it('each entry runs through its own function (the registry holds the implementation)', async () => {
+    const sigmas = [2, 1, 0];
+    for (const s of SAMPLERS.filter((x) => x.kind !== 'timesteps')) {
+      let calls = 0;
+      const out = await s.sample(
+        {
+          model: async (x) => {
+            calls++;
+            return x.map(() => 0);
+          },
+          noise: {
+            sample: () => new Float32Array(2),
+            randnLike: () => new Float32Array(2),
+            skipRandnLike() {},
+          },
+          callback: () => undefined,
+          sigmas,
+          timesteps: [],
+          img2img: false,
+          sigmaMin: 1,
+          sigmaMax: 2,
+          n: 2,
+          eta: 0,
+          options: {},
+        },
+        new Float32Array([1, -1]),
+      );
+      expect(calls, s.label).toBeGreaterThan(0);
+      // A model that always predicts x0 = 0 ends every deterministic (eta 0) walk to sigma 0 at 0.
+      if (s.functionName !== 'sample_dpm_fast' && s.functionName !== 'sample_dpm_adaptive')
+        for (const v of out) expect(Math.abs(v), s.label).toBeLessThan(1e-6);
+    }
   });
 });
