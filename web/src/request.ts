@@ -4,6 +4,7 @@
  * `fromInfotext` turns the `parameters` of /png-info (A1111's parse_generation_parameters dict) back
  * into form values.
  */
+import { paramsFromInfotext } from '../../src/infotext/infotext-fields.ts';
 import { FIELD_LIST, type Mode, type UiField } from './fields.ts';
 
 export type FormState = Record<string, unknown>;
@@ -26,7 +27,7 @@ export function normalise(f: UiField, value: unknown): unknown {
       let n = typeof value === 'number' ? value : Number(String(value).trim());
       if (!Number.isFinite(n)) return f.default;
       if (f.kind === 'int') n = Math.round(n);
-      if (f.step && f.step >= 8 && f.kind === 'int' && n > 0) n = Math.round(n / f.step) * f.step;
+      if (f.multipleOf && n > 0) n = Math.max(f.multipleOf, Math.round(n / f.multipleOf) * f.multipleOf);
       if (f.min !== undefined && n < f.min) n = f.min;
       if (f.max !== undefined && n > f.max) n = f.max;
       return n;
@@ -64,45 +65,17 @@ export function toRequest(mode: Mode, state: FormState): Record<string, unknown>
   return req;
 }
 
-/** Schedule-type suffixes that old infotexts put on the sampler name ("DPM++ 2M Karras"). */
-const SCHEDULE_SUFFIXES = ['Karras', 'Exponential', 'Polyexponential', 'SGM Uniform', 'Uniform'];
-
 /**
- * Form values from an infotext's parsed parameters. Only the fields the infotext names are returned,
- * so the rest of the form keeps its values; `enable_hr` follows the presence of hires keys.
+ * Form values from an infotext's parsed parameters (the `parameters` of /png-info: A1111's
+ * `parse_generation_parameters` dict), read with the same rules as every other front door
+ * (infotext/infotext-fields.ts `paramsFromInfotext`: A1111's paste rules). Only the fields the
+ * infotext carries are returned, so the rest of the form keeps its values; on txt2img the hires fix
+ * follows the infotext.
  */
 export function fromInfotext(params: Record<string, unknown>, mode: Mode): FormState {
-  const out: FormState = {};
-  for (const f of fieldsFor(mode)) {
-    for (const key of f.infotext ?? []) {
-      if (params[key] === undefined || params[key] === null || params[key] === '') continue;
-      out[f.key] = normalise(f, params[key]);
-      break;
-    }
-  }
-  // "Size: 512x768" when the parser did not split it.
-  if (typeof params.Size === 'string' && /^\d+x\d+$/.test(params.Size)) {
-    const [w, h] = params.Size.split('x').map(Number);
-    out.width ??= w;
-    out.height ??= h;
-  }
-  if (typeof out.sampler_name === 'string' && params['Schedule type'] === undefined) {
-    for (const suffix of SCHEDULE_SUFFIXES) {
-      if (out.sampler_name.endsWith(' ' + suffix)) {
-        out.sampler_name = out.sampler_name.slice(0, -suffix.length - 1);
-        out.scheduler = suffix;
-        break;
-      }
-    }
-  }
-  if (mode === 'txt2img') {
-    const hires = ['Hires upscale', 'Hires resize-1', 'Hires upscaler', 'Hires steps'].some(
-      (k) => params[k] !== undefined,
-    );
-    out.enable_hr = hires;
-    if (!hires) delete out.denoising_strength;
-  }
-  if (params.Seed !== undefined && out.subseed_strength === undefined) out.subseed_strength = 0;
+  const p = paramsFromInfotext(params);
+  const out = fromRequest(p as Record<string, unknown>, mode);
+  if (mode === 'txt2img') out.enable_hr = Boolean(p.enable_hr);
   return out;
 }
 

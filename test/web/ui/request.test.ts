@@ -1,7 +1,52 @@
 import { describe, expect, it } from 'vitest';
 import { FIELD_LIST } from '../../../web/src/fields.ts';
+import {
+  FIELDS as SCHEMA_FIELDS,
+  SETTINGS as SCHEMA_SETTINGS,
+  type FieldSpec,
+} from '../../../src/params/fields.ts';
 import { defaultsFor, fromInfotext, fromRequest, normalise, toRequest } from '../../../web/src/request.ts';
 import { field } from '../../../web/src/fields.ts';
+
+describe('the form fields come from the request schema (src/params/fields.ts)', () => {
+  const all = { ...SCHEMA_FIELDS, ...SCHEMA_SETTINGS } as unknown as Record<string, FieldSpec>;
+
+  it('every form field is a schema field or setting, with its default, bounds and infotext keys', () => {
+    for (const f of FIELD_LIST) {
+      const spec = all[f.key];
+      expect(spec, f.key).toBeDefined();
+      expect(f.infotext, f.key).toEqual(spec.infotext);
+      expect(f.setting ?? false, f.key).toBe(!(f.key in SCHEMA_FIELDS));
+      const json = JSON.parse(JSON.stringify(spec.schema)) as {
+        default?: unknown;
+        anyOf?: { minimum?: number }[];
+        minimum?: number;
+        maximum?: number;
+      };
+      const def = spec.uiDefault ?? json.default;
+      if (def !== null && def !== undefined) expect(f.default, f.key).toEqual(def);
+      if (f.kind === 'int' || f.kind === 'number') {
+        expect(f.min, f.key).toBe(json.minimum ?? json.anyOf?.[0].minimum);
+        expect(f.slider![0], f.key).toBeGreaterThanOrEqual(f.min ?? -Infinity);
+        expect(f.slider![1], f.key).toBeLessThanOrEqual(f.max ?? Infinity);
+      }
+    }
+  });
+
+  it("labels, steps and UI defaults are the schema's", () => {
+    expect(field('steps')).toMatchObject({ label: SCHEMA_FIELDS.steps.label, default: 20, kind: 'int' });
+    expect(field('sampler_name')).toMatchObject({
+      label: 'Sampling method',
+      default: 'DPM++ 2M',
+      kind: 'choice',
+    });
+    expect(field('width')).toMatchObject({ multipleOf: 8, step: 8, kind: 'int' });
+    expect(field('cfg_scale').step).toBe(SCHEMA_FIELDS.cfg_scale.step);
+    expect(field('mask_blur').default).toBe(4);
+    expect(field('resize_mode').choices?.map((c) => c.value)).toEqual([0, 1, 2, 3]);
+    expect(field('CLIP_stop_at_last_layers')).toMatchObject({ setting: true, min: 1, max: 12, default: 1 });
+  });
+});
 
 describe('form → request', () => {
   it('txt2img defaults are A1111 UI defaults, clip skip goes into override_settings', () => {
@@ -59,7 +104,8 @@ describe('form → request', () => {
     expect(req.steps).toBe(1);
     expect(req.cfg_scale).toBe(7);
     expect(req.seed).toBe(13);
-    expect(normalise(field('width'), 99999)).toBe(2048);
+    expect(normalise(field('width'), 99999)).toBe(field('width').max);
+    expect(normalise(field('width'), 3)).toBe(8);
     expect(normalise(field('inpainting_fill'), '2')).toBe(2);
   });
 
@@ -97,7 +143,6 @@ describe('infotext / request → form', () => {
       scheduler: 'Karras',
       cfg_scale: 6.5,
       seed: 1234,
-      subseed_strength: 0,
       width: 640,
       height: 448,
       CLIP_stop_at_last_layers: 2,
@@ -109,16 +154,28 @@ describe('infotext / request → form', () => {
     });
   });
 
-  it('without hires keys the hires fix is off and denoising is not taken', () => {
-    const out = fromInfotext({ Prompt: 'x', Steps: 12, 'Denoising strength': 0.4 }, 'txt2img');
-    expect(out.enable_hr).toBe(false);
-    expect(out).not.toHaveProperty('denoising_strength');
+  it('without hires keys the hires fix is off; img2img takes the denoising strength', () => {
+    const out = fromInfotext({ Prompt: 'x', Steps: '12', 'Denoising strength': '0.4' }, 'txt2img');
+    expect(out).toMatchObject({ prompt: 'x', steps: 12, enable_hr: false });
     expect(fromInfotext({ 'Denoising strength': '0.4' }, 'img2img').denoising_strength).toBe(0.4);
   });
 
-  it('splits an old "Sampler Karras" name and an unsplit Size', () => {
-    const out = fromInfotext({ Sampler: 'DPM++ 2M Karras', Size: '768x512' }, 'txt2img');
-    expect(out).toMatchObject({ sampler_name: 'DPM++ 2M', scheduler: 'Karras', width: 768, height: 512 });
+  it('splits an old "Sampler Karras" name; inpainting keys reach the img2img form', () => {
+    expect(fromInfotext({ Sampler: 'DPM++ 2M Karras' }, 'txt2img')).toMatchObject({
+      sampler_name: 'DPM++ 2M',
+      scheduler: 'Karras',
+    });
+    expect(
+      fromInfotext(
+        {
+          'Mask blur': '8',
+          'Mask mode': 'Inpaint not masked',
+          'Masked content': 'latent noise',
+          'Inpaint area': 'Only masked',
+        },
+        'img2img',
+      ),
+    ).toEqual({ mask_blur: 8, inpainting_mask_invert: 1, inpainting_fill: 2, inpaint_full_res: true });
   });
 
   it('a sent request fills the img2img form, settings included', () => {

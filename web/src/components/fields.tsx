@@ -27,12 +27,12 @@ export function NumberField({ name, form, slider = true }: { name: string; form:
     <div className="field number">
       <label htmlFor={id}>{f.label}</label>
       <div className="number-row">
-        {slider && f.min !== undefined && f.max !== undefined && (
+        {slider && f.slider && (
           <input
             type="range"
             aria-label={`${f.label} slider`}
-            min={f.min}
-            max={f.max}
+            min={f.slider[0]}
+            max={f.slider[1]}
             step={f.step ?? 1}
             value={Number.isFinite(value) ? value : 0}
             onChange={(e) => form.set(name, normalise(f, e.target.value))}
