@@ -1,3 +1,4 @@
+import { useState } from 'react';
 import { api, type PromptStyle } from '../api.ts';
 import type { Bound } from './fields.tsx';
 import { PromptBox } from './PromptBox.tsx';
@@ -12,6 +13,11 @@ export interface TopRowProps {
 
 /** Prompt, negative prompt, styles and Generate / Interrupt / Skip. */
 export function TopRow({ mode, form, running, onGenerate, styles }: TopRowProps) {
+  const [stopError, setStopError] = useState<string | null>(null);
+  const stop = (call: () => Promise<unknown>) => {
+    setStopError(null);
+    call().catch((e: Error) => setStopError(e.message));
+  };
   const selectedStyles = (form.state.styles as string[] | undefined) ?? [];
   return (
     <div className="toprow">
@@ -59,10 +65,10 @@ export function TopRow({ mode, form, running, onGenerate, styles }: TopRowProps)
       <div className="buttons">
         {running ? (
           <>
-            <button className="secondary" onClick={() => void api.interrupt()}>
+            <button className="secondary" onClick={() => stop(api.interrupt)}>
               Interrupt
             </button>
-            <button className="secondary" onClick={() => void api.skip()}>
+            <button className="secondary" onClick={() => stop(api.skip)}>
               Skip
             </button>
           </>
@@ -70,6 +76,11 @@ export function TopRow({ mode, form, running, onGenerate, styles }: TopRowProps)
           <button className="primary generate" onClick={onGenerate}>
             Generate
           </button>
+        )}
+        {stopError && (
+          <p className="error" role="alert">
+            {stopError}
+          </p>
         )}
       </div>
     </div>
