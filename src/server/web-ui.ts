@@ -40,6 +40,14 @@ export const webUi: FastifyPluginAsync<WebUiOptions> = async (app, opts) => {
     app.get('/', async (_req, reply) => reply.code(503).type('text/html; charset=utf-8').send(NOT_BUILT));
     return;
   }
+  const prefix = app.prefix.replace(/\/+$/, '');
+  if (prefix) {
+    // "/sub" → "/sub/": the page's relative asset and API URLs need the trailing slash.
+    app.addHook('onRequest', async (req, reply) => {
+      const [path, query] = req.url.split('?');
+      if (path === prefix) return reply.redirect(`${prefix}/${query === undefined ? '' : `?${query}`}`);
+    });
+  }
   await app.register(fastifyStatic, {
     root,
     prefix: '/',
@@ -53,7 +61,7 @@ export const webUi: FastifyPluginAsync<WebUiOptions> = async (app, opts) => {
     },
   });
   const fallback = (req: FastifyRequest, reply: FastifyReply) => {
-    const path = req.url.split('?')[0];
+    const path = req.url.split('?')[0].slice(prefix.length);
     const html = (req.headers.accept ?? '').includes('text/html');
     if (!html || API_PREFIXES.some((p) => path.startsWith(p))) return reply.callNotFound();
     return reply.header('cache-control', 'no-cache').sendFile('index.html');

@@ -64,6 +64,25 @@ describe('webUi plugin', () => {
     }
   });
 
+  it('works under a --subpath prefix', async () => {
+    const sub = Fastify();
+    sub.get('/sd/sdapi/v1/progress', async () => ({ progress: 0 }));
+    sub.setNotFoundHandler((_req, reply) => reply.code(404).send({ detail: 'Not Found' }));
+    await sub.register(webUi, { root: join(dir, 'dist'), prefix: '/sd' });
+    expect((await sub.inject({ url: '/sd/', headers: { accept: 'text/html' } })).body).toContain(
+      '<title>UI</title>',
+    );
+    expect((await sub.inject({ url: '/sd/assets/index-abc123.js' })).statusCode).toBe(200);
+    const bare = await sub.inject({ url: '/sd', headers: { accept: 'text/html' } });
+    expect(bare.statusCode).toBe(302);
+    expect(bare.headers.location).toBe('/sd/');
+    expect((await sub.inject({ url: '/sd/txt2img', headers: { accept: 'text/html' } })).statusCode).toBe(200);
+    const api = await sub.inject({ url: '/sd/sdapi/v1/nope', headers: { accept: 'text/html' } });
+    expect(api.statusCode).toBe(404);
+    expect(api.json()).toEqual({ detail: 'Not Found' });
+    await sub.close();
+  });
+
   it('says how to build the UI when web/dist is missing', async () => {
     const bare = Fastify();
     await bare.register(webUi, { root: join(dir, 'nothing-here') });

@@ -103,10 +103,18 @@ export function errorMessage(status: number, body: unknown): string {
   return `HTTP ${status}`;
 }
 
+/**
+ * Where the server's routes are: the folder the UI is served from (`/`, or `/sub/` with `--subpath`),
+ * found from this bundle's own URL (web/dist/assets/…), so any page path works.
+ */
+function base(): URL {
+  return import.meta.env.DEV ? new URL('/', location.href) : new URL('../', import.meta.url);
+}
+
 async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(path, {
+    res = await fetch(new URL(path.replace(/^\//, ''), base()), {
       method,
       headers: body === undefined ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
