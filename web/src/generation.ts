@@ -1,14 +1,25 @@
 /**
- * Running one generation the way A1111's own UI does over its API: the blocking POST runs while
- * /sdapi/v1/progress is polled for the step, ETA and the live preview.
+ * Running generations the way A1111's own UI does over its API: the blocking POST runs while
+ * /sdapi/v1/progress is polled for the step, ETA and the live preview. Pressing Generate while a job
+ * runs queues the new one here; queued jobs start one after the other and can be removed before they
+ * start. Results of this session's jobs are kept (newest first) so earlier ones can be looked at again.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { api, parseInfo, type GenerationInfo, type ProgressResponse } from './api.ts';
 
+export type GenerationMode = 'txt2img' | 'img2img';
+
 export interface GenerationResult {
+  id: number;
   images: string[];
   info: GenerationInfo | null;
   /** The request as sent (for "reuse" and "send to"). */
+  request: Record<string, unknown>;
+}
+
+export interface QueuedJob {
+  id: number;
+  mode: GenerationMode;
   request: Record<string, unknown>;
 }
 
@@ -17,10 +28,16 @@ export interface GenerationState {
   progress: ProgressResponse | null;
   /** The last preview image received (kept between polls that carry none). */
   preview: string | null;
+  /** The result shown: the last job's unless an earlier one was picked. */
   result: GenerationResult | null;
+  /** This session's results, newest first (at most MAX_HISTORY). */
+  history: GenerationResult[];
+  queue: QueuedJob[];
   error: string | null;
-  started: number | null;
 }
+
+const MAX_HISTORY = 20;
+let nextId = 1;
 
 export function useGeneration(pollMs = 500) {
   const [state, setState] = useState<GenerationState>({
@@ -28,10 +45,13 @@ export function useGeneration(pollMs = 500) {
     progress: null,
     preview: null,
     result: null,
+    history: [],
+    queue: [],
     error: null,
-    started: null,
   });
   const alive = useRef(true);
+  const running = useRef(false);
+  const queue = useRef<QueuedJob[]>([]);
   useEffect(() => {
     alive.current = true;
     return () => {
@@ -39,16 +59,10 @@ export function useGeneration(pollMs = 500) {
     };
   }, []);
 
-  const run = useCallback(
-    async (mode: 'txt2img' | 'img2img', request: Record<string, unknown>) => {
-      setState((s) => ({
-        ...s,
-        running: true,
-        progress: null,
-        preview: null,
-        error: null,
-        started: Date.now(),
-      }));
+  const runOne = useCallback(
+    async (job: QueuedJob) => {
+      running.current = true;
+      setState((s) => ({ ...s, running: true, progress: null, preview: null, error: null }));
       let done = false;
       const poll = async () => {
         while (!done && alive.current) {
@@ -64,25 +78,56 @@ export function useGeneration(pollMs = 500) {
       };
       const polling = poll();
       try {
-        const res = mode === 'txt2img' ? await api.txt2img(request) : await api.img2img(request);
+        const res = job.mode === 'txt2img' ? await api.txt2img(job.request) : await api.img2img(job.request);
         done = true;
+        const result: GenerationResult = {
+          id: job.id,
+          images: res.images,
+          info: parseInfo(res.info),
+          request: job.request,
+        };
         if (alive.current) {
-          setState((s) => ({
-            ...s,
-            running: false,
-            result: { images: res.images, info: parseInfo(res.info), request },
-          }));
+          setState((s) => ({ ...s, result, history: [result, ...s.history].slice(0, MAX_HISTORY) }));
         }
       } catch (e) {
         done = true;
-        if (alive.current) setState((s) => ({ ...s, running: false, error: (e as Error).message }));
+        if (alive.current) setState((s) => ({ ...s, error: (e as Error).message }));
       }
       await polling;
+      running.current = false;
+      const next = queue.current.shift();
+      if (alive.current) setState((s) => ({ ...s, running: next !== undefined, queue: [...queue.current] }));
+      if (next && alive.current) void runOne(next);
     },
     [pollMs],
   );
 
-  return { state, run };
+  /** Start a job now, or queue it behind the running one. */
+  const run = useCallback(
+    (mode: GenerationMode, request: Record<string, unknown>) => {
+      const job = { id: nextId++, mode, request };
+      if (running.current) {
+        queue.current.push(job);
+        setState((s) => ({ ...s, queue: [...queue.current] }));
+      } else {
+        void runOne(job);
+      }
+    },
+    [runOne],
+  );
+
+  /** Remove a queued job that has not started. */
+  const unqueue = useCallback((id: number) => {
+    queue.current = queue.current.filter((j) => j.id !== id);
+    setState((s) => ({ ...s, queue: [...queue.current] }));
+  }, []);
+
+  /** Show an earlier result of this session. */
+  const show = useCallback((id: number) => {
+    setState((s) => ({ ...s, result: s.history.find((r) => r.id === id) ?? s.result }));
+  }, []);
+
+  return { state, run, unqueue, show };
 }
 
 /** The seed of image `index` of a result (a prepended grid gets the job's first seed). */

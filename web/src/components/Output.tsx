@@ -37,7 +37,14 @@ export interface GalleryActions {
 }
 
 /** The running job's preview, or the last result: a large view, thumbnails, the infotext. */
-export function Output({ gen, actions }: { gen: GenerationState; actions: GalleryActions }) {
+export interface OutputProps {
+  gen: GenerationState;
+  actions: GalleryActions;
+  onUnqueue: (id: number) => void;
+  onShow: (id: number) => void;
+}
+
+export function Output({ gen, actions, onUnqueue, onShow }: OutputProps) {
   const [selected, setSelected] = useState(0);
   const result = gen.result;
   useEffect(() => setSelected(0), [result]);
@@ -49,6 +56,24 @@ export function Output({ gen, actions }: { gen: GenerationState; actions: Galler
   return (
     <section className="output" aria-label="Output">
       {gen.running && <ProgressBar progress={gen.progress} />}
+      {gen.queue.length > 0 && (
+        <ol className="queue-list" aria-label="Queued jobs">
+          {gen.queue.map((j) => (
+            <li key={j.id}>
+              <span>
+                {j.mode}: {String(j.request.prompt ?? '').slice(0, 60) || '(no prompt)'}
+              </span>
+              <button
+                className="icon"
+                aria-label={`Remove queued job ${j.id}`}
+                onClick={() => onUnqueue(j.id)}
+              >
+                ✕
+              </button>
+            </li>
+          ))}
+        </ol>
+      )}
       {gen.error && (
         <p className="error" role="alert">
           {gen.error}
@@ -106,6 +131,22 @@ export function Output({ gen, actions }: { gen: GenerationState; actions: Galler
             {infotext}
           </pre>
         </>
+      )}
+      {gen.history.length > 1 && (
+        <div className="history" role="list" aria-label="Earlier jobs">
+          {gen.history.map((r) => (
+            <button
+              key={r.id}
+              role="listitem"
+              className={r.id === result?.id ? 'thumb selected' : 'thumb'}
+              title={String(r.request.prompt ?? '')}
+              aria-label={`Show job ${r.id}`}
+              onClick={() => onShow(r.id)}
+            >
+              {r.images[0] ? <img src={imageUrl(r.images[0])} alt="" /> : '∅'}
+            </button>
+          ))}
+        </div>
       )}
     </section>
   );

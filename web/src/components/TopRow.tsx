@@ -71,6 +71,13 @@ export function TopRow({ mode, form, running, onGenerate, styles }: TopRowProps)
             <button className="secondary" onClick={() => stop(api.skip)}>
               Skip
             </button>
+            <button
+              className="queue"
+              onClick={onGenerate}
+              title="Run this after the current job (Ctrl+Enter)"
+            >
+              Queue
+            </button>
           </>
         ) : (
           <button className="primary generate" onClick={onGenerate}>

@@ -24,7 +24,7 @@ export interface Img2ImgProps {
 /** img2img and inpaint: an init image (upload, drop, paste, or sent from a result) and a painted mask. */
 export function Img2Img({ form, image, setImage, tab, setTab }: Img2ImgProps) {
   const { lists } = useServer();
-  const { state: gen, run } = useGeneration();
+  const { state: gen, run, unqueue, show } = useGeneration();
   const [mask, setMask] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
 
@@ -43,7 +43,6 @@ export function Img2Img({ form, image, setImage, tab, setTab }: Img2ImgProps) {
   );
 
   const generate = useCallback(() => {
-    if (gen.running) return;
     if (!image) {
       setError('Choose an image first.');
       return;
@@ -66,8 +65,8 @@ export function Img2Img({ form, image, setImage, tab, setTab }: Img2ImgProps) {
       ])
         delete req[k];
     }
-    void run('img2img', req);
-  }, [form.state, gen.running, image, mask, run, tab]);
+    run('img2img', req);
+  }, [form.state, image, mask, run, tab]);
 
   const lastSeed = seedOf(gen.result?.info ?? null, 0);
   return (
@@ -121,6 +120,8 @@ export function Img2Img({ form, image, setImage, tab, setTab }: Img2ImgProps) {
         </div>
         <Output
           gen={gen}
+          onUnqueue={unqueue}
+          onShow={show}
           actions={{
             onSend: (target, img) => {
               setTab(target);

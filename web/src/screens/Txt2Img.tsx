@@ -19,10 +19,8 @@ export interface Txt2ImgProps {
 
 export function Txt2Img({ form, onSend }: Txt2ImgProps) {
   const { lists } = useServer();
-  const { state: gen, run } = useGeneration();
-  const generate = useCallback(() => {
-    if (!gen.running) void run('txt2img', toRequest('txt2img', form.state));
-  }, [form.state, gen.running, run]);
+  const { state: gen, run, unqueue, show } = useGeneration();
+  const generate = useCallback(() => run('txt2img', toRequest('txt2img', form.state)), [form.state, run]);
   const lastSeed = seedOf(gen.result?.info ?? null, 0);
 
   return (
@@ -38,6 +36,8 @@ export function Txt2Img({ form, onSend }: Txt2ImgProps) {
         <ParamsPanel mode="txt2img" form={form} lists={lists} lastSeed={lastSeed} />
         <Output
           gen={gen}
+          onUnqueue={unqueue}
+          onShow={show}
           actions={{
             onSend: (target, image) => {
               const index = gen.result?.images.indexOf(image) ?? 0;
