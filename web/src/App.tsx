@@ -52,13 +52,65 @@ function ThemeToggle() {
   );
 }
 
-/** The checkpoint in use (A1111's `sd_model_checkpoint` option); switching loads it on the server. */
-function ModelSelect() {
-  const { lists, setOptions, reload } = useServer();
-  const [loading, setLoading] = useState<string | null>(null);
+/** A model option (`sd_model_checkpoint`, `sd_vae`) set on the server; switching loads it there. */
+function OptionSelect({
+  id,
+  label,
+  option,
+  values,
+  current,
+}: {
+  id: string;
+  label: string;
+  option: string;
+  values: string[];
+  current: string;
+}) {
+  const { setOptions } = useServer();
+  const [loading, setLoading] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  return (
+    <div className="model-select">
+      <label htmlFor={id}>{label}</label>
+      <select
+        id={id}
+        value={current}
+        disabled={loading}
+        onChange={async (e) => {
+          const value = e.target.value;
+          setLoading(true);
+          setError(null);
+          try {
+            await api.setOptions({ [option]: value });
+            setOptions({ [option]: value });
+          } catch (err) {
+            setError((err as Error).message);
+          } finally {
+            setLoading(false);
+          }
+        }}
+      >
+        {!values.includes(current) && <option value={current}>{current || '—'}</option>}
+        {values.map((v) => (
+          <option key={v} value={v}>
+            {v}
+          </option>
+        ))}
+      </select>
+      {loading && <span className="spinner" role="status" aria-label={`Loading ${label}`} />}
+      {error && (
+        <span className="error" role="alert">
+          {error}
+        </span>
+      )}
+    </div>
+  );
+}
+
+/** Checkpoint and VAE (A1111's quick settings), or what to do when there is no checkpoint. */
+function ModelSelect() {
+  const { lists, reload } = useServer();
   if (!lists) return null;
-  const current = String(lists.options.sd_model_checkpoint ?? '');
   if (!lists.models.length) {
     return (
       <div className="model-select empty" role="alert">
@@ -75,46 +127,28 @@ function ModelSelect() {
       </div>
     );
   }
-  const matches = (title: string) =>
-    lists.models.find(
-      (m) => m.title === title || m.model_name === title || m.title.split(' [')[0] === title.split(' [')[0],
-    );
-  const selected = matches(current)?.title ?? current;
+  const current = String(lists.options.sd_model_checkpoint ?? '');
+  const stem = (t: string) => t.split(' [')[0];
+  const match = lists.models.find(
+    (m) => m.title === current || m.model_name === current || stem(m.title) === stem(current),
+  );
   return (
-    <div className="model-select">
-      <label htmlFor="checkpoint">Checkpoint</label>
-      <select
+    <>
+      <OptionSelect
         id="checkpoint"
-        value={selected}
-        disabled={loading !== null}
-        onChange={async (e) => {
-          const title = e.target.value;
-          setLoading(title);
-          setError(null);
-          try {
-            await api.setOptions({ sd_model_checkpoint: title });
-            setOptions({ sd_model_checkpoint: title });
-          } catch (err) {
-            setError((err as Error).message);
-          } finally {
-            setLoading(null);
-          }
-        }}
-      >
-        {!matches(current) && <option value={current}>{current || '—'}</option>}
-        {lists.models.map((m) => (
-          <option key={m.title} value={m.title}>
-            {m.title}
-          </option>
-        ))}
-      </select>
-      {loading && <span className="spinner" aria-label="Loading checkpoint" />}
-      {error && (
-        <span className="error" role="alert">
-          {error}
-        </span>
-      )}
-    </div>
+        label="Checkpoint"
+        option="sd_model_checkpoint"
+        values={lists.models.map((m) => m.title)}
+        current={match?.title ?? current}
+      />
+      <OptionSelect
+        id="vae"
+        label="VAE"
+        option="sd_vae"
+        values={['Automatic', 'None', ...lists.vaes.map((v) => v.model_name)]}
+        current={String(lists.options.sd_vae ?? 'Automatic')}
+      />
+    </>
   );
 }
 

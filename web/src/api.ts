@@ -71,6 +71,9 @@ export interface PngInfoResponse {
 
 export type Options = Record<string, unknown>;
 
+/** Dispatched on `window` when a request gets no answer at all (server stopped, network gone). */
+export const OFFLINE_EVENT = 'sdstudio:offline';
+
 export class ApiError extends Error {
   constructor(
     message: string,
@@ -120,6 +123,8 @@ async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Pr
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
+    // The page's ServerProvider listens and reconnects.
+    window.dispatchEvent(new Event(OFFLINE_EVENT));
     throw new ApiError('The server does not answer. Is `sdstudio serve` still running?', 0);
   }
   const text = await res.text();

@@ -6,15 +6,18 @@
 import { createContext, useCallback, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
 import {
   api,
+  OFFLINE_EVENT,
   type Options,
   type PromptStyle,
   type SamplerItem,
   type SchedulerItem,
   type SdModel,
+  type VaeItem,
 } from './api.ts';
 
 export interface ServerLists {
   models: SdModel[];
+  vaes: VaeItem[];
   samplers: SamplerItem[];
   schedulers: SchedulerItem[];
   /** Hires-fix upscalers: latent modes first, then image upscalers (A1111's order). */
@@ -34,8 +37,9 @@ export interface ServerState {
 const Ctx = createContext<ServerState | null>(null);
 
 async function loadLists(): Promise<ServerLists> {
-  const [models, samplers, schedulers, upscalers, latent, styles, options] = await Promise.all([
+  const [models, vaes, samplers, schedulers, upscalers, latent, styles, options] = await Promise.all([
     api.models(),
+    api.vaes(),
     api.samplers(),
     api.schedulers(),
     api.upscalers(),
@@ -47,7 +51,7 @@ async function loadLists(): Promise<ServerLists> {
     ...latent.map((l) => l.name),
     ...upscalers.map((u) => u.name).filter((n) => n !== 'None'),
   ];
-  return { models, samplers, schedulers, hrUpscalers, styles, options };
+  return { models, vaes, samplers, schedulers, hrUpscalers, styles, options };
 }
 
 export function ServerProvider({ children, retryMs = 3000 }: { children: ReactNode; retryMs?: number }) {
@@ -70,6 +74,17 @@ export function ServerProvider({ children, retryMs = 3000 }: { children: ReactNo
     void reload();
     return () => clearTimeout(timer.current);
   }, [reload]);
+
+  // A request that got no answer: say so and poll until the server is back.
+  useEffect(() => {
+    const onOffline = () => {
+      setError('The server does not answer.');
+      clearTimeout(timer.current);
+      timer.current = setTimeout(() => void reload(), retryMs);
+    };
+    window.addEventListener(OFFLINE_EVENT, onOffline);
+    return () => window.removeEventListener(OFFLINE_EVENT, onOffline);
+  }, [reload, retryMs]);
 
   const setOptions = useCallback((options: Options) => {
     setLists((l) => (l ? { ...l, options: { ...l.options, ...options } } : l));
