@@ -10,6 +10,9 @@ export interface MaskCanvasProps {
 }
 
 const MAX_UNDO = 30;
+/** The painted colour shown over the image (the exported mask is black and white whatever it is). */
+const PAINT = [255, 72, 0] as const;
+const PAINT_CSS = `rgb(${PAINT.join(',')})`;
 
 /** The mask as a black-and-white PNG of the image's size, or null when nothing is painted. */
 export function maskToPng(canvas: HTMLCanvasElement): string | null {
@@ -84,8 +87,8 @@ export function MaskCanvas({ src, onChange, blur = 0 }: MaskCanvasProps) {
     const c = ctx();
     if (!c) return;
     c.globalCompositeOperation = eraser ? 'destination-out' : 'source-over';
-    c.strokeStyle = '#ffffff';
-    c.fillStyle = '#ffffff';
+    c.strokeStyle = PAINT_CSS;
+    c.fillStyle = PAINT_CSS;
     c.lineWidth = width;
     c.lineCap = 'round';
     c.lineJoin = 'round';
@@ -132,7 +135,7 @@ export function MaskCanvas({ src, onChange, blur = 0 }: MaskCanvasProps) {
     const d = c.getImageData(0, 0, canvas.current.width, canvas.current.height);
     for (let i = 0; i < d.data.length; i += 4) {
       const a = d.data[i + 3] >= 128 ? 0 : 255;
-      d.data[i] = d.data[i + 1] = d.data[i + 2] = 255;
+      [d.data[i], d.data[i + 1], d.data[i + 2]] = PAINT;
       d.data[i + 3] = a;
     }
     c.putImageData(d, 0, 0);
