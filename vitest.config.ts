@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // The CLI tests spawn bin/sdstudio.js: make it run the source, never a stale dist/ build.
+    env: { SDSTUDIO_SOURCE: '1' },
   },
 });

@@ -7,6 +7,7 @@ import { UserError } from '../util/errors.js';
 import { openSafetensors } from './safetensors.js';
 import { openCheckpoint } from './torch.js';
 import { openDiffusersFolder } from './diffusers.js';
+import { withA1111Names } from './key-renames.js';
 import type { TensorSource } from './tensor.js';
 
 export { MemoryTensorSource } from './memory.js';
@@ -41,8 +42,16 @@ export async function sniffModelFile(path: string): Promise<ModelFileKind> {
   }
 }
 
-/** Open a model file or diffusers folder as a TensorSource (names in single-file ldm form). */
+/**
+ * Open a model file or diffusers folder as a TensorSource (names in single-file ldm form, with
+ * A1111's load-time key renames applied whatever the format: an old-CLIP-named `.safetensors`
+ * reads like the same `.ckpt`).
+ */
 export async function openModel(path: string): Promise<TensorSource> {
+  return withA1111Names(await openByContent(path));
+}
+
+async function openByContent(path: string): Promise<TensorSource> {
   const kind = await sniffModelFile(path);
   switch (kind) {
     case 'safetensors':

@@ -394,21 +394,6 @@ export async function readTorchFile(path: string): Promise<unknown> {
   }
 }
 
-/** A1111's renames of old text-encoder keys (`checkpoint_dict_replacements`). */
-const KEY_REPLACEMENTS: [string, string][] = [
-  ['cond_stage_model.transformer.embeddings.', 'cond_stage_model.transformer.text_model.embeddings.'],
-  ['cond_stage_model.transformer.encoder.', 'cond_stage_model.transformer.text_model.encoder.'],
-  [
-    'cond_stage_model.transformer.final_layer_norm.',
-    'cond_stage_model.transformer.text_model.final_layer_norm.',
-  ],
-];
-
-function renameKey(k: string): string {
-  for (const [from, to] of KEY_REPLACEMENTS) if (k.startsWith(from)) return to + k.slice(from.length);
-  return k;
-}
-
 /** Every tensor in a value tree, named by its `.`-joined path (list indices as components). */
 export function flattenTensors(root: unknown, source: string): Map<string, LazyTensor> {
   const out = new Map<string, LazyTensor>();
@@ -480,8 +465,8 @@ class CheckpointSource implements TensorSource {
 
 /**
  * Open a `.ckpt`/`.pt`/`.bin` as a TensorSource. As A1111 does, a top-level `state_dict` is
- * unwrapped (other top-level entries such as `callbacks` are dropped) and old text-encoder key
- * names are renamed; nested dicts are flattened with `.`.
+ * unwrapped (other top-level entries such as `callbacks` are dropped); nested dicts are flattened
+ * with `.`. (A1111's key renames are applied by `openModel`, for every format.)
  */
 export async function openCheckpoint(path: string): Promise<TensorSource> {
   const file = await parseTorchFile(path);
@@ -491,9 +476,7 @@ export async function openCheckpoint(path: string): Promise<TensorSource> {
     const flat = flattenTensors(root, path);
     if (flat.size === 0 && file.kind === 'pickle')
       throw new UserError(`${path}: a pickle with no tensors is not a checkpoint`);
-    const renamed = new Map<string, LazyTensor>();
-    for (const [k, t] of flat) renamed.set(renameKey(k), t);
-    return new CheckpointSource(path, file.fh, renamed);
+    return new CheckpointSource(path, file.fh, flat);
   } catch (e) {
     await file.fh.close();
     throw e;

@@ -8,6 +8,7 @@ import {
   clipSkipOf,
   ensdOf,
   randnSourceOf,
+  sMinUncondOf,
   tokenMergingRatioOf,
   type GenerationParams,
 } from '../params/generation.js';
@@ -80,6 +81,7 @@ export function paramsToInfotextFields(
     'Token merging ratio': tokenMergingRatioOf(params, img2img ? 'img2img' : 'txt2img') || null,
     'Token merging ratio hr': hires ? tokenMergingRatioOf(params, 'hires') || null : null,
     RNG: rngSource !== 'GPU' ? rngSource : null,
+    NGMS: sMinUncondOf(params) || null,
     Tiling: params.tiling ? 'True' : null,
   };
 
@@ -272,6 +274,11 @@ export function paramsFromInfotext(d: ParsedInfotext): Partial<GenerationParams>
   if (tome !== undefined) o.token_merging_ratio = tome;
   const tomeHr = num(d, 'Token merging ratio hr');
   if (tomeHr !== undefined) o.token_merging_ratio_hr = tomeHr;
+  // A1111 maps these infotext keys to settings (infotext_to_setting_name_mapping).
+  const ngms = num(d, 'NGMS');
+  if (ngms !== undefined) o.s_min_uncond = ngms;
+  const emphasis = str(d, 'Emphasis');
+  if (emphasis !== undefined) o.emphasis = emphasis;
   const rng = str(d, 'RNG');
   if (rng === 'GPU' || rng === 'CPU' || rng === 'NV') o.randn_source = rng;
   const model = str(d, 'Model') ?? str(d, 'Model hash');

@@ -6,6 +6,7 @@
  * Results are cached per unique prompt text.
  */
 import { tokenizeLine, type ChunkOptions, type PromptChunk } from '../prompt/chunking.js';
+import { checkPromptChunks, checkPromptParts } from '../prompt/limits.js';
 import { getMulticondPromptList } from '../prompt/multicond.js';
 import { getLearnedConditioningPromptSchedules } from '../prompt/schedules.js';
 import type { ClipTokenizer } from '../prompt/tokenizer.js';
@@ -39,8 +40,14 @@ export class Conditioner {
   constructor(private readonly o: ConditioningOptions) {}
 
   private tokenize(text: string): PromptChunk<TextEmbedding>[] {
-    return tokenizeLine<TextEmbedding>(text, this.o.tokenizer, this.o.embeddings ?? null, this.o.chunkOptions)
-      .chunks;
+    const { chunks } = tokenizeLine<TextEmbedding>(
+      text,
+      this.o.tokenizer,
+      this.o.embeddings ?? null,
+      this.o.chunkOptions,
+    );
+    checkPromptChunks(chunks.length);
+    return chunks;
   }
 
   /**
@@ -100,6 +107,7 @@ export class Conditioner {
     hiresSteps?: number,
   ): Promise<ImageConditioning> {
     const multi = getMulticondPromptList([prompt]);
+    checkPromptParts(multi.resIndexes[0]!.length);
     const parts = await Promise.all(
       multi.resIndexes[0]!.map(async ([index, weight]) => ({
         schedule: await this.schedule(multi.promptFlatList[index]!, steps, hiresSteps),

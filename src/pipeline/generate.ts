@@ -55,6 +55,7 @@ import {
   jobSeeds,
   randnSourceOf,
   resolveSampler,
+  sMinUncondOf,
   tokenMergingRatioOf,
   type GenerationParams,
 } from '../params/generation.js';
@@ -74,7 +75,7 @@ export interface ProgressInfo {
   /**
    * What runs: sampling a txt2img batch ('txt2img', or 'first pass' when a hires fix follows), the
    * hires fix's second pass, an img2img batch, or the VAE decoding the batch's images (step = images
-   * decoded, steps = batch size). A sampling pass reports step 0 when it starts.
+   * decoded, steps = batch size; reported through `onStage` only).
    */
   phase: 'txt2img' | 'first pass' | 'hires fix' | 'img2img' | 'vae decode';
   /** Batch index (0-based) and count; the hires pass counts as its own job as in A1111. */
@@ -86,7 +87,10 @@ export interface ProgressInfo {
 
 export interface GenerateHooks {
   stop?: StopFlags;
+  /** After each sampling step (step 1 … steps). */
   onProgress?: (p: ProgressInfo) => void;
+  /** When a sampling pass starts (step 0) and around each image's VAE decode. */
+  onStage?: (p: ProgressInfo) => void;
   /** Live preview of each image every `previewEvery` steps (0 = never). */
   onPreview?: (p: { image: RgbImage; index: number; step: number }) => void;
   previewEvery?: number;
@@ -398,6 +402,9 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     latentShape: [c, h, w],
     images: a.conds,
     cfgScale: p.cfg_scale,
+    prediction: model.prediction ?? 'eps',
+    lcm: plan.sampler.kind === 'lcm',
+    sMinUncond: sMinUncondOf(p),
     imageConditioning: a.imageConditioning,
     initLatent: a.initLatent,
     nmask: a.nmask,
@@ -409,7 +416,7 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     brownian = new BrownianNoise(c * h * w, a.seeds, Math.min(...positive), Math.max(...positive));
   }
   const every = hooks.previewEvery ?? 0;
-  hooks.onProgress?.({ ...a.progress, step: 0, steps: plan.steps });
+  hooks.onStage?.({ ...a.progress, step: 0, steps: plan.steps });
   const callback = (info: StepInfo): void => {
     hooks.onProgress?.({ ...a.progress, step: info.i + 1, steps: plan.steps });
     if (hooks.onPreview && every > 0 && (info.i + 1) % every === 0) {
@@ -691,7 +698,7 @@ export async function generate(
     const decodeJob = hires ? n * 2 + 1 : n;
     const perLatent = dims[1] * dims[2] * dims[3];
     for (let i = 0; i < dims[0]; i++) {
-      hooks.onProgress?.({ phase: 'vae decode', job: decodeJob, jobCount, step: i, steps: dims[0] });
+      hooks.onStage?.({ phase: 'vae decode', job: decodeJob, jobCount, step: i, steps: dims[0] });
       const [decoded] = await decodeLatents(
         model.engine,
         latents.subarray(i * perLatent, (i + 1) * perLatent),
@@ -730,8 +737,8 @@ export async function generate(
         negativePrompt: allNegatives[k]!,
       };
       results.push(done);
-      hooks.onProgress?.({ phase: 'vae decode', job: decodeJob, jobCount, step: i + 1, steps: dims[0] });
       await hooks.onImage?.(done, results.length - 1);
+      hooks.onStage?.({ phase: 'vae decode', job: decodeJob, jobCount, step: i + 1, steps: dims[0] });
     }
     if (stopped === 'interrupt') {
       interrupted = true;

@@ -356,6 +356,7 @@ export async function runJob(
         grid: wantGrid,
         onImage,
         onProgress: (pi) => hooks.onProgress?.({ ...pi, imagesDone: saved.length, imagesTotal }),
+        onStage: (pi) => hooks.onProgress?.({ ...pi, imagesDone: saved.length, imagesTotal }),
         ...(preview && {
           onPreview: hooks.onPreview,
           previewEvery: preview.every,

@@ -82,9 +82,9 @@ export class ModelLibrary {
     this.vaeDir = options.vaeDir ?? join(options.dataDir, 'models', 'VAE');
   }
 
-  /** Checkpoint files under the checkpoint folder (sub-folders included), sorted. */
+  /** Checkpoint files under the checkpoint folder (sub-folders included; not `*.vae.*`), sorted. */
   listCheckpoints(): string[] {
-    return listModelFiles(this.ckptDir);
+    return listModelFiles(this.ckptDir, /\.vae\.[^.]+$/i);
   }
 
   /**
@@ -182,12 +182,10 @@ export class ModelLibrary {
     let entry = this.entries.get(key);
     if (!entry) {
       const loader = this.options.loader ?? (await import('./model.js')).loadModel;
-      entry = {
-        key,
-        spec,
-        users: 0,
-        lastUsed: 0,
-        loading: loader({
+      const load = async (): Promise<LoadedModel> => {
+        // Idle models beyond `keep` go before this one loads, so two never sit in memory at once.
+        await this.evict(key);
+        return loader({
           checkpoint: spec.checkpoint,
           vaePath: spec.vaePath,
           provider: spec.provider,
@@ -195,18 +193,18 @@ export class ModelLibrary {
           clipVocab: this.options.clipVocab,
           unetPrecision: spec.precision,
           onNotice: this.options.onNotice,
-        }),
+        });
       };
-      this.entries.set(key, entry);
-      const e = entry;
+      const e: Entry = { key, spec, users: 0, lastUsed: 0, loading: Promise.resolve(null as never) };
+      this.entries.set(key, e);
+      e.loading = load();
+      entry = e;
       e.loading.catch(() => {
         if (this.entries.get(key) === e) this.entries.delete(key);
       });
     }
     entry.users++;
     entry.lastUsed = ++this.clock;
-    // Before the load finishes: other models nobody holds go now, so two never sit in memory.
-    await this.evict(key);
     let model: LoadedModel;
     try {
       model = await entry.loading;
@@ -317,8 +315,8 @@ function stem(file: string): string {
   return e ? file.slice(0, -e.length) : file;
 }
 
-/** Model files under `dir` (four levels of sub-folders), sorted; none when it does not exist. */
-export function listModelFiles(dir: string): string[] {
+/** Model files under `dir` (four levels of sub-folders; names matching `skip` left out), sorted. */
+export function listModelFiles(dir: string, skip?: RegExp): string[] {
   if (!existsSync(dir)) return [];
   const out: string[] = [];
   const walk = (d: string, depth: number): void => {
@@ -337,7 +335,8 @@ export function listModelFiles(dir: string): string[] {
         continue;
       }
       if (st.isDirectory() && depth < 4) walk(p, depth + 1);
-      else if (st.isFile() && MODEL_EXTENSIONS.includes(extname(name).toLowerCase())) out.push(p);
+      else if (st.isFile() && MODEL_EXTENSIONS.includes(extname(name).toLowerCase()) && !skip?.test(name))
+        out.push(p);
     }
   };
   walk(dir, 0);

@@ -34,6 +34,8 @@ export interface LoadedModel {
   vae: { name: string; path: string; hash: string | null } | null;
   schedule: DiscreteSchedule;
   scaleFactor: number;
+  /** What the UNet predicts (SD2 768-v: 'v'); absent = 'eps'. The denoiser wraps it accordingly. */
+  prediction?: 'eps' | 'v';
   /** 9-channel inpainting UNet. */
   inpainting: boolean;
   latentChannels: number;
@@ -216,6 +218,24 @@ export interface LoadModelOptions {
   onNotice?: (message: string) => void;
 }
 
+/**
+ * The noise schedule's alphas_cumprod. A1111 uses the checkpoint's own buffer (so fp16 files get
+ * their rounded one), which we follow where the buffer can hold it: float32/float64/float16, and
+ * a usable schedule (non-increasing inside (0, 1)). A bf16 buffer rounds the first values to
+ * 1.0 (sigma min 0), so then — and without a buffer — the schedule comes from SD's configuration
+ * (scaled linear betas 0.00085…0.012 over 1000 steps), as other UIs compute it.
+ */
+export async function modelAlphasCumprod(source: TensorSource): Promise<Float32Array> {
+  const info = source.info('alphas_cumprod');
+  if (info && ['F32', 'F64', 'F16'].includes(info.dtype) && info.shape.length === 1 && info.shape[0]! > 1) {
+    const stored = await source.readFloat32('alphas_cumprod');
+    let usable = stored[0]! < 1 && stored[stored.length - 1]! > 0;
+    for (let i = 1; usable && i < stored.length; i++) usable = stored[i]! <= stored[i - 1]!;
+    if (usable) return stored;
+  }
+  return sdAlphasCumprod();
+}
+
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   // Checked at run time too: API callers may pass any string.
   const precision = unetPrecisionOf(opts.unetPrecision ?? defaultPrecision(opts.provider), 'unetPrecision');
@@ -230,10 +250,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       vaeSource = await openModel(opts.vaePath);
       source = new VaeOverlaySource(base, vaeSource);
     }
-    // A1111 uses the checkpoint's own alphas_cumprod buffer (so fp16 files get their rounded one).
-    const alphas = source.has('alphas_cumprod')
-      ? await source.readFloat32('alphas_cumprod')
-      : sdAlphasCumprod();
+    const alphas = await modelAlphasCumprod(source);
     const engine = await loadSd1(source, {
       provider: opts.provider,
       cacheDir: opts.cacheDir,

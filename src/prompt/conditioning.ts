@@ -16,6 +16,7 @@ import {
 } from './chunking.js';
 import { parseExtraNetworks, type ExtraNetworkParams } from './extra-networks.js';
 import { getMulticondPromptList } from './multicond.js';
+import { condAtStep } from '../sampling/denoisers.js';
 import { getPromptSchedule } from './schedules.js';
 
 export interface ScheduledText<E extends ChunkEmbedding = ChunkEmbedding> {
@@ -88,7 +89,8 @@ export function planConditioning<E extends ChunkEmbedding = ChunkEmbedding>(
   };
 }
 
-/** The entry of a schedule in force at `step` (A1111 `reconstruct_cond_batch`: first with step <= end). */
-export function entryAtStep<T extends { endAtStep: number }>(schedule: readonly T[], step: number): T {
-  return schedule.find((e) => step <= e.endAtStep) ?? schedule[0];
-}
+/**
+ * The entry of a schedule in force at `step`: A1111's `reconstruct_cond_batch` (first entry with
+ * step <= end, the first entry past the last one). The same function the CFG denoiser picks with.
+ */
+export const entryAtStep = condAtStep;

@@ -26,6 +26,7 @@ import {
 import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/vae.js';
 import { MAX_TOKEN_MERGE_RATIO, TOKEN_MERGE_IO, tokenMergeInputs } from '../models/token-merging.js';
 import { UserError } from '../util/errors.js';
+import { ensureProvider } from './provider-check.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
 import { cropBorder, decodeTiled, encodeTiled, seamlessMargin, wrapPad, type TileOptions } from './tiling.js';
 import { numel } from '../formats/tensor.js';
@@ -331,6 +332,15 @@ export class Sd1Model {
 
   /** Token ids [batch, 77] → token embeddings [batch, 77, W] (splice textual-inversion vectors here). */
   async tokenEmbeddings(ids: Int32Array | BigInt64Array, batch: number): Promise<TensorF32> {
+    if (batch > MAX_TEXT_ROWS) {
+      const T = this.config.text.maxPositions;
+      const parts: TensorF32[] = [];
+      for (let r = 0; r < batch; r += MAX_TEXT_ROWS) {
+        const n = Math.min(MAX_TEXT_ROWS, batch - r);
+        parts.push(await this.tokenEmbeddings(ids.slice(r * T, (r + n) * T), n));
+      }
+      return concatRows(parts);
+    }
     const s = this.session('text', 'clip-embed', GRAPH_VERSION.text, () =>
       buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
     );
@@ -356,6 +366,14 @@ export class Sd1Model {
     );
     const t = this.config.text;
     expectDims('token embeddings', embeds, [null, t.maxPositions, t.width]);
+    const batch = embeds.dims[0]!;
+    if (batch > MAX_TEXT_ROWS) {
+      const parts: Record<string, TensorF32>[] = [];
+      for (let r = 0; r < batch; r += MAX_TEXT_ROWS) {
+        parts.push(await this.textOutputs(sliceRows(embeds, r, Math.min(batch, r + MAX_TEXT_ROWS)), outputs));
+      }
+      return Object.fromEntries(outputs.map((o) => [o, concatRows(parts.map((p) => p[o]!))]));
+    }
     return this.run(s, { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) }, outputs);
   }
 
@@ -464,6 +482,35 @@ export class Sd1Model {
 
   /** Named UNet outputs (`eps`, and with `debug` the block outputs named by key prefix). */
   async unetOutputs(inp: UNetInputs, outputs: string[]): Promise<Record<string, TensorF32>> {
+    // Bounded runs: rows × context tokens per call at most MAX_UNET_CONTEXT_TOKENS (a long prompt
+    // or many AND parts are run a few rows at a time; ordinary batches are never split).
+    const batch = inp.x.dims[0]!;
+    const perCall = Math.max(1, Math.floor(MAX_UNET_CONTEXT_TOKENS / inp.context.dims[1]!));
+    if (batch > perCall) {
+      const parts: Record<string, TensorF32>[] = [];
+      for (let r = 0; r < batch; r += perCall) {
+        const end = Math.min(batch, r + perCall);
+        const rows = (t: TensorF32) => sliceRows(t, r, end);
+        parts.push(
+          await this.unetOutputs(
+            {
+              x: rows(inp.x),
+              t: rows(inp.t),
+              context: rows(inp.context),
+              contextK: inp.contextK && rows(inp.contextK),
+              contextV: inp.contextV && rows(inp.contextV),
+              control: inp.control && {
+                skips: inp.control.skips.map(rows),
+                middle: rows(inp.control.middle),
+              },
+              tokenMergeRatio: inp.tokenMergeRatio,
+            },
+            outputs,
+          ),
+        );
+      }
+      return Object.fromEntries(outputs.map((o) => [o, concatRows(parts.map((p) => p[o]!))]));
+    }
     const [, , h, w] = inp.x.dims;
     const factor = 2 ** (this.config.unet.channelMult.length - 1);
     const debug = !!this.opts.debug && outputs.some((o) => o !== UNET_IO.eps);
@@ -688,6 +735,33 @@ export function sharedRows(x: TensorF32, t: TensorF32): { distinct: number[]; ro
   return { distinct, rows };
 }
 
+/**
+ * The largest batches one onnxruntime run gets: text encoder rows, and UNet rows × context tokens
+ * (64 images' cond + uncond rows with 2-chunk prompts fit whole). Larger inputs are run in parts
+ * and joined (a prompt of ≈ 100 chunks or thousands of AND rows overflowed a stack inside
+ * onnxruntime when run as one).
+ */
+export const MAX_TEXT_ROWS = 32;
+export const MAX_UNET_CONTEXT_TOKENS = 64 * 154;
+
+/** Rows [from, to) of a tensor whose first dimension is the batch (a copy). */
+function sliceRows(t: TensorF32, from: number, to: number): TensorF32 {
+  const per = t.data.length / t.dims[0]!;
+  return { data: t.data.slice(from * per, to * per), dims: [to - from, ...t.dims.slice(1)] };
+}
+
+/** Tensors joined along their first dimension. */
+function concatRows(parts: TensorF32[]): TensorF32 {
+  if (parts.length === 1) return parts[0]!;
+  const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    data.set(p.data, at);
+    at += p.data.length;
+  }
+  return { data, dims: [parts.reduce((n, p) => n + p.dims[0]!, 0), ...parts[0]!.dims.slice(1)] };
+}
+
 /** The fields of `o` that are set, so spreading them does not override defaults with undefined. */
 function definedFields<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -695,6 +769,8 @@ function definedFields<T extends object>(o: T): Partial<T> {
 
 /** Open an SD 1.x checkpoint (path or TensorSource); sessions open lazily on first use. */
 export async function loadSd1(source: string | TensorSource, opts: Sd1LoadOptions = {}): Promise<Sd1Model> {
+  // A GPU provider that cannot start is said before anything is opened or prepared.
+  if (opts.provider && opts.provider !== 'cpu') await ensureProvider(opts.provider);
   const owns = typeof source === 'string';
   const src = typeof source === 'string' ? await openModel(source) : source;
   try {

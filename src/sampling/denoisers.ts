@@ -6,15 +6,22 @@ import type { DiscreteSchedule, LcmSchedule } from './schedules.js';
 
 /**
  * The network on a batch of n items: latents [n, C, H, W] (already scaled by c_in), one model
- * timestep per item (fractional for k-diffusion samplers), one conditioning per item.
+ * timestep per item (fractional for k-diffusion samplers), one conditioning per item, and which
+ * image of the batch each item belongs to (for per-image inputs such as inpainting channels).
  */
-export type UnetFn<C> = (x: Float32Array, t: Float32Array, conds: readonly C[]) => Promise<Float32Array>;
+export type UnetFn<C> = (
+  x: Float32Array,
+  t: Float32Array,
+  conds: readonly C[],
+  images?: readonly number[],
+) => Promise<Float32Array>;
 
 /** A batched model output function: latents [B, ...] with one sigma (or timestep) per item. */
 export type BatchedFn<C> = (
   x: Float32Array,
   level: Float32Array,
   conds: readonly C[],
+  images?: readonly number[],
 ) => Promise<Float32Array>;
 
 export type Parameterization = 'eps' | 'v';
@@ -47,11 +54,11 @@ export function compVisDenoiser<C>(
   schedule: DiscreteSchedule,
   parameterization: Parameterization,
 ): BatchedFn<C> {
-  return async (x, sigmas, conds) => {
+  return async (x, sigmas, conds, images) => {
     const n = sigmas.length;
     const per = x.length / n;
     const { xin, t } = scaledInput(x, sigmas, schedule);
-    const out = await unet(xin, t, conds);
+    const out = await unet(xin, t, conds, images);
     const den = new Float32Array(x.length);
     for (let b = 0; b < n; b++) {
       const s = sigmas[b]!;
@@ -68,11 +75,11 @@ export function compVisDenoiser<C>(
  * condition c_skip·x + c_out·x0 with sigma_data 0.5 and the timestep scaled by 10.
  */
 export function lcmDenoiser<C>(unet: UnetFn<C>, schedule: LcmSchedule): BatchedFn<C> {
-  return async (x, sigmas, conds) => {
+  return async (x, sigmas, conds, images) => {
     const n = sigmas.length;
     const per = x.length / n;
     const { xin, t } = scaledInput(x, sigmas, schedule);
-    const eps = await unet(xin, t, conds);
+    const eps = await unet(xin, t, conds, images);
     const out = new Float32Array(x.length);
     for (let b = 0; b < n; b++) {
       const s = sigmas[b]!;
@@ -94,8 +101,8 @@ export function timestepsDenoiser<C>(
   alphasCumprod: Float32Array,
   parameterization: Parameterization,
 ): BatchedFn<C> {
-  return async (x, ts, conds) => {
-    const out = await unet(x, ts, conds);
+  return async (x, ts, conds, images) => {
+    const out = await unet(x, ts, conds, images);
     if (parameterization === 'eps') return out;
     const n = ts.length;
     const per = x.length / n;
@@ -111,9 +118,41 @@ export function timestepsDenoiser<C>(
   };
 }
 
+/** One conditioning valid up to and including model call `endAtStep` (A1111 ScheduledPromptConditioning). */
+export interface ScheduledCond<C> {
+  endAtStep: number;
+  cond: C;
+}
+
+/**
+ * A1111's `reconstruct_cond_batch` for one prompt: the first entry whose end step is at or after
+ * `step`; past the last entry (DPM adaptive, Restart and the like call the model more often than the
+ * nominal steps) it falls back to the first entry, as A1111 does.
+ */
+export function condAtStep<T extends { endAtStep: number }>(schedule: readonly T[], step: number): T {
+  if (schedule.length === 0) throw new Error('a prompt schedule needs at least one entry');
+  return schedule.find((e) => step <= e.endAtStep) ?? schedule[0]!;
+}
+
+/** A prompt-editing schedule: the conditioning changes with the model-call counter. */
+export class CondSchedule<C> {
+  constructor(readonly entries: readonly ScheduledCond<C>[]) {
+    if (entries.length === 0) throw new Error('a prompt schedule needs at least one entry');
+  }
+
+  at(step: number): C {
+    return condAtStep(this.entries, step).cond;
+  }
+}
+
+/** A conditioning fixed for the run, or a prompt-editing schedule. */
+export type CondSource<C> = C | CondSchedule<C>;
+
+const pick = <C>(c: CondSource<C>, step: number): C => (c instanceof CondSchedule ? c.at(step) : c);
+
 /** One sub-prompt of an AND-composed prompt. */
 export interface WeightedCond<C> {
-  cond: C;
+  cond: CondSource<C>;
   weight: number;
 }
 
@@ -121,23 +160,35 @@ export interface CfgOptions<C> {
   /** Per image: its prompt's AND parts with weights (a plain prompt is one part of weight 1). */
   conds: readonly (readonly WeightedCond<C>[])[];
   /** Per image: the negative prompt's conditioning. */
-  uncond: readonly C[];
+  uncond: readonly CondSource<C>[];
   scale: number;
   /** Largest batch handed to the network at once (A1111 batch_cond_uncond); default all at once. */
   maxBatch?: number;
   /**
-   * A1111's "Negative Guidance minimum sigma" (s_min_uncond): on every second model call whose level
-   * is below it, the uncond pass is skipped and the prompt's own prediction is used unguided.
+   * Whether the picked conds and unconds may go through the network as one batch (A1111: when their
+   * token counts agree); otherwise conds and unconds are run as two. Default: always.
+   */
+  joinable?: (conds: readonly C[], unconds: readonly C[]) => boolean;
+  /**
+   * A1111's "Negative Guidance minimum sigma" (s_min_uncond, infotext NGMS): on every second model
+   * call whose level is below it, the uncond pass is skipped and the first AND part's prediction
+   * stands in for it, combined with scale 1.
    */
   sMinUncond?: number;
-  /** Inpainting: denoised = init·mask + (1 - mask)·denoised, per element of one image. */
-  mask?: { mask: Float32Array; initLatent: Float32Array };
+  /**
+   * Inpainting: result = init·mask + (1 - mask)·result per element (mask 1 = keep the original).
+   * `before`: blend the input x instead of the output (A1111's timestep samplers).
+   */
+  mask?: { mask: Float32Array; initLatent: Float32Array; before?: boolean };
+  /** Observes every call before the network runs (prompt-editing step = model calls so far). */
+  onCall?: (info: { step: number; level: number; skipUncond: boolean }) => void;
 }
 
 /**
  * A1111's CFGDenoiser: every image is run with each of its conds and once with its uncond, then
  * denoised_i = uncond_i + Σ_k (cond_ik - uncond_i)·weight_k·scale. Works on x0 (k-diffusion) and on
- * eps (timestep samplers) alike, since the combination is linear.
+ * eps (timestep samplers) alike, since the combination is linear. Conditionings are picked per call
+ * from their schedules by the call counter, as A1111 advances `step` per model call.
  */
 export function cfgDenoiser<C>(
   inner: BatchedFn<C>,
@@ -148,30 +199,60 @@ export function cfgDenoiser<C>(
     throw new Error(`CFG needs one uncond per image (${opts.uncond.length} for ${batch} images)`);
   }
   let step = 0;
-  return async (x, level) => {
-    const per = x.length / batch;
+  const blend = (v: Float32Array, per: number): Float32Array => {
+    const { mask, initLatent } = opts.mask!;
+    const out = new Float32Array(v.length);
+    for (let i = 0; i < batch; i++) {
+      for (let k = 0; k < per; k++) {
+        const m = mask.length === v.length ? mask[i * per + k]! : mask[k % mask.length]!;
+        out[i * per + k] = initLatent[i * per + k]! * m + (1 - m) * v[i * per + k]!;
+      }
+    }
+    return out;
+  };
+  return async (xArg, level) => {
+    const per = xArg.length / batch;
+    const x = opts.mask?.before ? blend(xArg, per) : xArg;
     const skipUncond = step % 2 === 1 && (opts.sMinUncond ?? 0) > 0 && level < opts.sMinUncond!;
+    opts.onCall?.({ step, level, skipUncond });
+    const condItems: { image: number; cond: C }[] = [];
+    opts.conds.forEach((parts, i) =>
+      parts.forEach((p) => condItems.push({ image: i, cond: pick(p.cond, step) })),
+    );
+    const uncondItems = skipUncond ? [] : opts.uncond.map((u, i) => ({ image: i, cond: pick(u, step) }));
     step++;
-    const items: { image: number; cond: C }[] = [];
-    opts.conds.forEach((parts, i) => parts.forEach((p) => items.push({ image: i, cond: p.cond })));
-    if (!skipUncond) opts.uncond.forEach((u, i) => items.push({ image: i, cond: u }));
+    const items = [...condItems, ...uncondItems];
+    // Network batches: one joint list, or conds and unconds apart when they cannot share a batch.
+    const joint =
+      uncondItems.length === 0 ||
+      (opts.joinable?.(
+        condItems.map((c) => c.cond),
+        uncondItems.map((c) => c.cond),
+      ) ??
+        true);
+    const groups = joint ? [items] : [condItems, uncondItems];
     const out = new Float32Array(items.length * per);
-    const chunk = Math.max(1, opts.maxBatch ?? items.length);
-    for (let a = 0; a < items.length; a += chunk) {
-      const part = items.slice(a, a + chunk);
-      const xin = new Float32Array(part.length * per);
-      part.forEach((it, k) => xin.set(x.subarray(it.image * per, (it.image + 1) * per), k * per));
-      const res = await inner(
-        xin,
-        new Float32Array(part.length).fill(level),
-        part.map((it) => it.cond),
-      );
-      out.set(res, a * per);
+    let at = 0;
+    for (const group of groups) {
+      const chunk = Math.max(1, opts.maxBatch ?? group.length);
+      for (let a = 0; a < group.length; a += chunk) {
+        const part = group.slice(a, a + chunk);
+        const xin = new Float32Array(part.length * per);
+        part.forEach((it, k) => xin.set(x.subarray(it.image * per, (it.image + 1) * per), k * per));
+        const res = await inner(
+          xin,
+          new Float32Array(part.length).fill(level),
+          part.map((it) => it.cond),
+          part.map((it) => it.image),
+        );
+        out.set(res, at * per);
+        at += part.length;
+      }
     }
     // Where each image's "uncond" prediction sits: after all conds, or (skipped) its first cond's.
     const firstCond: number[] = [];
-    opts.conds.reduce((at, parts) => (firstCond.push(at), at + parts.length), 0);
-    const uncondIndex = (i: number): number => (skipUncond ? firstCond[i]! : items.length - batch + i);
+    opts.conds.reduce((pos, parts) => (firstCond.push(pos), pos + parts.length), 0);
+    const uncondIndex = (i: number): number => (skipUncond ? firstCond[i]! : condItems.length + i);
     const scale = skipUncond ? 1 : opts.scale;
     const den = new Float32Array(x.length);
     let condIndex = 0;
@@ -186,15 +267,6 @@ export function cfgDenoiser<C>(
         condIndex++;
       }
     }
-    if (opts.mask) {
-      const { mask, initLatent } = opts.mask;
-      for (let i = 0; i < batch; i++) {
-        for (let k = 0; k < per; k++) {
-          const m = mask.length === x.length ? mask[i * per + k]! : mask[k % mask.length]!;
-          den[i * per + k] = initLatent[i * per + k]! * m + (1 - m) * den[i * per + k]!;
-        }
-      }
-    }
-    return den;
+    return opts.mask && !opts.mask.before ? blend(den, per) : den;
   };
 }

@@ -7,7 +7,7 @@ import { castFloats, convertTensor, isFloatDType } from '../formats/dtype.js';
 import { openModel } from '../formats/open.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import type { DType, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
-import { isPrunedKey, withA1111Names } from './keys.js';
+import { isPrunedKey } from './keys.js';
 import { checkOutputPath } from './output.js';
 
 export type TargetDType = 'fp16' | 'bf16' | 'fp32';
@@ -15,7 +15,10 @@ export type TargetDType = 'fp16' | 'bf16' | 'fp32';
 export const TARGET_DTYPES: Record<TargetDType, DType> = { fp16: 'F16', bf16: 'BF16', fp32: 'F32' };
 
 export interface ConvertOptions {
-  /** Round every float tensor to this dtype; integer tensors are never changed. Default: keep. */
+  /**
+   * Round every float tensor to this dtype; integer tensors are never changed. Default: keep.
+   * bf16 keeps the DDPM schedule buffers float32 (see SCHEDULE_BUFFERS).
+   */
   dtype?: TargetDType;
   /** Drop EMA weights, training state and known junk keys. */
   prune?: boolean;
@@ -35,8 +38,33 @@ function isPositionIds(name: string): boolean {
   return name.endsWith('embeddings.position_ids');
 }
 
+/**
+ * ldm's DDPM schedule buffers (top level of an SD checkpoint). In bf16 (8 significant bits) the
+ * early `alphas_cumprod` round to 1.0, which makes sigma min 0: a converted file could not generate
+ * with its own schedule. They are a few KB, so a bf16 conversion keeps them float32.
+ */
+const SCHEDULE_BUFFERS = new Set([
+  'betas',
+  'alphas_cumprod',
+  'alphas_cumprod_prev',
+  'sqrt_alphas_cumprod',
+  'sqrt_one_minus_alphas_cumprod',
+  'log_one_minus_alphas_cumprod',
+  'sqrt_recip_alphas_cumprod',
+  'sqrt_recipm1_alphas_cumprod',
+  'posterior_variance',
+  'posterior_log_variance_clipped',
+  'posterior_mean_coef1',
+  'posterior_mean_coef2',
+]);
+
+export function isScheduleBuffer(name: string): boolean {
+  return SCHEDULE_BUFFERS.has(name);
+}
+
 export function outputDType(name: string, dtype: DType, target: DType | undefined): DType {
   if (isPositionIds(name) && isFloatDType(dtype)) return 'I64';
+  if (target === 'BF16' && isScheduleBuffer(name) && (dtype === 'F32' || dtype === 'F64')) return 'F32';
   if (target && isFloatDType(dtype)) return target;
   return dtype;
 }
@@ -78,9 +106,8 @@ export async function convertModel(
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
   const out = checkOutputPath(outPath, [inPath]);
-  const raw = await openModel(inPath);
+  const source = await openModel(inPath);
   try {
-    const source = withA1111Names(raw);
     const { infos, dropped } = convertPlan(source, opts);
     const metadata = { ...source.metadata, format: 'pt' };
     async function* tensors(): AsyncGenerator<[string, Tensor]> {
@@ -94,6 +121,6 @@ export async function convertModel(
     await writeSafetensors(out, tensors(), metadata, { infos });
     return { tensors: infos.length, dropped, out };
   } finally {
-    await raw.close();
+    await source.close();
   }
 }

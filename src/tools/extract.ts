@@ -14,7 +14,6 @@ import { openModel } from '../formats/open.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { DTYPE_BYTES, numel, type Tensor, type TensorInfo, type TensorSource } from '../formats/tensor.js';
 import { UserError } from '../util/errors.js';
-import { withA1111Names } from './keys.js';
 import { checkOutputPath } from './output.js';
 
 export type Part = 'unet' | 'vae' | 'text-encoder' | 'text-encoder-2';
@@ -149,9 +148,8 @@ export async function extractPart(
 ): Promise<{ tensors: number; out: string }> {
   if (!PARTS.includes(part)) throw new UserError(`--part must be one of ${PARTS.join(', ')}, not "${part}"`);
   const out = checkOutputPath(outPath, [inPath]);
-  const raw = await openModel(inPath);
+  const source = await openModel(inPath);
   try {
-    const source = withA1111Names(raw);
     const pieces = extractPlan(source, part);
     async function* tensors(): AsyncGenerator<[string, Tensor]> {
       let done = 0;
@@ -163,6 +161,6 @@ export async function extractPart(
     await writeSafetensors(out, tensors(), { format: 'pt' }, { infos: pieces.map((p) => p.info) });
     return { tensors: pieces.length, out };
   } finally {
-    await raw.close();
+    await source.close();
   }
 }

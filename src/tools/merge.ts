@@ -32,7 +32,6 @@ import type { DType, Tensor, TensorInfo, TensorSource } from '../formats/tensor.
 import { detectModel } from '../models/detect.js';
 import { UserError } from '../util/errors.js';
 import { hashFile } from './hash.js';
-import { withA1111Names } from './keys.js';
 import { checkOutputPath } from './output.js';
 import { pythonJson } from './python-json.js';
 
@@ -131,7 +130,7 @@ async function openCheckpoint(path: string, role: string): Promise<TensorSource>
       `model ${role} (${path}) is ${kindPhrase(info.kind)}, not a checkpoint; only checkpoints can be merged`,
     );
   }
-  return withA1111Names(src);
+  return src;
 }
 
 function mergePlan(
@@ -394,7 +393,7 @@ export async function mergeModels(
     ]);
     let vae: TensorSource | undefined;
     if (opts.bakeVae) {
-      vae = withA1111Names(await openModel(opts.bakeVae));
+      vae = await openModel(opts.bakeVae);
       open.push(vae);
       const kind = detectModel(vae).kind;
       if (kind !== 'vae') throw new UserError(`--bake-vae ${opts.bakeVae} is ${kindPhrase(kind)}, not a VAE`);

@@ -7,7 +7,7 @@ import { openModel } from '../../src/formats/open.js';
 import { numel } from '../../src/formats/tensor.js';
 import { detectModel, type ModelInfo } from '../../src/models/detect.js';
 import { parseSidecarText, readSidecar, MAX_SIDECAR_BYTES } from '../../src/models/detect-sidecar.js';
-import { RenamedSource } from '../../src/tools/keys.js';
+import { RenamedSource } from '../../src/formats/key-renames.js';
 import { UserError } from '../../src/util/errors.js';
 import { goldenPath, readPythonJson } from '../helpers/golden.js';
 import { ShapeSource } from './shape-source.js';

@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensor.js';
 import type { TensorF32 } from '../../src/runtime/sd1.js';
+import { compareGolden, expectGolden } from '../helpers/compare.js';
 import { goldenPath } from '../helpers/golden.js';
 
 export interface Tolerance {
@@ -77,34 +78,13 @@ export async function goldenIds(file: string, name: string): Promise<{ ids: BigI
   };
 }
 
-/** max|a−b| and ‖a−b‖/‖b‖; NaN anywhere gives NaN. */
+/** max|a−b| and ‖a−b‖/‖b‖ (test/helpers/compare.ts); NaN anywhere gives NaN. */
 export function errors(ours: Float32Array, ref: Float32Array): { maxAbs: number; relL2: number } {
-  let maxAbs = 0;
-  let d2 = 0;
-  let r2 = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const e = ours[i]! - ref[i]!;
-    if (Number.isNaN(e)) return { maxAbs: NaN, relL2: NaN };
-    maxAbs = Math.max(maxAbs, Math.abs(e));
-    d2 += e * e;
-    r2 += ref[i]! * ref[i]!;
-  }
-  return { maxAbs, relL2: Math.sqrt(d2 / r2) };
+  const r = compareGolden(ours, ref, {});
+  return r.nan > 0 || r.count > 0 ? { maxAbs: NaN, relL2: NaN } : { maxAbs: r.maxAbs, relL2: r.relL2 };
 }
 
 export function expectClose(label: string, ours: TensorF32, ref: TensorF32, tol: Tolerance): void {
   expect(ours.dims, `${label}: shape`).toEqual(ref.dims);
-  expect(ours.data.length, `${label}: length`).toBe(ref.data.length);
-  const { maxAbs, relL2 } = errors(ours.data, ref.data);
-  expect(maxAbs <= tol.max_abs, `${label}: max_abs ${maxAbs} > ${tol.max_abs}`).toBe(true);
-  if (tol.max_abs_rel !== undefined) {
-    const peak = ref.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-    expect(
-      maxAbs <= tol.max_abs_rel * peak,
-      `${label}: max_abs ${maxAbs} > ${tol.max_abs_rel} × max|golden| ${peak}`,
-    ).toBe(true);
-  }
-  if (tol.rel_l2 !== undefined) {
-    expect(relL2 <= tol.rel_l2, `${label}: rel_l2 ${relL2} > ${tol.rel_l2}`).toBe(true);
-  }
+  expectGolden(label, ours.data, ref.data, tol);
 }

@@ -31,7 +31,13 @@ export function runCli(args: string[], cwd: string, env: Record<string, string> 
       [bin, ...args],
       {
         cwd,
-        env: { ...process.env, SDSTUDIO_CLIP_VOCAB: clipVocabPath(), SDSTUDIO_PROGRESS_LOG: '0', ...env },
+        env: {
+          ...process.env,
+          SDSTUDIO_SOURCE: '1',
+          SDSTUDIO_CLIP_VOCAB: clipVocabPath(),
+          SDSTUDIO_PROGRESS_LOG: '0',
+          ...env,
+        },
         timeout: 110_000,
       },
       (err, stdout, stderr) => {

@@ -18,6 +18,7 @@ import { planSampling, runSampler, startLatent, type StepInfo } from '../../src/
 import { imageRngNoise } from '../../src/sampling/noise.js';
 import { ImageRng } from '../../src/sampling/seeds.js';
 import { DiscreteSchedule } from '../../src/sampling/schedules.js';
+import { expectGolden } from '../helpers/compare.js';
 import { goldenPath } from '../helpers/golden.js';
 import { failMissingWebgpu, webgpuMissing, webgpuRequired } from '../helpers/webgpu.js';
 
@@ -51,21 +52,7 @@ const e2eCases = cases.filter((c) => (c as E2eCase).kind === 'txt2img') as E2eCa
 const fp16Cases = cases.filter((c) => (c as Fp16Case).kind === 'fp16_checkpoint') as Fp16Case[];
 
 function expectClose(what: string, ours: ArrayLike<number>, golden: ArrayLike<number>, tol: Tol): void {
-  expect(ours.length, `${what}: length`).toBe(golden.length);
-  let maxAbs = 0;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < golden.length; i++) {
-    const d = Math.abs(ours[i]! - golden[i]!);
-    if (Number.isNaN(d)) throw new Error(`${what}: NaN at ${i}`);
-    maxAbs = Math.max(maxAbs, d);
-    num += d * d;
-    den += golden[i]! * golden[i]!;
-  }
-  expect(maxAbs, `${what}: max_abs`).toBeLessThanOrEqual(tol.max_abs);
-  if (tol.rel_l2 !== undefined) {
-    expect(Math.sqrt(num) / Math.sqrt(den || 1), `${what}: rel_l2`).toBeLessThanOrEqual(tol.rel_l2);
-  }
+  expectGolden(what, ours, golden, { max_abs: tol.max_abs, rel_l2: tol.rel_l2 });
 }
 
 function expectPixels(what: string, ours: Uint8Array, golden: Uint8Array, tol: Tol): void {

@@ -7,6 +7,7 @@ import { generate } from '../../src/pipeline/generate.js';
 import { findCheckpoint, findVae, loadModel, type LoadedModel } from '../../src/pipeline/model.js';
 import { withDefaults } from '../../src/params/generation.js';
 import { UserError } from '../../src/util/errors.js';
+import { tinySdGoldenFile } from '../helpers/golden-cases.js';
 import { clipVocabPath, goldenPath } from '../helpers/golden.js';
 
 const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
@@ -33,7 +34,7 @@ describe('VAE swap and model lookup', () => {
     await expect(
       loadModel({
         checkpoint: tiny,
-        vaePath: goldenPath('tiny-sd', 'golden_unet.safetensors'),
+        vaePath: tinySdGoldenFile('unet'),
         clipVocab: clipVocabPath(),
       }),
     ).rejects.toThrow(/not an SD VAE/);

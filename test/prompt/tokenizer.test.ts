@@ -169,7 +169,10 @@ describe('CLIP vocabulary files', () => {
       mergesTxt: join(tokDir, 'merges.txt'),
     });
     const hf = await ClipTokenizer.load(dir);
-    for (const c of golden.cases.slice(0, 60)) expect(hf.encode(c.prompt)).toEqual(c.hf_path_ids);
+    const failures = golden.cases.filter(
+      (c) => JSON.stringify(hf.encode(c.prompt)) !== JSON.stringify(c.hf_path_ids),
+    );
+    expect(failures.map((c) => c.prompt)).toEqual([]);
   });
 
   it('resolves --clip-vocab first, then the environment, then the cache', async () => {
@@ -194,7 +197,8 @@ describe('CLIP vocabulary files', () => {
 
   it('loads a tokenizer through the same resolution', async () => {
     const t = await ClipTokenizer.resolve({ explicitPath: clipVocabPath(), env: {}, download: false });
-    expect(t.encode(golden.cases[0].prompt)).toEqual(golden.cases[0].hf_path_ids);
+    expect(golden.cases.length).toBeGreaterThan(0);
+    for (const c of golden.cases) expect(t.encode(c.prompt), c.prompt).toEqual(c.hf_path_ids);
   });
 
   it('names the file and where to put it when it is missing and downloads are off', async () => {
@@ -228,7 +232,7 @@ describe('CLIP vocabulary files', () => {
     expect(urls).toHaveLength(2);
     expect(source).toEqual({ kind: 'merges', path: join(cacheDir, CLIP_VOCAB_FILE) });
     const t = await ClipTokenizer.load(join(cacheDir, CLIP_VOCAB_FILE));
-    expect(t.encode(golden.cases[1].prompt)).toEqual(golden.cases[1].hf_path_ids);
+    for (const c of golden.cases) expect(t.encode(c.prompt), c.prompt).toEqual(c.hf_path_ids);
   });
 
   it('rejects a file that is not a merges list with a UserError', () => {

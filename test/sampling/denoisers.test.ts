@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import {
   cfgDenoiser,
   compVisDenoiser,
+  condAtStep,
+  CondSchedule,
   lcmDenoiser,
   timestepsDenoiser,
 } from '../../src/sampling/denoisers.js';
@@ -137,6 +139,53 @@ describe('classifier-free guidance (A1111 CFGDenoiser)', () => {
     expect(out[0]).toBe(-4);
     expect(out[PER - 1]).toBeCloseTo(10, 5);
     expect(out[PER]).toBe(-4);
+  });
+
+  it('blends the init latent into x before the network for timestep samplers (mask.before)', async () => {
+    const mask = Float32Array.from({ length: PER }, (_, i) => (i < PER / 2 ? 1 : 0));
+    const initLatent = new Float32Array(PER).fill(-4);
+    const seen: number[] = [];
+    const echo = async (x: Float32Array) => {
+      seen.push(x[0]!, x[PER - 1]!);
+      return x.slice();
+    };
+    const cfg = cfgDenoiser(echo, {
+      conds: [[{ cond: 0, weight: 1 }]],
+      uncond: [0],
+      scale: 1,
+      mask: { mask, initLatent, before: true },
+    });
+    const out = await cfg(new Float32Array(PER).fill(3), 500);
+    expect(seen).toEqual([-4, 3]);
+    expect(out[0]).toBe(-4);
+    expect(out[PER - 1]).toBe(3);
+  });
+
+  it('picks prompt-editing schedules per call and runs cond and uncond apart when not joinable', async () => {
+    const batches: number[][] = [];
+    const rec = async (x: Float32Array, level: Float32Array, conds: readonly number[]) => {
+      batches.push([...conds]);
+      return inner(x, level, conds);
+    };
+    const cfg = cfgDenoiser(rec, {
+      conds: [
+        [
+          {
+            cond: new CondSchedule([
+              { endAtStep: 0, cond: 10 },
+              { endAtStep: 1, cond: 20 },
+            ]),
+            weight: 1,
+          },
+        ],
+      ],
+      uncond: [1],
+      scale: 1,
+      joinable: (c, u) => c[0] !== 20 || u[0] !== 1,
+    });
+    for (let i = 0; i < 3; i++) await cfg(new Float32Array(PER), 3);
+    expect(batches).toEqual([[10, 1], [20], [1], [10, 1]]);
+    expect(condAtStep([{ endAtStep: 2 }, { endAtStep: 5 }], 6)).toEqual({ endAtStep: 2 });
   });
 
   it('refuses a batch without one uncond per image', () => {

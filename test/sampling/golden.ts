@@ -1,12 +1,18 @@
 /** Reading one golden folder of the sampling conformance sets: its cases.json and tensor file. */
 import { readFileSync } from 'node:fs';
 import { openSafetensors } from '../../src/formats/safetensors.js';
+import { compareGolden } from '../helpers/compare.js';
 import { goldenPath } from '../helpers/golden.js';
 
 export interface GoldenSet<T> {
   json: T;
   tensor(name: string): Promise<Float32Array>;
   close(): Promise<void>;
+}
+
+/** A folder's cases.json, read when the test file is collected (so each case can be its own test). */
+export function readGoldenJson<T>(folder: string): T {
+  return JSON.parse(readFileSync(goldenPath(folder, 'cases.json'), 'utf8')) as T;
 }
 
 export async function openGoldenSet<T extends { tensor_file: string }>(
@@ -17,28 +23,16 @@ export async function openGoldenSet<T extends { tensor_file: string }>(
   return { json, tensor: (name) => source.readFloat32(name), close: () => source.close() };
 }
 
-/** Indices where |a - b| > atol + rtol·|b| (a NaN never passes), and the first few of them. */
+/**
+ * Elements where |a - b| > atol + rtol·|b| (a NaN never passes), and the first few of them:
+ * the shared comparator (test/helpers/compare.ts) with numpy's allclose tolerance.
+ */
 export function mismatches(
   actual: ArrayLike<number>,
   expected: ArrayLike<number>,
   atol: number,
   rtol: number,
 ): { count: number; first: string[] } {
-  const first: string[] = [];
-  let count = 0;
-  if (actual.length !== expected.length) {
-    return {
-      count: Math.max(actual.length, expected.length),
-      first: [`length ${actual.length} != ${expected.length}`],
-    };
-  }
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const b = expected[i]!;
-    if (!(Math.abs(a - b) <= atol + rtol * Math.abs(b))) {
-      count++;
-      if (first.length < 5) first.push(`[${i}] ${a} vs ${b}`);
-    }
-  }
+  const { count, first } = compareGolden(actual, expected, { atol, rtol });
   return { count, first };
 }

@@ -6,13 +6,23 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
 import type { Tensor } from '../../src/formats/tensor.js';
+import { bytesOf, str } from '../formats/craft.js';
+import { matchedLoraFile } from '../helpers/golden-cases.js';
 import { goldenPath, repoRoot } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-cli-'));
@@ -75,6 +85,16 @@ function expectOneLineError(r: Run, what: string): void {
 }
 
 const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
+
+/** A pickle that would run `os.system` under pickle.load (protocol 2: GLOBAL, TUPLE1, REDUCE). */
+function maliciousPickle(): string {
+  const p = join(dir, 'evil.pkl');
+  writeFileSync(
+    p,
+    bytesOf(0x80, 2, 'cos\nsystem\n', str('touch /tmp/sdstudio-pwned-cli-test'), 0x85, 0x52, 0x2e),
+  );
+  return p;
+}
 const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 describe('sdstudio model tools', () => {
@@ -84,7 +104,7 @@ describe('sdstudio model tools', () => {
     const [inspect, convert, refused] = await Promise.all([
       spawnCli('inspect', tiny, '--json'),
       spawnCli('convert', tiny, fp16, '--fp16'),
-      spawnCli('convert', goldenPath('formats', 'malicious', 'os_system_p0.pkl'), never),
+      spawnCli('convert', maliciousPickle(), never),
     ]);
 
     expect(inspect.code, inspect.stderr).toBe(0);
@@ -217,7 +237,7 @@ describe('sdstudio model tools', () => {
       ['convert', tiny, join(dir, 'never.ckpt')],
       ['convert', tiny, out, '--fp16', '--bf16'],
       ['convert', tiny, out, '--half'],
-      ['merge', tiny, goldenPath('adapters', 'lora_kohya.safetensors'), '--alpha', '0.5', '--out', out],
+      ['merge', tiny, matchedLoraFile(), '--alpha', '0.5', '--out', out],
       ['merge', tiny, '--alpha', 'half', '--out', out],
       ['extract', tiny, '--part', 'brain', out],
       ['hash'],

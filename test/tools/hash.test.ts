@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hashCachePath, hashFile } from '../../src/tools/hash.js';
 import { UserError } from '../../src/util/errors.js';
+import { hypernetworkFile, matchedLoraFile } from '../helpers/golden-cases.js';
 import { goldenPath, readPythonJson } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-hash-'));
@@ -29,14 +30,16 @@ describe('hashFile', () => {
   const tiny = goldenPath('tiny-sd', 'tiny-sd.safetensors');
 
   it('sha256 matches sha256sum, autov2 is its first 10 chars, legacy is A1111 model_hash', async () => {
-    for (const file of [tiny, goldenPath('adapters', 'lora_kohya.safetensors')]) {
+    for (const file of [tiny, matchedLoraFile()]) {
       const h = await hashFile(file, { noCache: true });
       expect(h.sha256).toBe(sha256sum(file));
       expect(h.autov2).toBe(h.sha256.slice(0, 10));
       expect(h.legacy).toBe(legacyOf(file));
     }
     // A file shorter than 1 MiB: A1111 hashes the empty read.
-    const small = await hashFile(goldenPath('adapters', 'lora_nomatch.safetensors'), { noCache: true });
+    const smallFile = join(dir, 'small.safetensors');
+    writeFileSync(smallFile, readFileSync(tiny).subarray(0, 0x80000));
+    const small = await hashFile(smallFile, { noCache: true });
     expect(small.legacy).toBe(createHash('sha256').digest('hex').slice(0, 8));
   });
 
@@ -56,14 +59,14 @@ describe('hashFile', () => {
       const h = await hashFile(goldenPath('adapters', c.adapter!), { noCache: true });
       expect(h.addnet, c.adapter).toBe(c.a1111_on_disk!.hash);
     }
-    const notSafetensors = await hashFile(goldenPath('adapters', 'hn_relu_121.pt'), { noCache: true });
+    const notSafetensors = await hashFile(hypernetworkFile(), { noCache: true });
     expect(notSafetensors.addnet).toBeUndefined();
   });
 
   it('caches by path + size + mtime: the second call does not read the file', async () => {
     const cacheDir = join(dir, 'cache');
     const file = join(dir, 'model.safetensors');
-    copyFileSync(goldenPath('adapters', 'lora_locon.safetensors'), file);
+    copyFileSync(matchedLoraFile(), file);
     const first = await hashFile(file, { cacheDir });
     expect(first.cached).toBe(false);
     const cache = JSON.parse(readFileSync(hashCachePath(cacheDir), 'utf8')) as {
@@ -90,7 +93,7 @@ describe('hashFile', () => {
   it('a corrupt cache file is ignored, not fatal', async () => {
     const cacheDir = join(dir, 'corrupt');
     const file = join(dir, 'c.safetensors');
-    copyFileSync(goldenPath('adapters', 'lora_nomatch.safetensors'), file);
+    copyFileSync(matchedLoraFile(), file);
     await hashFile(file, { cacheDir });
     writeFileSync(hashCachePath(cacheDir), '{"version": 1, "entries": ');
     const h = await hashFile(file, { cacheDir });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inspectFile, parseMetadata } from '../../src/tools/inspect.js';
+import { tinySdImage } from '../helpers/golden-cases.js';
 import { goldenPath, readPythonJson } from '../helpers/golden.js';
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'sdstudio-inspect-'));
@@ -11,7 +12,13 @@ afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
 
 describe('inspectFile', () => {
   it('kohya metadata is shown parsed, as A1111 shows it', async () => {
-    const r = await inspectFile(goldenPath('adapters', 'lora_kohya.safetensors'), { cacheDir });
+    const kohya = readPythonJson<{
+      cases: { kind: string; adapter?: string; metadata_raw?: Record<string, string> }[];
+    }>('adapters', 'cases.json').cases.find(
+      (c) => c.kind === 'lora_apply' && c.adapter && c.metadata_raw?.ss_tag_frequency,
+    );
+    expect(kohya, 'a LoRA case with kohya metadata (ss_tag_frequency)').toBeDefined();
+    const r = await inspectFile(goldenPath('adapters', kohya!.adapter!), { cacheDir });
     expect(r.kind).toBe('lora');
     expect(typeof r.metadata.ss_tag_frequency).toBe('object');
     expect(r.hash?.addnet).toMatch(/^[0-9a-f]{64}$/);
@@ -100,7 +107,7 @@ describe('inspectFile', () => {
       expect(r.hash?.sha256, f).toBe(e.sha256);
     }
     // An image with no embedding in it is a clear UserError, not a crash.
-    await expect(inspectFile(goldenPath('tiny-sd', 'e2e_image.png'), { noHash: true })).rejects.toThrow(
+    await expect(inspectFile(tinySdImage(), { noHash: true })).rejects.toThrow(
       /without a textual-inversion embedding/,
     );
   });

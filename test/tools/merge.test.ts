@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { castFloats, float32ArrayToTensor, toFloat32 } from '../../src/formats/dtype.js';
-import { openModel } from '../../src/formats/open.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import type { Tensor } from '../../src/formats/tensor.js';
 import { detectModel } from '../../src/models/detect.js';
@@ -13,6 +12,7 @@ import { hashFile } from '../../src/tools/hash.js';
 import { mergeModels } from '../../src/tools/merge.js';
 import { UserError } from '../../src/util/errors.js';
 import { withSource } from '../helpers/tensor-source.js';
+import { matchedLoraFile } from '../helpers/golden-cases.js';
 import { goldenPath } from '../helpers/golden.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdstudio-merge-'));
@@ -22,6 +22,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const A = goldenPath('tiny-sd', 'tiny-sd.safetensors');
 const C = goldenPath('tiny-sd', 'tiny-sd-fp16.safetensors');
 const B = join(dir, 'b.safetensors');
+const PARTIAL = join(dir, 'partial-b.safetensors');
 const INPAINT = join(dir, 'inpaint.safetensors');
 const XL = join(dir, 'xl.safetensors');
 const CONV_IN = 'model.diffusion_model.input_blocks.0.0.weight';
@@ -39,12 +40,23 @@ async function variantOf(out: string, edit: (name: string, t: Tensor) => Tensor 
 }
 
 beforeAll(async () => {
-  // B: tiny-sd with the adapters folder's changed tensors (a real "fine-tune" of A).
-  const changed = await openModel(goldenPath('adapters', 'extract_model_b_changed.safetensors'));
+  // PARTIAL: a dozen of A's float tensors (UNet and text encoder), changed; B: A with them replaced.
   const replaced = new Map<string, Tensor>();
-  for (const k of changed.keys()) replaced.set(k, await changed.read(k));
-  await changed.close();
+  await withSource(A, async (src) => {
+    const floats = src.keys().filter((k) => src.info(k)?.dtype === 'F32' && k.includes('model'));
+    // The input conv and a first ResBlock conv make the file a (partial) checkpoint to detection.
+    const detected = [CONV_IN, 'model.diffusion_model.input_blocks.1.0.in_layers.2.weight'];
+    const picked = floats.filter((k, i) => detected.includes(k) || i % Math.ceil(floats.length / 12) === 0);
+    expect(picked.some((k) => k.startsWith('model.diffusion_model.'))).toBe(true);
+    expect(picked.some((k) => k.startsWith('cond_stage_model.'))).toBe(true);
+    for (const k of picked) {
+      const v = toFloat32(await src.read(k));
+      const w = v.map((x, i) => x * 1.1 + 0.01 * Math.sin(i));
+      replaced.set(k, float32ArrayToTensor(w, src.info(k)!.shape, 'F32'));
+    }
+  });
   expect(replaced.size).toBeGreaterThan(0);
+  await writeSafetensors(PARTIAL, [...replaced], { format: 'pt' });
   await variantOf(B, (k) => replaced.get(k));
   // An inpainting model: A with 5 more input channels (values derived from A's own weights).
   await variantOf(INPAINT, (k, t) => {
@@ -135,7 +147,7 @@ describe('mergeModels', () => {
 
   it('add difference: a key missing from C is a zero difference (A kept), as A1111 does', async () => {
     // C holds only some tensors: where it has the key, A + (B − C)·M; elsewhere B − C is zeros.
-    const partialC = goldenPath('adapters', 'extract_model_b_changed.safetensors');
+    const partialC = PARTIAL;
     const out = join(dir, 'ad-partial.safetensors');
     const alpha = 0.5;
     await mergeModels({ a: A, b: B, c: partialC }, out, { mode: 'add-difference', alpha, cacheDir });
@@ -359,7 +371,7 @@ describe('mergeModels', () => {
   it('--fp16 halves float32 only, as A1111 to_half does: BF16 inputs stay BF16', async () => {
     const bf16 = join(dir, 'a-bf16.safetensors');
     // A small checkpoint (a dozen tensors) keeps this quick.
-    await convertModel(goldenPath('adapters', 'extract_model_b_changed.safetensors'), bf16, {
+    await convertModel(PARTIAL, bf16, {
       dtype: 'bf16',
     });
     const outs = [join(dir, 'bf16-ws.safetensors'), join(dir, 'bf16-noin.safetensors')];
@@ -387,7 +399,7 @@ describe('mergeModels', () => {
       });
     });
     // B missing keys: merge A with a partial checkpoint (only 12 tensors): the rest stay A's.
-    const partial = goldenPath('adapters', 'extract_model_b_changed.safetensors');
+    const partial = PARTIAL;
     const out2 = join(dir, 'partial.safetensors');
     await mergeModels({ a: A, b: partial }, out2, { mode: 'weighted-sum', alpha: 1, cacheDir });
     await withSource(A, (a) =>
@@ -408,7 +420,7 @@ describe('mergeModels', () => {
       mergeModels({ a: A, b: XL }, out, { mode: 'weighted-sum', alpha: 0.5, cacheDir }),
     ).rejects.toThrow(/different architectures/);
     await expect(
-      mergeModels({ a: A, b: goldenPath('adapters', 'lora_kohya.safetensors') }, out, {
+      mergeModels({ a: A, b: matchedLoraFile() }, out, {
         mode: 'weighted-sum',
         alpha: 0.5,
         cacheDir,
