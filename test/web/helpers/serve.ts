@@ -13,17 +13,20 @@ export interface RunningServer {
   dataDir: string;
   /** Everything the server printed so far (for failure messages). */
   output: () => string;
-  close: () => Promise<void>;
+  /** Stop the server; its data folder is removed unless `keepData`. */
+  close: (options?: { keepData?: boolean }) => Promise<void>;
 }
 
 export async function startServer(
-  options: { checkpoint?: boolean; args?: string[] } = {},
+  options: { checkpoint?: boolean; args?: string[]; port?: number; dataDir?: string } = {},
 ): Promise<RunningServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sdstudio-web-'));
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'sdstudio-web-'));
   const ckptDir = join(dataDir, 'models', 'Stable-diffusion');
-  mkdirSync(ckptDir, { recursive: true });
-  if (options.checkpoint !== false) {
-    symlinkSync(goldenPath('tiny-sd', 'tiny-sd.safetensors'), join(ckptDir, 'tiny-sd.safetensors'));
+  if (!options.dataDir) {
+    mkdirSync(ckptDir, { recursive: true });
+    if (options.checkpoint !== false) {
+      symlinkSync(goldenPath('tiny-sd', 'tiny-sd.safetensors'), join(ckptDir, 'tiny-sd.safetensors'));
+    }
   }
   const child: ChildProcess = spawn(
     process.execPath,
@@ -31,7 +34,7 @@ export async function startServer(
       join(repoRoot, 'bin', 'sdstudio.js'),
       'serve',
       '--port',
-      '0',
+      String(options.port ?? 0),
       '--data-dir',
       dataDir,
       ...(options.args ?? []),
@@ -47,14 +50,14 @@ export async function startServer(
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
-  const close = async () => {
+  const close = async ({ keepData = false } = {}) => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
       clearTimeout(timer);
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    if (!keepData) rmSync(dataDir, { recursive: true, force: true });
   };
 
   const url = await new Promise<string>((resolve, reject) => {
