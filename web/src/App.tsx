@@ -23,14 +23,14 @@ function screenFromHash(): ScreenId {
 
 type Patch = FormState | ((s: FormState) => FormState);
 
-function useBound(initial: () => FormState): [Bound, (patch: Patch) => void] {
+function useBound(id: string, initial: () => FormState): [Bound, (patch: Patch) => void] {
   const [state, setState] = useState<FormState>(initial);
   const set = useCallback((key: string, value: unknown) => setState((s) => ({ ...s, [key]: value })), []);
   const patch = useCallback(
     (p: Patch) => setState((s) => (typeof p === 'function' ? p(s) : { ...s, ...p })),
     [],
   );
-  return [useMemo(() => ({ state, set }), [state, set]), patch];
+  return [useMemo(() => ({ id, state, set }), [id, state, set]), patch];
 }
 
 function ThemeToggle() {
@@ -165,8 +165,8 @@ export function App() {
     setScreen(id);
   };
 
-  const [t2i, patchT2i] = useBound(() => defaultsFor('txt2img'));
-  const [i2i, patchI2i] = useBound(() => defaultsFor('img2img'));
+  const [t2i, patchT2i] = useBound('txt2img', () => defaultsFor('txt2img'));
+  const [i2i, patchI2i] = useBound('img2img', () => defaultsFor('img2img'));
   const [i2iImage, setI2iImage] = useState<string | null>(null);
   const [i2iTab, setI2iTab] = useState<Img2ImgTab>('img2img');
 

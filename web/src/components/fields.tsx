@@ -7,6 +7,8 @@ import { field } from '../fields.ts';
 import { normalise, type FormState } from '../request.ts';
 
 export interface Bound {
+  /** Which form (element ids are unique per form: both screens stay in the page). */
+  id: string;
   state: FormState;
   set: (key: string, value: unknown) => void;
 }
@@ -17,7 +19,7 @@ export function NumberField({ name, form, slider = true }: { name: string; form:
   const value = form.state[name] as number;
   const [text, setText] = useState(String(value));
   useEffect(() => setText(String(value)), [value]);
-  const id = `f-${name}`;
+  const id = `${form.id}-${name}`;
   const commit = (raw: string) => {
     const v = normalise(f, raw) as number;
     setText(String(v));
@@ -79,7 +81,7 @@ export function SelectField({ name, form, options }: { name: string; form: Bound
   const choices = options ? options.map((o) => ({ value: o as unknown, label: o })) : (f.choices ?? []);
   const current = form.state[name];
   const index = choices.findIndex((c) => c.value === current);
-  const id = `f-${name}`;
+  const id = `${form.id}-${name}`;
   return (
     <div className="field select">
       <label htmlFor={id}>{f.label}</label>
