@@ -145,6 +145,8 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     precision: values.precision,
     preferredPrecision: image?.precision,
     embeddingsDir: values['embeddings-dir'],
+    loraDir: values['lora-dir'],
+    infotextLoraHashes: image?.loraHashes,
     preview: preview && { every: preview.every, mode: preview.mode, warnMissing: preview.explicit },
     output: { root: values.out ?? resolve(dataDir, 'outputs'), grid: !values['no-grid'] },
   };

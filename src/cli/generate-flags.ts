@@ -35,6 +35,8 @@ export const COMMON_USAGE = `Generation options (defaults are A1111's web UI def
   --eta X, --ensd N, --rng GPU|CPU|NV   sampler eta, eta noise seed delta, random source
   --styles NAME            apply a style from <data-dir>/styles.csv (repeatable)
   --embeddings-dir DIR     textual-inversion embeddings (default <data-dir>/embeddings)
+  --lora-dir DIR           LoRA/LyCORIS files for <lora:name:te:unet> tags (default <data-dir>/models/Lora;
+                           <data-dir>/models/LyCORIS is searched too); name = file name or ss_output_name
   --params FILE.png        start from the parameters in an image's infotext; other flags override them
   --out DIR                outputs folder (default <data-dir>/outputs)
   --no-grid                do not save a grid of the job's images
@@ -115,6 +117,7 @@ export const OPTIONS = {
   'preview-every': { type: 'string' },
   'preview-type': { type: 'string' },
   'embeddings-dir': { type: 'string' },
+  'lora-dir': { type: 'string' },
   tiling: { type: 'boolean' },
   hires: { type: 'boolean' },
   'hires-scale': { type: 'string' },
@@ -293,7 +296,7 @@ export async function readImageFile(path: string, what: string): Promise<Decoded
 /** Parameters of `--params FILE.png`, and the UNet precision its infotext records. */
 export async function paramsFromImage(
   path: string,
-): Promise<{ params: Partial<GenerationParams>; precision?: UnetPrecisionChoice }> {
+): Promise<{ params: Partial<GenerationParams>; precision?: UnetPrecisionChoice; loraHashes?: string }> {
   const { readGenerationInfo } = await import('../infotext/image-metadata.js');
   const { parseInfotext } = await import('../infotext/infotext.js');
   const { geninfo } = await readGenerationInfo(path);
@@ -302,5 +305,6 @@ export async function paramsFromImage(
       `${path} has no generation parameters (no A1111 "parameters" text in it); give an image SD Studio or A1111 saved, or drop --params`,
     );
   const dict = parseInfotext(geninfo);
-  return { params: paramsFromInfotext(dict), precision: unetPrecisionFromInfotext(dict) };
+  const loraHashes = typeof dict['Lora hashes'] === 'string' ? dict['Lora hashes'] : undefined;
+  return { params: paramsFromInfotext(dict), precision: unetPrecisionFromInfotext(dict), loraHashes };
 }

@@ -114,6 +114,10 @@ export interface GenerateHooks {
    */
   onImage?: (image: GeneratedImage, index: number) => void | Promise<void>;
   warn?: (message: string) => void;
+  /** Extra-network kinds the front door applied (`lora`, `lyco`): their tags are not warned about. */
+  appliedNetworkKinds?: ReadonlySet<string>;
+  /** "Lora hashes" infotext value of the applied networks. */
+  loraHashes?: string | null;
 }
 
 export interface GenerateInputs {
@@ -553,10 +557,14 @@ export async function generate(
     const bSubseeds = idx.map((i) => subseeds[i]!);
     const prompts = idx.map((i) => parseExtraNetworks(allPrompts[i]!));
     const negatives = idx.map((i) => parseExtraNetworks(allNegatives[i]!));
-    if (n === 0 && [...prompts, ...negatives].some((x) => x.networks.length > 0)) {
+    const applied = hooks.appliedNetworkKinds ?? new Set<string>();
+    if (n === 0 && prompts.some((x) => x.networks.some((t) => !applied.has(t.name)))) {
       warn(
-        'extra networks (<lora:…>, <hypernet:…>) are not applied yet; their tags were removed from the prompt',
+        'extra networks other than <lora:…> (<hypernet:…>, …) are not applied yet; their tags were removed from the prompt',
       );
+    }
+    if (n === 0 && negatives.some((x) => x.networks.length > 0)) {
+      warn('extra-network tags in the negative prompt are not applied; they were removed from it');
     }
     const steps1 = condSteps(resolved.sampler, p.steps);
     const conds = await Promise.all(
@@ -720,6 +728,7 @@ export async function generate(
         vaeHash: model.vae?.hash ?? null,
         vaeName: model.vae?.name ?? null,
         tiHashes: tiHashes(conditioner.usedEmbeddings, hooks.embeddings),
+        loraHashes: hooks.loraHashes ?? null,
         unetPrecision: model.precision,
         version: VERSION,
       });

@@ -58,6 +58,10 @@ export interface JobRequest {
   preferredPrecision?: UnetPrecisionChoice;
   /** Textual-inversion embeddings folder (default <dataDir>/embeddings). */
   embeddingsDir?: string;
+  /** LoRA folder for `<lora:…>` tags (A1111 --lora-dir; default <dataDir>/models/Lora, plus models/LyCORIS). */
+  loraDir?: string;
+  /** `Lora hashes` of the infotext the params came from: tags are mapped to the files with those hashes. */
+  infotextLoraHashes?: string;
   /** styles.csv for `params.styles` (default <dataDir>/styles.csv). */
   stylesFile?: string;
   /** Live previews every `every` steps ('taesd' falls back to cheap when no TAESD file is there). */
@@ -159,6 +163,8 @@ export interface JobResult {
 /** What a request resolves to before anything loads. */
 export interface ResolvedJob {
   spec: ModelSpec;
+  /** The params to generate with (LoRA tags renamed to the files an infotext's hashes found). */
+  params: GenerationParams;
   styles: PromptStyle[] | undefined;
   outRoot: string | null;
   date: Date;
@@ -263,7 +269,25 @@ export async function resolveJob(
       );
     }
   }
-  return { spec: { checkpoint, vaePath, precision, provider }, styles, outRoot, date };
+  // LoRA / LyCORIS tags of the styled prompt become part of the model (adapters/run-loras.ts).
+  const { resolveLoraJob } = await import('../adapters/run-loras.js');
+  const { applyStyles } = await import('../prompt/styles.js');
+  const styledPrompt = styles ? applyStyles(p.prompt, p.negative_prompt, p.styles, styles).prompt : p.prompt;
+  const loraJob = await resolveLoraJob({
+    dataDir: library.dataDir,
+    loraDir: request.loraDir,
+    styledPrompt,
+    infotextLoraHashes: request.infotextLoraHashes,
+    warn,
+  });
+  let params = p;
+  if (loraJob.renames.size) {
+    const { renameLoraTags } = await import('../adapters/lora-library.js');
+    params = { ...p, prompt: renameLoraTags(p.prompt, loraJob.renames) };
+  }
+  const spec: ModelSpec = { checkpoint, vaePath, precision, provider };
+  if (loraJob.specs.length) spec.loras = loraJob.specs;
+  return { spec, params, styles, outRoot, date };
 }
 
 /** Runs one generation job; see the module comment. */
@@ -274,8 +298,8 @@ export async function runJob(
 ): Promise<JobResult> {
   const warn = hooks.warn ?? (() => undefined);
   const stop = hooks.stop ?? { interrupted: false, skipped: false };
-  const p = request.params;
   const resolved = await resolveJob(request, library, warn);
+  const p = resolved.params;
   const save = resolved.outRoot !== null;
   const send = request.output?.sendImages ?? !save;
   const wantGrid = request.output?.grid !== false;
@@ -285,6 +309,7 @@ export async function runJob(
   const lease = await library.acquire(resolved.spec);
   try {
     const model = lease.model;
+    for (const w of model.loraWarnings ?? []) warn(w);
     const { EmbeddingDatabase } = await import('../prompt/embeddings.js');
     const embeddingsDir = resolve(request.embeddingsDir ?? join(library.dataDir, 'embeddings'));
     const embeddings = await EmbeddingDatabase.loadDir(embeddingsDir, {
@@ -355,6 +380,8 @@ export async function runJob(
         warn,
         grid: wantGrid,
         onImage,
+        appliedNetworkKinds: new Set(['lora', 'lyco']),
+        loraHashes: model.loraHashes ?? null,
         onProgress: (pi) => hooks.onProgress?.({ ...pi, imagesDone: saved.length, imagesTotal }),
         onStage: (pi) => hooks.onProgress?.({ ...pi, imagesDone: saved.length, imagesTotal }),
         ...(preview && {

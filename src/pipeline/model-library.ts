@@ -7,6 +7,7 @@
  */
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
+import type { LoraSpec } from '../adapters/lora-library.js';
 import type { Provider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import type { LoadedModel, LoadModelOptions } from './model.js';
@@ -23,8 +24,8 @@ export interface ModelSpec {
   precision: UnetPrecisionChoice;
   /** undefined = onnxruntime's CPU provider. */
   provider?: Provider;
-  /** LoRA / LyCORIS files with their weights (the adapters plug in here; empty until then). */
-  loras?: readonly { path: string; weight: number }[];
+  /** LoRA / LyCORIS networks patched into the weights, in prompt order (adapters/run-loras.ts). */
+  loras?: readonly LoraSpec[];
 }
 
 export interface ModelLibraryOptions {
@@ -63,7 +64,7 @@ interface Entry {
 export const MODEL_EXTENSIONS = ['.safetensors', '.ckpt', '.pt', '.bin'];
 
 export function modelKey(spec: ModelSpec): string {
-  const loras = (spec.loras ?? []).map((l) => `${l.path}:${l.weight}`).join(',');
+  const loras = (spec.loras ?? []).map((l) => `${l.path}:${l.name}:${l.te}:${l.unet}:${l.dynDim}`).join(',');
   return [spec.checkpoint, spec.vaePath ?? '-', spec.precision, spec.provider ?? 'cpu', loras].join('|');
 }
 
@@ -193,6 +194,7 @@ export class ModelLibrary {
           clipVocab: this.options.clipVocab,
           unetPrecision: spec.precision,
           onNotice: this.options.onNotice,
+          loras: spec.loras,
         });
       };
       const e: Entry = { key, spec, users: 0, lastUsed: 0, loading: Promise.resolve(null as never) };

@@ -13,6 +13,7 @@ import { loadSd1, type Sd1Model } from '../runtime/sd1.js';
 import type { Provider } from '../runtime/session.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
 import { hashFile } from '../tools/hash.js';
+import type { LoraSpec } from '../adapters/lora-library.js';
 import { UserError } from '../util/errors.js';
 import {
   checkPrecisionProvider,
@@ -42,6 +43,10 @@ export interface LoadedModel {
   /** UNet arithmetic; 'int8' is recorded in the infotext ("UNet precision: int8"). */
   precision: UnetPrecisionChoice;
   tokenizer: ClipTokenizer;
+  /** "Lora hashes" infotext value of the networks patched in (`loras`), if any. */
+  loraHashes?: string | null;
+  /** What applying them reported (unmatched keys, layers that failed): warned at every job. */
+  loraWarnings?: readonly string[];
   release(): Promise<void>;
 }
 
@@ -216,6 +221,8 @@ export interface LoadModelOptions {
   unetPrecision?: UnetPrecisionChoice;
   /** Told about slow one-time work as it starts (optimising a new checkpoint's UNet). */
   onNotice?: (message: string) => void;
+  /** LoRA / LyCORIS networks patched into the weights (adapters/: an overlay source over the checkpoint). */
+  loras?: readonly LoraSpec[];
 }
 
 /**
@@ -250,6 +257,15 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       vaeSource = await openModel(opts.vaePath);
       source = new VaeOverlaySource(base, vaeSource);
     }
+    const unpatched = source;
+    let loraHashes: string | null = null;
+    const loraWarnings: string[] = [];
+    if (opts.loras?.length) {
+      const { activateLoras } = await import('../adapters/lora-library.js');
+      const act = await activateLoras(source, opts.loras, { warn: (m) => loraWarnings.push(m) });
+      source = act.source;
+      loraHashes = act.loraHashes ?? null;
+    }
     const alphas = await modelAlphasCumprod(source);
     const engine = await loadSd1(source, {
       provider: opts.provider,
@@ -274,9 +290,12 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       latentChannels: engine.config.unet.outChannels,
       precision,
       tokenizer,
+      loraHashes,
+      loraWarnings,
       async release() {
         await engine.release();
-        await source.close();
+        if (source !== unpatched) await source.close();
+        await unpatched.close();
       },
     };
   } catch (e) {

@@ -108,7 +108,7 @@ describe('ModelLibrary cache', () => {
       modelKey(spec('a', { vaePath: 'v' })),
       modelKey(spec('a', { precision: 'int8' })),
       modelKey(spec('a', { provider: 'cuda' })),
-      modelKey(spec('a', { loras: [{ path: 'l', weight: 1 }] })),
+      modelKey(spec('a', { loras: [{ name: 'l', path: 'l', te: 1, unet: 1, dynDim: null }] })),
     ]);
     expect(keys.size).toBe(5);
     await lib.release();

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webUi } from '../../src/server/web-ui.js';
+import { makeDataDir, startServer as startTestServer } from '../server/helpers.js';
 
 let dir: string;
 let app: FastifyInstance;
@@ -90,5 +91,34 @@ describe('webUi plugin', () => {
     expect(res.statusCode).toBe(503);
     expect(res.body).toContain('npm run build:web');
     await bare.close();
+  });
+});
+
+describe('sdstudio serve wiring', () => {
+  it('the UI answers / unless --nowebui; API misses stay JSON 404s', async () => {
+    const dataDir = makeDataDir(false);
+    try {
+      for (const webUi of [true, false]) {
+        const server = await startTestServer(dataDir, { webUi });
+        try {
+          const page = await fetch(server.url + '/', { headers: { accept: 'text/html' } });
+          if (webUi) {
+            // The built page, or (no build in this checkout) the page saying how to build it.
+            expect([200, 503]).toContain(page.status);
+            expect(page.headers.get('content-type')).toMatch(/text\/html/);
+          } else {
+            expect(page.status).toBe(404);
+            expect(await page.json()).toEqual({ detail: 'Not Found' });
+          }
+          const miss = await fetch(server.url + '/sdapi/v1/nope', { headers: { accept: 'text/html' } });
+          expect(miss.status).toBe(404);
+          expect(await miss.json()).toEqual({ detail: 'Not Found' });
+        } finally {
+          await server.close();
+        }
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -20,6 +20,10 @@ metadata as sd_merge_recipe / sd_merge_models, as A1111 writes it.
   --fp16            save float32 merged tensors as fp16 (all float32 ones with no-interp), as A1111
   --bake-vae VAE    replace the VAE with this VAE file's weights
   --discard REGEX   drop every key the regular expression matches (e.g. '^model_ema\\.')
+
+LoRAs baked into a checkpoint (as kohya's merge script does; the same weights a <lora:…> tag gives):
+  sdstudio merge BASE --lora NAME:M [--lora NAME:TE:UNET …] --out OUT.safetensors [--lora-dir DIR]
+  NAME is a file, or a file name / ss_output_name in --lora-dir (default models/Lora) and models/LyCORIS
 `;
 
 const command: CliCommand = {
@@ -37,8 +41,30 @@ const command: CliCommand = {
         fp16: { type: 'boolean' },
         'bake-vae': { type: 'string' },
         discard: { type: 'string' },
+        lora: { type: 'string', multiple: true },
+        'lora-dir': { type: 'string' },
+        'data-dir': { type: 'string' },
       },
     });
+    if (values.lora?.length) {
+      if (!values.out) throw new UserError('--out OUT.safetensors is required');
+      if (positionals.length !== 1)
+        throw new UserError(
+          `--lora bakes LoRAs into one model: give BASE only, got ${positionals.length} models`,
+        );
+      const { mergeLoras } = await import('../../adapters/merge-loras.js');
+      const { loraDirs } = await import('../../adapters/lora-library.js');
+      const stopLoraCleanup = removeTempOnSignal(values.out);
+      const r = await mergeLoras(positionals[0]!, values.lora, values.out, {
+        loraDirs: loraDirs(values['data-dir'] ?? '.', values['lora-dir']),
+        warn: (m) => process.stderr.write(`warning: ${m}\n`),
+        onProgress: countProgress('merging', 'tensors'),
+      }).finally(stopLoraCleanup);
+      process.stdout.write(
+        `wrote ${r.out}: ${r.tensors} tensors, ${r.patched} patched by ${r.loras.length} LoRA(s)\n`,
+      );
+      return 0;
+    }
     const mode = values.mode as MergeMode;
     if (!MERGE_MODES.includes(mode))
       throw new UserError(`--mode must be one of ${MERGE_MODES.join(', ')}, not "${values.mode}"`);

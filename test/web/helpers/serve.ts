@@ -5,8 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { clipVocabPath, goldenPath, repoRoot } from '../../helpers/golden.js';
+import { basename, join } from 'node:path';
+import { clipVocabPath, repoRoot } from '../../helpers/golden.js';
+import { tinyCheckpoint } from '../../server/helpers.js';
 
 export interface RunningServer {
   url: string;
@@ -25,7 +26,7 @@ export async function startServer(
   if (!options.dataDir) {
     mkdirSync(ckptDir, { recursive: true });
     if (options.checkpoint !== false) {
-      symlinkSync(goldenPath('tiny-sd', 'tiny-sd.safetensors'), join(ckptDir, 'tiny-sd.safetensors'));
+      symlinkSync(tinyCheckpoint(), join(ckptDir, basename(tinyCheckpoint())));
     }
   }
   const child: ChildProcess = spawn(
