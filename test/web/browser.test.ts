@@ -173,6 +173,11 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
     expect(text).toContain('Hires steps: 2');
     const out = await decode((await screen.locator('img.result').getAttribute('src'))!);
     expect([out.width, out.height]).toEqual([128, 128]);
+    // Sent on, img2img takes the image's own size, not the first pass's.
+    await screen.getByRole('button', { name: 'Send to img2img' }).click();
+    await expect.poll(() => visible(page).locator('input[name="width"]').inputValue()).toBe('128');
+    expect(await visible(page).locator('input[name="height"]').inputValue()).toBe('128');
+    expect(await prompt(page, 'img2img').inputValue()).toBe('hires check');
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -1,4 +1,4 @@
-import { useCallback, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
 import { imageUrl } from '../api.ts';
 import { NumberField, Radio, SelectField, type Bound } from '../components/fields.tsx';
 import { ImageDrop } from '../components/ImageDrop.tsx';
@@ -28,19 +28,18 @@ export function Img2Img({ form, image, setImage, tab, setTab }: Img2ImgProps) {
   const [mask, setMask] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
 
-  const loadImage = useCallback(
-    (b64: string) => {
-      setImage(b64);
-      // Width and height follow the new image (multiples of 8), as a person almost always wants.
-      const img = new Image();
-      img.onload = () => {
-        form.set('width', normalise(field('width'), img.naturalWidth));
-        form.set('height', normalise(field('height'), img.naturalHeight));
-      };
-      img.src = imageUrl(b64);
-    },
-    [form, setImage],
-  );
+  // Width and height follow the image (multiples of 8), however it came: chosen, dropped, pasted or
+  // sent from a result (a hires-fix result is larger than the size its request asked for).
+  const setField = form.set;
+  useEffect(() => {
+    if (!image) return;
+    const img = new Image();
+    img.onload = () => {
+      setField('width', normalise(field('width'), img.naturalWidth));
+      setField('height', normalise(field('height'), img.naturalHeight));
+    };
+    img.src = imageUrl(image);
+  }, [image, setField]);
 
   const generate = useCallback(() => {
     if (!image) {
@@ -93,7 +92,7 @@ export function Img2Img({ form, image, setImage, tab, setTab }: Img2ImgProps) {
               </button>
             ))}
           </div>
-          <ImageDrop label="Choose image" onImage={loadImage}>
+          <ImageDrop label="Choose image" onImage={setImage}>
             {image && tab === 'img2img' && (
               <img className="init-image" src={imageUrl(image)} alt="Init image" />
             )}
@@ -125,7 +124,7 @@ export function Img2Img({ form, image, setImage, tab, setTab }: Img2ImgProps) {
           actions={{
             onSend: (target, img) => {
               setTab(target);
-              loadImage(img);
+              setImage(img);
             },
             onReuseSeed: (seed) => form.set('seed', seed),
           }}
