@@ -49,7 +49,9 @@ const targets = layout.filter(
   (s) =>
     s.name.endsWith('.weight') &&
     (s.shape.length === 2 || (s.shape.length === 4 && s.shape[2] === 1)) &&
-    ((/^model\.diffusion_model\..*_blocks\.\d+\.1\.|^model\.diffusion_model\.middle_block\.1\./.test(s.name) &&
+    ((/^model\.diffusion_model\..*_blocks\.\d+\.1\.|^model\.diffusion_model\.middle_block\.1\./.test(
+      s.name,
+    ) &&
       /(proj_in|proj_out|to_[qkv]|to_out\.0|ff\.net\.0\.proj|ff\.net\.2)\.weight$/.test(s.name)) ||
       /^cond_stage_model\.transformer\.text_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$/.test(
         s.name,
@@ -72,7 +74,11 @@ for (const s of targets) {
   const conv = s.shape.length === 4;
   loraTensors.set(`${mod}.lora_down.weight`, f32(conv ? [rank, inp, 1, 1] : [rank, inp], 0.01));
   loraTensors.set(`${mod}.lora_up.weight`, f32(conv ? [out, rank, 1, 1] : [out, rank], 0.01));
-  loraTensors.set(`${mod}.alpha`, { dtype: 'F32', shape: [], data: new Uint8Array(new Float32Array([rank / 2]).buffer) });
+  loraTensors.set(`${mod}.alpha`, {
+    dtype: 'F32',
+    shape: [],
+    data: new Uint8Array(new Float32Array([rank / 2]).buffer),
+  });
 }
 const loraFile = new MemoryTensorSource(loraTensors, { path: 'random-lora.safetensors' });
 

@@ -6,8 +6,10 @@
 import {
   MASKED_CONTENT,
   clipSkipOf,
+  emphasisOf,
   ensdOf,
   randnSourceOf,
+  sMinUncondAllOf,
   sMinUncondOf,
   tokenMergingRatioOf,
   type GenerationParams,
@@ -82,6 +84,7 @@ export function paramsToInfotextFields(
     'Token merging ratio hr': hires ? tokenMergingRatioOf(params, 'hires') || null : null,
     RNG: rngSource !== 'GPU' ? rngSource : null,
     NGMS: sMinUncondOf(params) || null,
+    'NGMS all steps': sMinUncondOf(params) && sMinUncondAllOf(params) ? 'True' : null,
     Tiling: params.tiling ? 'True' : null,
   };
 
@@ -130,7 +133,16 @@ export function paramsToInfotextFields(
   }
   if (extras.loraHashes) fields['Lora hashes'] = extras.loraHashes;
   if (extras.tiHashes) fields['TI hashes'] = extras.tiHashes;
-  if (extras.emphasis && extras.emphasis !== 'Original') fields.Emphasis = extras.emphasis;
+  // A1111 (sd_hijack_clip) records a non-default emphasis when a prompt has brackets to weigh.
+  const emphasis = extras.emphasis ?? emphasisOf(params);
+  const texts = [
+    params.prompt,
+    params.negative_prompt,
+    hires ? params.hr_prompt : '',
+    hires ? params.hr_negative_prompt : '',
+  ];
+  if (emphasis !== 'Original' && texts.some((t) => t.includes('(') || t.includes('[')))
+    fields.Emphasis = emphasis;
   if (extras.unetPrecision && extras.unetPrecision !== 'fp32')
     fields[UNET_PRECISION_KEY] = extras.unetPrecision;
   for (const [k, v] of Object.entries(extras.extra ?? {})) fields[k] = v;
@@ -277,6 +289,7 @@ export function paramsFromInfotext(d: ParsedInfotext): Partial<GenerationParams>
   // A1111 maps these infotext keys to settings (infotext_to_setting_name_mapping).
   const ngms = num(d, 'NGMS');
   if (ngms !== undefined) o.s_min_uncond = ngms;
+  if (str(d, 'NGMS all steps') === 'True') o.s_min_uncond_all = true;
   const emphasis = str(d, 'Emphasis');
   if (emphasis !== undefined) o.emphasis = emphasis;
   const rng = str(d, 'RNG');

@@ -60,8 +60,12 @@ export const RESIZE_MODES = [
   'Just resize (latent upscale)',
 ] as const;
 
-/** A1111's `emphasis` setting: how (word:1.2) weights are applied to the text encoder's output. */
-export const EMPHASIS_MODES = ['Original', 'No norm', 'None'] as const;
+/**
+ * A1111's `emphasis` setting (sd_emphasis.py): how (word:1.2) weights are applied to the text
+ * encoder's output — "Original" multiplies and restores the mean, "No norm" only multiplies,
+ * "Ignore" drops the weights, "None" reads the brackets as plain text.
+ */
+export const EMPHASIS_MODES = ['Original', 'No norm', 'Ignore', 'None'] as const;
 
 /** A1111's `randn_source` setting. */
 export const RANDN_SOURCES = ['GPU', 'CPU', 'NV'] as const;

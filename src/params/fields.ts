@@ -638,8 +638,14 @@ export const SETTINGS = {
       {
         flag: 'emphasis',
         arg: 'NAME',
-        help: '(word:1.2) weights: Original, "No norm" (SDXL users like it) or None',
-        choices: { original: 'Original', 'no norm': 'No norm', 'no-norm': 'No norm', none: 'None' },
+        help: '(word:1.2) weights: Original, "No norm" (SDXL users like it), Ignore (no weights) or None (brackets are text)',
+        choices: {
+          original: 'Original',
+          'no norm': 'No norm',
+          'no-norm': 'No norm',
+          ignore: 'Ignore',
+          none: 'None',
+        },
       },
     ],
     infotext: ['Emphasis'],

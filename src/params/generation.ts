@@ -5,7 +5,7 @@
  * is the field table (fields.ts) as a TypeBox schema (schema.ts); this module gathers what the
  * pipeline reads off a request (clip skip, ENSD, seeds, …).
  */
-import { MAX_TOKEN_MERGE_RATIO } from './catalog.js';
+import { EMPHASIS_MODES, MAX_TOKEN_MERGE_RATIO } from './catalog.js';
 import type { GenerationParams } from './schema.js';
 
 export {
@@ -88,10 +88,16 @@ export function sMinUncondOf(p: GenerationParams): number {
   return Number.isFinite(v) && v > 0 ? v : 0;
 }
 
-/** A1111's `emphasis` setting in force: "Original" (default), "No norm" or "None". */
-export function emphasisOf(p: GenerationParams): 'Original' | 'No norm' | 'None' {
+/** A1111's s_min_uncond_all setting ("NGMS all steps"): skip the uncond on every step, not alternate ones. */
+export function sMinUncondAllOf(p: GenerationParams): boolean {
+  const v = p.override_settings.s_min_uncond_all;
+  return v === true || v === 'True' || v === 'true';
+}
+
+/** A1111's `emphasis` setting in force: "Original" (default), "No norm", "Ignore" or "None". */
+export function emphasisOf(p: GenerationParams): (typeof EMPHASIS_MODES)[number] {
   const v = p.override_settings.emphasis;
-  return v === 'No norm' || v === 'None' ? v : 'Original';
+  return EMPHASIS_MODES.find((m) => m === v) ?? 'Original';
 }
 
 /** A1111 get_fixed_seed: -1 becomes a random seed in [0, 4294967294). */

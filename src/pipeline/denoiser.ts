@@ -15,7 +15,6 @@ import {
   timestepsDenoiser,
   type BatchedFn,
   type Parameterization,
-  type ScheduledCond as Scheduled,
   type UnetFn,
 } from '../sampling/denoisers.js';
 import { LcmSchedule, type DiscreteSchedule } from '../sampling/schedules.js';
@@ -24,11 +23,20 @@ import type { TensorF32 } from '../runtime/sd1.js';
 
 export { condAtStep } from '../sampling/denoisers.js';
 
-/** eps (or v) = UNet(x, t, context); x may carry extra channels (inpainting models). */
-export type UNetFn = (x: TensorF32, t: TensorF32, context: TensorF32) => Promise<TensorF32>;
+/**
+ * eps (or v) = UNet(x, t, context[, y]); x may carry extra channels (inpainting models); y is a
+ * vector conditioning [B, adm] (SDXL), one row per context row.
+ */
+export type UNetFn = (x: TensorF32, t: TensorF32, context: TensorF32, y?: TensorF32) => Promise<TensorF32>;
 
 /** One conditioning valid up to and including step `endAtStep` (A1111 ScheduledPromptConditioning). */
-export type ScheduledCond = Scheduled<TensorF32>;
+export interface ScheduledCond {
+  endAtStep: number;
+  /** [tokens, width], tokens a multiple of 77. */
+  cond: TensorF32;
+  /** A vector conditioning [adm] (SDXL: pooled text output and size embeddings). */
+  y?: TensorF32;
+}
 
 /** An image's prompt: AND-parts with weights, each a schedule; and the negative prompt's schedule. */
 export interface ImageConditioning {
@@ -49,6 +57,8 @@ export interface DenoiserOptions {
   lcm?: boolean;
   /** A1111 s_min_uncond ("Negative Guidance minimum sigma", infotext NGMS); 0 = off. */
   sMinUncond?: number;
+  /** A1111 setting s_min_uncond_all ("NGMS all steps"): skip on every call below s_min_uncond. */
+  sMinUncondAll?: boolean;
   /** Inpainting-model conditioning per image [5, H, W] (mask + masked-image latent), concatenated to x. */
   imageConditioning?: Float32Array;
   /** img2img inpaint: the original latent and the repaint mask (1 = repaint) per image [C·H·W each]. */
@@ -80,7 +90,7 @@ export class CfgDenoiser {
   /** The timestep samplers' model function (DDIM, PLMS, UniPC): CFG on eps at model timestep t. */
   readonly epsModel: EpsModel;
   /** The last context batch, reused while prompt editing picks the same conds. */
-  private context?: { picked: readonly TensorF32[]; stacked: TensorF32 };
+  private context?: { picked: readonly ScheduledCond[]; stacked: TensorF32; y?: TensorF32 };
 
   constructor(o: DenoiserOptions) {
     const [c, h, w] = o.latentShape;
@@ -88,7 +98,7 @@ export class CfgDenoiser {
     const extra = o.imageConditioning;
     const extraC = extra ? extra.length / (h * w) / o.images.length : 0;
     let pendingCall: { step: number; level: number; skipUncond: boolean } | null = null;
-    const unet: UnetFn<TensorF32> = async (x, t, conds, images) => {
+    const unet: UnetFn<ScheduledCond> = async (x, t, conds, images) => {
       const b = t.length;
       const ch = c + extraC;
       let input = x;
@@ -101,23 +111,31 @@ export class CfgDenoiser {
         }
       }
       if (pendingCall) o.onModelCall?.({ ...pendingCall, t: t[0]! });
+      const ctx = this.stacked(conds);
       const out = await o.unet(
         { data: input, dims: [b, ch, h, w] },
         { data: t, dims: [b] },
-        this.stacked(conds),
+        ctx.stacked,
+        ctx.y,
       );
       return out.data;
     };
-    const cfg = (inner: BatchedFn<TensorF32>, maskBefore: boolean) =>
+    // The schedules' entries are the conditionings (context and optional vector together).
+    const schedule = (entries: readonly ScheduledCond[]) =>
+      new CondSchedule(entries.map((e) => ({ endAtStep: e.endAtStep, cond: e })));
+    const cfg = (inner: BatchedFn<ScheduledCond>, maskBefore: boolean) =>
       cfgDenoiser(inner, {
         conds: o.images.map((img) =>
-          img.parts.map((p) => ({ cond: new CondSchedule(p.schedule), weight: p.weight })),
+          img.parts.map((p) => ({ cond: schedule(p.schedule), weight: p.weight })),
         ),
-        uncond: o.images.map((img) => new CondSchedule(img.uncond)),
+        uncond: o.images.map((img) => schedule(img.uncond)),
         scale: o.cfgScale,
         // A1111 runs cond and uncond as one batch when their (padded) token counts agree.
-        joinable: (conds, unconds) => Math.max(...conds.map(tokensOf)) === Math.max(...unconds.map(tokensOf)),
+        joinable: (conds, unconds) =>
+          Math.max(...conds.map((e) => tokensOf(e.cond))) ===
+          Math.max(...unconds.map((e) => tokensOf(e.cond))),
         sMinUncond: o.sMinUncond,
+        sMinUncondAll: o.sMinUncondAll,
         mask:
           o.initLatent && o.nmask
             ? { mask: o.nmask.map((v) => 1 - v), initLatent: o.initLatent, before: maskBefore }
@@ -135,14 +153,24 @@ export class CfgDenoiser {
     this.epsModel = cfg(timestepsDenoiser(unet, o.schedule.alphasCumprod, prediction), true);
   }
 
-  /** The conds of one network batch stacked [rows, T, W]; rebuilt only when prompt editing switches one. */
-  private stacked(conds: readonly TensorF32[]): TensorF32 {
+  /**
+   * The conds of one network batch stacked [rows, T, W] (and their vectors [rows, adm] when they have
+   * them); rebuilt only when prompt editing switches one.
+   */
+  private stacked(conds: readonly ScheduledCond[]): { stacked: TensorF32; y?: TensorF32 } {
     const last = this.context;
     if (last && last.picked.length === conds.length && last.picked.every((x, i) => x === conds[i])) {
-      return last.stacked;
+      return last;
     }
-    const stacked = stackPadded(conds);
-    this.context = { picked: conds, stacked };
-    return stacked;
+    const stacked = stackPadded(conds.map((e) => e.cond));
+    let y: TensorF32 | undefined;
+    if (conds.every((e) => e.y)) {
+      const n = conds[0]!.y!.data.length;
+      const data = new Float32Array(conds.length * n);
+      conds.forEach((e, i) => data.set(e.y!.data, i * n));
+      y = { data, dims: [conds.length, n] };
+    }
+    this.context = { picked: conds, stacked, y };
+    return this.context;
   }
 }

@@ -49,12 +49,14 @@ import {
 import type { LoadedModel } from './model.js';
 import {
   clipSkipOf,
+  emphasisOf,
   ensdOf,
   fixSeed,
   hiresTargetSize,
   jobSeeds,
   randnSourceOf,
   resolveSampler,
+  sMinUncondAllOf,
   sMinUncondOf,
   tokenMergingRatioOf,
   type GenerationParams,
@@ -409,6 +411,7 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     prediction: model.prediction ?? 'eps',
     lcm: plan.sampler.kind === 'lcm',
     sMinUncond: sMinUncondOf(p),
+    sMinUncondAll: sMinUncondAllOf(p),
     imageConditioning: a.imageConditioning,
     initLatent: a.initLatent,
     nmask: a.nmask,
@@ -532,6 +535,7 @@ export async function generate(
     tokenizer: model.tokenizer,
     clipSkip: clipSkipOf(p),
     embeddings: hooks.embeddings,
+    emphasis: emphasisOf(p),
   });
   // A1111 counts prompt-editing steps per model call, so second-order samplers get twice the steps.
   const condSteps = (sampler: string, steps: number) =>

@@ -175,6 +175,8 @@ export interface CfgOptions<C> {
    * stands in for it, combined with scale 1.
    */
   sMinUncond?: number;
+  /** A1111 setting s_min_uncond_all ("NGMS all steps"): skip below s_min_uncond on every call. */
+  sMinUncondAll?: boolean;
   /**
    * Inpainting: result = init·mask + (1 - mask)·result per element (mask 1 = keep the original).
    * `before`: blend the input x instead of the output (A1111's timestep samplers).
@@ -213,7 +215,10 @@ export function cfgDenoiser<C>(
   return async (xArg, level) => {
     const per = xArg.length / batch;
     const x = opts.mask?.before ? blend(xArg, per) : xArg;
-    const skipUncond = step % 2 === 1 && (opts.sMinUncond ?? 0) > 0 && level < opts.sMinUncond!;
+    const skipUncond =
+      (step % 2 === 1 || opts.sMinUncondAll === true) &&
+      (opts.sMinUncond ?? 0) > 0 &&
+      level < opts.sMinUncond!;
     opts.onCall?.({ step, level, skipUncond });
     const condItems: { image: number; cond: C }[] = [];
     opts.conds.forEach((parts, i) =>

@@ -96,6 +96,7 @@ export class PipelineExecutor implements JobExecutor {
         model: request.checkpoint,
         vae: request.vae,
         embeddingsDir: this.opts.dirs.embeddings,
+        loraDir: this.opts.dirs.lora,
         stylesFile: this.opts.stylesFile,
         preview: request.previewEvery > 0 ? { every: request.previewEvery, mode: 'cheap' } : null,
         output: {

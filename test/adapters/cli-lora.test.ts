@@ -94,6 +94,12 @@ describe('sdstudio txt2img with <lora:…>', () => {
     const again = await one(['--params', withTag.path, '--model', tiny, '--no-grid', '--data-dir', dir], dir);
     expect((await pixels(again.path)).equals(await pixels(withTag.path))).toBe(true);
 
+    // The int8 UNet quantizes the patched weights (runtime/quantize.ts reads the overlay source).
+    const int8 = ['--precision', 'int8', ...common];
+    const int8Tag = await one(['a red cube ' + tagText, '--model', tiny, ...int8], dir);
+    const int8Merged = await one(['a red cube', '--model', merged, ...int8], dir);
+    expect((await pixels(int8Tag.path)).equals(await pixels(int8Merged.path))).toBe(true);
+
     const missing = await runCli(
       ['txt2img', 'a red cube <lora:no_such_lora:1>', '--model', tiny, ...common],
       dir,

@@ -86,3 +86,38 @@ describe('emphasis (A1111 Original)', () => {
     expect(Array.from(same)).toEqual([1, 2]);
   });
 });
+
+describe("emphasis modes (A1111's emphasis setting) through the Conditioner", () => {
+  const weighted = 'a (cat:1.5) house';
+  const encode = async (text: string): Promise<Float32Array> => {
+    const ids = [tokenizer.bos, ...tokenizer.encode(text)];
+    while (ids.length < 77) ids.push(tokenizer.eos);
+    return (await engine.encodeIds(Int32Array.from(ids), 1, 1)).data;
+  };
+  const run = async (emphasis: 'Original' | 'No norm' | 'Ignore' | 'None', text = weighted) =>
+    (await new Conditioner({ model: engine, tokenizer, clipSkip: 1, emphasis }).schedule(text, 1))[0]!.cond
+      .data;
+
+  it('"No norm" multiplies the weighted token only; "Original" then restores the mean', async () => {
+    const plain = await encode('a cat house');
+    expect(tokenizer.encode('a cat house')).toHaveLength(3);
+    const width = engine.config.text.width;
+    // Row 2 is "cat" (BOS, "a", "cat", …): hand-computed expectations from the unweighted encoding.
+    const noNorm = plain.slice();
+    for (let k = 0; k < width; k++) noNorm[2 * width + k] = Math.fround(plain[2 * width + k]! * 1.5);
+    const mean = (z: Float32Array) => z.reduce((a, v) => a + v, 0) / z.length;
+    const ratio = mean(plain) / mean(noNorm);
+    const original = noNorm.map((v) => v * ratio);
+
+    expect(maxDiff(await run('No norm'), noNorm)).toBeLessThan(1e-5);
+    expect(maxDiff(await run('Original'), original)).toBeLessThan(1e-5);
+    expect(maxDiff(await run('Original'), noNorm)).toBeGreaterThan(1e-4);
+  });
+
+  it('"Ignore" drops the weights; "None" reads the brackets as text', async () => {
+    expect(maxDiff(await run('Ignore'), await encode('a cat house'))).toBeLessThan(1e-6);
+    const literal = await encode(weighted);
+    expect(maxDiff(await run('None'), literal)).toBeLessThan(1e-6);
+    expect(maxDiff(literal, await encode('a cat house'))).toBeGreaterThan(1e-3);
+  });
+});

@@ -75,6 +75,22 @@ describe('CfgDenoiser: s_min_uncond (A1111 NGMS)', () => {
     expect(outs[2]![0]).toBeCloseTo(guided, 5);
   });
 
+  it('skips on every call below it with the "NGMS all steps" setting', async () => {
+    const calls: Call[] = [];
+    const d = new CfgDenoiser({
+      unet: fakeUnet(calls),
+      schedule,
+      latentShape: shape,
+      images: [single(0.5, 0.25)],
+      cfgScale: 7,
+      sMinUncond: 5,
+      sMinUncondAll: true,
+    });
+    for (let i = 0; i < 3; i++) await d.model(new Float32Array(PER), 2);
+    await d.model(new Float32Array(PER), 6);
+    expect(calls.map((c) => c.rows)).toEqual([1, 1, 1, 2]);
+  });
+
   it('keeps the uncond pass at or above s_min_uncond, and always when it is 0', async () => {
     for (const [sMinUncond, sigma] of [
       [5, 5],
@@ -150,6 +166,31 @@ describe('CfgDenoiser: v-prediction (SD2 768-v)', () => {
     expect((await d.model(x, sigma))[0]).toBeCloseTo(2 / s2 - (sigma / Math.sqrt(s2)) * 0.5, 5);
     const a = ac[500]!;
     expect((await d.epsModel(x, 500))[0]).toBeCloseTo(Math.sqrt(a) * 0.5 + Math.sqrt(1 - a) * 2, 5);
+  });
+});
+
+describe('CfgDenoiser: vector conditioning (SDXL y)', () => {
+  it('hands the UNet one vector row per context row, in the rows order', async () => {
+    const ys: number[][] = [];
+    const unet: UNetFn = async (x, _t, _context, y) => {
+      ys.push(Array.from(y!.data));
+      return { data: new Float32Array(x.data.length), dims: x.dims };
+    };
+    const vec = (v: number) => ({ data: Float32Array.from([v, v]), dims: [2] });
+    const d = new CfgDenoiser({
+      unet,
+      schedule,
+      latentShape: shape,
+      images: [
+        {
+          parts: [{ schedule: [{ endAtStep: 9, cond: cond(0.5), y: vec(1) }], weight: 1 }],
+          uncond: [{ endAtStep: 9, cond: cond(0.25), y: vec(2) }],
+        },
+      ],
+      cfgScale: 3,
+    });
+    await d.model(new Float32Array(PER), 1);
+    expect(ys).toEqual([[1, 1, 2, 2]]);
   });
 });
 
@@ -254,6 +295,19 @@ describe('through generate (tiny checkpoint)', () => {
     const c = await generate(again.model, back, 'txt2img');
     expect(again.calls.map((x) => x.rows)).toEqual([2, 1, 2, 1]);
     expect(Buffer.from(c.images[0]!.image.data).equals(Buffer.from(b.images[0]!.image.data))).toBe(true);
+  });
+
+  it('the emphasis setting reaches the text conditioning and the infotext', async () => {
+    const p = { ...base, prompt: 'a (cube:1.6), [sphere]' };
+    const a = await generate(model, withDefaults(p), 'txt2img');
+    const b = await generate(
+      model,
+      withDefaults({ ...p, override_settings: { emphasis: 'No norm' } }),
+      'txt2img',
+    );
+    expect(Buffer.from(a.images[0]!.image.data).equals(Buffer.from(b.images[0]!.image.data))).toBe(false);
+    expect(parseInfotext(b.images[0]!.infotext)['Emphasis']).toBe('No norm');
+    expect(a.images[0]!.infotext).not.toContain('Emphasis');
   });
 
   it("the LCM sampler calls the UNet at A1111's quantised LCM timesteps", async () => {
