@@ -185,10 +185,17 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
   it('queue three jobs: they run one after the other, each kept with its own prompt', async () => {
     const { page, errors } = await openPage(browser, url);
     const screen = visible(page);
-    await smallJob(page, 8);
+    // A long first job, so the next two are queued behind it for sure; it is interrupted once they are.
+    await smallJob(page, 150);
     await prompt(page).fill('queued job 1');
     await page.getByRole('button', { name: 'Generate' }).click();
-    await screen.getByRole('button', { name: 'Queue' }).waitFor();
+    // Sampling has begun (the model is loaded): interrupting it later still gives an image.
+    await expect
+      .poll(async () => Number((await page.getByRole('progressbar').getAttribute('aria-valuenow')) ?? 0), {
+        timeout: 60_000,
+      })
+      .toBeGreaterThan(0);
+    await smallJob(page, 3);
     await prompt(page).fill('queued job 2');
     await screen.getByRole('button', { name: 'Queue' }).click();
     await prompt(page).fill('queued job 3');
@@ -198,6 +205,7 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       .poll(() => queued.allTextContents())
       .toEqual([expect.stringContaining('queued job 2'), expect.stringContaining('queued job 3')]);
     await shot(page, 'queue');
+    await screen.getByRole('button', { name: 'Interrupt' }).click();
     const history = screen.getByRole('list', { name: 'Earlier jobs' }).getByRole('listitem');
     await expect.poll(() => history.count(), { timeout: 90_000 }).toBe(3);
     await page.getByRole('button', { name: 'Generate' }).waitFor();

@@ -62,7 +62,7 @@ export function useGeneration(pollMs = 500) {
   const runOne = useCallback(
     async (job: QueuedJob) => {
       running.current = true;
-      setState((s) => ({ ...s, running: true, progress: null, preview: null, error: null }));
+      setState((s) => ({ ...s, running: true, progress: null, preview: null }));
       let done = false;
       const poll = async () => {
         while (!done && alive.current) {
@@ -77,27 +77,29 @@ export function useGeneration(pollMs = 500) {
         }
       };
       const polling = poll();
+      let result: GenerationResult | null = null;
+      let error: string | null = null;
       try {
         const res = job.mode === 'txt2img' ? await api.txt2img(job.request) : await api.img2img(job.request);
-        done = true;
-        const result: GenerationResult = {
-          id: job.id,
-          images: res.images,
-          info: parseInfo(res.info),
-          request: job.request,
-        };
-        if (alive.current) {
-          setState((s) => ({ ...s, result, history: [result, ...s.history].slice(0, MAX_HISTORY) }));
-        }
+        result = { id: job.id, images: res.images, info: parseInfo(res.info), request: job.request };
       } catch (e) {
-        done = true;
-        if (alive.current) setState((s) => ({ ...s, error: (e as Error).message }));
+        error = (e as Error).message;
+      }
+      done = true;
+      running.current = false;
+      // The next queued job starts at once; this job's last poll ends on its own.
+      const next = queue.current.shift();
+      if (alive.current) {
+        setState((s) => ({
+          ...s,
+          running: next !== undefined,
+          queue: [...queue.current],
+          error: error ?? s.error,
+          ...(result && { result, history: [result, ...s.history].slice(0, MAX_HISTORY) }),
+        }));
+        if (next) void runOne(next);
       }
       await polling;
-      running.current = false;
-      const next = queue.current.shift();
-      if (alive.current) setState((s) => ({ ...s, running: next !== undefined, queue: [...queue.current] }));
-      if (next && alive.current) void runOne(next);
     },
     [pollMs],
   );
@@ -110,6 +112,7 @@ export function useGeneration(pollMs = 500) {
         queue.current.push(job);
         setState((s) => ({ ...s, queue: [...queue.current] }));
       } else {
+        setState((s) => ({ ...s, error: null }));
         void runOne(job);
       }
     },
