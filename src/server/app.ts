@@ -25,6 +25,7 @@ import progressRoutes from './routes/progress.js';
 import imageRoutes from './routes/images.js';
 import jobRoutes from './routes/jobs.js';
 import downloadRoutes from './routes/downloads.js';
+import { webUi } from './web-ui.js';
 
 export interface ServerConfig {
   host: string;
@@ -42,6 +43,8 @@ export interface ServerConfig {
   cacheDir?: string;
   /** Every flag with its value, for GET /sdapi/v1/cmd-flags. */
   flags: Record<string, unknown>;
+  /** Serve the web UI (web/dist) at the root path; false with --nowebui. */
+  webUi?: boolean;
   log?: (message: string) => void;
 }
 
@@ -256,6 +259,7 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
     },
     { prefix },
   );
+  if (config.webUi) await app.register(webUi, { prefix });
   await app.ready();
   queue.start();
 

@@ -28,7 +28,7 @@ persistent queue (SQLite in the data dir). OpenAPI at /openapi.json, interactive
   --cors-allow-origins A,B      allow these browser origins (exact match)
   --cors-allow-origins-regex RE allow origins matching RE
   --api-log                     one line per API request on stderr
-  --nowebui                     API only (no UI yet either way; changes the default port to 7861)
+  --nowebui                     API only, without the web UI (changes the default port to 7861)
   --subpath PATH                serve everything under PATH (e.g. /sd)
   --body-limit MB               largest request body (default 64)
 `;
@@ -134,6 +134,7 @@ export function serveConfig(argv: string[]): { config: ServerConfig; warnings: s
     subpath,
     cacheDir: values['cache-dir'] ? resolve(values['cache-dir']) : undefined,
     flags,
+    webUi: !values.nowebui,
   };
   return { config, warnings };
 }
