@@ -561,6 +561,48 @@ async function readEvents(url: string): Promise<{ event: string; data: any }[]> 
     });
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type SseEvent = { event: string; data: any };
+
+/**
+ * Reads Server-Sent Events as they arrive: `until` resolves with the first event that matches, and
+ * fails (listing what came) when the stream ends first.
+ */
+async function openEvents(url: string) {
+  const res = await fetch(url);
+  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  const seen: string[] = [];
+  const next = async (): Promise<SseEvent | null> => {
+    for (;;) {
+      const cut = buffer.indexOf('\n\n');
+      if (cut >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        if (!block.startsWith('event: ')) continue; // keep-alive comments
+        const [e, d] = block.split('\n');
+        return { event: e!.slice(7), data: JSON.parse(d!.slice(6)) };
+      }
+      const { value, done } = await reader.read();
+      if (done) return null;
+      buffer += value;
+    }
+  };
+  return {
+    async until(match: (e: SseEvent) => boolean): Promise<SseEvent> {
+      for (let e = await next(); e; e = await next()) {
+        seen.push(`${e.event} ${e.data.state ?? ''}${e.data.phase ?? ''} ${e.data.step ?? ''}`.trim());
+        if (match(e)) return e;
+      }
+      throw new Error(
+        `the event stream ended without the awaited event; it sent: ${seen.slice(-20).join('; ')}`,
+      );
+    },
+    close: () => reader.cancel().catch(() => undefined),
+  };
+}
+
 describe('job API', () => {
   it('submit answers at once; the event stream reports progress, ETA and previews; results come from the store', async () => {
     const r = await call(server.url, '/api/v1/jobs', {
@@ -613,34 +655,44 @@ describe('job API', () => {
         body: { mode: 'txt2img', params: { prompt: 'a', seed: 1, steps: 1000, width: 64, height: 64 } },
       })
     ).body;
-    const b = (
-      await call(server.url, '/api/v1/jobs', {
-        body: { mode: 'txt2img', params: { prompt: 'b', seed: 2, steps: 3, width: 64, height: 64 } },
-      })
-    ).body;
-    // Cancel only once it is sampling (interrupted before its first step, it would have no image).
-    for (let i = 0; i < 600; i++) {
-      const p = (await call(server.url, `/api/v1/jobs/${a.id}`)).body.progress;
-      if (p?.phase === 'txt2img' && p.step >= 2) break;
-      await new Promise((r) => setTimeout(r, 50));
+    // a's events from now on: its first finished sampling step is awaited, not polled for a while.
+    const events = await openEvents(`${server.url}/api/v1/jobs/${a.id}/events`);
+    try {
+      const b = (
+        await call(server.url, '/api/v1/jobs', {
+          body: { mode: 'txt2img', params: { prompt: 'b', seed: 2, steps: 3, width: 64, height: 64 } },
+        })
+      ).body;
+      // Cancel only once it is sampling (interrupted before its first step, it has no image, as A1111).
+      const sampling = await events.until(
+        (e) => e.event === 'progress' && e.data.phase === 'txt2img' && e.data.step >= 1,
+      );
+      expect(sampling.data.steps).toBe(1000);
+      expect(
+        (await call(server.url, `/api/v1/jobs?state=queued`)).body.jobs.map((j: { id: string }) => j.id),
+      ).toEqual([b.id]);
+      const cb = await call(server.url, `/api/v1/jobs/${b.id}/cancel`, { method: 'POST' });
+      expect(cb.body.state).toBe('cancelled');
+      expect((await call(server.url, `/api/v1/jobs/${a.id}`, { method: 'DELETE' })).status).toBe(409);
+      const ca = await call(server.url, `/api/v1/jobs/${a.id}/cancel`, { method: 'POST' });
+      expect(ca.status).toBe(200);
+      let lastStep = sampling.data.step as number;
+      const end = await events.until((e) => {
+        if (e.event === 'progress' && e.data.phase === 'txt2img') lastStep = e.data.step;
+        return e.event === 'state' && e.data.state !== 'running';
+      });
+      const ja = (await call(server.url, `/api/v1/jobs/${a.id}`)).body;
+      const shown = JSON.stringify({ ...ja, params: undefined });
+      expect(end.data.state, shown).toBe('cancelled');
+      expect(ja.state, shown).toBe('cancelled');
+      expect(ja.result.interrupted).toBe(true);
+      expect(ja.result.images, shown).toHaveLength(1);
+      // Stopped after the step that was running, long before its 1000 steps.
+      expect(lastStep).toBeLessThan(1000);
+      expect((await call(server.url, `/api/v1/jobs/${b.id}`, { method: 'DELETE' })).status).toBe(204);
+      expect((await call(server.url, `/api/v1/jobs/${b.id}`)).status).toBe(404);
+    } finally {
+      await events.close();
     }
-    expect(
-      (await call(server.url, `/api/v1/jobs?state=queued`)).body.jobs.map((j: { id: string }) => j.id),
-    ).toEqual([b.id]);
-    const cb = await call(server.url, `/api/v1/jobs/${b.id}/cancel`, { method: 'POST' });
-    expect(cb.body.state).toBe('cancelled');
-    expect((await call(server.url, `/api/v1/jobs/${a.id}`, { method: 'DELETE' })).status).toBe(409);
-    await call(server.url, `/api/v1/jobs/${a.id}/cancel`, { method: 'POST' });
-    let ja;
-    for (let i = 0; i < 600; i++) {
-      ja = (await call(server.url, `/api/v1/jobs/${a.id}`)).body;
-      if (ja.state !== 'running') break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(ja.state, JSON.stringify({ ...ja, params: undefined })).toBe('cancelled');
-    expect(ja.result.interrupted).toBe(true);
-    expect(ja.result.images, JSON.stringify({ ...ja, params: undefined })).toHaveLength(1);
-    expect((await call(server.url, `/api/v1/jobs/${b.id}`, { method: 'DELETE' })).status).toBe(204);
-    expect((await call(server.url, `/api/v1/jobs/${b.id}`)).status).toBe(404);
   });
 });
