@@ -43,6 +43,12 @@ describe('txt2img', () => {
     });
     expect(r.status).toBe(200);
     expect(r.headers.get('x-process-time')).toMatch(/^\d/);
+    // Server-Timing: the job's wait and run (ms); together within the request's own time.
+    const timing = /^queue;dur=(\d+), gen;dur=(\d+)$/.exec(r.headers.get('server-timing') ?? '');
+    expect(timing, r.headers.get('server-timing') ?? 'no Server-Timing').not.toBeNull();
+    const [queued, gen] = [Number(timing![1]), Number(timing![2])];
+    expect(gen).toBeGreaterThan(0);
+    expect(queued + gen).toBeLessThanOrEqual(Number(r.headers.get('x-process-time')) * 1000 + 1);
     expect(Object.keys(r.body).sort()).toEqual(['images', 'info', 'parameters']);
     expect(r.body.images).toHaveLength(1);
     const png = await pngInfo(r.body.images[0]);
