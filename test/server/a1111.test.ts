@@ -89,6 +89,8 @@ describe('txt2img', () => {
       clip_skip: 1,
     });
     expect(info.sd_model_hash).toMatch(/^[0-9a-f]{10}$/);
+    // Euler on the model's own schedule, no hires: A1111 keeps nothing extra.
+    expect(info.extra_generation_params).toEqual({});
     expect(info.infotexts).toEqual([png.parameters]);
     expect(info.job_timestamp).toMatch(/^\d{14}$/);
     // save_images false: nothing in outputs/, and the job's files are gone once answered.
@@ -122,6 +124,35 @@ describe('txt2img', () => {
     // The images sent are the files saved.
     const saved = readFileSync(join(dataDir, 'outputs', 'txt2img-images', day, files[1]!)).toString('base64');
     expect(r.body.images[2]).toBe(saved);
+  });
+
+  it('info.extra_generation_params holds what A1111 keeps there (schedule, hires), each as in the infotext', async () => {
+    const r = await call(server.url, '/sdapi/v1/txt2img', {
+      body: {
+        prompt: 'a (red:1.2) cube',
+        seed: 5,
+        ...small,
+        sampler_name: 'DPM++ 2M',
+        enable_hr: true,
+        hr_scale: 2,
+        hr_upscaler: 'Latent',
+        hr_second_pass_steps: 1,
+        denoising_strength: 0.6,
+      },
+    });
+    expect(r.status).toBe(200);
+    const info = JSON.parse(r.body.info);
+    expect(info.extra_generation_params).toEqual({
+      'Schedule type': 'Karras',
+      'Denoising strength': 0.6,
+      'Hires upscale': 2,
+      'Hires steps': 1,
+      'Hires upscaler': 'Latent',
+    });
+    // The same entries, with the same values, in the image's infotext; no grid for one image.
+    for (const [k, v] of Object.entries(info.extra_generation_params))
+      expect(info.infotexts[0]).toContain(`${k}: ${v}`);
+    expect(info.index_of_first_image).toBe(0);
   });
 
   it('send_images false answers no images; legacy sampler_index and "Sampler Scheduler" names work; sizes round down to 8', async () => {
@@ -247,6 +278,10 @@ describe('img2img', () => {
     const png = await pngInfo(r.body.images[0]);
     expect([png.width, png.height]).toEqual([64, 64]);
     expect(png.parameters).toMatch(/Denoising strength: 0.5, .*Mask blur: 2/);
+    expect(JSON.parse(r.body.info).extra_generation_params).toEqual({
+      'Denoising strength': 0.5,
+      'Mask blur': 2,
+    });
     expect(r.body.parameters.init_images).toBeNull();
     expect(r.body.parameters.mask).toBeNull();
     expect(r.body.parameters.resize_mode).toBe(0);
@@ -257,6 +292,7 @@ describe('img2img', () => {
     expect(kept.status).toBe(200);
     expect(kept.body.parameters.init_images).toEqual([init]);
     expect(JSON.parse(kept.body.info).denoising_strength).toBe(0.75);
+    expect(JSON.parse(kept.body.info).extra_generation_params).toEqual({ 'Denoising strength': 0.75 });
   });
 
   it('answers 404 "Init image not found" without init_images, as A1111', async () => {
