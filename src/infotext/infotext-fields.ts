@@ -192,15 +192,23 @@ const A1111_COMPUTED_KEYS: ReadonlySet<string> = new Set([
  * order, values as they were, not as text): the hires, inpainting and sampler entries, Lora/TI
  * hashes, Emphasis, NGMS, "Denoising strength" (which A1111 also keeps there), and "Schedule type"
  * when the sampler's schedule is not the model's own ("Automatic" is create_infotext's default).
+ * With hires fix A1111 also holds "Hires prompt" and "Hires negative prompt" as functions its JSON
+ * writes as null, and a "Hires schedule type" placeholder (null unless the infotext has one).
  */
 export function extraGenerationParams(
   fields: Readonly<Record<string, InfotextValue>>,
-): Record<string, InfotextValue> {
-  const out: Record<string, InfotextValue> = {};
+  opts: { hires?: boolean } = {},
+): Record<string, InfotextValue | null> {
+  const out: Record<string, InfotextValue | null> = {};
   for (const [k, v] of Object.entries(fields)) {
     if (A1111_COMPUTED_KEYS.has(k)) continue;
     if (k === 'Schedule type' && v === 'Automatic') continue;
     out[k] = v;
+  }
+  if (opts.hires) {
+    out['Hires prompt'] = null;
+    out['Hires negative prompt'] = null;
+    out['Hires schedule type'] ??= null;
   }
   return out;
 }

@@ -118,7 +118,7 @@ export interface GeneratedImage {
 export interface GenerationResult {
   images: GeneratedImage[];
   /** A1111's `extra_generation_params` (from the first image's infotext fields; {} without images). */
-  extraGenerationParams: Record<string, InfotextValue>;
+  extraGenerationParams: Record<string, InfotextValue | null>;
   grid: { image: RgbImage; infotext: string } | null;
   seeds: number[];
   subseeds: number[];
@@ -242,7 +242,7 @@ export async function generate(
   };
 
   const results: GeneratedImage[] = [];
-  let extraParams: Record<string, InfotextValue> | undefined;
+  let extraParams: Record<string, InfotextValue | null> | undefined;
   let interrupted = false;
   // An inpainting model's txt2img conditioning (a VAE encode) is the same for every batch: once.
   let firstPassConditioning: Promise<Float32Array | undefined> | undefined;
@@ -399,7 +399,7 @@ export async function generate(
         unetPrecision: model.precision,
         version: VERSION,
       });
-      if (!extraParams) extraParams = extraGenerationParams(fields);
+      if (!extraParams) extraParams = extraGenerationParams(fields, { hires });
       const infotext = formatInfotext({
         prompt: allPrompts[k]!,
         negativePrompt: allNegatives[k]!,

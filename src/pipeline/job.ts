@@ -141,7 +141,7 @@ export interface A1111Info {
   seed_resize_from_h: number;
   denoising_strength: number | null;
   /** The infotext entries A1111 keeps in p.extra_generation_params (hires, inpainting, hashes, …). */
-  extra_generation_params: Record<string, string | number | boolean>;
+  extra_generation_params: Record<string, string | number | boolean | null>;
   index_of_first_image: number;
   infotexts: string[];
   styles: string[];
