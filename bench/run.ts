@@ -21,7 +21,11 @@
  * of the image after --quality-steps Euler steps), unet512cfg / unet512int8cfg (one CFG step: both
  * rows the same latent, as the sampler calls the UNet), unet512tome / unet512int8tome /
  * unet512int8tomecfg (fp32 / int8 with token merging at --token-merging, default 0.5),
- * tomequality (int8 + token merging vs fp32, as int8quality); default all.
+ * tomequality (int8 + token merging vs fp32, as int8quality), load (bench/load.ts: the real
+ * `sdstudio serve` on 127.0.0.1 with a tiny random checkpoint — or --checkpoint — answering
+ * --load-requests 64×64 txt2img requests of --steps steps from --load-clients concurrent clients:
+ * all answered, RSS growth, requests/s, overhead per request); default all. The load probe alone
+ * needs no SD 1.5 file: the random 4.3 GB one is written only for the engine probes.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -49,6 +53,7 @@ import {
   type TextProbeResult,
   type Txt2imgProbeResult,
 } from './probes.js';
+import { probeLoad, type LoadProbeResult } from './load.js';
 import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
 
 const PROBES = [
@@ -69,6 +74,7 @@ const PROBES = [
   'unet512int8tome',
   'unet512int8tomecfg',
   'tomequality',
+  'load',
 ] as const;
 type ProbeName = (typeof PROBES)[number];
 
@@ -87,12 +93,15 @@ export const TARGETS = {
   peak_rss_mb: 6 * 1024,
   unet_int8_s_per_step_512_b2: 2.5,
   int8_psnr_db: 30,
+  load_overhead_ms_per_request: 20,
+  load_rss_growth_pct: 5,
 } as const;
 
 const USAGE = `usage: npm run bench -- [--json] [--only ${PROBES.join(',')}] [--runs N] [--warmup N] [--quality-steps N]
        [--token-merging RATIO]
        [--attention mha|plain] [--opt-level disabled|basic|extended|all] [--threads N] [--mem-arena on|off]
-       [--steps N] [--checkpoint PATH] [--clip-vocab PATH] [--in-process] [--no-hugepages]`;
+       [--steps N] [--checkpoint PATH] [--clip-vocab PATH] [--in-process] [--no-hugepages]
+       [--load-requests N] [--load-clients N]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -124,6 +133,8 @@ function parse() {
         steps: { type: 'string', default: '1' },
         'quality-steps': { type: 'string', default: '8' },
         'token-merging': { type: 'string', default: '0.5' },
+        'load-requests': { type: 'string', default: '200' },
+        'load-clients': { type: 'string', default: '8' },
         attention: { type: 'string' },
         'opt-level': { type: 'string' },
         threads: { type: 'string' },
@@ -176,6 +187,8 @@ function parse() {
     inProcess: v['in-process']!,
     hugePages: !v['no-hugepages'],
     steps: int('steps', v.steps!, 1),
+    loadRequests: int('load-requests', v['load-requests']!, 1),
+    loadClients: int('load-clients', v['load-clients']!, 1),
     qualitySteps: int('quality-steps', v['quality-steps']!, 1),
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
     probeOptions: {
@@ -196,17 +209,21 @@ type ProbeResult =
   | TextProbeResult
   | Txt2imgProbeResult
   | PipelineProbeResult
-  | Int8QualityResult;
+  | Int8QualityResult
+  | LoadProbeResult;
+
+interface ChildSettings {
+  steps: number;
+  clipVocab: string | undefined;
+  qualitySteps: number;
+  tokenMerging: number;
+  loadRequests: number;
+  loadClients: number;
+}
 
 /** Child side: run one probe and print its JSON result as the last stdout line. */
-async function runProbe(
-  name: ProbeName,
-  opts: ProbeOptions,
-  steps: number,
-  clipVocab: string | undefined,
-  qualitySteps = 8,
-  tokenMerging = 0.5,
-): Promise<ProbeResult> {
+async function runProbe(name: ProbeName, opts: ProbeOptions, settings: ChildSettings): Promise<ProbeResult> {
+  const { steps, clipVocab, qualitySteps, tokenMerging } = settings;
   const tome = { ...opts, tokenMergeRatio: tokenMerging };
   switch (name) {
     case 'gemm':
@@ -243,6 +260,15 @@ async function runProbe(
       return probeUNet({ ...tome, unetPrecision: 'int8' }, 2, 64, 64, true);
     case 'tomequality':
       return probeInt8Quality(opts, qualitySteps, { precision: 'int8', tokenMergeRatio: tokenMerging });
+    case 'load':
+      // The checkpoint only when one was given: by default the probe writes a tiny one itself.
+      return probeLoad({
+        checkpoint: opts.checkpoint || undefined,
+        clipVocab,
+        requests: settings.loadRequests,
+        clients: settings.loadClients,
+        steps,
+      });
   }
 }
 
@@ -260,26 +286,24 @@ async function main(): Promise<void> {
   }
 
   if (args.probe) {
-    const opts: ProbeOptions = { checkpoint: args.checkpoint!, ...args.probeOptions };
-    const result = await runProbe(
-      args.probe as ProbeName,
-      opts,
-      args.steps,
-      args.clipVocab,
-      args.qualitySteps,
-      args.tokenMerging,
-    );
+    const opts: ProbeOptions = { checkpoint: args.checkpoint ?? '', ...args.probeOptions };
+    const result = await runProbe(args.probe as ProbeName, opts, args);
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
 
   const machine = machineInfo();
-  const checkpoint = args.checkpoint ?? (await ensureRandomSd15());
+  // The engine probes run the full-size random SD 1.5 (written once); the load probe needs none.
+  const engineProbes = args.only.some((p) => p !== 'load');
+  const checkpoint = args.checkpoint ?? (engineProbes ? await ensureRandomSd15() : '');
   process.stderr.write(
-    `bench: ${checkpoint}\nbench: ${machine.cores} cores (${machine.cpu_model}), load average ${machine.load_avg_1m}\n`,
+    `bench: ${checkpoint || 'no SD 1.5 checkpoint needed'}\nbench: ${machine.cores} cores (${machine.cpu_model}), load average ${machine.load_avg_1m}\n`,
   );
   const childArgs = (probe: ProbeName) => {
-    const a = ['--probe', probe, '--checkpoint', checkpoint, '--steps', String(args.steps)];
+    const a = ['--probe', probe, '--steps', String(args.steps)];
+    // The load probe gets a checkpoint only when the user gave one.
+    if (probe !== 'load' || args.checkpoint) a.push('--checkpoint', checkpoint);
+    a.push('--load-requests', String(args.loadRequests), '--load-clients', String(args.loadClients));
     a.push('--quality-steps', String(args.qualitySteps), '--token-merging', String(args.tokenMerging));
     if (args.clipVocab) a.push('--clip-vocab', args.clipVocab);
     const o = args.probeOptions;
@@ -296,11 +320,8 @@ async function main(): Promise<void> {
     return args.inProcess
       ? await runProbe(
           probe,
-          { checkpoint, ...args.probeOptions },
-          args.steps,
-          args.clipVocab,
-          args.qualitySteps,
-          args.tokenMerging,
+          { checkpoint: probe === 'load' ? (args.checkpoint ?? '') : checkpoint, ...args.probeOptions },
+          args,
         )
       : runChild<ProbeResult>(self, childArgs(probe));
   };
@@ -317,6 +338,7 @@ async function main(): Promise<void> {
   const int8 = results.unet512int8 as SessionProbeResult | undefined;
   const quality = results.int8quality as Int8QualityResult | undefined;
   const tomeQuality = results.tomequality as Int8QualityResult | undefined;
+  const load = results.load as LoadProbeResult | undefined;
   const sessionMedian = (p: ProbeName) => round((results[p] as SessionProbeResult | undefined)?.median_s);
   const peaks = Object.values(results).map((r) => r.peak_rss_mb);
   const gemmFirst = (results.gemm as GemmProbeResult | undefined)?.gflops;
@@ -367,6 +389,19 @@ async function main(): Promise<void> {
     unet_int8_tome_s_per_cfg_step_512: sessionMedian('unet512int8tomecfg'),
     int8_tome_psnr_db_unet_eps: round(tomeQuality?.psnr_eps_db, 2),
     int8_tome_psnr_db_image: round(tomeQuality?.psnr_image_db, 2),
+    // The server under load (bench/load.ts): real `sdstudio serve`, small txt2img requests.
+    load_requests: load?.requests ?? null,
+    load_clients: load?.clients ?? null,
+    load_answered: load?.answered ?? null,
+    load_lost: load ? load.requests - load.answered + load.left_in_queue : null,
+    load_requests_per_s: round(load?.requests_per_s, 2),
+    load_generation_ms_mean: round(load?.generation_ms_mean, 1),
+    load_overhead_ms_per_request: round(load?.overhead_ms_per_request, 1),
+    load_http_overhead_ms_p50: round(load?.http_overhead_ms_p50, 1),
+    load_latency_ms_p50: round(load?.latency_ms_p50, 1),
+    load_rss_mb_after_first_20: round(load?.rss_mb_after_first, 0),
+    load_rss_mb_end: round(load?.rss_mb_end, 0),
+    load_rss_growth_pct: round(load?.rss_growth_pct, 2),
     machine: { ...machine, load_avg_1m_end: machineInfo().load_avg_1m },
     onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
     options: {
@@ -380,7 +415,11 @@ async function main(): Promise<void> {
       token_merging: args.tokenMerging,
       glibc_tunables: process.env.GLIBC_TUNABLES ?? null,
     },
-    checkpoint: { path: checkpoint, random: !args.checkpoint, generator_version: RANDOM_SD15_VERSION },
+    checkpoint: {
+      path: checkpoint || null,
+      random: !args.checkpoint,
+      generator_version: RANDOM_SD15_VERSION,
+    },
     targets: TARGETS,
     probes: results,
   };
@@ -423,9 +462,16 @@ async function main(): Promise<void> {
     pipeline || txt2img
       ? ['peak RSS, 512² txt2img', out.peak_rss_mb, 'MB', TARGETS.peak_rss_mb]
       : ['peak RSS, largest probe', out.peak_rss_mb, 'MB', undefined],
+    ['server: requests lost', out.load_lost, `of ${out.load_requests}`, 0],
+    ['server: throughput', out.load_requests_per_s, 'req/s', undefined],
+    ['… generation per request', out.load_generation_ms_mean, 'ms', undefined],
+    ['… overhead per request', out.load_overhead_ms_per_request, 'ms', TARGETS.load_overhead_ms_per_request],
+    ['… HTTP overhead (median)', out.load_http_overhead_ms_p50, 'ms', undefined],
+    ['… RSS after first 20', out.load_rss_mb_after_first_20, 'MB', undefined],
+    ['… RSS growth after', out.load_rss_growth_pct, '%', TARGETS.load_rss_growth_pct],
   ];
   const lines = [
-    `${out.checkpoint.random ? 'SD 1.5, random weights' : checkpoint}, onnxruntime ${out.onnxruntime}`,
+    `${!checkpoint ? 'tiny SD 1.x, random weights (server)' : out.checkpoint.random ? 'SD 1.5, random weights' : checkpoint}, onnxruntime ${out.onnxruntime}`,
   ];
   lines.push(`${machine.cores} cores, ${machine.cpu_model}, load average ${machine.load_avg_1m}`);
   for (const [name, value, unit, target] of rows) {

@@ -48,6 +48,65 @@ export function paramsToInfotextFields(
 }
 
 /**
+ * The infotext keys A1111's create_infotext computes itself from the processing object; every
+ * other key of an infotext came from `p.extra_generation_params`.
+ */
+const A1111_COMPUTED_KEYS: ReadonlySet<string> = new Set([
+  'Steps',
+  'Sampler',
+  'CFG scale',
+  'Image CFG scale',
+  'Seed',
+  'Face restoration',
+  'Size',
+  'Model hash',
+  'Model',
+  'FP8 weight',
+  'Cache FP16 weight for LoRA',
+  'VAE hash',
+  'VAE',
+  'Variation seed',
+  'Variation seed strength',
+  'Seed resize from',
+  'Conditional mask weight',
+  'Clip skip',
+  'ENSD',
+  'Token merging ratio',
+  'Token merging ratio hr',
+  'Init image hash',
+  'RNG',
+  'Tiling',
+  'Version',
+  'User',
+]);
+
+/**
+ * A1111's `info.extra_generation_params` of a job, from one image's infotext fields (in their
+ * order, values as they were, not as text): the hires, inpainting and sampler entries, Lora/TI
+ * hashes, Emphasis, NGMS, "Denoising strength" (which A1111 also keeps there), and "Schedule type"
+ * when the sampler's schedule is not the model's own ("Automatic" is create_infotext's default).
+ * With hires fix A1111 also holds "Hires prompt" and "Hires negative prompt" as functions its JSON
+ * writes as null, and a "Hires schedule type" placeholder (null unless the infotext has one).
+ */
+export function extraGenerationParams(
+  fields: Readonly<Record<string, InfotextValue>>,
+  opts: { hires?: boolean } = {},
+): Record<string, InfotextValue | null> {
+  const out: Record<string, InfotextValue | null> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (A1111_COMPUTED_KEYS.has(k)) continue;
+    if (k === 'Schedule type' && v === 'Automatic') continue;
+    out[k] = v;
+  }
+  if (opts.hires) {
+    out['Hires prompt'] = null;
+    out['Hires negative prompt'] = null;
+    out['Hires schedule type'] ??= null;
+  }
+  return out;
+}
+
+/**
  * The UNet precision an infotext records: 'int8' or 'fp32' when its "UNet precision" key names one,
  * undefined when the key is absent or unknown (then the front door's default applies).
  */

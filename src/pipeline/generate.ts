@@ -8,7 +8,11 @@
 import { applyOverlay } from '../image/masks.js';
 import { imageGrid, type DecodedImage, type RgbImage } from '../image/images.js';
 import { formatInfotext } from '../infotext/infotext.js';
-import { paramsToInfotextFields } from '../infotext/infotext-fields.js';
+import {
+  extraGenerationParams,
+  paramsToInfotextFields,
+  type InfotextValue,
+} from '../infotext/infotext-fields.js';
 import {
   clipSkipOf,
   emphasisOf,
@@ -115,6 +119,8 @@ export interface GeneratedImage {
 
 export interface GenerationResult {
   images: GeneratedImage[];
+  /** A1111's `extra_generation_params` (from the first image's infotext fields; {} without images). */
+  extraGenerationParams: Record<string, InfotextValue | null>;
   grid: { image: RgbImage; infotext: string } | null;
   seeds: number[];
   subseeds: number[];
@@ -238,6 +244,7 @@ export async function generate(
   };
 
   const results: GeneratedImage[] = [];
+  let extraParams: Record<string, InfotextValue | null> | undefined;
   let interrupted = false;
   // An inpainting model's txt2img conditioning (a VAE encode) is the same for every batch: once.
   let firstPassConditioning: Promise<Float32Array | undefined> | undefined;
@@ -394,6 +401,7 @@ export async function generate(
         unetPrecision: model.precision,
         version: VERSION,
       });
+      if (!extraParams) extraParams = extraGenerationParams(fields, { hires });
       const infotext = formatInfotext({
         prompt: allPrompts[k]!,
         negativePrompt: allNegatives[k]!,
@@ -423,6 +431,7 @@ export async function generate(
   }
   return {
     images: results,
+    extraGenerationParams: extraParams ?? {},
     grid,
     seeds: seeds.slice(0, results.length),
     subseeds: subseeds.slice(0, results.length),

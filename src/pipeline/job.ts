@@ -140,6 +140,8 @@ export interface A1111Info {
   seed_resize_from_w: number;
   seed_resize_from_h: number;
   denoising_strength: number | null;
+  /** The infotext entries A1111 keeps in p.extra_generation_params (hires, inpainting, hashes, …). */
+  extra_generation_params: Record<string, string | number | boolean | null>;
   index_of_first_image: number;
   infotexts: string[];
   styles: string[];
@@ -405,7 +407,7 @@ export async function runJob(
       grid,
       interrupted: result.interrupted,
       rescueDir,
-      info: a1111Info(request, saved, model, resolved.date, VERSION),
+      info: a1111Info(request, saved, model, resolved.date, VERSION, result.extraGenerationParams),
       model: { name: model.name, path: model.path, hash: model.hash, vae: model.vae?.name ?? null },
     };
   } finally {
@@ -432,6 +434,7 @@ function a1111Info(
   },
   date: Date,
   version: string,
+  extra: A1111Info['extra_generation_params'],
 ): A1111Info {
   const p = request.params;
   const first = images[0];
@@ -461,6 +464,7 @@ function a1111Info(
     seed_resize_from_w: p.seed_resize_from_w,
     seed_resize_from_h: p.seed_resize_from_h,
     denoising_strength: request.mode === 'img2img' || p.enable_hr ? (p.denoising_strength ?? null) : null,
+    extra_generation_params: extra,
     index_of_first_image: 0,
     infotexts: images.map((i) => i.infotext),
     styles: [...p.styles],

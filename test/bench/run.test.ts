@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { goldenPath, repoRoot } from '../helpers/golden.js';
+import { clipVocabPath, goldenPath, repoRoot } from '../helpers/golden.js';
 
 const bench = join(repoRoot, 'bench', 'run.ts');
 
@@ -12,6 +12,22 @@ function runBench(args: string[]) {
     timeout: 110_000,
   });
 }
+
+/** The load probe's keys (bench/load.ts): the server under concurrent txt2img requests. */
+const LOAD_KEYS = [
+  'load_requests',
+  'load_clients',
+  'load_answered',
+  'load_lost',
+  'load_requests_per_s',
+  'load_generation_ms_mean',
+  'load_overhead_ms_per_request',
+  'load_http_overhead_ms_p50',
+  'load_latency_ms_p50',
+  'load_rss_mb_after_first_20',
+  'load_rss_mb_end',
+  'load_rss_growth_pct',
+];
 
 describe('npm run bench', () => {
   it('prints exactly one JSON object with every key; measured figures are positive numbers', () => {
@@ -38,6 +54,7 @@ describe('npm run bench', () => {
       'text_encode_ms',
       'session_create_s',
       'peak_rss_mb',
+      ...LOAD_KEYS,
     ];
     for (const key of keys) expect(out, key).toHaveProperty(key);
     for (const key of [
@@ -54,10 +71,57 @@ describe('npm run bench', () => {
     }
     // Not measured in this run: present, and null rather than a made-up number.
     expect(out.unet_s_per_step_512_b2).toBeNull();
+    expect(out.load_requests_per_s).toBeNull();
     const machine = out.machine as { cores: number; cpu_model: string };
     expect(machine.cores).toBeGreaterThan(0);
     expect(machine.cpu_model.length).toBeGreaterThan(0);
     expect(out.onnxruntime).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('load: the real `sdstudio serve` with its own tiny random checkpoint answers every concurrent request', () => {
+    // No --checkpoint: the probe writes its own; the CLIP vocabulary is the tests' one.
+    const r = runBench([
+      '--json',
+      '--only',
+      'load',
+      '--load-requests',
+      '24',
+      '--load-clients',
+      '4',
+      '--clip-vocab',
+      clipVocabPath(),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as Record<string, number | null> & {
+      checkpoint: { path: string | null };
+      probes: { load: { errors: string[]; left_in_queue: number; rss_first_count: number } };
+    };
+    for (const key of LOAD_KEYS) expect(out, key).toHaveProperty(key);
+    expect(out.probes.load.errors).toEqual([]);
+    expect(out.load_requests).toBe(24);
+    expect(out.load_clients).toBe(4);
+    expect(out.load_answered).toBe(24);
+    expect(out.load_lost).toBe(0);
+    expect(out.probes.load.left_in_queue).toBe(0);
+    expect(out.probes.load.rss_first_count).toBe(20);
+    for (const key of [
+      'load_requests_per_s',
+      'load_generation_ms_mean',
+      'load_latency_ms_p50',
+      'load_rss_mb_after_first_20',
+      'load_rss_mb_end',
+    ]) {
+      expect(typeof out[key], key).toBe('number');
+      expect(out[key]!, key).toBeGreaterThan(0);
+    }
+    // The run cannot be shorter than its generations; the overhead is what is left per request.
+    expect(out.load_overhead_ms_per_request!).toBeGreaterThanOrEqual(0);
+    expect(out.load_latency_ms_p50!).toBeGreaterThanOrEqual(out.load_generation_ms_mean! * 0.5);
+    expect(typeof out.load_rss_growth_pct).toBe('number');
+    // Only the tiny checkpoint was needed: the 4.3 GB random SD 1.5 was not written.
+    expect(out.checkpoint.path).toBeNull();
+    // No engine probe ran: their figures are null.
+    expect(out.unet_s_per_step_256_b2).toBeNull();
   });
 
   it('rejects an unknown probe with a usage line and exit code 2', () => {

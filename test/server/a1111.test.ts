@@ -43,6 +43,12 @@ describe('txt2img', () => {
     });
     expect(r.status).toBe(200);
     expect(r.headers.get('x-process-time')).toMatch(/^\d/);
+    // Server-Timing: the job's wait and run (ms); together within the request's own time.
+    const timing = /^queue;dur=(\d+), gen;dur=(\d+)$/.exec(r.headers.get('server-timing') ?? '');
+    expect(timing, r.headers.get('server-timing') ?? 'no Server-Timing').not.toBeNull();
+    const [queued, gen] = [Number(timing![1]), Number(timing![2])];
+    expect(gen).toBeGreaterThan(0);
+    expect(queued + gen).toBeLessThanOrEqual(Number(r.headers.get('x-process-time')) * 1000 + 1);
     expect(Object.keys(r.body).sort()).toEqual(['images', 'info', 'parameters']);
     expect(r.body.images).toHaveLength(1);
     const png = await pngInfo(r.body.images[0]);
@@ -83,6 +89,8 @@ describe('txt2img', () => {
       clip_skip: 1,
     });
     expect(info.sd_model_hash).toMatch(/^[0-9a-f]{10}$/);
+    // Euler on the model's own schedule, no hires: A1111 keeps nothing extra.
+    expect(info.extra_generation_params).toEqual({});
     expect(info.infotexts).toEqual([png.parameters]);
     expect(info.job_timestamp).toMatch(/^\d{14}$/);
     // save_images false: nothing in outputs/, and the job's files are gone once answered.
@@ -116,6 +124,40 @@ describe('txt2img', () => {
     // The images sent are the files saved.
     const saved = readFileSync(join(dataDir, 'outputs', 'txt2img-images', day, files[1]!)).toString('base64');
     expect(r.body.images[2]).toBe(saved);
+  });
+
+  it('info.extra_generation_params holds what A1111 keeps there (schedule, hires), each as in the infotext', async () => {
+    const r = await call(server.url, '/sdapi/v1/txt2img', {
+      body: {
+        prompt: 'a (red:1.2) cube',
+        seed: 5,
+        ...small,
+        sampler_name: 'DPM++ 2M',
+        enable_hr: true,
+        hr_scale: 2,
+        hr_upscaler: 'Latent',
+        hr_second_pass_steps: 1,
+        denoising_strength: 0.6,
+      },
+    });
+    expect(r.status).toBe(200);
+    const info = JSON.parse(r.body.info);
+    expect(info.extra_generation_params).toEqual({
+      'Schedule type': 'Karras',
+      'Denoising strength': 0.6,
+      'Hires upscale': 2,
+      'Hires steps': 1,
+      'Hires upscaler': 'Latent',
+      // A1111 holds these as functions (and a placeholder) that its JSON writes as null.
+      'Hires prompt': null,
+      'Hires negative prompt': null,
+      'Hires schedule type': null,
+    });
+    // The same entries, with the same values, in the image's infotext; no grid for one image.
+    for (const [k, v] of Object.entries(info.extra_generation_params))
+      if (v === null) expect(info.infotexts[0]).not.toContain(`${k}:`);
+      else expect(info.infotexts[0]).toContain(`${k}: ${v}`);
+    expect(info.index_of_first_image).toBe(0);
   });
 
   it('send_images false answers no images; legacy sampler_index and "Sampler Scheduler" names work; sizes round down to 8', async () => {
@@ -241,6 +283,10 @@ describe('img2img', () => {
     const png = await pngInfo(r.body.images[0]);
     expect([png.width, png.height]).toEqual([64, 64]);
     expect(png.parameters).toMatch(/Denoising strength: 0.5, .*Mask blur: 2/);
+    expect(JSON.parse(r.body.info).extra_generation_params).toEqual({
+      'Denoising strength': 0.5,
+      'Mask blur': 2,
+    });
     expect(r.body.parameters.init_images).toBeNull();
     expect(r.body.parameters.mask).toBeNull();
     expect(r.body.parameters.resize_mode).toBe(0);
@@ -251,6 +297,7 @@ describe('img2img', () => {
     expect(kept.status).toBe(200);
     expect(kept.body.parameters.init_images).toEqual([init]);
     expect(JSON.parse(kept.body.info).denoising_strength).toBe(0.75);
+    expect(JSON.parse(kept.body.info).extra_generation_params).toEqual({ 'Denoising strength': 0.75 });
   });
 
   it('answers 404 "Init image not found" without init_images, as A1111', async () => {
@@ -561,6 +608,48 @@ async function readEvents(url: string): Promise<{ event: string; data: any }[]> 
     });
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type SseEvent = { event: string; data: any };
+
+/**
+ * Reads Server-Sent Events as they arrive: `until` resolves with the first event that matches, and
+ * fails (listing what came) when the stream ends first.
+ */
+async function openEvents(url: string) {
+  const res = await fetch(url);
+  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  const seen: string[] = [];
+  const next = async (): Promise<SseEvent | null> => {
+    for (;;) {
+      const cut = buffer.indexOf('\n\n');
+      if (cut >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        if (!block.startsWith('event: ')) continue; // keep-alive comments
+        const [e, d] = block.split('\n');
+        return { event: e!.slice(7), data: JSON.parse(d!.slice(6)) };
+      }
+      const { value, done } = await reader.read();
+      if (done) return null;
+      buffer += value;
+    }
+  };
+  return {
+    async until(match: (e: SseEvent) => boolean): Promise<SseEvent> {
+      for (let e = await next(); e; e = await next()) {
+        seen.push(`${e.event} ${e.data.state ?? ''}${e.data.phase ?? ''} ${e.data.step ?? ''}`.trim());
+        if (match(e)) return e;
+      }
+      throw new Error(
+        `the event stream ended without the awaited event; it sent: ${seen.slice(-20).join('; ')}`,
+      );
+    },
+    close: () => reader.cancel().catch(() => undefined),
+  };
+}
+
 describe('job API', () => {
   it('submit answers at once; the event stream reports progress, ETA and previews; results come from the store', async () => {
     const r = await call(server.url, '/api/v1/jobs', {
@@ -613,34 +702,44 @@ describe('job API', () => {
         body: { mode: 'txt2img', params: { prompt: 'a', seed: 1, steps: 1000, width: 64, height: 64 } },
       })
     ).body;
-    const b = (
-      await call(server.url, '/api/v1/jobs', {
-        body: { mode: 'txt2img', params: { prompt: 'b', seed: 2, steps: 3, width: 64, height: 64 } },
-      })
-    ).body;
-    // Cancel only once it is sampling (interrupted before its first step, it would have no image).
-    for (let i = 0; i < 600; i++) {
-      const p = (await call(server.url, `/api/v1/jobs/${a.id}`)).body.progress;
-      if (p?.phase === 'txt2img' && p.step >= 2) break;
-      await new Promise((r) => setTimeout(r, 50));
+    // a's events from now on: its first finished sampling step is awaited, not polled for a while.
+    const events = await openEvents(`${server.url}/api/v1/jobs/${a.id}/events`);
+    try {
+      const b = (
+        await call(server.url, '/api/v1/jobs', {
+          body: { mode: 'txt2img', params: { prompt: 'b', seed: 2, steps: 3, width: 64, height: 64 } },
+        })
+      ).body;
+      // Cancel only once it is sampling (interrupted before its first step, it has no image, as A1111).
+      const sampling = await events.until(
+        (e) => e.event === 'progress' && e.data.phase === 'txt2img' && e.data.step >= 1,
+      );
+      expect(sampling.data.steps).toBe(1000);
+      expect(
+        (await call(server.url, `/api/v1/jobs?state=queued`)).body.jobs.map((j: { id: string }) => j.id),
+      ).toEqual([b.id]);
+      const cb = await call(server.url, `/api/v1/jobs/${b.id}/cancel`, { method: 'POST' });
+      expect(cb.body.state).toBe('cancelled');
+      expect((await call(server.url, `/api/v1/jobs/${a.id}`, { method: 'DELETE' })).status).toBe(409);
+      const ca = await call(server.url, `/api/v1/jobs/${a.id}/cancel`, { method: 'POST' });
+      expect(ca.status).toBe(200);
+      let lastStep = sampling.data.step as number;
+      const end = await events.until((e) => {
+        if (e.event === 'progress' && e.data.phase === 'txt2img') lastStep = e.data.step;
+        return e.event === 'state' && e.data.state !== 'running';
+      });
+      const ja = (await call(server.url, `/api/v1/jobs/${a.id}`)).body;
+      const shown = JSON.stringify({ ...ja, params: undefined });
+      expect(end.data.state, shown).toBe('cancelled');
+      expect(ja.state, shown).toBe('cancelled');
+      expect(ja.result.interrupted).toBe(true);
+      expect(ja.result.images, shown).toHaveLength(1);
+      // Stopped after the step that was running, long before its 1000 steps.
+      expect(lastStep).toBeLessThan(1000);
+      expect((await call(server.url, `/api/v1/jobs/${b.id}`, { method: 'DELETE' })).status).toBe(204);
+      expect((await call(server.url, `/api/v1/jobs/${b.id}`)).status).toBe(404);
+    } finally {
+      await events.close();
     }
-    expect(
-      (await call(server.url, `/api/v1/jobs?state=queued`)).body.jobs.map((j: { id: string }) => j.id),
-    ).toEqual([b.id]);
-    const cb = await call(server.url, `/api/v1/jobs/${b.id}/cancel`, { method: 'POST' });
-    expect(cb.body.state).toBe('cancelled');
-    expect((await call(server.url, `/api/v1/jobs/${a.id}`, { method: 'DELETE' })).status).toBe(409);
-    await call(server.url, `/api/v1/jobs/${a.id}/cancel`, { method: 'POST' });
-    let ja;
-    for (let i = 0; i < 600; i++) {
-      ja = (await call(server.url, `/api/v1/jobs/${a.id}`)).body;
-      if (ja.state !== 'running') break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(ja.state, JSON.stringify({ ...ja, params: undefined })).toBe('cancelled');
-    expect(ja.result.interrupted).toBe(true);
-    expect(ja.result.images, JSON.stringify({ ...ja, params: undefined })).toHaveLength(1);
-    expect((await call(server.url, `/api/v1/jobs/${b.id}`, { method: 'DELETE' })).status).toBe(204);
-    expect((await call(server.url, `/api/v1/jobs/${b.id}`)).status).toBe(404);
   });
 });

@@ -3,7 +3,7 @@
  * stays open while it waits, as A1111's queue lock does), A1111's response out.
  */
 import { readFile } from 'node:fs/promises';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { pythonJson } from '../../tools/python-json.js';
 import { UserError } from '../../util/errors.js';
 import type { ServerContext } from '../app.js';
@@ -47,11 +47,27 @@ export async function a1111Response(
   return { images, parameters, info: pythonJson(info) };
 }
 
+/**
+ * `Server-Timing` of a finished job (milliseconds, from its record): `queue` = waiting behind other
+ * jobs, `gen` = running (model load if any, sampling, decoding, saving). The rest of the request's
+ * time is the server's own (parsing, validation, the response).
+ */
+export function serverTiming(job: JobRecord): string | null {
+  if (job.startedAt === null || job.finishedAt === null) return null;
+  return `queue;dur=${job.startedAt - job.createdAt}, gen;dur=${job.finishedAt - job.startedAt}`;
+}
+
 const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const handle = async (mode: JobMode, input: A1111Body | undefined): Promise<A1111GenerationResponse> => {
+  const handle = async (
+    mode: JobMode,
+    input: A1111Body | undefined,
+    reply: FastifyReply,
+  ): Promise<A1111GenerationResponse> => {
     const { request, body, restoreOverrides } = await buildJobRequest(ctx, mode, input, { source: 'a1111' });
     const submitted = await ctx.queue.submit(request);
     const job = await ctx.queue.wait(submitted.id);
+    const timing = serverTiming(job);
+    if (timing) reply.header('Server-Timing', timing);
     try {
       if (job.state === 'failed' || !job.result?.info) {
         throw new UserError(job.error ?? `job ${job.state}`, 2, job.errorStatus ?? 500);
@@ -68,7 +84,7 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   app.post(
     '/sdapi/v1/txt2img',
     { ...documentOnly, schema: { ...common, summary: 'Text to image', body: Txt2ImgBody } },
-    async (req) => handle('txt2img', req.body as A1111Body | undefined),
+    async (req, reply) => handle('txt2img', req.body as A1111Body | undefined, reply),
   );
   app.post(
     '/sdapi/v1/img2img',
@@ -76,7 +92,7 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
       ...documentOnly,
       schema: { ...common, summary: 'Image to image (inpainting with mask)', body: Img2ImgBody },
     },
-    async (req) => handle('img2img', req.body as A1111Body | undefined),
+    async (req, reply) => handle('img2img', req.body as A1111Body | undefined, reply),
   );
 };
 
