@@ -9,7 +9,7 @@ import { expect } from 'vitest';
 import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensor.js';
 import { sdxlVector } from '../../src/models/sdxl-vector.js';
-import { tensorToImage } from '../../src/pipeline/images.js';
+import { tensorToImage } from '../../src/image/images.js';
 import {
   loadDiffusionModel,
   type Sd1LoadOptions,
