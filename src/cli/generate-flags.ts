@@ -48,6 +48,9 @@ export const COMMON_USAGE = `Generation options (defaults are A1111's web UI def
                            fp16: UNet and text encoder in float16 (the VAE in float32), GPU only
                            int8: faster UNet on the CPU provider, slightly different images, the
                            first use of a checkpoint quantizes it once into the weights cache
+  --prediction v|eps       what the UNet predicts, overriding the file: SD 2.x 768-v and 512-base
+                           have the same keys; without a <model>.yaml sidecar the model is probed
+                           once as A1111 does (see README)
   --token-merging X        A1111 "Token merging ratio" 0 … 0.9 (default 0 = off): merge similar
                            tokens before the full-size self-attentions — faster, slightly
                            different images; 0.5 with --precision int8 is the fastest setting
@@ -112,6 +115,7 @@ export const OPTIONS = {
   'clip-vocab': { type: 'string' },
   provider: { type: 'string' },
   precision: { type: 'string' },
+  prediction: { type: 'string' },
   'cache-dir': { type: 'string' },
   'live-preview': { type: 'string' },
   'preview-every': { type: 'string' },

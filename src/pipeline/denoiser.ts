@@ -24,11 +24,28 @@ import type { TensorF32 } from '../runtime/sd1.js';
 
 export { condAtStep } from '../sampling/denoisers.js';
 
-/** eps (or v) = UNet(x, t, context); x may carry extra channels (inpainting models). */
-export type UNetFn = (x: TensorF32, t: TensorF32, context: TensorF32) => Promise<TensorF32>;
+/**
+ * A prompt's conditioning: its context [tokens, width], and for SDXL its vector `y` [adm]; `alt` is
+ * an SDXL refiner's conditioning for the same text, for the UNet call to switch to (pipeline/refiner.ts).
+ */
+export type TextCond = TensorF32 & { y?: TensorF32; alt?: TextCond };
+
+/** What a UNet call gets beside the contexts: the rows' vectors, and the refiner's rows. */
+export interface UNetExtras {
+  y?: TensorF32;
+  alt?: { context: TensorF32; y?: TensorF32 };
+}
+
+/** eps (or v) = UNet(x, t, context[, y]); x may carry extra channels (inpainting models). */
+export type UNetFn = (
+  x: TensorF32,
+  t: TensorF32,
+  context: TensorF32,
+  extras: UNetExtras,
+) => Promise<TensorF32>;
 
 /** One conditioning valid up to and including step `endAtStep` (A1111 ScheduledPromptConditioning). */
-export type ScheduledCond = Scheduled<TensorF32>;
+export type ScheduledCond = Scheduled<TextCond>;
 
 /** An image's prompt: AND-parts with weights, each a schedule; and the negative prompt's schedule. */
 export interface ImageConditioning {
@@ -80,7 +97,7 @@ export class CfgDenoiser {
   /** The timestep samplers' model function (DDIM, PLMS, UniPC): CFG on eps at model timestep t. */
   readonly epsModel: EpsModel;
   /** The last context batch, reused while prompt editing picks the same conds. */
-  private context?: { picked: readonly TensorF32[]; stacked: TensorF32 };
+  private context?: { picked: readonly TextCond[]; stacked: TensorF32; extras: UNetExtras };
 
   constructor(o: DenoiserOptions) {
     const [c, h, w] = o.latentShape;
@@ -88,7 +105,7 @@ export class CfgDenoiser {
     const extra = o.imageConditioning;
     const extraC = extra ? extra.length / (h * w) / o.images.length : 0;
     let pendingCall: { step: number; level: number; skipUncond: boolean } | null = null;
-    const unet: UnetFn<TensorF32> = async (x, t, conds, images) => {
+    const unet: UnetFn<TextCond> = async (x, t, conds, images) => {
       const b = t.length;
       const ch = c + extraC;
       let input = x;
@@ -101,14 +118,11 @@ export class CfgDenoiser {
         }
       }
       if (pendingCall) o.onModelCall?.({ ...pendingCall, t: t[0]! });
-      const out = await o.unet(
-        { data: input, dims: [b, ch, h, w] },
-        { data: t, dims: [b] },
-        this.stacked(conds),
-      );
+      const { stacked, extras } = this.stacked(conds);
+      const out = await o.unet({ data: input, dims: [b, ch, h, w] }, { data: t, dims: [b] }, stacked, extras);
       return out.data;
     };
-    const cfg = (inner: BatchedFn<TensorF32>, maskBefore: boolean) =>
+    const cfg = (inner: BatchedFn<TextCond>, maskBefore: boolean) =>
       cfgDenoiser(inner, {
         conds: o.images.map((img) =>
           img.parts.map((p) => ({ cond: new CondSchedule(p.schedule), weight: p.weight })),
@@ -136,13 +150,32 @@ export class CfgDenoiser {
   }
 
   /** The conds of one network batch stacked [rows, T, W]; rebuilt only when prompt editing switches one. */
-  private stacked(conds: readonly TensorF32[]): TensorF32 {
+  private stacked(conds: readonly TextCond[]): { stacked: TensorF32; extras: UNetExtras } {
     const last = this.context;
     if (last && last.picked.length === conds.length && last.picked.every((x, i) => x === conds[i])) {
-      return last.stacked;
+      return last;
     }
     const stacked = stackPadded(conds);
-    this.context = { picked: conds, stacked };
-    return stacked;
+    const extras: UNetExtras = {};
+    const ys = (cs: readonly TextCond[]) =>
+      cs.every((c) => c.y) ? stackRows(cs.map((c) => c.y!)) : undefined;
+    const y = ys(conds);
+    if (y) extras.y = y;
+    if (conds.every((c) => c.alt)) {
+      const alts = conds.map((c) => c.alt!);
+      extras.alt = { context: stackPadded(alts) };
+      const altY = ys(alts);
+      if (altY) extras.alt.y = altY;
+    }
+    this.context = { picked: conds, stacked, extras };
+    return this.context;
   }
+}
+
+/** Vectors [adm] of the batch rows stacked [rows, adm]. */
+function stackRows(rows: readonly TensorF32[]): TensorF32 {
+  const n = rows[0]!.data.length;
+  const data = new Float32Array(rows.length * n);
+  rows.forEach((r, i) => data.set(r.data, i * n));
+  return { data, dims: [rows.length, n] };
 }

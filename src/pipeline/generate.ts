@@ -390,7 +390,7 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
   let pending: { latent: Float32Array; step: number } | null = null;
   const taesd = hooks.previewMode === 'taesd' && hooks.taesd?.latentChannels === c ? hooks.taesd : null;
   const denoiser = new CfgDenoiser({
-    unet: async (xt, t, context) => {
+    unet: async (xt, t, context, extras) => {
       // A full or TAESD preview is decoded between steps, before the next UNet call.
       if (pending) {
         const { latent, step } = pending;
@@ -400,7 +400,7 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
           : await decodeLatents(model.engine, latent, a.dims, model.scaleFactor);
         imgs.forEach((image, index) => hooks.onPreview?.({ image, index, step }));
       }
-      return model.engine.unet({ x: xt, t, context, tokenMergeRatio: a.tokenMergeRatio });
+      return model.engine.unet({ x: xt, t, context, y: extras.y, tokenMergeRatio: a.tokenMergeRatio });
     },
     schedule: model.schedule,
     latentShape: [c, h, w],
@@ -527,12 +527,21 @@ export async function generate(
   const allPrompts = Array.from({ length: total }, () => main.prompt);
   const allNegatives = Array.from({ length: total }, () => main.negativePrompt);
   const hrStyled = styled(p.hr_prompt, p.hr_negative_prompt);
-  const conditioner = new Conditioner({
-    model: model.engine,
-    tokenizer: model.tokenizer,
-    clipSkip: clipSkipOf(p),
-    embeddings: hooks.embeddings,
-  });
+  // SDXL's vector takes the pass's image size (A1111: original = target = (height, width)).
+  const conditionerFor = (height: number, width: number) =>
+    new Conditioner({
+      model: model.engine,
+      tokenizer: model.tokenizer,
+      clipSkip: clipSkipOf(p),
+      embeddings: hooks.embeddings,
+      sdxl: { size: [height, width] },
+    });
+  const conditioner = conditionerFor(p.height, p.width);
+  if (conditioner.skippedEmbeddings.length > 0) {
+    warn(
+      `embeddings not compatible with this ${model.engine.family} model were skipped: ${conditioner.skippedEmbeddings.join(', ')}`,
+    );
+  }
   // A1111 counts prompt-editing steps per model call, so second-order samplers get twice the steps.
   const condSteps = (sampler: string, steps: number) =>
     requireSampler(sampler).sampler.secondOrder ? steps * 2 : steps;
@@ -676,9 +685,15 @@ export async function generate(
       const hrNegs = idx.map((i) =>
         parseExtraNetworks(p.hr_negative_prompt ? hrStyled.negativePrompt : allNegatives[i]!),
       );
+      const hrConditioner = model.engine.config.vector ? conditionerFor(th * 8, tw * 8) : conditioner;
       const hrConds = await Promise.all(
         hrPrompts.map((pr, i) =>
-          conditioner.forImage(pr.prompt, hrNegs[i]!.prompt, steps1, condSteps(hrResolved.sampler, hrSteps)),
+          hrConditioner.forImage(
+            pr.prompt,
+            hrNegs[i]!.prompt,
+            steps1,
+            condSteps(hrResolved.sampler, hrSteps),
+          ),
         ),
       );
       const r = await sample({

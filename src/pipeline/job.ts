@@ -54,6 +54,11 @@ export interface JobRequest {
   provider?: string;
   /** UNet precision asked for explicitly: it must run on the provider. */
   precision?: string;
+  /**
+   * What the UNet predicts, overriding the file and its sidecar (`--prediction v|eps`: SD 2.x
+   * 768-v and 512-base have the same keys).
+   */
+  prediction?: 'eps' | 'v';
   /** A precision to use where the provider runs it (an image's infotext), else the provider's default. */
   preferredPrecision?: UnetPrecisionChoice;
   /** Textual-inversion embeddings folder (default <dataDir>/embeddings). */
@@ -285,8 +290,12 @@ export async function resolveJob(
     const { renameLoraTags } = await import('../adapters/lora-library.js');
     params = { ...p, prompt: renameLoraTags(p.prompt, loraJob.renames) };
   }
+  if (request.prediction !== undefined && request.prediction !== 'eps' && request.prediction !== 'v') {
+    throw new UserError(`prediction must be "v" or "eps", not "${String(request.prediction)}"`);
+  }
   const spec: ModelSpec = { checkpoint, vaePath, precision, provider };
   if (loraJob.specs.length) spec.loras = loraJob.specs;
+  if (request.prediction) spec.prediction = request.prediction;
   return { spec, params, styles, outRoot, date };
 }
 
@@ -313,7 +322,8 @@ export async function runJob(
     const { EmbeddingDatabase } = await import('../prompt/embeddings.js');
     const embeddingsDir = resolve(request.embeddingsDir ?? join(library.dataDir, 'embeddings'));
     const embeddings = await EmbeddingDatabase.loadDir(embeddingsDir, {
-      expectedWidth: model.engine.config.text.width,
+      // SDXL embeddings are clip_l ‖ clip_g rows: the towers' widths summed (2048).
+      expectedWidth: model.engine.towers.reduce((w, t) => w + t.config.width, 0),
     });
     for (const w of embeddings.warnings) warn(w);
     const preview = request.preview && hooks.onPreview ? request.preview : null;

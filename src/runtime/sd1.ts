@@ -529,22 +529,31 @@ export class Sd1Model implements DiffusionModel {
     const parts: TensorF32[] = [];
     let pooled: TensorF32 | undefined;
     for (let i = 0; i < towers.length; i++) {
-      const t = towers[i]!;
-      const name = this.contextOutputName(i, clipSkip);
-      const wanted = t.pooledDim !== undefined ? [name, clipNormedName(t.config.layers)] : [name];
-      const r = await this.textOutputs(embeds[i]!, [...new Set(wanted)], i);
-      parts.push(r[name]!);
-      if (t.pooledDim !== undefined) {
-        const batch = embeds[i]!.dims[0]!;
-        pooled = await this.pooledOutput(
-          i,
-          r[clipNormedName(t.config.layers)]!,
-          this.checkIds(ids[i]!, batch, i),
-        );
-      }
+      const r = await this.encodeTower(embeds[i]!, ids[i]!, clipSkip, i);
+      parts.push(r.context);
+      pooled ??= r.pooled;
     }
     const context = parts.length === 1 ? parts[0]! : concatChannels(parts);
     return pooled ? { context, pooled } : { context };
+  }
+
+  /** One tower's conditioning (its context, and its pooled output where the family uses one). */
+  async encodeTower(
+    embeds: TensorF32,
+    ids: Int32Array | BigInt64Array,
+    clipSkip: number,
+    tower: number,
+  ): Promise<TextConditioning> {
+    const t = this.tower(tower);
+    const name = this.contextOutputName(tower, clipSkip);
+    if (t.pooledDim === undefined) return { context: (await this.textOutputs(embeds, [name], tower))[name]! };
+    const last = clipNormedName(t.config.layers);
+    const r = await this.textOutputs(embeds, [...new Set([name, last])], tower);
+    const batch = embeds.dims[0]!;
+    return {
+      context: r[name]!,
+      pooled: await this.pooledOutput(tower, r[last]!, this.checkIds(ids, batch, tower)),
+    };
   }
 
   /** encodeConditioning from ids alone (no textual inversion). */

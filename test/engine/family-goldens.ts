@@ -10,6 +10,9 @@ import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensor.js';
 import { sdxlVector } from '../../src/models/sdxl-vector.js';
 import { tensorToImage } from '../../src/image/images.js';
+import { CfgDenoiser, type ScheduledCond, type TextCond } from '../../src/pipeline/denoiser.js';
+import type { LoadedModel } from '../../src/pipeline/model.js';
+import { decodeLatentsRaw } from '../../src/pipeline/vae.js';
 import {
   loadDiffusionModel,
   type Sd1LoadOptions,
@@ -201,6 +204,7 @@ export async function runTxt2img(
   c: FamilyCase,
   model: Sd1Model,
   inputsFile: string,
+  pipeline?: LoadedModel,
 ): Promise<E2eRun> {
   const inputs = c.inputs as Record<string, string>;
   const params = c.params as {
@@ -247,7 +251,7 @@ export async function runTxt2img(
   const alphas = model.source.has('alphas_cumprod')
     ? await model.source.readFloat32('alphas_cumprod')
     : sdAlphasCumprod();
-  const schedule = new DiscreteSchedule(alphas);
+  const schedule = pipeline?.schedule ?? new DiscreteSchedule(alphas);
   const plan = planSampling({ sampler: params.sampler, steps: params.steps, schedule });
   const xInit = startLatent(plan, noiseT.data);
   type Cond = { context: TensorF32; y?: TensorF32 };
@@ -281,11 +285,27 @@ export async function runTxt2img(
     denoisedUncond.push(out.slice(per, 2 * per));
     return out;
   };
-  const model1 = cfgDenoiser<Cond>(recorded, {
-    conds: [[{ cond: { context: cond.context, y: condVector }, weight: 1 }]],
-    uncond: [{ context: uncond.context, y: uncondVector }],
-    scale: params.cfg_scale,
-  });
+  const model1 = pipeline
+    ? pipelineDenoiser(
+        pipeline,
+        params.cfg_scale,
+        [ch, h, w],
+        cond,
+        uncond,
+        condVector,
+        uncondVector,
+        params.steps,
+        {
+          ts,
+          denoisedCond,
+          denoisedUncond,
+        },
+      )
+    : cfgDenoiser<Cond>(recorded, {
+        conds: [[{ cond: { context: cond.context, y: condVector }, weight: 1 }]],
+        uncond: [{ context: uncond.context, y: uncondVector }],
+        scale: params.cfg_scale,
+      });
   const denoised: Float32Array[] = [];
   const latents: Float32Array[] = [];
   const rng = new ImageRng({ shape: [ch, h, w], seeds: [0] });
@@ -303,9 +323,14 @@ export async function runTxt2img(
     xInit,
   );
   latents.push(res.x);
-  const z = new Float32Array(res.x.length);
-  for (let i = 0; i < z.length; i++) z[i] = res.x[i]! / model.scaleFactor;
-  const decoded = await model.vaeDecode({ data: z, dims: [1, ch, h, w] });
+  let decoded: TensorF32;
+  if (pipeline) {
+    decoded = (await decodeLatentsRaw(pipeline.engine, res.x, [1, ch, h, w], pipeline.scaleFactor))[0]!;
+  } else {
+    const z = new Float32Array(res.x.length);
+    for (let i = 0; i < z.length; i++) z[i] = res.x[i]! / model.scaleFactor;
+    decoded = await model.vaeDecode({ data: z, dims: [1, ch, h, w] });
+  }
   const image = tensorToImage(decoded.data, decoded.dims[3]!, decoded.dims[2]!);
   const out: E2eRun = {
     cond: cond.context,
@@ -323,6 +348,61 @@ export async function runTxt2img(
   if (condVector) out.condVector = condVector;
   if (uncondVector) out.uncondVector = uncondVector;
   return out;
+}
+
+/**
+ * The pipeline's own CFG denoiser (pipeline/denoiser.ts) over a LoadedModel: its prediction type,
+ * schedule and the UNet call with SDXL's y, as generate.ts wires them. The per-row denoised
+ * outputs are recovered from the UNet's output the same way the denoiser combines them.
+ */
+function pipelineDenoiser(
+  m: LoadedModel,
+  cfgScale: number,
+  shape: [number, number, number],
+  cond: { context: TensorF32 },
+  uncond: { context: TensorF32 },
+  condVector: TensorF32 | undefined,
+  uncondVector: TensorF32 | undefined,
+  steps: number,
+  rec: { ts: number[]; denoisedCond: Float32Array[]; denoisedUncond: Float32Array[] },
+): (x: Float32Array, sigma: number) => Promise<Float32Array> {
+  const per = shape[0] * shape[1] * shape[2];
+  const entry = (c: TensorF32, y: TensorF32 | undefined): ScheduledCond => {
+    const cond: TextCond = { data: c.data, dims: [c.dims[1]!, c.dims[2]!] };
+    if (y) cond.y = { data: y.data, dims: [y.data.length] };
+    return { endAtStep: steps, cond };
+  };
+  let current: { x: Float32Array; sigma: number } | undefined;
+  const d = new CfgDenoiser({
+    unet: async (x, t, context, { y }) => {
+      rec.ts.push(t.data[0]!);
+      const out = await m.engine.unet({ x, t, context, ...(y ? { y } : {}) });
+      // denoised per row, from the same parameterisation the denoiser applies.
+      const { x: xs, sigma } = current!;
+      const cSkip = m.prediction === 'v' ? 1 / (sigma * sigma + 1) : 1;
+      const cOut = m.prediction === 'v' ? -sigma / Math.sqrt(sigma * sigma + 1) : -sigma;
+      for (let r = 0; r < 2; r++) {
+        const den = new Float32Array(per);
+        for (let k = 0; k < per; k++) den[k] = cSkip * xs[k]! + cOut * out.data[r * per + k]!;
+        (r === 0 ? rec.denoisedCond : rec.denoisedUncond).push(den);
+      }
+      return out;
+    },
+    schedule: m.schedule,
+    latentShape: shape,
+    images: [
+      {
+        parts: [{ schedule: [entry(cond.context, condVector)], weight: 1 }],
+        uncond: [entry(uncond.context, uncondVector)],
+      },
+    ],
+    cfgScale,
+    prediction: m.prediction,
+  });
+  return (x, sigma) => {
+    current = { x, sigma };
+    return d.model(x, sigma);
+  };
 }
 
 /** The tolerance group of an e2e output key (cases.json `tolerance` of a txt2img case). */
