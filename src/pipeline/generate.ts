@@ -20,6 +20,7 @@ import { ImageRng } from '../sampling/seeds.js';
 import { UserError } from '../util/errors.js';
 import { Conditioner, type TextEmbedding } from './conditioning.js';
 import { CfgDenoiser, type ImageConditioning } from './denoiser.js';
+import { refinerSwitch } from './refiner.js';
 import {
   cheapPreview,
   crop,
@@ -118,6 +119,12 @@ export interface GenerateHooks {
   appliedNetworkKinds?: ReadonlySet<string>;
   /** "Lora hashes" infotext value of the applied networks. */
   loraHashes?: string | null;
+  /**
+   * SDXL refiner (A1111 "Refiner"): the loaded refiner checkpoint, its title for the infotext
+   * ("name [hash]") and the switch point. It takes over the first pass (txt2img, img2img), or only
+   * the hires pass when the hires fix is on (A1111's default "second pass").
+   */
+  refiner?: { model: LoadedModel; title: string; switchAt: number };
 }
 
 export interface GenerateInputs {
@@ -353,6 +360,8 @@ async function txt2imgConditioning(
 
 interface SampleArgs {
   model: LoadedModel;
+  /** The refiner and its conditioning for this pass (pipeline/refiner.ts). */
+  refiner?: { model: LoadedModel; conds: ImageConditioning[]; switchAt: number; onSwitch: () => void };
   p: GenerationParams;
   sampler: string;
   scheduler: string;
@@ -414,6 +423,26 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     nmask: a.nmask,
     onModelCall: () => hooks.onModelCall?.(),
   });
+  let fns: Pick<CfgDenoiser, 'model' | 'epsModel'> = denoiser;
+  if (a.refiner) {
+    const r = a.refiner;
+    if (r.model.latentChannels !== c) {
+      throw new UserError(`the refiner has ${r.model.latentChannels} latent channels, this model ${c}`);
+    }
+    const refinerDenoiser = new CfgDenoiser({
+      unet: (xt, t, context, y) =>
+        r.model.engine.unet({ x: xt, t, context, y, tokenMergeRatio: a.tokenMergeRatio }),
+      schedule: model.schedule,
+      latentShape: [c, h, w],
+      images: r.conds,
+      cfgScale: p.cfg_scale,
+      prediction: r.model.prediction,
+      initLatent: a.initLatent,
+      nmask: a.nmask,
+      onModelCall: () => hooks.onModelCall?.(),
+    });
+    fns = refinerSwitch(denoiser, refinerDenoiser, r.switchAt, model.schedule, r.onSwitch);
+  }
   let brownian: BrownianNoise | undefined;
   if (plan.sampler.brownianNoise) {
     const positive = plan.sigmas.filter((s) => s > 0);
@@ -448,8 +477,8 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
   return runSampler(
     plan,
     {
-      model: denoiser.model,
-      epsModel: denoiser.epsModel,
+      model: fns.model,
+      epsModel: fns.epsModel,
       alphasCumprod: model.schedule.alphasCumprod,
       noise: imageRngNoise(a.rng, brownian),
       callback,
@@ -537,6 +566,33 @@ export async function generate(
       sdxl: { size: [height, width] },
     });
   const conditioner = conditionerFor(p.height, p.width);
+  // SDXL refiner: its own conditioner (bigG only, aesthetic scores) and whether it took over.
+  const refiner = hooks.refiner;
+  let refinerUsed = false;
+  const refinerArgs = async (
+    texts: { prompt: string; negative: string }[],
+    steps: number,
+    size: [number, number],
+    hiresSteps?: number,
+  ): Promise<SampleArgs['refiner']> => {
+    if (!refiner) return undefined;
+    const rc = new Conditioner({
+      model: refiner.model.engine,
+      tokenizer: refiner.model.tokenizer,
+      clipSkip: clipSkipOf(p),
+      embeddings: hooks.embeddings,
+      sdxl: { size },
+    });
+    const conds = await Promise.all(texts.map((t) => rc.forImage(t.prompt, t.negative, steps, hiresSteps)));
+    return {
+      model: refiner.model,
+      conds,
+      switchAt: refiner.switchAt,
+      onSwitch: () => {
+        refinerUsed = true;
+      },
+    };
+  };
   if (conditioner.skippedEmbeddings.length > 0) {
     warn(
       `embeddings not compatible with this ${model.engine.family} model were skipped: ${conditioner.skippedEmbeddings.join(', ')}`,
@@ -579,6 +635,14 @@ export async function generate(
     const conds = await Promise.all(
       prompts.map((pr, i) => conditioner.forImage(pr.prompt, negatives[i]!.prompt, steps1)),
     );
+    // The refiner takes the first pass unless the hires fix is on (then only the second pass).
+    const firstRefiner = hires
+      ? undefined
+      : await refinerArgs(
+          prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
+          steps1,
+          [p.height, p.width],
+        );
     const rngOpts = {
       seeds: bSeeds,
       subseeds: bSubseeds,
@@ -620,6 +684,7 @@ export async function generate(
         initLatent: nmask ? init : undefined,
         nmask,
         progress: { phase: 'img2img', job: n, jobCount },
+        refiner: firstRefiner,
         tokenMergeRatio: tokenMergingRatioOf(p, 'img2img'),
       });
       latents = r.x;
@@ -639,6 +704,7 @@ export async function generate(
           p.batch_size,
         )),
         progress: { phase: hires ? 'first pass' : 'txt2img', job: hires ? n * 2 : n, jobCount },
+        refiner: firstRefiner,
         tokenMergeRatio: tokenMergingRatioOf(p, 'txt2img'),
       });
       latents = r.x;
@@ -713,6 +779,12 @@ export async function generate(
         imageConditioning: await txt2imgConditioning(model, dims[3] * 8, dims[2] * 8, p.batch_size),
         hooks,
         progress: { phase: 'hires fix', job: n * 2 + 1, jobCount },
+        refiner: await refinerArgs(
+          hrPrompts.map((pr, i) => ({ prompt: pr.prompt, negative: hrNegs[i]!.prompt })),
+          steps1,
+          [th * 8, tw * 8],
+          condSteps(hrResolved.sampler, hrSteps),
+        ),
         tokenMergeRatio: tokenMergingRatioOf(p, 'hires'),
       });
       latents = r.x;
@@ -744,6 +816,7 @@ export async function generate(
         vaeName: model.vae?.name ?? null,
         tiHashes: tiHashes(conditioner.usedEmbeddings, hooks.embeddings),
         loraHashes: hooks.loraHashes ?? null,
+        extra: refinerUsed ? { Refiner: refiner!.title, 'Refiner switch at': refiner!.switchAt } : undefined,
         unetPrecision: model.precision,
         version: VERSION,
       });

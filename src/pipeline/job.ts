@@ -19,6 +19,7 @@ import type { Provider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import type { GeneratedImage, ProgressInfo, StopFlags } from './generate.js';
 import type { ModelLibrary, ModelSpec } from './model-library.js';
+import { DEFAULT_REFINER_SWITCH_AT } from './refiner.js';
 import { outputDir, type OutputKind } from './outputs.js';
 import type { PreviewMode } from './preview-mode.js';
 import {
@@ -316,9 +317,34 @@ export async function runJob(
   const imagesTotal = p.batch_size * p.n_iter;
 
   const lease = await library.acquire(resolved.spec);
+  // SDXL refiner (A1111 "Refiner"): a second checkpoint lent for the job, with the base's
+  // precision and provider; its title "name [hash]" goes into the infotext.
+  let refinerLease: Awaited<ReturnType<ModelLibrary['acquire']>> | undefined;
+  try {
+    if (p.refiner_checkpoint) {
+      const path = await library.findCheckpoint(p.refiner_checkpoint);
+      refinerLease = await library.acquire({
+        checkpoint: path,
+        vaePath: null,
+        precision: resolved.spec.precision,
+        ...(resolved.spec.provider ? { provider: resolved.spec.provider } : {}),
+      });
+    }
+  } catch (e) {
+    lease.done();
+    throw e;
+  }
   try {
     const model = lease.model;
     for (const w of model.loraWarnings ?? []) warn(w);
+    const refinerModel = refinerLease?.model;
+    const refiner = refinerModel
+      ? {
+          model: refinerModel,
+          title: `${refinerModel.name}${refinerModel.hash ? ` [${refinerModel.hash}]` : ''}`,
+          switchAt: p.refiner_switch_at ?? DEFAULT_REFINER_SWITCH_AT,
+        }
+      : undefined;
     const { EmbeddingDatabase } = await import('../prompt/embeddings.js');
     const embeddingsDir = resolve(request.embeddingsDir ?? join(library.dataDir, 'embeddings'));
     const embeddings = await EmbeddingDatabase.loadDir(embeddingsDir, {
@@ -389,6 +415,7 @@ export async function runJob(
         embeddings: embeddings.loaded,
         warn,
         grid: wantGrid,
+        refiner,
         onImage,
         appliedNetworkKinds: new Set(['lora', 'lyco']),
         loraHashes: model.loraHashes ?? null,
@@ -418,6 +445,7 @@ export async function runJob(
       model: { name: model.name, path: model.path, hash: model.hash, vae: model.vae?.name ?? null },
     };
   } finally {
+    refinerLease?.done();
     lease.done();
   }
 }

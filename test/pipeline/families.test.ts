@@ -5,7 +5,7 @@
  * its VAE decode; the Conditioner's multi-tower encoding against the engine's; and `sdstudio
  * txt2img` / `inspect` on the same checkpoints as a user runs them.
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -115,5 +115,46 @@ for (const gs of sets) {
       expect(report.architecture).toBe(m.engine.family);
       expect(report.prediction).toBe(m.prediction);
     });
+
+    const refinerCase = gs.cases.find((c) => c.kind.startsWith('refiner_'));
+    if (refinerCase) {
+      it('sdstudio txt2img --refiner: A1111 infotext keys, and --params finds both models again', async () => {
+        const base = e2e[0]!;
+        const dir = await mkdtemp(join(tmpdir(), 'sdcli-refiner-'));
+        // A1111's layout, with each checkpoint's yaml beside it.
+        const models = join(dir, 'models', 'Stable-diffusion');
+        await mkdir(models, { recursive: true });
+        for (const c of [base, refinerCase]) {
+          await symlink(goldenPath(gs.set, c.checkpoint), join(models, c.checkpoint));
+          await symlink(goldenPath(gs.set, c.config), join(models, c.config));
+        }
+        const stem = (f: string) => f.replace(/\.safetensors$/, '');
+        const args = ['--steps', '3', '--width', '64', '--height', '64', '--no-grid', '--seed', '5'];
+        const r = await runCli(
+          [
+            'txt2img',
+            'a red cube',
+            '--model',
+            stem(base.checkpoint),
+            '--refiner',
+            stem(refinerCase.checkpoint),
+            '--refiner-switch-at',
+            '0.5',
+            ...args,
+          ],
+          dir,
+        );
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+        const [path] = r.stdout.trim().split('\n');
+        const info = await infotextOf(path!);
+        expect(info.Refiner).toMatch(new RegExp(`^${stem(refinerCase.checkpoint)} \\[[0-9a-f]{10}\\]$`));
+        expect(info['Refiner switch at']).toBe('0.5');
+        const again = await runCli(['txt2img', '--params', path!, '--no-grid'], dir);
+        expect(again.code, again.stderr).toBe(0);
+        const [copy] = again.stdout.trim().split('\n');
+        expect((await readFile(copy!)).equals(await readFile(path!))).toBe(true);
+      });
+    }
   });
 }
