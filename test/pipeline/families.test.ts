@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readFile, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Conditioner } from '../../src/pipeline/conditioning.js';
+import { Conditioner, type TextEmbedding } from '../../src/pipeline/conditioning.js';
 import { loadModel, type LoadedModel } from '../../src/pipeline/model.js';
 import { padAfterFirstEos } from '../../src/prompt/chunking.js';
 import { checkE2e, GoldenSet, runTxt2img, type Tol } from '../engine/family-goldens.js';
@@ -83,6 +83,61 @@ for (const gs of sets) {
       const [neg] = await cond.schedule('', 1, undefined, true);
       const zeros = neg!.cond.data.every((v) => v === 0);
       expect(zeros).toBe(m.engine.config.vector !== undefined);
+    });
+
+    it("textual inversion: vectors of the model's widths are spliced into every tower; other widths are skipped", async () => {
+      const c = e2e[0]!;
+      const m = await load(gs.set, c.checkpoint);
+      const towers = m.engine.towers;
+      const rows = (width: number, seed: number) =>
+        Float32Array.from({ length: 2 * width }, (_, i) => Math.sin(i * 0.37 + seed));
+      const fits: TextEmbedding =
+        towers.length === 2
+          ? {
+              name: 'fitting',
+              vectors: 2,
+              vec: new Float32Array(0),
+              parts: {
+                clip_l: { vectors: 2, vec: rows(towers[0]!.config.width, 1) },
+                clip_g: { vectors: 2, vec: rows(towers[1]!.config.width, 2) },
+              },
+            }
+          : { name: 'fitting', vectors: 2, vec: rows(towers[0]!.config.width, 1) };
+      const other: TextEmbedding = { name: 'otherfamily', vectors: 1, vec: rows(7, 3).subarray(0, 7) };
+      const embeddings = new Map([
+        ['fitting', fits],
+        ['otherfamily', other],
+      ]);
+      const cond = new Conditioner({
+        model: m.engine,
+        tokenizer: m.tokenizer,
+        clipSkip: 1,
+        embeddings,
+        sdxl: { size: [64, 96] },
+      });
+      expect(cond.skippedEmbeddings).toEqual(['otherfamily']);
+      const [entry] = await cond.schedule('a fitting cat', 1);
+      expect([...cond.usedEmbeddings]).toEqual(['fitting']);
+      // The same by hand: ids with two placeholder slots, the vectors written into each tower's embeddings.
+      const words = m.tokenizer.encode('a');
+      const cat = m.tokenizer.encode('cat');
+      const base = [m.tokenizer.bos, ...words, 0, 0, ...cat, m.tokenizer.eos];
+      const row = [...base, ...new Array<number>(77 - base.length).fill(m.tokenizer.eos)];
+      const at = 1 + words.length;
+      const embeds = [];
+      const idsAll = [];
+      for (let i = 0; i < towers.length; i++) {
+        const ids = Int32Array.from(padAfterFirstEos(row, m.tokenizer.eos, towers[i]!.padId));
+        const e = await m.engine.tokenEmbeddings(ids, 1, i);
+        const w = towers[i]!.config.width;
+        const v =
+          towers.length === 2 ? (i === 0 ? fits.parts!.clip_l.vec : fits.parts!.clip_g.vec) : fits.vec;
+        e.data.set(v, at * w);
+        embeds.push(e);
+        idsAll.push(ids);
+      }
+      const direct = await m.engine.encodeConditioning(embeds, idsAll);
+      expect([...entry!.cond.data]).toEqual([...direct.context.data]);
     });
 
     it('sdstudio txt2img: the image, its infotext, and --params re-running to the same bytes; inspect names the family', async () => {
