@@ -20,7 +20,7 @@ import { ImageRng } from '../sampling/seeds.js';
 import { UserError } from '../util/errors.js';
 import { Conditioner, type TextEmbedding } from './conditioning.js';
 import { CfgDenoiser, type ImageConditioning } from './denoiser.js';
-import { refinerSwitch } from './refiner.js';
+import { refinerGate } from './refiner.js';
 import {
   cheapPreview,
   crop,
@@ -360,8 +360,8 @@ async function txt2imgConditioning(
 
 interface SampleArgs {
   model: LoadedModel;
-  /** The refiner and its conditioning for this pass (pipeline/refiner.ts). */
-  refiner?: { model: LoadedModel; conds: ImageConditioning[]; switchAt: number; onSwitch: () => void };
+  /** The refiner for this pass (its conditioning is attached to `conds` as TextCond.alt). */
+  refiner?: { model: LoadedModel; switchAt: number; onSwitch: () => void };
   p: GenerationParams;
   sampler: string;
   scheduler: string;
@@ -398,6 +398,10 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
   const x = startLatent(plan, a.noise, a.x0 ?? undefined, model.schedule.alphasCumprod);
   let pending: { latent: Float32Array; step: number } | null = null;
   const taesd = hooks.previewMode === 'taesd' && hooks.taesd?.latentChannels === c ? hooks.taesd : null;
+  if (a.refiner && a.refiner.model.latentChannels !== c) {
+    throw new UserError(`the refiner has ${a.refiner.model.latentChannels} latent channels, this model ${c}`);
+  }
+  const gate = a.refiner ? refinerGate(model.schedule, a.refiner.switchAt, a.refiner.onSwitch) : null;
   const denoiser = new CfgDenoiser({
     unet: async (xt, t, context, extras) => {
       // A full or TAESD preview is decoded between steps, before the next UNet call.
@@ -408,6 +412,16 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
           ? await taesd.decode(latent, a.dims)
           : await decodeLatents(model.engine, latent, a.dims, model.scaleFactor);
         imgs.forEach((image, index) => hooks.onPreview?.({ image, index, step }));
+      }
+      // SDXL refiner: from the switch on, its UNet runs on its own conditioning (TextCond.alt).
+      if (gate && extras.alt && gate(t.data[0]!)) {
+        return a.refiner!.model.engine.unet({
+          x: xt,
+          t,
+          context: extras.alt.context,
+          y: extras.alt.y,
+          tokenMergeRatio: a.tokenMergeRatio,
+        });
       }
       return model.engine.unet({ x: xt, t, context, y: extras.y, tokenMergeRatio: a.tokenMergeRatio });
     },
@@ -423,26 +437,6 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
     nmask: a.nmask,
     onModelCall: () => hooks.onModelCall?.(),
   });
-  let fns: Pick<CfgDenoiser, 'model' | 'epsModel'> = denoiser;
-  if (a.refiner) {
-    const r = a.refiner;
-    if (r.model.latentChannels !== c) {
-      throw new UserError(`the refiner has ${r.model.latentChannels} latent channels, this model ${c}`);
-    }
-    const refinerDenoiser = new CfgDenoiser({
-      unet: (xt, t, context, y) =>
-        r.model.engine.unet({ x: xt, t, context, y, tokenMergeRatio: a.tokenMergeRatio }),
-      schedule: model.schedule,
-      latentShape: [c, h, w],
-      images: r.conds,
-      cfgScale: p.cfg_scale,
-      prediction: r.model.prediction,
-      initLatent: a.initLatent,
-      nmask: a.nmask,
-      onModelCall: () => hooks.onModelCall?.(),
-    });
-    fns = refinerSwitch(denoiser, refinerDenoiser, r.switchAt, model.schedule, r.onSwitch);
-  }
   let brownian: BrownianNoise | undefined;
   if (plan.sampler.brownianNoise) {
     const positive = plan.sigmas.filter((s) => s > 0);
@@ -477,8 +471,8 @@ async function sample(a: SampleArgs): Promise<{ x: Float32Array; stopped?: 'inte
   return runSampler(
     plan,
     {
-      model: fns.model,
-      epsModel: fns.epsModel,
+      model: denoiser.model,
+      epsModel: denoiser.epsModel,
       alphasCumprod: model.schedule.alphasCumprod,
       noise: imageRngNoise(a.rng, brownian),
       callback,
@@ -571,6 +565,7 @@ export async function generate(
   let refinerUsed = false;
   const refinerArgs = async (
     texts: { prompt: string; negative: string }[],
+    baseConds: ImageConditioning[],
     steps: number,
     size: [number, number],
     hiresSteps?: number,
@@ -584,9 +579,15 @@ export async function generate(
       sdxl: { size },
     });
     const conds = await Promise.all(texts.map((t) => rc.forImage(t.prompt, t.negative, steps, hiresSteps)));
+    // The same texts give schedules of the same shape: each base entry gets its refiner twin.
+    baseConds.forEach((img, i) => {
+      img.parts.forEach((part, j) =>
+        part.schedule.forEach((e, k) => (e.cond.alt = conds[i]!.parts[j]!.schedule[k]!.cond)),
+      );
+      img.uncond.forEach((e, k) => (e.cond.alt = conds[i]!.uncond[k]!.cond));
+    });
     return {
       model: refiner.model,
-      conds,
       switchAt: refiner.switchAt,
       onSwitch: () => {
         refinerUsed = true;
@@ -640,6 +641,7 @@ export async function generate(
       ? undefined
       : await refinerArgs(
           prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
+          conds,
           steps1,
           [p.height, p.width],
         );
@@ -781,6 +783,7 @@ export async function generate(
         progress: { phase: 'hires fix', job: n * 2 + 1, jobCount },
         refiner: await refinerArgs(
           hrPrompts.map((pr, i) => ({ prompt: pr.prompt, negative: hrNegs[i]!.prompt })),
+          hrConds,
           steps1,
           [th * 8, tw * 8],
           condSteps(hrResolved.sampler, hrSteps),

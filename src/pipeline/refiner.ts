@@ -1,12 +1,12 @@
 /**
  * A1111's SDXL refiner switch (`sd_samplers_common.apply_refiner`): the sampler keeps its state and
  * its sigmas, and from the first model call whose progress reaches `refiner_switch_at` on, the
- * refiner's UNet denoises with the refiner's own conditioning. Progress is judged by the noise
- * level, as A1111 does by default: the timestep whose sigma is nearest the call's sigma,
- * (999 − timestep) / 1000 (for the timestep samplers the call's timestep itself).
+ * refiner's UNet denoises with the refiner's own conditioning (attached to each conditioning as
+ * TextCond.alt, so CFG, prompt editing and the step counter carry on unchanged). Progress is judged
+ * by the noise level, as A1111 does by default: the timestep whose sigma is nearest the call's
+ * sigma, (999 − timestep) / 1000 (for the timestep samplers the call's timestep itself).
  */
 import type { SigmaModel } from '../sampling/schedules.js';
-import type { CfgDenoiser } from './denoiser.js';
 
 /** A1111's default "Refiner switch at". */
 export const DEFAULT_REFINER_SWITCH_AT = 0.8;
@@ -20,28 +20,21 @@ export function refinerCompletedRatio(schedule: Pick<SigmaModel, 'sigmas'>, sigm
 }
 
 /**
- * The samplers' model functions that hand over from `base` to `refiner` once progress reaches
- * `switchAt` (and stay with the refiner); `onSwitch` is told once. The refiner continues the base
- * denoiser's per-call step counter, so prompt editing keeps its place.
+ * Whether the refiner runs a UNet call at model timestep `t` (k-diffusion calls carry the continuous
+ * t of their sigma, the timestep samplers an integer one): false until a call's progress reaches
+ * `switchAt`, then true for good; `onSwitch` is told once.
  */
-export function refinerSwitch(
-  base: CfgDenoiser,
-  refiner: CfgDenoiser,
+export function refinerGate(
+  schedule: Pick<SigmaModel, 'sigmas' | 'tToSigma'>,
   switchAt: number,
-  schedule: Pick<SigmaModel, 'sigmas'>,
   onSwitch: () => void,
-): Pick<CfgDenoiser, 'model' | 'epsModel'> {
+): (t: number) => boolean {
   let switched = false;
-  const pick = (ratio: number): CfgDenoiser => {
-    if (!switched && ratio >= switchAt) {
+  return (t) => {
+    if (!switched && refinerCompletedRatio(schedule, schedule.tToSigma(t)) >= switchAt) {
       switched = true;
-      refiner.step = base.step;
       onSwitch();
     }
-    return switched ? refiner : base;
-  };
-  return {
-    model: (x, sigma) => pick(refinerCompletedRatio(schedule, sigma)).model(x, sigma),
-    epsModel: (x, t) => pick((999 - Math.round(t)) / 1000).epsModel(x, t),
+    return switched;
   };
 }
