@@ -677,6 +677,7 @@ export class Sd1Model implements DiffusionModel {
               x: rows(inp.x),
               t: rows(inp.t),
               context: rows(inp.context),
+              y: inp.y && rows(inp.y),
               contextK: inp.contextK && rows(inp.contextK),
               contextV: inp.contextV && rows(inp.contextV),
               control: inp.control && {
