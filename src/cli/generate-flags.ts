@@ -49,6 +49,12 @@ export const COMMON_USAGE = `Generation options (defaults are A1111's web UI def
                            fp16: UNet and text encoder in float16 (the VAE in float32), GPU only
                            int8: faster UNet on the CPU provider, slightly different images, the
                            first use of a checkpoint quantizes it once into the weights cache
+  --refiner NAME           SDXL refiner checkpoint (models/Stable-diffusion or a path) that takes over
+                           the sampling (the hires pass when --hires is on), as A1111's "Refiner"
+  --refiner-switch-at X    fraction of the sampling done before the refiner takes over (default 0.8)
+  --prediction v|eps       what the UNet predicts, overriding the file: SD 2.x 768-v and 512-base
+                           have the same keys; without a <model>.yaml sidecar the model is probed
+                           once as A1111 does (see README)
   --token-merging X        A1111 "Token merging ratio" 0 … 0.9 (default 0 = off): merge similar
                            tokens before the full-size self-attentions — faster, slightly
                            different images; 0.5 with --precision int8 is the fastest setting
@@ -113,6 +119,9 @@ export const OPTIONS = {
   'clip-vocab': { type: 'string' },
   provider: { type: 'string' },
   precision: { type: 'string' },
+  prediction: { type: 'string' },
+  refiner: { type: 'string' },
+  'refiner-switch-at': { type: 'string' },
   'cache-dir': { type: 'string' },
   'live-preview': { type: 'string' },
   'preview-every': { type: 'string' },
@@ -212,6 +221,8 @@ export function paramsFromFlags(values: Values, mode: 'txt2img' | 'img2img'): Pa
   if (mode === 'img2img' && (values.hires || hiresFlags.length)) {
     throw new UserError('the hires fix is a txt2img option; drop --hires* for img2img');
   }
+  set('refiner_checkpoint', values.refiner);
+  set('refiner_switch_at', num(values, 'refiner-switch-at'));
   if (values.hires || hiresFlags.length) {
     p.enable_hr = true;
     set('hr_scale', num(values, 'hires-scale'));

@@ -258,6 +258,12 @@ export function paramsFromInfotext(d: ParsedInfotext): Partial<GenerationParams>
     set('hr_negative_prompt', str(d, 'Hires negative prompt'));
   }
 
+  // SDXL refiner (A1111 writes these when the switch happened: the title "name [hash]" and the fraction).
+  const refiner = str(d, 'Refiner');
+  if (refiner !== undefined && refiner !== '') p.refiner_checkpoint = refiner;
+  const switchAt = num(d, 'Refiner switch at');
+  if (switchAt !== undefined) p.refiner_switch_at = switchAt;
+
   // Inpainting.
   const blur = int(d, 'Mask blur');
   if (blur !== undefined) {
