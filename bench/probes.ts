@@ -172,7 +172,7 @@ export function probeUNet(
 export function probeVaeDecode(opts: ProbeOptions, h: number, w: number): Promise<SessionProbeResult> {
   const label = `vae decode ${8 * w}x${8 * h}`;
   return withModel(label, opts, ['vaeDecoder'], async (model, created) => {
-    const c = model.config.vae.embedDim;
+    const c = model.config.vae!.embedDim;
     const z = { data: noise(c * h * w, 3), dims: [1, c, h, w] };
     const stats = await measureRuns(label, opts, () => model.vaeDecode(z));
     return { probe: label, ...created, ...stats, peak_rss_mb: peakRssMb(), rss_at_end: rssBreakdownMb() };

@@ -138,6 +138,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     lenientSettings: true,
     provider: values.provider,
     precision: values.precision,
+    prediction: predictionFlag(values.prediction),
     preferredPrecision: image?.precision,
     embeddingsDir: values['embeddings-dir'],
     loraDir: values['lora-dir'],
@@ -193,4 +194,11 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     signals.dispose();
     await library.release();
   }
+}
+
+/** `--prediction v|eps`. */
+function predictionFlag(v: string | undefined): 'eps' | 'v' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'v' || v === 'eps') return v;
+  throw new UserError(`--prediction must be "v" or "eps", not "${v}"`, 2);
 }

@@ -103,6 +103,13 @@ const RUN_OPTIONS = {
       'only. int8: faster UNet on the CPU provider, slightly different images, the first use of a ' +
       'checkpoint quantizes it once into the weights cache',
   },
+  prediction: {
+    type: 'string',
+    arg: 'v|eps',
+    help:
+      'what the UNet predicts, overriding the file: SD 2.x 768-v and 512-base have the same keys; ' +
+      'without a <model>.yaml sidecar the model is probed once as A1111 does (see README)',
+  },
   'cache-dir': { type: 'string', arg: 'DIR', help: 'weights cache folder' },
   'live-preview': {
     type: 'string',
@@ -218,6 +225,7 @@ export const COMMON_USAGE =
     'clip-vocab',
     'provider',
     'precision',
+    'prediction',
     'cache-dir',
     'live-preview',
     'preview-every',

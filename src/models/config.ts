@@ -18,10 +18,37 @@ export interface UNetConfig {
   numHeads: number;
   /** … or a fixed head width (SD2: 64); when > 0 it wins over numHeads. */
   numHeadChannels: number;
+  /** Transformer blocks per SpatialTransformer (every attention level, unless the next field says). */
   transformerDepth: number;
+  /**
+   * SDXL: blocks per SpatialTransformer for each level (0 = no attention at that level; same
+   * length as channelMult). Absent: `transformerDepth` at every level in attentionResolutions.
+   */
+  transformerDepthPerLevel?: number[];
+  /** Blocks in the middle block's SpatialTransformer (default: the deepest level's, as sgm). */
+  transformerDepthMiddle?: number;
   contextDim: number;
   /** SD2 uses Linear proj_in/proj_out, SD1 1×1 convs. */
   useLinearInProjection: boolean;
+  /**
+   * SDXL: width of the `vector` input `y` that `label_emb` (Linear, SiLU, Linear) adds to the
+   * time embedding (2816 base, 2560 refiner). Absent: no `label_emb`, no `y` input.
+   */
+  admInChannels?: number;
+}
+
+/** Transformer depth at a UNet level (0 = the level has no SpatialTransformer). */
+export function levelDepth(cfg: UNetConfig, level: number): number {
+  if (cfg.transformerDepthPerLevel) return cfg.transformerDepthPerLevel[level] ?? 0;
+  return cfg.attentionResolutions.includes(2 ** level) ? cfg.transformerDepth : 0;
+}
+
+/** Transformer depth of the middle block. */
+export function middleDepth(cfg: UNetConfig): number {
+  if (cfg.transformerDepthMiddle !== undefined) return cfg.transformerDepthMiddle;
+  if (cfg.transformerDepthPerLevel)
+    return cfg.transformerDepthPerLevel[cfg.transformerDepthPerLevel.length - 1]!;
+  return cfg.transformerDepth;
 }
 
 export interface VaeConfig {
@@ -50,6 +77,7 @@ export interface ClipTextConfig {
 export interface Sd1Config {
   unet: UNetConfig;
   vae: VaeConfig;
+  /** The (first) text tower's configuration; DiffusionConfig.towers lists every tower. */
   text: ClipTextConfig;
   /** Checkpoint key prefixes of the three parts. */
   prefixes: { unet: string; vae: string; text: string };
@@ -65,7 +93,7 @@ function shapeOf(src: TensorSource, key: string): number[] {
   const info = src.info(key);
   if (!info) {
     throw new UserError(
-      `${src.path}: tensor "${key}" is missing; this does not look like a Stable Diffusion 1.x checkpoint`,
+      `${src.path}: tensor "${key}" is missing; this does not look like a complete Stable Diffusion checkpoint`,
     );
   }
   return info.shape;
@@ -128,14 +156,22 @@ export function sd1ConfigFromTensors(src: TensorSource): Sd1Config {
     useLinearInProjection: useLinear,
   };
 
-  const v = `${SD1_PREFIXES.vae}`;
+  const vae = vaeConfigFromTensors(src, SD1_PREFIXES.vae);
+
+  const text = hfClipConfigFromTensors(src, SD1_PREFIXES.text);
+  return { unet, vae, text, prefixes: { ...SD1_PREFIXES } };
+}
+
+/** The ldm AutoencoderKL hyper-parameters under `prefix` (`first_stage_model`), from shapes. */
+export function vaeConfigFromTensors(src: TensorSource, prefix: string): VaeConfig {
+  const v = prefix;
   const vConvIn = shapeOf(src, `${v}.encoder.conv_in.weight`);
   const ch = vConvIn[0]!;
   const nDown = countIndexed(src, `${v}.encoder.down`);
   const chMult: number[] = [];
   for (let i = 0; i < nDown; i++)
     chMult.push(shapeOf(src, `${v}.encoder.down.${i}.block.0.conv1.weight`)[0]! / ch);
-  const vae: VaeConfig = {
+  return {
     inChannels: vConvIn[1]!,
     outChannels: shapeOf(src, `${v}.decoder.conv_out.weight`)[0]!,
     ch,
@@ -145,22 +181,43 @@ export function sd1ConfigFromTensors(src: TensorSource): Sd1Config {
     embedDim: shapeOf(src, `${v}.post_quant_conv.weight`)[1]!,
     hasQuantConv: src.has(`${v}.quant_conv.weight`),
   };
+}
 
-  const t = SD1_PREFIXES.text;
+/**
+ * A Hugging Face CLIPTextModel's hyper-parameters under `prefix` (ending in `text_model`). Heads:
+ * `heads` when a sidecar says, else width / 64 (every CLIP tower SD uses has 64-wide heads).
+ */
+export function hfClipConfigFromTensors(src: TensorSource, prefix: string, heads?: number): ClipTextConfig {
+  const t = prefix;
   const tok = shapeOf(src, `${t}.embeddings.token_embedding.weight`);
   const width = tok[1]!;
-  const text: ClipTextConfig = {
+  return {
     vocabSize: tok[0]!,
     maxPositions: shapeOf(src, `${t}.embeddings.position_embedding.weight`)[0]!,
     width,
     layers: countIndexed(src, `${t}.encoder.layers`),
-    // SD1's ViT-L/14 text model uses 64-wide heads (12 heads at width 768).
-    heads: Math.max(1, Math.round(width / 64)),
+    heads: heads ?? Math.max(1, Math.round(width / 64)),
     intermediate: shapeOf(src, `${t}.encoder.layers.0.mlp.fc1.weight`)[0]!,
     activation: 'quick_gelu',
     layerNormEps: 1e-5,
   };
-  return { unet, vae, text, prefixes: { ...SD1_PREFIXES } };
+}
+
+/** An open_clip text tower's hyper-parameters under `prefix` (ending before `token_embedding`). */
+export function openClipConfigFromTensors(src: TensorSource, prefix: string, heads?: number): ClipTextConfig {
+  const tok = shapeOf(src, `${prefix}.token_embedding.weight`);
+  const width = tok[1]!;
+  return {
+    vocabSize: tok[0]!,
+    maxPositions: shapeOf(src, `${prefix}.positional_embedding`)[0]!,
+    width,
+    layers: countIndexed(src, `${prefix}.transformer.resblocks`),
+    heads: heads ?? Math.max(1, Math.round(width / 64)),
+    intermediate: shapeOf(src, `${prefix}.transformer.resblocks.0.mlp.c_fc.weight`)[0]!,
+    // ViT-H-14 and ViT-bigG-14 use exact GELU (open_clip's default act).
+    activation: 'gelu',
+    layerNormEps: 1e-5,
+  };
 }
 
 /** The full-size SD 1.5 configuration (used by the benchmark and as documentation). */
@@ -200,3 +257,51 @@ export const SD15_CONFIG: Sd1Config = {
   },
   prefixes: { ...SD1_PREFIXES },
 };
+
+/** The model families the engine runs (the detector's architectures). */
+export type ModelFamily = 'sd1' | 'sd2' | 'sdxl' | 'sdxl-refiner';
+export type PredictionType = 'eps' | 'v';
+
+/** One text tower of a checkpoint and how its outputs become conditioning. */
+export interface TextTower {
+  /** Key layout: Hugging Face CLIPTextModel (`…text_model`) or open_clip (`…model`). */
+  layout: 'hf-clip' | 'open-clip';
+  /** Key prefix: ends in `text_model` (hf-clip) or before `token_embedding` (open-clip). */
+  prefix: string;
+  config: ClipTextConfig;
+  /** Padding token id after EOS: EOS (49407) for OpenAI CLIP towers, 0 for open_clip ones (A1111). */
+  padId: number;
+  /**
+   * Which hidden state is the cross-attention context (A1111 / ldm / sgm):
+   * 'last-normed' (SD1: final layer norm of the last layer, or of an earlier one with clip skip),
+   * 'penultimate-normed' (SD2: ln_final of the input of the last resblock),
+   * 'penultimate' (SDXL both towers: the input of the last layer, no final norm).
+   */
+  layer: 'last-normed' | 'penultimate-normed' | 'penultimate';
+  /** Width of the pooled output (text_projection) for towers whose pooled output is used (SDXL bigG). */
+  pooledDim?: number;
+}
+
+/**
+ * Everything the engine needs to run one checkpoint of any family: the networks' hyper-parameters
+ * (read by models/family.ts from models/detect), the text towers, how the output is parameterised,
+ * the latent scale and SDXL's vector conditioning.
+ */
+export interface DiffusionConfig extends Omit<Sd1Config, 'vae'> {
+  family: ModelFamily;
+  prediction: PredictionType;
+  /** Latent scale (ldm `scale_factor`): the VAE sees latent / scaleFactor. */
+  scaleFactor: number;
+  /** Absent for files without a VAE (SDXL refiner checkpoints). */
+  vae?: VaeConfig;
+  /** Text towers in conditioning order (their contexts are concatenated along channels). */
+  towers: TextTower[];
+  /**
+   * SDXL `vector` layout: the pooled width, then timestep embeddings of `sizeEmbedDim` per number:
+   * base = original size (h, w), crop (top, left), target size (h, w); refiner = original size,
+   * crop, aesthetic score. Absent for SD 1.x/2.x.
+   */
+  vector?: { kind: 'base' | 'refiner'; pooledDim: number; sizeEmbedDim: number };
+  /** A1111's default image size for the family (512 SD1 / SD2 eps, 768 SD2 v, 1024 SDXL). */
+  defaultSize: number;
+}

@@ -16,6 +16,14 @@ export interface SidecarConfig {
   parameterization: 'eps' | 'v';
   num_heads?: number;
   num_head_channels?: number;
+  /** `model.params.scale_factor` (the latent scale: 0.18215 SD 1.x/2.x, 0.13025 SDXL). */
+  scale_factor?: number;
+  /**
+   * Attention heads of each text tower, in embedder order, where the yaml spells the tower out
+   * (`clip_text_config.num_attention_heads`, `open_clip_text_config.heads`; real configs name an
+   * `arch` instead, whose towers all have 64-wide heads). null where it does not say.
+   */
+  text_heads?: (number | null)[];
   /** `model.target`, e.g. `ldm.models.diffusion.ddpm.LatentDiffusion` (reported, never used to load code). */
   target?: string;
 }
@@ -86,12 +94,29 @@ export function parseSidecarText(path: string, text: string): SidecarConfig {
       `${path}: model.params.parameterization must be "eps" or "v", not ${JSON.stringify(param)}`,
     );
   }
-  const unet = field(field(params, 'unet_config'), 'params');
+  // ldm calls the UNet `unet_config`, sgm (SDXL) `network_config`.
+  const unet = field(field(params, 'unet_config') ?? field(params, 'network_config'), 'params');
   const cfg: SidecarConfig = { path, parameterization: param === 'v' ? 'v' : 'eps' };
   const heads = positiveInt(field(unet, 'num_heads'));
   const headCh = positiveInt(field(unet, 'num_head_channels'));
   if (heads !== undefined) cfg.num_heads = heads;
   if (headCh !== undefined) cfg.num_head_channels = headCh;
+  const sf = field(params, 'scale_factor');
+  if (typeof sf === 'number' && Number.isFinite(sf) && sf > 0) cfg.scale_factor = sf;
+  const towerHeads = (p: unknown): number | null =>
+    positiveInt(field(field(p, 'clip_text_config'), 'num_attention_heads')) ??
+    positiveInt(field(field(p, 'open_clip_text_config'), 'heads')) ??
+    null;
+  const condStage = field(field(params, 'cond_stage_config'), 'params');
+  const embedders = field(field(params, 'conditioner_config'), 'params');
+  const embModels = field(embedders, 'emb_models');
+  if (condStage !== undefined) cfg.text_heads = [towerHeads(condStage)];
+  else if (Array.isArray(embModels)) {
+    cfg.text_heads = embModels
+      .slice(0, 16)
+      .filter((e) => field(e, 'input_key') === 'txt')
+      .map((e) => towerHeads(field(e, 'params')));
+  }
   const target = field(model, 'target');
   if (typeof target === 'string' && target.length < 200) cfg.target = target;
   return cfg;

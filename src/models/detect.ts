@@ -282,6 +282,13 @@ function classifyCheckpoint(
     else if (arch !== null) unet.num_head_channels = 64;
   }
 
+  // A sidecar that spells its text towers out (the tiny test models) says their heads.
+  const heads = sidecar?.text_heads ?? [];
+  const towers = [info.config.text_encoder, info.config.text_encoder_2].filter((t) => t !== undefined);
+  towers.forEach((t, i) => {
+    if (heads[i]) t.num_attention_heads = heads[i];
+  });
+
   if (opts.vPred) info.prediction = 'v';
   else if (sidecar) info.prediction = sidecar.parameterization;
   else if (!unet || arch === null) info.prediction = null;

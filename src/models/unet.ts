@@ -21,7 +21,7 @@ import {
   type AttentionImpl,
 } from '../onnx/ops.js';
 import { GROUPS, spatialTransformer, unetResBlock, UNET_GN_EPS, type AttentionContext } from './blocks.js';
-import type { UNetConfig } from './config.js';
+import { levelDepth, middleDepth, type UNetConfig } from './config.js';
 import { tokenMergeGraphInputs } from './token-merging.js';
 
 export interface UNetBuildOptions {
@@ -81,7 +81,15 @@ export interface UNetBuildOptions {
 export type UNetPrecision = 'fp32' | 'fp16' | 'int8' | 'nhwc';
 
 /** Input/output names of the UNet graph. */
-export const UNET_IO = { x: 'x', t: 'timesteps', context: 'context', eps: 'eps', rows: 'rows' } as const;
+export const UNET_IO = {
+  x: 'x',
+  t: 'timesteps',
+  context: 'context',
+  /** SDXL's `vector` conditioning [B, admInChannels] (only when the config has `label_emb`). */
+  y: 'y',
+  eps: 'eps',
+  rows: 'rows',
+} as const;
 
 /**
  * ldm timestep_embedding: cat(cos(t·f), sin(t·f)), f_i = exp(-ln(max_period)·i/half), in float32
@@ -200,23 +208,39 @@ export function buildUNetGraph(
     if (opts.debug) g.output(nhwc && name !== `${p}.time_embed` ? toNchw(g, v, name) : v, name);
   };
 
-  const emb = timeEmbed(g, p, timestepEmbedding(g, t, mc), mc);
+  let emb = timeEmbed(g, p, timestepEmbedding(g, t, mc), mc);
   debug(emb, `${p}.time_embed`);
-  const embActDistinct = silu(g, emb, `${p}.emb_act`);
-  const embActBatch = expand(embActDistinct);
+  let embActDistinct: Value;
+  let embActBatch: Value;
+  if (cfg.admInChannels) {
+    // sgm `num_classes: sequential`: emb += label_emb(y), y per batch row (it differs between an
+    // image's cond and uncond rows, so the embedding is per batch row from here on).
+    const y = g.input(UNET_IO.y, 'float32', ['batch', cfg.admInChannels]);
+    const l0 = linear(g, y, `${p}.label_emb.0.0`, cfg.admInChannels, embDim, true, { int8: false });
+    const label = linear(g, silu(g, l0, `${p}.label_emb.0`), `${p}.label_emb.0.2`, embDim, embDim, true, {
+      int8: false,
+    });
+    emb = add(g, expand(emb), label, `${p}.label_emb`);
+    embActBatch = silu(g, emb, `${p}.emb_act`);
+    embActDistinct = embActBatch;
+  } else {
+    embActDistinct = silu(g, emb, `${p}.emb_act`);
+    embActBatch = expand(embActDistinct);
+  }
   // While the rows are shared, blocks run on the distinct rows (see UNetBuildOptions.sharedRows).
-  let sharing = !!rows;
+  // With a `y` input the time embedding is per batch row: rows part at the first ResBlock.
+  let sharing = !!rows && !cfg.admInChannels;
   const embAct = () => (sharing ? embActDistinct : embActBatch);
 
   const skips: { v: Value; ch: number }[] = [];
-  const transformer = (bp: string, h: Value, ch: number) => {
+  const transformer = (bp: string, h: Value, ch: number, depth: number) => {
     const out = spatialTransformer(
       g,
       bp,
       h,
       ch,
       headsFor(cfg, ch),
-      cfg.transformerDepth,
+      depth,
       cfg.contextDim,
       cfg.useLinearInProjection,
       // tomesd merges where the tokens are the whole latent grid (max_downsample 1).
@@ -234,7 +258,8 @@ export function buildUNetGraph(
   // Input blocks.
   // The first and last convolutions see the latent itself (4 channels): always float32.
   let h = conv2d(g, inLayout(x), `${p}.input_blocks.0.0`, cfg.inChannels, mc, 3, { int8: false });
-  if (sharing && !cfg.attentionResolutions.includes(1)) {
+  if (rows && !sharing) h = expand(h);
+  else if (sharing && levelDepth(cfg, 0) === 0) {
     // No cross-attention in the first level: the rows part right away.
     sharing = false;
     h = expand(h);
@@ -251,7 +276,7 @@ export function buildUNetGraph(
       const outCh = cfg.channelMult[level]! * mc;
       h = unetResBlock(g, `${bp}.0`, h, embAct(), ch, outCh, embDim, winograd(level));
       ch = outCh;
-      if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.1`, h, ch);
+      if (levelDepth(cfg, level) > 0) h = transformer(`${bp}.1`, h, ch, levelDepth(cfg, level));
       debug(h, bp);
       skips.push({ v: h, ch });
     }
@@ -268,7 +293,7 @@ export function buildUNetGraph(
   // Middle block.
   const mp = `${p}.middle_block`;
   h = unetResBlock(g, `${mp}.0`, h, embAct(), ch, ch, embDim);
-  h = transformer(`${mp}.1`, h, ch);
+  h = transformer(`${mp}.1`, h, ch, middleDepth(cfg));
   h = unetResBlock(g, `${mp}.2`, h, embAct(), ch, ch, embDim);
   if (opts.controlInputs) {
     h = add(
@@ -305,7 +330,7 @@ export function buildUNetGraph(
       h = unetResBlock(g, `${bp}.0`, cat, embAct(), ch + skip.ch, outCh, embDim, winograd(level));
       ch = outCh;
       let sub = 1;
-      if (cfg.attentionResolutions.includes(ds)) h = transformer(`${bp}.${sub++}`, h, ch);
+      if (levelDepth(cfg, level) > 0) h = transformer(`${bp}.${sub++}`, h, ch, levelDepth(cfg, level));
       if (level > 0 && r === cfg.numResBlocks) {
         h = upsampleConv2x(g, h, `${bp}.${sub}.conv`, ch, ch);
         ds /= 2;

@@ -419,6 +419,25 @@ export const FIELDS = {
     infotext: ['Hires negative prompt'],
   }),
 
+  /** SDXL refiner checkpoint (A1111 "Refiner"): name, path or title "name [hash]"; null = none. */
+  refiner_checkpoint: f(orNull(Type.String({ maxLength: 1024 })), {
+    label: 'Refiner',
+    group: 'model',
+    cli: [{ flag: 'refiner', arg: 'NAME', help: 'SDXL refiner checkpoint that takes over the sampling' }],
+    infotext: ['Refiner'],
+  }),
+  /** Fraction of the sampling after which the refiner takes over; null = A1111's 0.8. */
+  refiner_switch_at: f(orNull(Type.Number({ minimum: 0, maximum: 1 })), {
+    label: 'Refiner switch at',
+    group: 'model',
+    step: 0.01,
+    uiDefault: 0.8,
+    cli: [
+      { flag: 'refiner-switch-at', arg: 'X', help: 'fraction of the sampling before the refiner takes over' },
+    ],
+    infotext: ['Refiner switch at'],
+  }),
+
   /** img2img: base64 images (API) — front doors decode them; the pipeline takes decoded images. */
   init_images: f(orNull(Type.Array(Type.String())), {
     label: 'Init images',

@@ -427,6 +427,16 @@ export const INFOTEXT_KEYS: readonly InfotextKey[] = [
       ),
     read: ({ d, p }) => set(p, 'initial_noise_multiplier', num(d, 'Noise multiplier')),
   },
+  // SDXL refiner: written by the pipeline (only when the switch happened: the title "name [hash]"
+  // and the fraction), read back here.
+  {
+    key: 'Refiner',
+    read: ({ d, p }) => {
+      const r = infotextStr(d, 'Refiner');
+      if (r !== undefined && r !== '') set(p, 'refiner_checkpoint', r);
+    },
+  },
+  { key: 'Refiner switch at', read: ({ d, p }) => set(p, 'refiner_switch_at', num(d, 'Refiner switch at')) },
   { key: 'Lora hashes', write: ({ ctx }) => ctx.loraHashes || null },
   { key: 'TI hashes', write: ({ ctx }) => ctx.tiHashes || null },
   {

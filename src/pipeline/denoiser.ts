@@ -23,11 +23,24 @@ import type { TensorF32 } from '../runtime/sd1.js';
 
 export { condAtStep } from '../sampling/denoisers.js';
 
+/** An SDXL refiner's conditioning for the same rows: its context and vector (pipeline/refiner.ts). */
+export interface AltConditioning {
+  context: TensorF32;
+  y?: TensorF32;
+}
+
 /**
  * eps (or v) = UNet(x, t, context[, y]); x may carry extra channels (inpainting models); y is a
- * vector conditioning [B, adm] (SDXL), one row per context row.
+ * vector conditioning [B, adm] (SDXL), one row per context row; `alt` the refiner's conditioning of
+ * the same rows, when every row has one (ScheduledCond.alt), for the UNet call to switch to.
  */
-export type UNetFn = (x: TensorF32, t: TensorF32, context: TensorF32, y?: TensorF32) => Promise<TensorF32>;
+export type UNetFn = (
+  x: TensorF32,
+  t: TensorF32,
+  context: TensorF32,
+  y?: TensorF32,
+  alt?: AltConditioning,
+) => Promise<TensorF32>;
 
 /** One conditioning valid up to and including step `endAtStep` (A1111 ScheduledPromptConditioning). */
 export interface ScheduledCond {
@@ -36,6 +49,8 @@ export interface ScheduledCond {
   cond: TensorF32;
   /** A vector conditioning [adm] (SDXL: pooled text output and size embeddings). */
   y?: TensorF32;
+  /** An SDXL refiner's conditioning of the same text (its context and vector), attached by the job. */
+  alt?: { cond: TensorF32; y?: TensorF32 };
 }
 
 /** An image's prompt: AND-parts with weights, each a schedule; and the negative prompt's schedule. */
@@ -90,7 +105,12 @@ export class CfgDenoiser {
   /** The timestep samplers' model function (DDIM, PLMS, UniPC): CFG on eps at model timestep t. */
   readonly epsModel: EpsModel;
   /** The last context batch, reused while prompt editing picks the same conds. */
-  private context?: { picked: readonly ScheduledCond[]; stacked: TensorF32; y?: TensorF32 };
+  private context?: {
+    picked: readonly ScheduledCond[];
+    stacked: TensorF32;
+    y?: TensorF32;
+    alt?: AltConditioning;
+  };
 
   constructor(o: DenoiserOptions) {
     const [c, h, w] = o.latentShape;
@@ -117,6 +137,7 @@ export class CfgDenoiser {
         { data: t, dims: [b] },
         ctx.stacked,
         ctx.y,
+        ctx.alt,
       );
       return out.data;
     };
@@ -157,20 +178,32 @@ export class CfgDenoiser {
    * The conds of one network batch stacked [rows, T, W] (and their vectors [rows, adm] when they have
    * them); rebuilt only when prompt editing switches one.
    */
-  private stacked(conds: readonly ScheduledCond[]): { stacked: TensorF32; y?: TensorF32 } {
+  private stacked(conds: readonly ScheduledCond[]): {
+    stacked: TensorF32;
+    y?: TensorF32;
+    alt?: AltConditioning;
+  } {
     const last = this.context;
     if (last && last.picked.length === conds.length && last.picked.every((x, i) => x === conds[i])) {
       return last;
     }
     const stacked = stackPadded(conds.map((e) => e.cond));
-    let y: TensorF32 | undefined;
-    if (conds.every((e) => e.y)) {
-      const n = conds[0]!.y!.data.length;
-      const data = new Float32Array(conds.length * n);
-      conds.forEach((e, i) => data.set(e.y!.data, i * n));
-      y = { data, dims: [conds.length, n] };
+    const y = stackVectors(conds.map((e) => e.y));
+    let alt: AltConditioning | undefined;
+    if (conds.every((e) => e.alt)) {
+      const alts = conds.map((e) => e.alt!);
+      alt = { context: stackPadded(alts.map((a) => a.cond)), y: stackVectors(alts.map((a) => a.y)) };
     }
-    this.context = { picked: conds, stacked, y };
+    this.context = { picked: conds, stacked, y, alt };
     return this.context;
   }
+}
+
+/** The rows' vectors [adm] stacked [rows, adm], when every row has one. */
+function stackVectors(rows: readonly (TensorF32 | undefined)[]): TensorF32 | undefined {
+  if (!rows.every((r) => r)) return undefined;
+  const n = rows[0]!.data.length;
+  const data = new Float32Array(rows.length * n);
+  rows.forEach((r, i) => data.set(r!.data, i * n));
+  return { data, dims: [rows.length, n] };
 }

@@ -33,12 +33,20 @@ import { requireSampler, type SamplerOptions } from '../sampling/index.js';
 import { ImageRng } from '../sampling/seeds.js';
 import { UserError } from '../util/errors.js';
 import { Conditioner, type TextEmbedding } from './conditioning.js';
+import type { ImageConditioning, ScheduledCond } from './denoiser.js';
 import { hiresPass } from './hires.js';
 import { prepareImg2Img, txt2imgConditioning, type Img2ImgPrep } from './img2img.js';
 import type { LoadedModel } from './model.js';
 import type { PreviewMode } from './preview-mode.js';
 import { previewHook } from './previews.js';
-import { concat, samplePass, type Dims, type StopFlags, type UnetStepHook } from './sample.js';
+import {
+  concat,
+  samplePass,
+  type Dims,
+  type PassRefiner,
+  type StopFlags,
+  type UnetStepHook,
+} from './sample.js';
 import type { PreviewDecoder } from './taesd.js';
 import { decodeLatents } from './vae.js';
 import { infotextVersion } from '../util/version.js';
@@ -100,6 +108,12 @@ export interface GenerateHooks {
   appliedNetworkKinds?: ReadonlySet<string>;
   /** "Lora hashes" infotext value of the applied networks. */
   loraHashes?: string | null;
+  /**
+   * SDXL refiner (A1111 "Refiner"): the loaded refiner checkpoint, its title for the infotext
+   * ("name [hash]") and the switch point. It takes over the first pass (txt2img, img2img), or only
+   * the hires pass when the hires fix is on (A1111's default "second pass").
+   */
+  refiner?: { model: LoadedModel; title: string; switchAt: number };
 }
 
 export interface GenerateInputs {
@@ -201,13 +215,56 @@ export async function generate(
   const allPrompts = Array.from({ length: total }, () => main.prompt);
   const allNegatives = Array.from({ length: total }, () => main.negativePrompt);
   const hrStyled = styled(p.hr_prompt, p.hr_negative_prompt);
-  const conditioner = new Conditioner({
-    model: model.engine,
-    tokenizer: model.tokenizer,
-    clipSkip: clipSkipOf(p),
-    embeddings: hooks.embeddings,
-    emphasis: emphasisOf(p),
-  });
+  // SDXL's vector takes the pass's image size (A1111: original = target = (height, width)).
+  const newConditioner = (m: LoadedModel, height: number, width: number) =>
+    new Conditioner({
+      model: m.engine,
+      tokenizer: m.tokenizer,
+      clipSkip: clipSkipOf(p),
+      embeddings: hooks.embeddings,
+      emphasis: emphasisOf(p),
+      sdxl: { size: [height, width] },
+    });
+  const conditioner = newConditioner(model, p.height, p.width);
+  const conditionerFor = (height: number, width: number) =>
+    model.engine.config.vector ? newConditioner(model, height, width) : conditioner;
+  if (conditioner.skippedEmbeddings.length > 0) {
+    warn(
+      `embeddings not compatible with this ${model.engine.family} model were skipped: ${conditioner.skippedEmbeddings.join(', ')}`,
+    );
+  }
+  // SDXL refiner: its own conditioning (bigG only, aesthetic scores), and whether it took over.
+  const refiner = hooks.refiner;
+  let refinerUsed = false;
+  const refinerFor = async (
+    texts: { prompt: string; negative: string }[],
+    baseConds: ImageConditioning[],
+    steps: number,
+    size: [number, number],
+    hiresSteps?: number,
+  ): Promise<PassRefiner | undefined> => {
+    if (!refiner) return undefined;
+    const rc = newConditioner(refiner.model, size[0], size[1]);
+    const conds = await Promise.all(texts.map((t) => rc.forImage(t.prompt, t.negative, steps, hiresSteps)));
+    // The same texts give schedules of the same shape: each base entry gets its refiner twin.
+    const attach = (base: ScheduledCond[], twin: ScheduledCond[]) =>
+      base.forEach((e, k) => {
+        const { cond, y } = twin[k]!;
+        e.alt = y ? { cond, y } : { cond };
+      });
+    baseConds.forEach((img, i) => {
+      img.parts.forEach((part, j) => attach(part.schedule, conds[i]!.parts[j]!.schedule));
+      attach(img.uncond, conds[i]!.uncond);
+    });
+    return {
+      engine: refiner.model.engine,
+      latentChannels: refiner.model.latentChannels,
+      switchAt: refiner.switchAt,
+      onSwitch: () => {
+        refinerUsed = true;
+      },
+    };
+  };
   // A1111 counts prompt-editing steps per model call, so second-order samplers get twice the steps.
   const condSteps = (sampler: string, steps: number) =>
     requireSampler(sampler).sampler.secondOrder ? steps * 2 : steps;
@@ -272,6 +329,15 @@ export async function generate(
     const conds = await Promise.all(
       prompts.map((pr, i) => conditioner.forImage(pr.prompt, negatives[i]!.prompt, steps1)),
     );
+    // The refiner takes the first pass unless the hires fix is on (then only the second pass).
+    const firstRefiner = hires
+      ? undefined
+      : await refinerFor(
+          prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
+          conds,
+          steps1,
+          [p.height, p.width],
+        );
     const rngOpts = {
       seeds: bSeeds,
       subseeds: bSubseeds,
@@ -296,6 +362,7 @@ export async function generate(
       sMinUncond: sMinUncondOf(p),
       sMinUncondAll: sMinUncondAllOf(p),
       conds,
+      refiner: firstRefiner,
       rng,
       seeds: bSeeds,
       dims,
@@ -354,7 +421,8 @@ export async function generate(
         negatives: idx.map((i) => allNegatives[i]!),
         hrPrompt: hrStyled.prompt,
         hrNegative: hrStyled.negativePrompt,
-        conditioner,
+        conditioner: conditionerFor,
+        refiner: refinerFor,
         firstPassCondSteps: steps1,
         condSteps,
         pass: {
@@ -398,6 +466,7 @@ export async function generate(
         vaeName: model.vae?.name ?? null,
         tiHashes: tiHashes(conditioner.usedEmbeddings, hooks.embeddings),
         loraHashes: hooks.loraHashes ?? null,
+        extra: refinerUsed ? { Refiner: refiner!.title, 'Refiner switch at': refiner!.switchAt } : undefined,
         unetPrecision: model.precision,
         version: VERSION,
       });

@@ -15,8 +15,9 @@ import {
 } from '../params/generation.js';
 import { ImageRng, type ImageRngOptions } from '../sampling/seeds.js';
 import type { Conditioner } from './conditioning.js';
+import type { ImageConditioning } from './denoiser.js';
 import type { LoadedModel } from './model.js';
-import { concat, samplePass, type Dims, type PassArgs, type PassResult } from './sample.js';
+import { concat, samplePass, type Dims, type PassArgs, type PassRefiner, type PassResult } from './sample.js';
 import { txt2imgConditioning } from './img2img.js';
 import { decodeLatents, encodeImage } from './vae.js';
 
@@ -39,7 +40,19 @@ export interface HiresArgs {
   /** hr_prompt / hr_negative_prompt after styles. */
   hrPrompt: string;
   hrNegative: string;
-  conditioner: Conditioner;
+  /** The conditioner for the pass's image size (height, width: SDXL's vector takes it). */
+  conditioner: (height: number, width: number) => Conditioner;
+  /**
+   * The SDXL refiner of this pass, if any: attaches its conditioning to `conds` (texts, first-pass
+   * and hires prompt-editing steps, image size as for the conditioner).
+   */
+  refiner?: (
+    texts: { prompt: string; negative: string }[],
+    conds: ImageConditioning[],
+    steps: number,
+    size: [number, number],
+    hiresSteps?: number,
+  ) => Promise<PassRefiner | undefined>;
   /** Prompt-editing steps of the first pass (A1111 counts model calls). */
   firstPassCondSteps: number;
   condSteps: (sampler: string, steps: number) => number;
@@ -84,18 +97,24 @@ export async function hiresPass(a: HiresArgs): Promise<PassResult & { dims: Dims
   const steps = p.hr_second_pass_steps || p.steps;
   const prompts = a.prompts.map((pr) => parseExtraNetworks(p.hr_prompt ? a.hrPrompt : pr));
   const negatives = a.negatives.map((ng) => parseExtraNetworks(p.hr_negative_prompt ? a.hrNegative : ng));
+  // A1111's hr_upscale_to_y/x: the target before truncation.
+  const conditioner = a.conditioner(th * 8, tw * 8);
+  const hiresSteps = a.condSteps(resolved.sampler, steps);
   const conds = await Promise.all(
     prompts.map((pr, i) =>
-      a.conditioner.forImage(
-        pr.prompt,
-        negatives[i]!.prompt,
-        a.firstPassCondSteps,
-        a.condSteps(resolved.sampler, steps),
-      ),
+      conditioner.forImage(pr.prompt, negatives[i]!.prompt, a.firstPassCondSteps, hiresSteps),
     ),
+  );
+  const refiner = await a.refiner?.(
+    prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
+    conds,
+    a.firstPassCondSteps,
+    [th * 8, tw * 8],
+    hiresSteps,
   );
   const r = await samplePass({
     ...a.pass,
+    refiner,
     hooks: a.passHooks?.(dims),
     model,
     sampler: resolved.sampler,

@@ -19,6 +19,7 @@ import type { Provider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import type { GeneratedImage, ProgressInfo, StopFlags } from './generate.js';
 import type { ModelLibrary, ModelSpec } from './model-library.js';
+import { DEFAULT_REFINER_SWITCH_AT } from './refiner.js';
 import { outputDir, type OutputKind } from './outputs.js';
 import type { PreviewMode } from './preview-mode.js';
 import {
@@ -54,6 +55,11 @@ export interface JobRequest {
   provider?: string;
   /** UNet precision asked for explicitly: it must run on the provider. */
   precision?: string;
+  /**
+   * What the UNet predicts, overriding the file and its sidecar (`--prediction v|eps`: SD 2.x
+   * 768-v and 512-base have the same keys).
+   */
+  prediction?: 'eps' | 'v';
   /** A precision to use where the provider runs it (an image's infotext), else the provider's default. */
   preferredPrecision?: UnetPrecisionChoice;
   /** Textual-inversion embeddings folder (default <dataDir>/embeddings). */
@@ -288,8 +294,12 @@ export async function resolveJob(
     const { renameLoraTags } = await import('../adapters/lora-library.js');
     params = { ...p, prompt: renameLoraTags(p.prompt, loraJob.renames) };
   }
+  if (request.prediction !== undefined && request.prediction !== 'eps' && request.prediction !== 'v') {
+    throw new UserError(`prediction must be "v" or "eps", not "${String(request.prediction)}"`);
+  }
   const spec: ModelSpec = { checkpoint, vaePath, precision, provider };
   if (loraJob.specs.length) spec.loras = loraJob.specs;
+  if (request.prediction) spec.prediction = request.prediction;
   return { spec, params, styles, outRoot, date };
 }
 
@@ -310,13 +320,39 @@ export async function runJob(
   const imagesTotal = p.batch_size * p.n_iter;
 
   const lease = await library.acquire(resolved.spec);
+  // SDXL refiner (A1111 "Refiner"): a second checkpoint lent for the job, with the base's
+  // precision and provider; its title "name [hash]" goes into the infotext.
+  let refinerLease: Awaited<ReturnType<ModelLibrary['acquire']>> | undefined;
+  try {
+    if (p.refiner_checkpoint) {
+      const path = await library.findCheckpoint(p.refiner_checkpoint);
+      refinerLease = await library.acquire({
+        checkpoint: path,
+        vaePath: null,
+        precision: resolved.spec.precision,
+        ...(resolved.spec.provider ? { provider: resolved.spec.provider } : {}),
+      });
+    }
+  } catch (e) {
+    lease.done();
+    throw e;
+  }
   try {
     const model = lease.model;
     for (const w of model.loraWarnings ?? []) warn(w);
+    const refinerModel = refinerLease?.model;
+    const refiner = refinerModel
+      ? {
+          model: refinerModel,
+          title: `${refinerModel.name}${refinerModel.hash ? ` [${refinerModel.hash}]` : ''}`,
+          switchAt: p.refiner_switch_at ?? DEFAULT_REFINER_SWITCH_AT,
+        }
+      : undefined;
     const { EmbeddingDatabase } = await import('../prompt/embeddings.js');
     const embeddingsDir = resolve(request.embeddingsDir ?? join(library.dataDir, 'embeddings'));
     const embeddings = await EmbeddingDatabase.loadDir(embeddingsDir, {
-      expectedWidth: model.engine.config.text.width,
+      // SDXL embeddings are clip_l ‖ clip_g rows: the towers' widths summed (2048).
+      expectedWidth: model.engine.towers.reduce((w, t) => w + t.config.width, 0),
     });
     for (const w of embeddings.warnings) warn(w);
     const preview = request.preview && hooks.onPreview ? request.preview : null;
@@ -382,6 +418,7 @@ export async function runJob(
         embeddings: embeddings.loaded,
         warn,
         grid: wantGrid,
+        refiner,
         onImage,
         appliedNetworkKinds: new Set(['lora', 'lyco']),
         loraHashes: model.loraHashes ?? null,
@@ -411,6 +448,7 @@ export async function runJob(
       model: { name: model.name, path: model.path, hash: model.hash, vae: model.vae?.name ?? null },
     };
   } finally {
+    refinerLease?.done();
     lease.done();
   }
 }

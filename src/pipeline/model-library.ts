@@ -24,6 +24,8 @@ export interface ModelSpec {
   precision: UnetPrecisionChoice;
   /** undefined = onnxruntime's CPU provider. */
   provider?: Provider;
+  /** What the UNet predicts, when the request overrides the file (`--prediction`); part of the key. */
+  prediction?: 'eps' | 'v';
   /** LoRA / LyCORIS networks patched into the weights, in prompt order (adapters/run-loras.ts). */
   loras?: readonly LoraSpec[];
 }
@@ -65,7 +67,14 @@ export const MODEL_EXTENSIONS = ['.safetensors', '.ckpt', '.pt', '.bin'];
 
 export function modelKey(spec: ModelSpec): string {
   const loras = (spec.loras ?? []).map((l) => `${l.path}:${l.name}:${l.te}:${l.unet}:${l.dynDim}`).join(',');
-  return [spec.checkpoint, spec.vaePath ?? '-', spec.precision, spec.provider ?? 'cpu', loras].join('|');
+  return [
+    spec.checkpoint,
+    spec.vaePath ?? '-',
+    spec.precision,
+    spec.provider ?? 'cpu',
+    loras,
+    ...(spec.prediction ? [spec.prediction] : []),
+  ].join('|');
 }
 
 export class ModelLibrary {
@@ -205,6 +214,7 @@ export class ModelLibrary {
           cacheDir: this.options.cacheDir,
           clipVocab: this.options.clipVocab,
           unetPrecision: spec.precision,
+          prediction: spec.prediction,
           onNotice: this.options.onNotice,
           loras: spec.loras,
         });

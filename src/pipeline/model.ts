@@ -8,6 +8,7 @@ import { openModel } from '../formats/open.js';
 import type { TensorSource, TensorInfo, Tensor, FileLocation } from '../formats/tensor.js';
 import { ClipTokenizer } from '../prompt/tokenizer.js';
 import { readClipVocab, resolveClipVocab } from '../prompt/vocab.js';
+import { sidecarPathFor } from '../models/detect-sidecar.js';
 import { loadSd1, type Sd1Model } from '../runtime/sd1.js';
 import type { Provider } from '../runtime/session.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
@@ -34,6 +35,7 @@ export interface LoadedModel {
   hash: string | null;
   vae: { name: string; path: string; hash: string | null } | null;
   schedule: DiscreteSchedule;
+  /** Latent scale of the family (0.18215 SD 1.x/2.x, 0.13025 SDXL; a sidecar's scale_factor wins). */
   scaleFactor: number;
   /** What the UNet predicts (SD2 768-v: 'v'); absent = 'eps'. The denoiser wraps it accordingly. */
   prediction?: 'eps' | 'v';
@@ -137,6 +139,8 @@ class VaeOverlaySource implements TensorSource {
 }
 
 export interface LoadModelOptions {
+  /** `--prediction v|eps`: overrides the file, its sidecar and the SD2 probe (runtime/sd1.ts loadSd1). */
+  prediction?: 'eps' | 'v';
   checkpoint: string;
   /** Tensors to use instead of opening `checkpoint` (merged or patched models); the model is then not hashed. */
   source?: TensorSource;
@@ -203,6 +207,9 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       provider: opts.provider,
       cacheDir: opts.cacheDir,
       unetPrecision: precision,
+      prediction: opts.prediction,
+      // The sidecar of the checkpoint itself (the source may be a VAE overlay or merged tensors).
+      yamlPath: opts.checkpoint ? sidecarPathFor(opts.checkpoint) : undefined,
       onNotice: opts.onNotice,
     });
     const wantHash = opts.hash !== false;
@@ -217,7 +224,8 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       hash,
       vae: opts.vaePath ? { name: basename(opts.vaePath), path: opts.vaePath, hash: vaeHash } : null,
       schedule: new DiscreteSchedule(alphas),
-      scaleFactor: 0.18215,
+      scaleFactor: engine.scaleFactor,
+      prediction: engine.prediction,
       inpainting: inChannels === 9,
       latentChannels: engine.config.unet.outChannels,
       precision,

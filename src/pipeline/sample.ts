@@ -19,7 +19,9 @@ import {
 import { BrownianNoise, imageRngNoise } from '../sampling/noise.js';
 import type { DiscreteSchedule } from '../sampling/schedules.js';
 import type { ImageRng } from '../sampling/seeds.js';
+import { UserError } from '../util/errors.js';
 import { CfgDenoiser, type DenoiserOptions, type ImageConditioning } from './denoiser.js';
+import { refinerGate } from './refiner.js';
 
 export type Dims = [number, number, number, number];
 
@@ -47,8 +49,21 @@ export interface SamplingModel {
   prediction?: 'eps' | 'v';
 }
 
+/**
+ * An SDXL refiner for a pass (A1111 "Refiner"): its UNet takes over from the first model call whose
+ * progress reaches `switchAt`, on its own conditioning (attached to `conds` as ScheduledCond.alt).
+ */
+export interface PassRefiner {
+  engine: Pick<Sd1Model, 'unet'>;
+  latentChannels: number;
+  switchAt: number;
+  /** Told once, when the refiner takes over. */
+  onSwitch: () => void;
+}
+
 export interface PassArgs {
   model: SamplingModel;
+  refiner?: PassRefiner;
   sampler: string;
   scheduler?: string;
   steps: number;
@@ -106,11 +121,22 @@ export async function samplePass(a: PassArgs): Promise<PassResult> {
   const x = startLatent(plan, a.noise, a.x0 ?? undefined, model.schedule.alphasCumprod);
   const start = x.slice();
   for (const hook of hooks) hook.start?.(plan);
+  const refiner = a.refiner;
+  if (refiner && refiner.latentChannels !== c) {
+    throw new UserError(`the refiner has ${refiner.latentChannels} latent channels, this model ${c}`);
+  }
+  const gate = refiner ? refinerGate(model.schedule, refiner.switchAt, refiner.onSwitch) : null;
   const denoiser = new CfgDenoiser({
-    unet: async (xt, t, context) => {
-      const inputs: UNetInputs = { x: xt, t, context, tokenMergeRatio: a.tokenMergeRatio ?? 0 };
+    unet: async (xt, t, context, y, alt) => {
+      // SDXL refiner: from the switch on, its UNet runs on its own conditioning (ScheduledCond.alt).
+      const refine = gate !== null && alt !== undefined && gate(t.data[0]!);
+      const inputs: UNetInputs = refine
+        ? { x: xt, t, context: alt.context, tokenMergeRatio: a.tokenMergeRatio ?? 0 }
+        : { x: xt, t, context, tokenMergeRatio: a.tokenMergeRatio ?? 0 };
+      const vector = refine ? alt.y : y;
+      if (vector) inputs.y = vector;
       for (const hook of hooks) await hook.beforeUnet?.(inputs);
-      return model.engine.unet(inputs);
+      return (refine ? refiner!.engine : model.engine).unet(inputs);
     },
     schedule: model.schedule,
     latentShape: [c, h, w],

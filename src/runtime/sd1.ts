@@ -4,6 +4,7 @@
  * `release()`. All tensors are float32 NCHW / [B, T, W] with explicit dims.
  */
 import type ort from 'onnxruntime-node';
+import type { DiffusionModel, TextConditioning } from './diffusion-model.js';
 import { openModel } from '../formats/open.js';
 import type { TensorSource } from '../formats/tensor.js';
 import type { GraphBuilder, GraphOptions } from '../onnx/builder.js';
@@ -15,7 +16,10 @@ import {
   clipNormedName,
   CLIP_IO,
 } from '../models/clip-text.js';
-import { sd1ConfigFromTensors, type Sd1Config } from '../models/config.js';
+import type { DiffusionConfig, ModelFamily, PredictionType, Sd1Config, TextTower } from '../models/config.js';
+import { diffusionConfigFromSd1, diffusionConfigFromSource } from '../models/family.js';
+import { sidecarPathFor } from '../models/detect-sidecar.js';
+import { buildOpenClipTextEncoderGraph, buildOpenClipTokenEmbeddingGraph } from '../models/openclip-text.js';
 import {
   buildTimestepEmbeddingGraph,
   buildUNetGraph,
@@ -69,13 +73,21 @@ export const PART_SESSION_DEFAULTS: Readonly<Record<Sd1Part, Readonly<SessionOpt
 };
 
 export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
+  /** The ldm/sgm `<checkpoint>.yaml` to read (default: the one next to the file, as A1111). */
+  yamlPath?: string;
   /**
    * Session options for one network (VAE = decoder and encoder). Precedence: these, then the
    * top-level session options that are set (they apply to every part), then PART_SESSION_DEFAULTS.
    */
   partSessions?: Partial<Record<Sd1Part, SessionOptions>>;
-  /** Hyper-parameters; default: read from the checkpoint's shapes (`sd1ConfigFromTensors`). */
-  config?: Sd1Config;
+  /**
+   * Hyper-parameters; default: read through models/detect (`diffusionConfigFromSource`, with the
+   * `<checkpoint>.yaml` sidecar when there is one). An Sd1Config is taken as SD 1.x (or SD 2.x when
+   * the file has open_clip text keys).
+   */
+  config?: Sd1Config | DiffusionConfig;
+  /** `--prediction v|eps`: what the UNet predicts, overriding the file and its sidecar. */
+  prediction?: PredictionType;
   /** Attention kernel for UNet/VAE (default 'mha': onnxruntime's memory-efficient contrib op). */
   attention?: AttentionImpl;
   /** Use com.microsoft contrib ops (default: on the CPU and CUDA providers, which implement them). */
@@ -124,6 +136,8 @@ export interface UNetInputs {
   /** Separate key/value contexts (hypernetworks). */
   contextK?: TensorF32;
   contextV?: TensorF32;
+  /** SDXL `vector` conditioning [B, admInChannels] (required exactly when the UNet has label_emb). */
+  y?: TensorF32;
   /**
    * Token merging before the full-resolution self-attentions (A1111 "Token merging ratio",
    * models/token-merging.ts): 0 … 0.75, default 0 = off. Faster, and the image changes a little.
@@ -173,14 +187,14 @@ interface Sd1State {
   ephemeralEntries: string[];
 }
 
-export class Sd1Model {
+export class Sd1Model implements DiffusionModel {
   private readonly state: Sd1State;
   /** Contrib ops only where onnxruntime implements them (CPU, CUDA); CPU-tuned forms on the CPU only. */
   private readonly graphOpts: GraphOptions;
 
   constructor(
     readonly source: TensorSource,
-    readonly config: Sd1Config,
+    readonly config: DiffusionConfig,
     private readonly opts: Sd1LoadOptions,
     private readonly ownsSource: boolean,
     /** Seamless tiling (A1111 "Tiling"): UNet and VAE convolutions wrap around the edges. */
@@ -316,15 +330,40 @@ export class Sd1Model {
     return out;
   }
 
-  // ---- text encoder ----
+  // ---- model facts (DiffusionModel) ----
 
-  private checkIds(ids: Int32Array | BigInt64Array, batch: number): BigInt64Array {
-    const T = this.config.text.maxPositions;
+  get family(): ModelFamily {
+    return this.config.family;
+  }
+  get prediction(): PredictionType {
+    return this.config.prediction;
+  }
+  get scaleFactor(): number {
+    return this.config.scaleFactor;
+  }
+  get latentChannels(): number {
+    return this.config.unet.outChannels;
+  }
+  get towers(): readonly TextTower[] {
+    return this.config.towers;
+  }
+
+  // ---- text encoders ----
+
+  private tower(i: number): TextTower {
+    const t = this.config.towers[i];
+    if (!t) throw new Error(`this model has ${this.config.towers.length} text encoder(s), not ${i + 1}`);
+    return t;
+  }
+
+  private checkIds(ids: Int32Array | BigInt64Array, batch: number, tower = 0): BigInt64Array {
+    const cfg = this.tower(tower).config;
+    const T = cfg.maxPositions;
     if (ids.length !== batch * T) {
       throw new UserError(`token ids: expected ${batch}×${T} = ${batch * T} ids, got ${ids.length}`);
     }
     const out = ids instanceof BigInt64Array ? ids : BigInt64Array.from(ids, (v) => BigInt(v));
-    const vocab = BigInt(this.config.text.vocabSize);
+    const vocab = BigInt(cfg.vocabSize);
     for (const v of out) {
       if (v < 0n || v >= vocab)
         throw new UserError(`token id ${v} is outside the vocabulary (0..${vocab - 1n})`);
@@ -332,68 +371,202 @@ export class Sd1Model {
     return out;
   }
 
-  /** Token ids [batch, 77] → token embeddings [batch, 77, W] (splice textual-inversion vectors here). */
-  async tokenEmbeddings(ids: Int32Array | BigInt64Array, batch: number): Promise<TensorF32> {
+  /** Session key suffix of a tower (tower 0 keeps the historical keys). */
+  private towerKey(tower: number): string {
+    return tower === 0 ? '' : `.${tower}`;
+  }
+
+  private textEmbedSession(tower: number) {
+    const t = this.tower(tower);
+    return this.session('text', `clip-embed${this.towerKey(tower)}`, GRAPH_VERSION.text, () =>
+      t.layout === 'open-clip'
+        ? buildOpenClipTokenEmbeddingGraph(this.source, t.config, t.prefix, this.graphOpts)
+        : buildClipTokenEmbeddingGraph(this.source, t.config, t.prefix, this.graphOpts),
+    );
+  }
+
+  private textEncoderSession(tower: number) {
+    const t = this.tower(tower);
+    return this.session('text', `clip-encoder${this.towerKey(tower)}`, GRAPH_VERSION.text, () =>
+      t.layout === 'open-clip'
+        ? buildOpenClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts)
+        : buildClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts),
+    );
+  }
+
+  /**
+   * Token ids [batch, 77] → token embeddings [batch, 77, W] of text tower `tower` (splice
+   * textual-inversion vectors here).
+   */
+  async tokenEmbeddings(ids: Int32Array | BigInt64Array, batch: number, tower = 0): Promise<TensorF32> {
     if (batch > MAX_TEXT_ROWS) {
-      const T = this.config.text.maxPositions;
+      const T = this.tower(tower).config.maxPositions;
       const parts: TensorF32[] = [];
       for (let r = 0; r < batch; r += MAX_TEXT_ROWS) {
         const n = Math.min(MAX_TEXT_ROWS, batch - r);
-        parts.push(await this.tokenEmbeddings(ids.slice(r * T, (r + n) * T), n));
+        parts.push(await this.tokenEmbeddings(ids.slice(r * T, (r + n) * T), n, tower));
       }
       return concatRows(parts);
     }
-    const s = this.session('text', 'clip-embed', GRAPH_VERSION.text, () =>
-      buildClipTokenEmbeddingGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
-    );
     const r = await this.run(
-      s,
-      { [CLIP_IO.ids]: i64(this.checkIds(ids, batch), [batch, this.config.text.maxPositions]) },
+      this.textEmbedSession(tower),
+      {
+        [CLIP_IO.ids]: i64(this.checkIds(ids, batch, tower), [batch, this.tower(tower).config.maxPositions]),
+      },
       [CLIP_IO.embeds],
     );
     return r[CLIP_IO.embeds]!;
   }
 
-  /** Names of the text encoder outputs: `hidden_states.i` and `normed.i`, i = 0..layers. */
-  textOutputNames(): string[] {
+  /** Names of a tower's outputs: `hidden_states.i` and `normed.i`, i = 0..layers. */
+  textOutputNames(tower = 0): string[] {
     const names: string[] = [];
-    for (let i = 0; i <= this.config.text.layers; i++) names.push(clipHiddenName(i), clipNormedName(i));
+    for (let i = 0; i <= this.tower(tower).config.layers; i++)
+      names.push(clipHiddenName(i), clipNormedName(i));
     return names;
   }
 
-  /** Run the text transformer on token embeddings [B, 77, W] and return the named outputs. */
-  async textOutputs(embeds: TensorF32, outputs: string[]): Promise<Record<string, TensorF32>> {
-    const s = this.session('text', 'clip-encoder', GRAPH_VERSION.text, () =>
-      buildClipTextEncoderGraph(this.source, this.config.text, this.config.prefixes.text, this.graphOpts),
-    );
-    const t = this.config.text;
+  /** Run a text transformer on token embeddings [B, 77, W] and return the named outputs. */
+  async textOutputs(embeds: TensorF32, outputs: string[], tower = 0): Promise<Record<string, TensorF32>> {
+    const t = this.tower(tower).config;
     expectDims('token embeddings', embeds, [null, t.maxPositions, t.width]);
     const batch = embeds.dims[0]!;
     if (batch > MAX_TEXT_ROWS) {
       const parts: Record<string, TensorF32>[] = [];
       for (let r = 0; r < batch; r += MAX_TEXT_ROWS) {
-        parts.push(await this.textOutputs(sliceRows(embeds, r, Math.min(batch, r + MAX_TEXT_ROWS)), outputs));
+        parts.push(
+          await this.textOutputs(sliceRows(embeds, r, Math.min(batch, r + MAX_TEXT_ROWS)), outputs, tower),
+        );
       }
       return Object.fromEntries(outputs.map((o) => [o, concatRows(parts.map((p) => p[o]!))]));
     }
-    return this.run(s, { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) }, outputs);
+    return this.run(
+      this.textEncoderSession(tower),
+      { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) },
+      outputs,
+    );
   }
 
   /**
-   * Conditioning from token embeddings, A1111 style: clip skip 1 = last_hidden_state, clip skip N
-   * = final_layer_norm(hidden_states[-N]).
+   * The output a tower conditions on, with A1111's clip skip: SD 1.x clip skip N =
+   * final_layer_norm(hidden_states[-N]); SD 2.x is always ln_final(penultimate) and SDXL always the
+   * penultimate hidden states (A1111 applies no clip skip to open_clip towers, nor by default to
+   * SDXL's CLIP-L). clip skip must still be 1 … layers.
    */
-  async encodeEmbeddings(embeds: TensorF32, clipSkip = 1): Promise<TensorF32> {
-    const L = this.config.text.layers;
+  private contextOutputName(tower: number, clipSkip: number): string {
+    const t = this.tower(tower);
+    const L = t.config.layers;
     if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > L) {
       throw new UserError(`clip skip must be an integer from 1 to ${L}, got ${clipSkip}`);
     }
-    const name = clipNormedName(L + 1 - clipSkip);
-    return (await this.textOutputs(embeds, [name]))[name]!;
+    if (t.layer === 'last-normed') return clipNormedName(L + 1 - clipSkip);
+    if (t.layer === 'penultimate-normed') return clipNormedName(L - 1);
+    return clipHiddenName(L - 1);
   }
 
-  async encodeIds(ids: Int32Array | BigInt64Array, batch: number, clipSkip = 1): Promise<TensorF32> {
-    return this.encodeEmbeddings(await this.tokenEmbeddings(ids, batch), clipSkip);
+  /** A tower's conditioning from its token embeddings (see contextOutputName). */
+  async encodeEmbeddings(embeds: TensorF32, clipSkip = 1, tower = 0): Promise<TensorF32> {
+    const name = this.contextOutputName(tower, clipSkip);
+    return (await this.textOutputs(embeds, [name], tower))[name]!;
+  }
+
+  async encodeIds(
+    ids: Int32Array | BigInt64Array,
+    batch: number,
+    clipSkip = 1,
+    tower = 0,
+  ): Promise<TensorF32> {
+    return this.encodeEmbeddings(await this.tokenEmbeddings(ids, batch, tower), clipSkip, tower);
+  }
+
+  private projections = new Map<number, Promise<Float32Array>>();
+
+  /**
+   * open_clip's pooled output: ln_final(last hidden state) at each row's EOS (the argmax of its ids,
+   * as open_clip and sgm take it) times text_projection [W, P] → [B, P].
+   */
+  private async pooledOutput(tower: number, normedLast: TensorF32, ids: BigInt64Array): Promise<TensorF32> {
+    const t = this.tower(tower);
+    const P = t.pooledDim!;
+    const W = t.config.width;
+    const T = t.config.maxPositions;
+    let proj = this.projections.get(tower);
+    if (!proj) {
+      proj = this.source.readFloat32(`${t.prefix}.text_projection`);
+      this.projections.set(tower, proj);
+    }
+    const w = await proj;
+    const batch = normedLast.dims[0]!;
+    const out = new Float32Array(batch * P);
+    for (let b = 0; b < batch; b++) {
+      let at = 0;
+      for (let i = 1; i < T; i++) if (ids[b * T + i]! > ids[b * T + at]!) at = i;
+      const row = normedLast.data.subarray((b * T + at) * W, (b * T + at + 1) * W);
+      for (let j = 0; j < P; j++) {
+        let acc = 0;
+        for (let k = 0; k < W; k++) acc += row[k]! * w[k * P + j]!;
+        out[b * P + j] = acc;
+      }
+    }
+    return { data: out, dims: [batch, P] };
+  }
+
+  /**
+   * Text conditioning from every tower: `embeds[i]` are tower i's token embeddings [B, 77, W_i]
+   * (textual inversion already spliced), `ids[i]` its ids (the pooled output needs the EOS
+   * position). Returns the towers' contexts concatenated along channels [B, 77, Σ W_i] and, for
+   * SDXL, the pooled output [B, P].
+   */
+  async encodeConditioning(
+    embeds: readonly TensorF32[],
+    ids: readonly (Int32Array | BigInt64Array)[],
+    clipSkip = 1,
+  ): Promise<TextConditioning> {
+    const towers = this.config.towers;
+    if (embeds.length !== towers.length || ids.length !== towers.length) {
+      throw new Error(
+        `this model has ${towers.length} text encoder(s): got ${embeds.length} embeddings, ${ids.length} id sets`,
+      );
+    }
+    const parts: TensorF32[] = [];
+    let pooled: TensorF32 | undefined;
+    for (let i = 0; i < towers.length; i++) {
+      const r = await this.encodeTower(embeds[i]!, ids[i]!, clipSkip, i);
+      parts.push(r.context);
+      pooled ??= r.pooled;
+    }
+    const context = parts.length === 1 ? parts[0]! : concatChannels(parts);
+    return pooled ? { context, pooled } : { context };
+  }
+
+  /** One tower's conditioning (its context, and its pooled output where the family uses one). */
+  async encodeTower(
+    embeds: TensorF32,
+    ids: Int32Array | BigInt64Array,
+    clipSkip: number,
+    tower: number,
+  ): Promise<TextConditioning> {
+    const t = this.tower(tower);
+    const name = this.contextOutputName(tower, clipSkip);
+    if (t.pooledDim === undefined) return { context: (await this.textOutputs(embeds, [name], tower))[name]! };
+    const last = clipNormedName(t.config.layers);
+    const r = await this.textOutputs(embeds, [...new Set([name, last])], tower);
+    const batch = embeds.dims[0]!;
+    return {
+      context: r[name]!,
+      pooled: await this.pooledOutput(tower, r[last]!, this.checkIds(ids, batch, tower)),
+    };
+  }
+
+  /** encodeConditioning from ids alone (no textual inversion). */
+  async encodeIdsAll(
+    ids: readonly (Int32Array | BigInt64Array)[],
+    batch: number,
+    clipSkip = 1,
+  ): Promise<TextConditioning> {
+    const embeds: TensorF32[] = [];
+    for (let i = 0; i < ids.length; i++) embeds.push(await this.tokenEmbeddings(ids[i]!, batch, i));
+    return this.encodeConditioning(embeds, ids, clipSkip);
   }
 
   // ---- UNet ----
@@ -453,6 +626,13 @@ export class Sd1Model {
       [UNET_IO.t]: f32(inp.t.data, inp.t.dims),
       [UNET_IO.context]: f32(inp.context.data, inp.context.dims),
     };
+    if (u.admInChannels) {
+      if (!inp.y) throw new UserError('this UNet (SDXL) needs its vector conditioning y');
+      expectDims('UNet y', inp.y, [b!, u.admInChannels]);
+      feeds[UNET_IO.y] = f32(inp.y.data, inp.y.dims);
+    } else if (inp.y) {
+      throw new UserError('this UNet takes no vector conditioning y (only SDXL models do)');
+    }
     if (inp.control) {
       inp.control.skips.forEach((c, i) => (feeds[`control.${i}`] = f32(c.data, c.dims)));
       feeds['control.middle'] = f32(inp.control.middle.data, inp.control.middle.dims);
@@ -499,6 +679,7 @@ export class Sd1Model {
               x: rows(inp.x),
               t: rows(inp.t),
               context: rows(inp.context),
+              y: inp.y && rows(inp.y),
               contextK: inp.contextK && rows(inp.contextK),
               contextV: inp.contextV && rows(inp.contextV),
               control: inp.control && {
@@ -559,10 +740,20 @@ export class Sd1Model {
 
   // ---- VAE ----
 
+  /** The VAE's configuration; a file without one (SDXL refiner) says so here. */
+  private vaeConfig() {
+    if (!this.config.vae) {
+      throw new UserError(
+        `${this.source.path} has no VAE (first_stage_model.*): decode with the base model's VAE or pass a VAE file`,
+      );
+    }
+    return this.config.vae;
+  }
+
   private vaeDecoderSession() {
     const key = `vae-dec${this.opts.debug ? '|d' : ''}${this.tiling ? '|t' : ''}`;
     return this.session('vae', key, GRAPH_VERSION.vae, () =>
-      buildVaeDecoderGraph(this.source, this.config.vae, {
+      buildVaeDecoderGraph(this.source, this.vaeConfig(), {
         prefix: this.config.prefixes.vae,
         tiling: this.tiling,
         attention: this.opts.attention,
@@ -576,7 +767,7 @@ export class Sd1Model {
   private vaeEncoderSession() {
     const key = `vae-enc${this.opts.debug ? '|d' : ''}${this.tiling ? '|t' : ''}`;
     return this.session('vae', key, GRAPH_VERSION.vae, () =>
-      buildVaeEncoderGraph(this.source, this.config.vae, {
+      buildVaeEncoderGraph(this.source, this.vaeConfig(), {
         prefix: this.config.prefixes.vae,
         tiling: this.tiling,
         attention: this.opts.attention,
@@ -589,7 +780,7 @@ export class Sd1Model {
 
   /** Named decoder outputs (`image`, and with `debug` every sub-module by key prefix). */
   async vaeDecodeOutputs(z: TensorF32, outputs: string[]): Promise<Record<string, TensorF32>> {
-    expectDims('VAE latent', z, [null, this.config.vae.embedDim, null, null]);
+    expectDims('VAE latent', z, [null, this.vaeConfig().embedDim, null, null]);
     return this.run(this.vaeDecoderSession(), { [VAE_IO.decoder.z]: f32(z.data, z.dims) }, outputs);
   }
 
@@ -612,16 +803,17 @@ export class Sd1Model {
 
   /** Named encoder outputs (moments, mean, logvar, std, sample; debug sub-modules). */
   async vaeEncodeOutputs(image: TensorF32, noise: TensorF32 | undefined, outputs: string[]) {
-    const [b, , h, w] = expectDims('VAE image', image, [
-      null,
-      this.config.vae.inChannels,
-      null,
-      null,
-    ]) as number[] as [number, number, number, number];
-    if (noise) expectDims('VAE noise', noise, [b, this.config.vae.embedDim, h / 8, w / 8]);
+    const vae = this.vaeConfig();
+    const [b, , h, w] = expectDims('VAE image', image, [null, vae.inChannels, null, null]) as number[] as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    if (noise) expectDims('VAE noise', noise, [b, vae.embedDim, h / 8, w / 8]);
     if (h % 8 !== 0 || w % 8 !== 0)
       throw new UserError(`image size ${w}×${h} must be a multiple of 8 to encode`);
-    const nd = [b, this.config.vae.embedDim, h / 8, w / 8];
+    const nd = [b, vae.embedDim, h / 8, w / 8];
     const n = noise ?? { data: new Float32Array(nd.reduce((a, c) => a * c, 1)), dims: nd };
     return this.run(
       this.vaeEncoderSession(),
@@ -669,23 +861,8 @@ export class Sd1Model {
     const pending: Promise<unknown>[] = [];
     for (const part of parts) {
       if (part === 'text') {
-        pending.push(
-          this.session('text', 'clip-embed', GRAPH_VERSION.text, () =>
-            buildClipTokenEmbeddingGraph(
-              this.source,
-              this.config.text,
-              this.config.prefixes.text,
-              this.graphOpts,
-            ),
-          ),
-          this.session('text', 'clip-encoder', GRAPH_VERSION.text, () =>
-            buildClipTextEncoderGraph(
-              this.source,
-              this.config.text,
-              this.config.prefixes.text,
-              this.graphOpts,
-            ),
-          ),
+        this.config.towers.forEach((_, i) =>
+          pending.push(this.textEmbedSession(i), this.textEncoderSession(i)),
         );
       } else if (part === 'unet') {
         pending.push(this.unetSession({ sharedRows: true, tokenMerging: !!opts.tokenMerging }));
@@ -769,15 +946,77 @@ function definedFields<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** Open an SD 1.x checkpoint (path or TensorSource); sessions open lazily on first use. */
+/** Channel-wise concatenation of [B, T, W_i] tensors → [B, T, Σ W_i]. */
+export function concatChannels(parts: readonly TensorF32[]): TensorF32 {
+  const [b, t] = parts[0]!.dims as [number, number];
+  const widths = parts.map((p) => p.dims[2]!);
+  const total = widths.reduce((a, w) => a + w, 0);
+  const out = new Float32Array(b * t * total);
+  for (let r = 0; r < b * t; r++) {
+    let at = r * total;
+    parts.forEach((p, i) => {
+      const w = widths[i]!;
+      out.set(p.data.subarray(r * w, (r + 1) * w), at);
+      at += w;
+    });
+  }
+  return { data: out, dims: [b, t, total] };
+}
+
+/** The checkpoint's configuration through models/detect (or the caller's), and whether the prediction is known. */
+function configFor(
+  src: TensorSource,
+  opts: Sd1LoadOptions,
+): { config: DiffusionConfig; predictionUnknown: boolean } {
+  if (opts.config) {
+    const config = 'family' in opts.config ? { ...opts.config } : diffusionConfigFromSd1(src, opts.config);
+    if (opts.prediction) config.prediction = opts.prediction;
+    return { config, predictionUnknown: false };
+  }
+  const yamlPath = opts.yamlPath ?? sidecarPathFor(src.path);
+  return diffusionConfigFromSource(src, { yamlPath, prediction: opts.prediction });
+}
+
+/**
+ * Open a checkpoint of any family (path or TensorSource); sessions open lazily on first use. The
+ * family, networks and prediction come from models/detect (and the `<checkpoint>.yaml` sidecar next
+ * to the file). An SD 2.x file whose prediction nothing says (no sidecar, no `prediction` option:
+ * 512-base and 768-v have the same keys) is decided as A1111 does: the UNet runs once on a
+ * constant input and predicts v when its output's mean lies more than 1 below the input's.
+ */
 export async function loadSd1(source: string | TensorSource, opts: Sd1LoadOptions = {}): Promise<Sd1Model> {
   const owns = typeof source === 'string';
   const src = typeof source === 'string' ? await openModel(source) : source;
   try {
-    const config = opts.config ?? sd1ConfigFromTensors(src);
-    return new Sd1Model(src, config, opts, owns);
+    const { config, predictionUnknown } = configFor(src, opts);
+    const model = new Sd1Model(src, config, opts, owns);
+    if (predictionUnknown && config.family === 'sd2' && config.unet.inChannels === 4) {
+      config.prediction = (await probeVPrediction(model)) ? 'v' : 'eps';
+      if (config.prediction === 'v') config.defaultSize = 768;
+    }
+    return model;
   } catch (e) {
     if (owns) await src.close();
     throw e;
   }
+}
+
+/** The family-neutral name of the loader (every family loads through the same model class). */
+export const loadDiffusionModel = loadSd1;
+
+/**
+ * A1111's `is_using_v_parameterization_for_sd2`: x = 0.5 everywhere [1, 4, 8, 8], t = 999, a
+ * context of two tokens of 0.5; v-prediction when mean(UNet(x) − x) < −1.
+ */
+export async function probeVPrediction(model: Sd1Model): Promise<boolean> {
+  const u = model.config.unet;
+  const x = { data: new Float32Array(4 * 8 * 8).fill(0.5), dims: [1, 4, 8, 8] };
+  const out = await model.unet({
+    x,
+    t: { data: Float32Array.of(999), dims: [1] },
+    context: { data: new Float32Array(2 * u.contextDim).fill(0.5), dims: [1, 2, u.contextDim] },
+  });
+  let sum = 0;
+  for (let i = 0; i < out.data.length; i++) sum += out.data[i]! - 0.5;
+  return sum / out.data.length < -1;
 }

@@ -51,7 +51,10 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
     const dir = ctx.config.dirs.embeddings;
     const db =
       (await ctx.executor.withCurrent((m) =>
-        EmbeddingDatabase.loadDir(dir, { expectedWidth: m.engine.config.text.width }),
+        // As the job runner: SDXL embeddings are clip_l ‖ clip_g rows, the towers' widths summed.
+        EmbeddingDatabase.loadDir(dir, {
+          expectedWidth: m.engine.towers.reduce((w, t) => w + t.config.width, 0),
+        }),
       )) ?? (await EmbeddingDatabase.loadDir(dir, {}));
     return db.list();
   });
