@@ -81,8 +81,8 @@ describe('refusals', () => {
     const cases: [string[], RegExp][] = [
       [['txt2img', 'a cube', '--model', tiny, '--cfg', '0x10'], /--cfg needs a number \(got "0x10"\)/],
       [['txt2img', 'a cube', '--model', tiny, '--steps', '0b11'], /--steps needs a number/],
-      [['merge', tiny, tiny, '--alpha', '0x1', '--out', out], /--alpha must be a number, not "0x1"/],
-      [['merge', tiny, tiny, '--alpha', 'Infinity', '--out', out], /--alpha must be a number/],
+      [['merge', tiny, tiny, '--alpha', '0x1', '--out', out], /--alpha needs a number \(got "0x1"\)/],
+      [['merge', tiny, tiny, '--alpha', 'Infinity', '--out', out], /--alpha needs a number/],
     ];
     const runs = await Promise.all(cases.map(([args]) => runCli(args, dir)));
     runs.forEach((r, i) => {

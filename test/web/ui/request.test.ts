@@ -19,14 +19,16 @@ describe('the form fields come from the request schema (src/params/fields.ts)', 
       expect(f.setting ?? false, f.key).toBe(!(f.key in SCHEMA_FIELDS));
       const json = JSON.parse(JSON.stringify(spec.schema)) as {
         default?: unknown;
-        anyOf?: { minimum?: number }[];
+        anyOf?: { type?: string; minimum?: number }[];
         minimum?: number;
         maximum?: number;
       };
       const def = spec.uiDefault ?? json.default;
       if (def !== null && def !== undefined) expect(f.default, f.key).toEqual(def);
       if (f.kind === 'int' || f.kind === 'number') {
-        expect(f.min, f.key).toBe(json.minimum ?? json.anyOf?.[0].minimum);
+        // A nullable field is anyOf [null, the number] (null first, for Ajv's coercion).
+        const numeric = json.anyOf?.find((s) => s.type !== 'null');
+        expect(f.min, f.key).toBe(json.minimum ?? numeric?.minimum);
         expect(f.slider![0], f.key).toBeGreaterThanOrEqual(f.min ?? -Infinity);
         expect(f.slider![1], f.key).toBeLessThanOrEqual(f.max ?? Infinity);
       }
