@@ -63,7 +63,7 @@ export interface HiresArgs {
 }
 
 /** The second pass of the hires fix; returns its latents and dims. */
-export async function hiresPass(a: HiresArgs): Promise<PassResult & { dims: Dims }> {
+export async function hiresPass(a: HiresArgs): Promise<Pick<PassResult, 'x' | 'stopped'> & { dims: Dims }> {
   const { model, p } = a;
   const C = model.latentChannels;
   const source = randnSourceOf(p);
@@ -89,6 +89,10 @@ export async function hiresPass(a: HiresArgs): Promise<PassResult & { dims: Dims
   const batch = a.dims[0];
   const cropped = cropLatent(up, [batch, C, th, tw], ty >> 1, (ty + 1) >> 1, tx >> 1, (tx + 1) >> 1);
   const dims = cropped.dims as Dims;
+  // Denoising strength 0: A1111's setup_img2img_steps (fixed steps, as the hires pass runs) gives a
+  // schedule of no steps (sigmas [0]), so its sampler takes no step and the upscaled latent goes on
+  // unchanged (A1111's own API test sends enable_hr with denoising_strength 0).
+  if (p.denoising_strength === 0) return { x: cropped.data as Float32Array, dims };
   const rng = new ImageRng({ ...a.rngOptions, shape: [C, dims[2], dims[3]] });
   const hrSampler =
     p.hr_sampler_name && p.hr_sampler_name !== 'Use same sampler' ? p.hr_sampler_name : p.sampler_name;

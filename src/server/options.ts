@@ -162,6 +162,10 @@ export const OPTION_DEFAULTS: Readonly<Record<string, OptionValue>> = {
   quicksettings_list: ['sd_model_checkpoint'],
   return_grid: true,
   do_not_show_images: false,
+  // The UI's send-to buttons (A1111's "ui" section); kept so clients (and A1111's test_utils) can
+  // read and toggle them, as A1111 answers them.
+  send_seed: true,
+  send_size: true,
   enable_pnginfo: true,
   save_txt: false,
   add_model_name_to_info: true,

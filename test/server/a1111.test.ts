@@ -307,6 +307,27 @@ describe('img2img', () => {
   });
 });
 
+describe("cases from A1111's own API tests (test/a1111-suite)", () => {
+  it('hires fix with denoising_strength 0 answers 200: no second-pass step, the upscaled latent decoded', async () => {
+    const r = await call(server.url, '/sdapi/v1/txt2img', {
+      body: { ...small, steps: 3, seed: 7, enable_hr: true, denoising_strength: 0 },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const png = await pngInfo(r.body.images[0]);
+    expect([png.width, png.height]).toEqual([128, 128]);
+    expect(png.parameters).toMatch(/Denoising strength: 0, Hires upscale: 2, Hires upscaler: Latent/);
+  });
+
+  it('options has send_seed and send_size (default true), writable and read back (test_options_write)', async () => {
+    const o = (await call(server.url, '/sdapi/v1/options')).body;
+    expect([o.send_seed, o.send_size]).toEqual([true, true]);
+    expect((await call(server.url, '/sdapi/v1/options', { body: { send_seed: false } })).status).toBe(200);
+    expect((await call(server.url, '/sdapi/v1/options')).body.send_seed).toBe(false);
+    await call(server.url, '/sdapi/v1/options', { body: { send_seed: true } });
+    expect((await call(server.url, '/sdapi/v1/options')).body.send_seed).toBe(true);
+  });
+});
+
 describe('options and models', () => {
   it('GET /options has A1111 keys; POST validates, persists config.json, and accepts the whole object back', async () => {
     const o = (await call(server.url, '/sdapi/v1/options')).body;
