@@ -29,14 +29,8 @@ export {
   type ProgressInfo,
   type StopFlags,
 } from './generate.js';
-export {
-  loadModel,
-  findCheckpoint,
-  findVae,
-  checkpointDir,
-  type LoadedModel,
-  type LoadModelOptions,
-} from './model.js';
+export { loadModel, checkpointDir, type LoadedModel, type LoadModelOptions } from './model.js';
+export { findCheckpoint, findVae } from './model-library.js';
 export {
   unetPrecisionOf,
   checkPrecisionProvider,

@@ -366,3 +366,17 @@ export function listModelFiles(dir: string, skip?: RegExp): string[] {
   walk(dir, 0);
   return out.sort();
 }
+
+/**
+ * A checkpoint by path, or by name (file name or stem, case-insensitive; A1111 title) in
+ * models/Stable-diffusion; no name → the first one; its real path. `ModelLibrary.findCheckpoint`
+ * (which also finds hashed files by hash) for a data dir.
+ */
+export function findCheckpoint(nameOrPath: string | undefined, dataDir: string): string {
+  return new ModelLibrary({ dataDir }).findCheckpointByName(nameOrPath);
+}
+
+/** The VAE to use ("None", "Automatic", a name in models/VAE or a path): `ModelLibrary.findVae`. */
+export function findVae(name: string | undefined, checkpointPath: string, dataDir: string): string | null {
+  return new ModelLibrary({ dataDir }).findVae(name, checkpointPath);
+}

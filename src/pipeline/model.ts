@@ -15,7 +15,6 @@ import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
 import { hashFile } from '../tools/hash.js';
 import type { LoraSpec } from '../adapters/lora-library.js';
 import { UserError } from '../util/errors.js';
-import { ModelLibrary } from './model-library.js';
 import {
   checkPrecisionProvider,
   defaultPrecision,
@@ -23,7 +22,6 @@ import {
   type UnetPrecisionChoice,
 } from './unet-precision.js';
 
-export { MODEL_EXTENSIONS } from './model-library.js';
 const VAE_PREFIX = 'first_stage_model.';
 
 export interface LoadedModel {
@@ -55,20 +53,6 @@ export interface LoadedModel {
 /** Where checkpoints go under a data dir (A1111 layout). */
 export function checkpointDir(dataDir: string): string {
   return join(dataDir, 'models', 'Stable-diffusion');
-}
-
-/**
- * A checkpoint by path, or by name (file name or stem, case-insensitive; A1111 title) in
- * models/Stable-diffusion; no name → the first one; its real path. `ModelLibrary.findCheckpoint`
- * (which also finds hashed files by hash) for a data dir.
- */
-export function findCheckpoint(nameOrPath: string | undefined, dataDir: string): string {
-  return new ModelLibrary({ dataDir }).findCheckpointByName(nameOrPath);
-}
-
-/** The VAE to use ("None", "Automatic", a name in models/VAE or a path): `ModelLibrary.findVae`. */
-export function findVae(name: string | undefined, checkpointPath: string, dataDir: string): string | null {
-  return new ModelLibrary({ dataDir }).findVae(name, checkpointPath);
 }
 
 const VAE_PART = /^first_stage_model\.(encoder|decoder|quant_conv|post_quant_conv)\./;

@@ -7,7 +7,7 @@
  */
 import type { DiffusionConfig, ModelFamily, PredictionType, TextTower } from '../models/config.js';
 import type { TileOptions } from './tiling.js';
-import type { TensorF32, UNetInputs, VaePosterior } from './sd1.js';
+import type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
 /** A prompt's text conditioning: the cross-attention context and (SDXL) the pooled text output. */
 export interface TextConditioning {

@@ -45,13 +45,12 @@ import {
   type WeightsCacheOptions,
 } from './weights.js';
 
+import type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
+
+export type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
+
 /** Graphs with at least this many weight bytes keep their level-'all' optimisation in the cache. */
 const SAVE_OPTIMIZED_MIN_BYTES = 256 * 1024 ** 2;
-
-export interface TensorF32 {
-  data: Float32Array;
-  dims: number[];
-}
 
 /** The networks of a checkpoint, as far as their sessions' settings go. */
 export type Sd1Part = 'text' | 'unet' | 'vae';
@@ -123,37 +122,6 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
   /** Told about slow one-time work as it starts (e.g. optimising a new checkpoint's UNet). */
   onNotice?: (message: string) => void;
 }
-
-export interface UNetInputs {
-  /** Latent [B, C, H, W]. */
-  x: TensorF32;
-  /** Timesteps [B] (fractional allowed). */
-  t: TensorF32;
-  /** Cross-attention context [B, 77·k, contextDim]. */
-  context: TensorF32;
-  /** ControlNet residuals: one per skip connection (input block order) plus the middle block. */
-  control?: { skips: TensorF32[]; middle: TensorF32 };
-  /** Separate key/value contexts (hypernetworks). */
-  contextK?: TensorF32;
-  contextV?: TensorF32;
-  /** SDXL `vector` conditioning [B, admInChannels] (required exactly when the UNet has label_emb). */
-  y?: TensorF32;
-  /**
-   * Token merging before the full-resolution self-attentions (A1111 "Token merging ratio",
-   * models/token-merging.ts): 0 … 0.75, default 0 = off. Faster, and the image changes a little.
-   */
-  tokenMergeRatio?: number;
-}
-
-// A type alias (not an interface) so it fits encodeTiled's Record<string, TensorF32>.
-export type VaePosterior = {
-  moments: TensorF32;
-  mean: TensorF32;
-  logvar: TensorF32;
-  std: TensorF32;
-  /** mean + std·noise (no 0.18215 scale). */
-  sample: TensorF32;
-};
 
 /**
  * Check a tensor's dims against a pattern (null = any positive size) and its data length, so a

@@ -4,7 +4,7 @@
  * tile, so a tiled result differs slightly from a whole-image one (as in A1111's tiled-VAE
  * extensions); images that fit in one tile go through unchanged.
  */
-import type { TensorF32 } from './sd1.js';
+import type { TensorF32 } from './tensors.js';
 
 export interface TileOptions {
   /** Tile edge in latent pixels (default 64 = 512 image pixels). */

@@ -11,12 +11,11 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { UserError } from '../util/errors.js';
-import { ModelCatalog, type ModelDirs } from './catalog.js';
+import { ModelCatalog } from './catalog.js';
 import { PipelineExecutor, STYLES_FILE } from './executor.js';
 import { OptionsStore } from './options.js';
 import { LocalJobQueue } from './queue.js';
 import { JobStore } from './store.js';
-import type { JobQueue } from './jobs.js';
 import { ValidationError } from './requests.js';
 import generationRoutes from './routes/generation.js';
 import infoRoutes from './routes/info.js';
@@ -26,37 +25,9 @@ import imageRoutes from './routes/images.js';
 import jobRoutes from './routes/jobs.js';
 import downloadRoutes from './routes/downloads.js';
 import { webUi } from './web-ui.js';
+import type { ServerConfig, ServerContext } from './context.js';
 
-export interface ServerConfig {
-  host: string;
-  port: number;
-  dataDir: string;
-  dirs: ModelDirs;
-  /** user → password pairs for HTTP Basic; null = no auth. */
-  apiAuth: { user: string; password: string }[] | null;
-  corsOrigins: string[] | null;
-  corsOriginRegex: string | null;
-  apiLog: boolean;
-  bodyLimit: number;
-  /** Root path prefix ("" or "/sd"). */
-  subpath: string;
-  cacheDir?: string;
-  /** Every flag with its value, for GET /sdapi/v1/cmd-flags. */
-  flags: Record<string, unknown>;
-  /** Serve the web UI (web/dist) at the root path; false with --nowebui. */
-  webUi?: boolean;
-  log?: (message: string) => void;
-}
-
-export interface ServerContext {
-  config: ServerConfig;
-  queue: JobQueue;
-  executor: PipelineExecutor;
-  catalog: ModelCatalog;
-  options: OptionsStore;
-  stylesFile: string;
-  log: (message: string) => void;
-}
+export type { ServerConfig, ServerContext } from './context.js';
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
 

@@ -8,7 +8,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, relative, sep } from 'node:path';
 import { readSafetensorsHeader } from '../formats/safetensors.js';
-import { MODEL_EXTENSIONS } from '../pipeline/model.js';
+import { MODEL_EXTENSIONS } from '../pipeline/model-library.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
 

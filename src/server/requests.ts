@@ -12,7 +12,7 @@ import {
   type GenerationParams,
 } from '../params/generation.js';
 import { UserError } from '../util/errors.js';
-import type { ServerContext } from './app.js';
+import type { ServerContext } from './context.js';
 import { decodeBase64Image } from './images.js';
 import type { JobMode, JobRequest } from './jobs.js';
 import { checkOption, GENERATION_SETTINGS } from './options.js';

@@ -7,7 +7,7 @@ import { parseCliArgs, parseDecimal } from '../args.js';
 import type { CliCommand } from '../command.js';
 import { UserError } from '../../util/errors.js';
 // Types only: `sdstudio --help` loads every command module, and the server's imports are heavy.
-import type { ServerConfig } from '../../server/app.js';
+import type { ServerConfig } from '../../server/context.js';
 
 const usage = `Usage: sdstudio serve [options]
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import { UserError } from '../../util/errors.js';
-import type { ServerContext } from '../app.js';
+import type { ServerContext } from '../context.js';
 
 interface Download {
   id: string;

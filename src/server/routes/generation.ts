@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { pythonJson } from '../../tools/python-json.js';
 import { UserError } from '../../util/errors.js';
-import type { ServerContext } from '../app.js';
+import type { ServerContext } from '../context.js';
 import type { JobMode, JobRecord } from '../jobs.js';
 import { buildJobRequest } from '../requests.js';
 import {

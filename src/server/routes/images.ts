@@ -10,7 +10,7 @@ import { addPngTextChunk, readImageMetadata } from '../../infotext/image-metadat
 import { parseInfotext } from '../../infotext/infotext.js';
 import { IMAGE_UPSCALERS } from '../../params/generation.js';
 import { UserError } from '../../util/errors.js';
-import type { ServerContext } from '../app.js';
+import type { ServerContext } from '../context.js';
 import { base64ImageBytes, decodeBase64Image } from '../images.js';
 import { ValidationError } from '../requests.js';
 

@@ -7,7 +7,7 @@ import { freemem, totalmem } from 'node:os';
 import type { FastifyPluginAsync } from 'fastify';
 import { IMAGE_UPSCALERS, LATENT_UPSCALE_MODES } from '../../params/generation.js';
 import { samplersForApi, schedulersForApi } from '../../sampling/registry.js';
-import type { ServerContext } from '../app.js';
+import type { ServerContext } from '../context.js';
 import { currentCheckpoint } from './options.js';
 
 const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import type { ServerContext } from '../app.js';
+import type { ServerContext } from '../context.js';
 import { isFinished } from '../queue.js';
 import { JOB_STATES, type JobEvent, type JobProgress, type JobRecord, type JobState } from '../jobs.js';
 import { buildJobRequest } from '../requests.js';

@@ -1,7 +1,7 @@
 /** GET/POST /sdapi/v1/options (A1111 settings, persisted) and GET /sdapi/v1/cmd-flags. */
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import type { ServerContext } from '../app.js';
+import type { ServerContext } from '../context.js';
 import { ValidationError } from '../requests.js';
 import { checkOption } from '../options.js';
 

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import { encodePng, imageGrid } from '../../image/images.js';
-import type { ServerContext } from '../app.js';
+import type { ServerContext } from '../context.js';
 import type { JobProgress } from '../jobs.js';
 
 /** The latest live preview as PNG (one image, or the batch as a grid). */
