@@ -140,6 +140,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     precision: values.precision,
     prediction: predictionFlag(values.prediction),
     preferredPrecision: image?.precision,
+    preferredPrecisionFrom: values.params,
     embeddingsDir: values['embeddings-dir'],
     loraDir: values['lora-dir'],
     infotextLoraHashes: image?.loraHashes,

@@ -62,6 +62,8 @@ export interface JobRequest {
   prediction?: 'eps' | 'v';
   /** A precision to use where the provider runs it (an image's infotext), else the provider's default. */
   preferredPrecision?: UnetPrecisionChoice;
+  /** Where preferredPrecision came from (the `--params` image), named in the fallback warning. */
+  preferredPrecisionFrom?: string;
   /** Textual-inversion embeddings folder (default <dataDir>/embeddings). */
   embeddingsDir?: string;
   /** LoRA folder for `<lora:…>` tags (A1111 --lora-dir; default <dataDir>/models/Lora, plus models/LyCORIS). */
@@ -234,7 +236,7 @@ export async function resolveJob(
   if (!explicitPrecision && !precisionRunsOn(precision, provider)) {
     const fallback = defaultPrecision(provider);
     warn(
-      `the parameters ask for the ${precision} UNet, which ${provider ?? 'cpu'} does not run; using ${fallback}`,
+      `${request.preferredPrecisionFrom ?? 'the parameters'} ${request.preferredPrecisionFrom ? 'was' : 'were'} made with the ${precision} UNet, which ${provider ?? 'cpu'} does not run; using ${fallback}`,
     );
     precision = fallback;
   }
