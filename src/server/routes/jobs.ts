@@ -212,21 +212,32 @@ async function streamEvents(
   };
   let pending = Promise.resolve();
   const unsubscribe = ctx.queue.subscribe(job.id, (e: JobEvent) => {
-    // Events go out in order, previews after their PNG is encoded.
-    pending = pending.then(async () => {
-      if (e.type === 'state') {
-        send('state', jobView(e.job, prefix, ctx.queue.current()));
-        if (isFinished(e.job)) end();
-      } else if (e.type === 'progress') send('progress', progressView(e.progress));
-      else {
-        const png = await previewPng(e.progress);
+    // The queue updates one progress object in place: take each event's values now, then send in
+    // order (previews after their PNG is encoded), so a late send never shows a later state.
+    if (e.type === 'state') {
+      const view = jobView(e.job, prefix, ctx.queue.current());
+      const finished = isFinished(e.job);
+      pending = pending.then(() => {
+        send('state', view);
+        if (finished) end();
+      });
+    } else if (e.type === 'progress') {
+      const view = progressView(e.progress);
+      pending = pending.then(() => send('progress', view));
+    } else {
+      const snapshot: JobProgress = {
+        ...e.progress,
+        preview: e.progress.preview && { ...e.progress.preview, images: [...e.progress.preview.images] },
+      };
+      pending = pending.then(async () => {
+        const png = await previewPng(snapshot);
         if (png)
           send('preview', {
-            step: e.progress.preview?.step ?? e.progress.step,
+            step: snapshot.preview?.step ?? snapshot.step,
             image: png.toString('base64'),
           });
-      }
-    });
+      });
+    }
   });
   const keepAlive = setInterval(() => !closed && raw.write(': keep-alive\n\n'), 15_000);
   raw.on('close', end);
