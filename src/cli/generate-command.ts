@@ -9,7 +9,7 @@ import type { DecodedImage } from '../image/images.js';
 import { withDefaults, type GenerationParams } from '../params/generation.js';
 import type { StopFlags } from '../pipeline/generate.js';
 import type { JobRequest } from '../pipeline/job.js';
-import { checkPrecisionProvider, unetPrecisionOf } from '../pipeline/unet-precision.js';
+import { checkPrecisionProvider, unetPrecisionOf } from '../params/unet-precision.js';
 import { UserError } from '../util/errors.js';
 import {
   flagNameOf,

@@ -13,7 +13,7 @@ import { FIELDS, SETTINGS, type CliFlag, type FieldSpec, type GenerationMode } f
 import { fieldKind } from '../params/validate.js';
 import { parseCliArgs, parseDecimal } from './args.js';
 import { previewModeOf, type PreviewMode } from '../pipeline/preview-mode.js';
-import type { UnetPrecisionChoice } from '../pipeline/unet-precision.js';
+import type { UnetPrecisionChoice } from '../params/unet-precision.js';
 import { UserError } from '../util/errors.js';
 
 // The engine, metadata readers and embeddings load lazily, after the arguments are checked, so a

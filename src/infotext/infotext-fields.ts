@@ -11,7 +11,7 @@ import {
   type ParsedInfotext,
 } from '../params/infotext-map.js';
 import type { GenerationParams } from '../params/generation.js';
-import { UNET_PRECISIONS, type UnetPrecisionChoice } from '../pipeline/unet-precision.js';
+import { UNET_PRECISIONS, type UnetPrecisionChoice } from '../params/unet-precision.js';
 
 export type InfotextValue = string | number | boolean;
 

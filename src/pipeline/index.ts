@@ -38,7 +38,7 @@ export {
   precisionRunsOn,
   UNET_PRECISIONS,
   type UnetPrecisionChoice,
-} from './unet-precision.js';
+} from '../params/unet-precision.js';
 export { decodeImage, imageGrid, type DecodedImage, type RgbImage, type GrayImage } from '../image/images.js';
 export {
   encodePngWithInfotext,

@@ -28,7 +28,7 @@ import {
   precisionRunsOn,
   unetPrecisionOf,
   type UnetPrecisionChoice,
-} from './unet-precision.js';
+} from '../params/unet-precision.js';
 
 export type JobMode = 'txt2img' | 'img2img';
 

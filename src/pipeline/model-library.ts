@@ -13,7 +13,7 @@ import { UserError } from '../util/errors.js';
 import type { LoadedModel, LoadModelOptions } from './model.js';
 import type { PreviewMode } from './preview-mode.js';
 import type { TaesdDecoder } from './taesd.js';
-import type { UnetPrecisionChoice } from './unet-precision.js';
+import type { UnetPrecisionChoice } from '../params/unet-precision.js';
 
 /** What identifies one loaded model. */
 export interface ModelSpec {

@@ -20,7 +20,7 @@ import {
   defaultPrecision,
   unetPrecisionOf,
   type UnetPrecisionChoice,
-} from './unet-precision.js';
+} from '../params/unet-precision.js';
 
 const VAE_PREFIX = 'first_stage_model.';
 

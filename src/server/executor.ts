@@ -7,7 +7,7 @@
 import { realpathSync } from 'node:fs';
 import type { LoadedModel } from '../pipeline/model.js';
 import { ModelLibrary, type ModelSpec } from '../pipeline/model-library.js';
-import { defaultPrecision } from '../pipeline/unet-precision.js';
+import { defaultPrecision } from '../params/unet-precision.js';
 import { decodeBase64Image } from './images.js';
 import type { ExecutorHooks, ExecutorOutput, JobExecutor, JobRequest } from './jobs.js';
 import type { ModelDirs } from './catalog.js';

@@ -21,7 +21,7 @@ import {
   precisionRunsOn,
   unetPrecisionOf,
   UNET_PRECISIONS,
-} from '../../src/pipeline/unet-precision.js';
+} from '../../src/params/unet-precision.js';
 import { formatInfotext, parseInfotext } from '../../src/infotext/infotext.js';
 import { UserError } from '../../src/util/errors.js';
 import { clipVocabPath } from '../helpers/golden.js';

@@ -1,6 +1,6 @@
 /**
- * The UNet arithmetic a user may choose. Kept apart from model.ts so front doors can check the
- * choice before the engine (onnxruntime) loads.
+ * The UNet arithmetic a user may choose: part of the request contract, so front doors and infotext
+ * reading check the choice before the engine (onnxruntime) loads.
  */
 import { UserError } from '../util/errors.js';
 
