@@ -5,6 +5,7 @@
  * carry. Each entry also says how to initialise it so a random checkpoint keeps activations O(1).
  */
 import type { DType } from '../src/formats/tensor.js';
+import { SCHEDULE_BUFFER_NAMES } from '../src/tools/convert.js';
 
 export interface LdmUNetArch {
   inChannels: number;
@@ -105,34 +106,9 @@ export type Init =
   /** CLIP position ids 0..n-1. */
   | { kind: 'arange' };
 
-export type ScheduleBuffer =
-  | 'betas'
-  | 'alphas_cumprod'
-  | 'alphas_cumprod_prev'
-  | 'sqrt_alphas_cumprod'
-  | 'sqrt_one_minus_alphas_cumprod'
-  | 'log_one_minus_alphas_cumprod'
-  | 'sqrt_recip_alphas_cumprod'
-  | 'sqrt_recipm1_alphas_cumprod'
-  | 'posterior_variance'
-  | 'posterior_log_variance_clipped'
-  | 'posterior_mean_coef1'
-  | 'posterior_mean_coef2';
+export type ScheduleBuffer = (typeof SCHEDULE_BUFFER_NAMES)[number];
 
-export const SCHEDULE_BUFFERS: readonly ScheduleBuffer[] = [
-  'betas',
-  'alphas_cumprod',
-  'alphas_cumprod_prev',
-  'sqrt_alphas_cumprod',
-  'sqrt_one_minus_alphas_cumprod',
-  'log_one_minus_alphas_cumprod',
-  'sqrt_recip_alphas_cumprod',
-  'sqrt_recipm1_alphas_cumprod',
-  'posterior_variance',
-  'posterior_log_variance_clipped',
-  'posterior_mean_coef1',
-  'posterior_mean_coef2',
-];
+export const SCHEDULE_BUFFERS: readonly ScheduleBuffer[] = SCHEDULE_BUFFER_NAMES;
 
 export interface ParamSpec {
   name: string;

@@ -43,7 +43,7 @@ function isPositionIds(name: string): boolean {
  * early `alphas_cumprod` round to 1.0, which makes sigma min 0: a converted file could not generate
  * with its own schedule. They are a few KB, so a bf16 conversion keeps them float32.
  */
-const SCHEDULE_BUFFERS = new Set([
+export const SCHEDULE_BUFFER_NAMES = [
   'betas',
   'alphas_cumprod',
   'alphas_cumprod_prev',
@@ -56,7 +56,8 @@ const SCHEDULE_BUFFERS = new Set([
   'posterior_log_variance_clipped',
   'posterior_mean_coef1',
   'posterior_mean_coef2',
-]);
+] as const;
+const SCHEDULE_BUFFERS: ReadonlySet<string> = new Set(SCHEDULE_BUFFER_NAMES);
 
 export function isScheduleBuffer(name: string): boolean {
   return SCHEDULE_BUFFERS.has(name);
