@@ -66,6 +66,8 @@ export interface DenoiserOptions {
   latentShape: readonly [number, number, number];
   images: ImageConditioning[];
   cfgScale: number;
+  /** The sampler's factor on cfgScale (SamplerInfo.cfgScaleMultiplier: DDIM CFG++ 1/12.5); default 1. */
+  cfgScaleMultiplier?: number;
   /** What the UNet predicts: 'eps' (SD 1.x, SD2 512) or 'v' (SD2 768-v). Default 'eps'. */
   prediction?: Parameterization;
   /** The LCM sampler: `model` is A1111's LCM denoiser (quantised timestep, boundary condition). */
@@ -104,6 +106,8 @@ export class CfgDenoiser {
   readonly model: Model;
   /** The timestep samplers' model function (DDIM, PLMS, UniPC): CFG on eps at model timestep t. */
   readonly epsModel: EpsModel;
+  /** The unconditional eps of epsModel's last call, per image (DDIM CFG++). */
+  readonly lastUncond: () => Float32Array | undefined;
   /** The last context batch, reused while prompt editing picks the same conds. */
   private context?: {
     picked: readonly ScheduledCond[];
@@ -150,7 +154,7 @@ export class CfgDenoiser {
           img.parts.map((p) => ({ cond: schedule(p.schedule), weight: p.weight })),
         ),
         uncond: o.images.map((img) => schedule(img.uncond)),
-        scale: o.cfgScale,
+        scale: o.cfgScale * (o.cfgScaleMultiplier ?? 1),
         // A1111 runs cond and uncond as one batch when their (padded) token counts agree.
         joinable: (conds, unconds) =>
           Math.max(...conds.map((e) => tokensOf(e.cond))) ===
@@ -171,7 +175,9 @@ export class CfgDenoiser {
       : compVisDenoiser(unet, o.schedule, prediction);
     this.model = cfg(inner, false);
     // A1111's CFGDenoiserTimesteps blends the init latent into x before the model call.
-    this.epsModel = cfg(timestepsDenoiser(unet, o.schedule.alphasCumprod, prediction), true);
+    const eps = cfg(timestepsDenoiser(unet, o.schedule.alphasCumprod, prediction), true);
+    this.epsModel = eps;
+    this.lastUncond = eps.lastUncond;
   }
 
   /**

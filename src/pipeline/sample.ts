@@ -142,6 +142,7 @@ export async function samplePass(a: PassArgs): Promise<PassResult> {
     latentShape: [c, h, w],
     images: a.conds,
     cfgScale: a.cfgScale,
+    cfgScaleMultiplier: plan.sampler.cfgScaleMultiplier,
     prediction: model.prediction ?? 'eps',
     lcm: plan.sampler.kind === 'lcm',
     sMinUncond: a.sMinUncond,
@@ -162,6 +163,7 @@ export async function samplePass(a: PassArgs): Promise<PassResult> {
     {
       model: denoiser.model,
       epsModel: denoiser.epsModel,
+      lastUncond: denoiser.lastUncond,
       alphasCumprod: model.schedule.alphasCumprod,
       noise: imageRngNoise(a.rng, brownian),
       callback: (info) => {

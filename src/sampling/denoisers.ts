@@ -186,16 +186,23 @@ export interface CfgOptions<C> {
   onCall?: (info: { step: number; level: number; skipUncond: boolean }) => void;
 }
 
+/** The CFG denoiser as a model function, plus what its last call saw. */
+export interface CfgModel {
+  (x: Float32Array, level: number): Promise<Float32Array>;
+  /**
+   * The inner model's unconditional prediction per image from the last call, batch-shaped (A1111's
+   * `last_noise_uncond`; where the uncond pass was skipped, the image's first cond prediction).
+   */
+  lastUncond(): Float32Array | undefined;
+}
+
 /**
  * A1111's CFGDenoiser: every image is run with each of its conds and once with its uncond, then
  * denoised_i = uncond_i + Σ_k (cond_ik - uncond_i)·weight_k·scale. Works on x0 (k-diffusion) and on
  * eps (timestep samplers) alike, since the combination is linear. Conditionings are picked per call
  * from their schedules by the call counter, as A1111 advances `step` per model call.
  */
-export function cfgDenoiser<C>(
-  inner: BatchedFn<C>,
-  opts: CfgOptions<C>,
-): (x: Float32Array, level: number) => Promise<Float32Array> {
+export function cfgDenoiser<C>(inner: BatchedFn<C>, opts: CfgOptions<C>): CfgModel {
   const batch = opts.conds.length;
   if (batch === 0 || opts.uncond.length !== batch) {
     throw new Error(`CFG needs one uncond per image (${opts.uncond.length} for ${batch} images)`);
@@ -212,7 +219,9 @@ export function cfgDenoiser<C>(
     }
     return out;
   };
-  return async (xArg, level) => {
+  // The last call's network outputs and where each image's uncond row sits (for lastUncond).
+  let last: { out: Float32Array; per: number; rows: number[] } | undefined;
+  const model = async (xArg: Float32Array, level: number): Promise<Float32Array> => {
     const per = xArg.length / batch;
     const x = opts.mask?.before ? blend(xArg, per) : xArg;
     const skipUncond =
@@ -258,6 +267,7 @@ export function cfgDenoiser<C>(
     const firstCond: number[] = [];
     opts.conds.reduce((pos, parts) => (firstCond.push(pos), pos + parts.length), 0);
     const uncondIndex = (i: number): number => (skipUncond ? firstCond[i]! : condItems.length + i);
+    last = { out, per, rows: Array.from({ length: batch }, (_, i) => uncondIndex(i)) };
     const scale = skipUncond ? 1 : opts.scale;
     const den = new Float32Array(x.length);
     let condIndex = 0;
@@ -274,4 +284,12 @@ export function cfgDenoiser<C>(
     }
     return opts.mask && !opts.mask.before ? blend(den, per) : den;
   };
+  const lastUncond = (): Float32Array | undefined => {
+    if (!last) return undefined;
+    const { out, per, rows } = last;
+    const u = new Float32Array(rows.length * per);
+    rows.forEach((r, i) => u.set(out.subarray(r * per, (r + 1) * per), i * per));
+    return u;
+  };
+  return Object.assign(model, { lastUncond });
 }

@@ -170,6 +170,8 @@ export interface RunContext {
   model?: Model;
   /** Timestep samplers: the eps predictor (CFG already applied). */
   epsModel?: EpsModel;
+  /** The unconditional eps of epsModel's last call (DDIM CFG++). */
+  lastUncond?: () => Float32Array | undefined;
   alphasCumprod?: Float32Array;
   noise: NoiseSource;
   callback?: (info: StepInfo) => void;
@@ -208,6 +210,7 @@ export async function runSampler(
       {
         model: ctx.model && guard(ctx.model),
         epsModel: ctx.epsModel && guard(ctx.epsModel),
+        lastUncond: ctx.lastUncond,
         alphasCumprod: ctx.alphasCumprod,
         noise: ctx.noise,
         callback,

@@ -26,7 +26,7 @@ import {
 import { sampleLcm } from './samplers/lcm.js';
 import { sampleLms } from './samplers/lms.js';
 import { sampleRestart } from './samplers/restart.js';
-import { sampleDdim, samplePlms } from './samplers/timesteps.js';
+import { sampleDdim, sampleDdimCfgpp, samplePlms } from './samplers/timesteps.js';
 import { sampleUniPc, type UniPcSkipType, type UniPcVariant } from './samplers/unipc.js';
 import { findScheduler, SCHEDULERS, type SchedulerInfo, type SchedulerName } from './schedules.js';
 import type {
@@ -65,6 +65,8 @@ export interface SamplerCall {
   model?: Model;
   /** Timestep samplers: the eps predictor (CFG applied, stop checks wrapped). */
   epsModel?: EpsModel;
+  /** The unconditional eps of epsModel's last call (DDIM CFG++). */
+  lastUncond?: () => Float32Array | undefined;
   alphasCumprod?: Float32Array;
   noise: NoiseSource;
   callback: (info: StepInfo) => void;
@@ -119,6 +121,11 @@ export interface SamplerInfo {
   etaDefault: number | null;
   /** The infotext key A1111 writes a non-default eta under ("Eta", "Eta DDIM"); null = no eta. */
   etaInfotextKey: string | null;
+  /**
+   * What the CFG denoiser multiplies the CFG scale by while this sampler runs (A1111's
+   * `cond_scale_miltiplier`: 1, or 1/12.5 for DDIM CFG++). The infotext keeps the scale asked for.
+   */
+  cfgScaleMultiplier: number;
   /** Runs the sampler. */
   sample: SamplerFunction;
 }
@@ -139,6 +146,7 @@ function tctx(call: SamplerCall, label: string): TimestepSamplerContext {
     noise: call.noise,
     alphasCumprod: call.alphasCumprod,
     callback: call.callback,
+    lastUncond: call.lastUncond,
   };
 }
 
@@ -159,6 +167,7 @@ interface EntrySpec {
   params?: (keyof SamplerOptions)[];
   etaDefault?: number | null;
   etaInfotextKey?: string | null;
+  cfgScaleMultiplier?: number;
   sample: (call: SamplerCall, x: Float32Array, label: string) => Promise<Float32Array>;
 }
 
@@ -180,11 +189,12 @@ function entry(spec: EntrySpec): SamplerInfo {
     params: spec.params ?? [],
     etaDefault,
     etaInfotextKey: spec.etaInfotextKey ?? (etaDefault === null ? null : 'Eta'),
+    cfgScaleMultiplier: spec.cfgScaleMultiplier ?? 1,
     sample: (call, x) => spec.sample(call, x, spec.label),
   };
 }
 
-/** A1111 1.10's sampler list, in its order (DDIM CFG++ is not implemented). */
+/** A1111 1.10's sampler list, in its order. */
 export const SAMPLERS: readonly SamplerInfo[] = [
   entry({
     label: 'DPM++ 2M',
@@ -323,6 +333,17 @@ export const SAMPLERS: readonly SamplerInfo[] = [
     etaDefault: 0,
     etaInfotextKey: 'Eta DDIM',
     sample: (c, x, l) => sampleDdim(tctx(c, l), x, c.timesteps, { eta: c.eta }),
+  }),
+  entry({
+    label: 'DDIM CFG++',
+    functionName: 'ddim_cfgpp',
+    aliases: ['ddim_cfgpp'],
+    kind: 'timesteps',
+    params: ['eta'],
+    etaDefault: 0,
+    etaInfotextKey: 'Eta DDIM',
+    cfgScaleMultiplier: 1 / 12.5,
+    sample: (c, x, l) => sampleDdimCfgpp(tctx(c, l), x, c.timesteps, { eta: c.eta }),
   }),
   entry({
     label: 'PLMS',

@@ -46,4 +46,9 @@ export interface TimestepSamplerContext {
   /** The model's alphas_cumprod (float32, as ldm registers it). */
   alphasCumprod: Float32Array;
   callback?: (info: StepInfo) => void;
+  /**
+   * The unconditional eps of the model's last call (A1111 CFGDenoiser.last_noise_uncond: a skipped
+   * uncond pass gives the first cond's); read by DDIM CFG++.
+   */
+  lastUncond?: () => Float32Array | undefined;
 }

@@ -69,11 +69,14 @@ async function sample(s: SamplerInfo, steps: number, eta?: number, shape = STAT_
   const brownian = s.brownianNoise
     ? new BrownianNoise(per, SEEDS, Math.min(...positive), Math.max(...positive))
     : undefined;
+  let lastEps: Float32Array | undefined;
   const res = await runSampler(
     plan,
     {
       model: async (x, sigma) => denoise(x, sigma),
-      epsModel: async (x, t) => epsModel(x, t),
+      epsModel: async (x, t) => (lastEps = await epsModel(x, t)),
+      // Unguided, the model's eps is also its unconditional one (DDIM CFG++ reads it).
+      lastUncond: () => lastEps,
       alphasCumprod: ac,
       noise: imageRngNoise(rng, brownian),
     },
@@ -154,6 +157,7 @@ const MIN_ORDER: Record<string, number> = {
   Euler: 0.8,
   'Euler a': 0.8,
   DDIM: 0.8,
+  'DDIM CFG++': 0.8,
   Heun: 1.7,
   DPM2: 1.7,
   'DPM2 a': 1.7,

@@ -30,6 +30,18 @@ const map = JSON.parse(readFileSync(goldenPath('schedules', 'samplers_map.json')
   lcm: MapEntry[];
   schedulers: { name: string; label: string }[];
 };
+// A1111 1.10 added "DDIM CFG++" right after DDIM (sd_samplers_timesteps.py samplers_timesteps); a map
+// made from an older A1111 lacks it (its vectors: test/fixtures/ddim-cfgpp).
+if (!map.timesteps.some((e) => e.label === 'DDIM CFG++')) {
+  const at = map.timesteps.findIndex((e) => e.label === 'DDIM') + 1;
+  map.timesteps.splice(at, 0, {
+    label: 'DDIM CFG++',
+    function: 'modules.sd_samplers_timesteps_impl.ddim_cfgpp',
+    aliases: ['ddim_cfgpp'],
+    options: {},
+    eta_default: 0,
+  });
+}
 
 describe("sampler registry matches A1111's table (samplers_map.json)", () => {
   const all = [...map.k_diffusion, ...map.timesteps, ...map.lcm];

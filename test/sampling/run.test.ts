@@ -119,11 +119,14 @@ describe('every sampler: a callback per step, interrupt and skip between model c
     let calls = 0;
     let last: Float32Array | undefined;
     const steps: StepInfo[] = [];
+    let lastEps: Float32Array | undefined;
     const res = await runSampler(
       plan,
       {
         model: async (x) => (calls++, shrink(x)),
-        epsModel: async (x) => (calls++, shrink(x)),
+        epsModel: async (x) => (calls++, (lastEps = await shrink(x))),
+        // Unguided, the model's eps is also its unconditional one (DDIM CFG++ reads it).
+        lastUncond: () => lastEps,
         alphasCumprod: ac,
         noise: imageRngNoise(r),
         callback: (s) => (steps.push(s), (last = s.denoised)),

@@ -1,5 +1,5 @@
 /**
- * A1111's timestep-space samplers DDIM and PLMS (`sd_samplers_timesteps_impl`), driven by an eps
+ * A1111's timestep-space samplers DDIM, DDIM CFG++ and PLMS (`sd_samplers_timesteps_impl`), driven by an eps
  * predictor at integer model timesteps. `timesteps` ascend (A1111's get_timesteps); sampling walks
  * them from the end.
  */
@@ -24,12 +24,44 @@ export async function sampleDdim(
   timesteps: readonly number[],
   o: { eta?: number } = {},
 ): Promise<Float32Array> {
-  const eta = o.eta ?? 0;
+  return ddimLoop(ctx, x, timesteps, o.eta ?? 0, (et) => et);
+}
+
+/**
+ * A1111's "DDIM CFG++" (`ddim_cfgpp`, after the CFG++ paper): DDIM whose x0 prediction uses the
+ * guided eps but whose direction term points along the *unconditional* eps of the same model call
+ * (`ctx.lastUncond`). The guidance scale itself is divided by 12.5 in the CFG denoiser
+ * (SamplerInfo.cfgScaleMultiplier), so CFG 1 … 12.5 maps to A1111's 0.08 … 1.
+ */
+export async function sampleDdimCfgpp(
+  ctx: TimestepSamplerContext,
+  x: Float32Array,
+  timesteps: readonly number[],
+  o: { eta?: number } = {},
+): Promise<Float32Array> {
+  const lastUncond = ctx.lastUncond;
+  if (!lastUncond) throw new Error('DDIM CFG++ needs the unconditional prediction of each model call');
+  return ddimLoop(ctx, x, timesteps, o.eta ?? 0, () => {
+    const u = lastUncond();
+    if (!u) throw new Error('DDIM CFG++: the model call gave no unconditional prediction');
+    return u;
+  });
+}
+
+/** DDIM's step loop; `direction(et)` is the eps the step's direction term follows. */
+async function ddimLoop(
+  ctx: TimestepSamplerContext,
+  x: Float32Array,
+  timesteps: readonly number[],
+  eta: number,
+  direction: (et: Float32Array) => Float32Array,
+): Promise<Float32Array> {
   const { a, aPrev } = alphaTables(ctx.alphasCumprod, timesteps);
   const total = timesteps.length - 1;
   for (let i = 0; i < total; i++) {
     const index = timesteps.length - 1 - i;
     const et = await ctx.model(x, timesteps[index]!);
+    const dir = direction(et);
     const at = a[index]!;
     const ap = aPrev[index]!;
     const sigmaT = eta * Math.sqrt(((1 - ap) / (1 - at)) * (1 - at / ap));
@@ -37,7 +69,7 @@ export async function sampleDdim(
     const predX0 = lin2(1 / Math.sqrt(at), x, -sqrtOneMinusAt / Math.sqrt(at), et);
     // A1111 draws the noise even when eta = 0 (it is then multiplied by 0).
     const noise = ctx.noise.randnLike();
-    x = lin3(Math.sqrt(ap), predX0, Math.sqrt(1 - ap - sigmaT ** 2), et, sigmaT, noise);
+    x = lin3(Math.sqrt(ap), predX0, Math.sqrt(1 - ap - sigmaT ** 2), dir, sigmaT, noise);
     ctx.callback?.({ i, total, x, denoised: predX0, sigma: 0, sigmaHat: 0 });
   }
   return x;
