@@ -13,10 +13,11 @@ import { buildUNetGraph, type UNetPrecision } from '../../src/models/unet.js';
 import { sd1ConfigFromTensors } from '../../src/models/config.js';
 import { Int8WeightSource, int8WeightLimit, quantizeWeight } from '../../src/runtime/quantize.js';
 import { existsSync, readFileSync } from 'node:fs';
-import { loadSd1, type Sd1LoadOptions, type TensorF32 } from '../../src/runtime/sd1.js';
+import { loadSd1, type Sd1LoadOptions, type Sd1Model, type TensorF32 } from '../../src/runtime/sd1.js';
 import { prepareModel, WeightsCache } from '../../src/runtime/weights.js';
 import { goldenPath } from '../helpers/golden.js';
 import { psnr } from '../helpers/psnr.js';
+import { sharedModels } from '../helpers/shared-models.js';
 import { errors, TINY } from './golden.js';
 
 const ckpt = goldenPath(TINY, 'tiny-sd.safetensors');
@@ -34,6 +35,10 @@ afterAll(async () => {
 
 const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
 
+// One loaded model per precision for the whole file (its sessions, tiled ones too, are reused).
+const models = sharedModels<Sd1Model>();
+afterAll(() => models.releaseAll());
+
 async function unetEps(
   precision: UNetPrecision,
   h: number,
@@ -41,18 +46,16 @@ async function unetEps(
   opts: Partial<Sd1LoadOptions> & { tiling?: boolean } = {},
 ): Promise<TensorF32> {
   const { tiling, ...load } = opts;
-  const m0 = await loadSd1(ckpt, { unetPrecision: precision, cacheDir, threads: 2, ...load });
+  const m0 = await models.get([precision, load], () =>
+    loadSd1(ckpt, { unetPrecision: precision, cacheDir, threads: 2, ...load }),
+  );
   const m = m0.withTiling(!!tiling);
-  try {
-    const cd = m.config.unet.contextDim;
-    return await m.unet({
-      x: { data: wave(2 * 4 * h * w, 1), dims: [2, 4, h, w] },
-      t: { data: new Float32Array([10, 900]), dims: [2] },
-      context: { data: wave(2 * 77 * cd, 0.7), dims: [2, 77, cd] },
-    });
-  } finally {
-    await m0.release();
-  }
+  const cd = m.config.unet.contextDim;
+  return await m.unet({
+    x: { data: wave(2 * 4 * h * w, 1), dims: [2, 4, h, w] },
+    t: { data: new Float32Array([10, 900]), dims: [2] },
+    context: { data: wave(2 * 77 * cd, 0.7), dims: [2, 77, cd] },
+  });
 }
 
 describe('int8 weight quantizer', () => {

@@ -12,9 +12,10 @@ import { MemoryTensorSource } from '../../src/formats/memory.js';
 import { planTokenMerge, tokenMergeGraphInputs, tokenMergeInputs } from '../../src/models/token-merging.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/proto.js';
-import { loadSd1, type TensorF32 } from '../../src/runtime/sd1.js';
+import { loadSd1, type Sd1Model, type TensorF32 } from '../../src/runtime/sd1.js';
 import { goldenPath } from '../helpers/golden.js';
 import { psnr } from '../helpers/psnr.js';
+import { sharedModels } from '../helpers/shared-models.js';
 import { TINY } from './golden.js';
 
 const ckpt = goldenPath(TINY, 'tiny-sd.safetensors');
@@ -167,6 +168,9 @@ async function checkAgainstReference(
 }
 
 describe('UNet with token merging (tiny checkpoint)', () => {
+  // One loaded model per precision / op set for the whole file (its sessions are reused).
+  const models = sharedModels<Sd1Model>();
+  afterAll(() => models.releaseAll());
   const run = async (
     ratio: number,
     precision: 'fp32' | 'int8' = 'fp32',
@@ -174,23 +178,21 @@ describe('UNet with token merging (tiny checkpoint)', () => {
     w = 16,
     contribOps?: boolean,
   ): Promise<TensorF32> => {
-    const m = await loadSd1(ckpt, { cacheDir, threads: 2, unetPrecision: precision, contribOps });
-    try {
-      const cd = m.config.unet.contextDim;
-      const x = wave(4 * h * w, 1);
-      return await m.unet({
-        // One CFG step: both rows the same latent and timestep, their own contexts.
-        x: {
-          data: Float32Array.from({ length: 2 * x.length }, (_, i) => x[i % x.length]!),
-          dims: [2, 4, h, w],
-        },
-        t: { data: new Float32Array([700, 700]), dims: [2] },
-        context: { data: wave(2 * 77 * cd, 0.7), dims: [2, 77, cd] },
-        tokenMergeRatio: ratio,
-      });
-    } finally {
-      await m.release();
-    }
+    const m = await models.get([precision, contribOps ?? null], () =>
+      loadSd1(ckpt, { cacheDir, threads: 2, unetPrecision: precision, contribOps }),
+    );
+    const cd = m.config.unet.contextDim;
+    const x = wave(4 * h * w, 1);
+    return await m.unet({
+      // One CFG step: both rows the same latent and timestep, their own contexts.
+      x: {
+        data: Float32Array.from({ length: 2 * x.length }, (_, i) => x[i % x.length]!),
+        dims: [2, 4, h, w],
+      },
+      t: { data: new Float32Array([700, 700]), dims: [2] },
+      context: { data: wave(2 * 77 * cd, 0.7), dims: [2, 77, cd] },
+      tokenMergeRatio: ratio,
+    });
   };
 
   it('with nothing to merge (r = 0) equals the plain UNet', async () => {
