@@ -2,7 +2,7 @@
  * Hypernetworks in the whole UNet of the tiny checkpoint (runtime/sd1.ts `unet({hypernetworks})`):
  * they reach self-attention (widths of the hidden state) and cross-attention (the context width)
  * separately, a width they lack leaves the UNet as it is, a zero multiplier (a graph input) gives
- * the plain UNet, and the int8 UNet and token merging run them too.
+ * the plain UNet, and the int8 and float16 UNets and token merging run them too.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -122,19 +122,22 @@ describe('hypernetworks in the UNet (tiny checkpoint)', () => {
       expect(merged.data.every(Number.isFinite)).toBe(true);
       expect(psnr(merged.data, all.data)).toBeGreaterThan(20);
 
-      const int8 = await loadSd1(ckpt, { cacheDir, threads: 2, unetPrecision: 'int8' });
-      try {
-        const q = await run(
-          int8,
-          stackOf(hn, () => true, 1, 'all'),
-        );
-        expect(psnr(q.data, all.data)).toBeGreaterThan(30);
-        expect(maxDiff(q, await run(int8))).toBeGreaterThan(1e-3);
-      } finally {
-        await int8.release();
+      // The int8 UNet and the float16 one (GPU providers' graph, here on CPU kernels) run them too.
+      for (const unetPrecision of ['int8', 'fp16'] as const) {
+        const other = await loadSd1(ckpt, { cacheDir, threads: 2, unetPrecision });
+        try {
+          const q = await run(
+            other,
+            stackOf(hn, () => true, 1, 'all'),
+          );
+          expect(psnr(q.data, all.data), unetPrecision).toBeGreaterThan(30);
+          expect(maxDiff(q, await run(other)), unetPrecision).toBeGreaterThan(1e-3);
+        } finally {
+          await other.release();
+        }
       }
     } finally {
       await m.release();
     }
-  }, 240_000);
+  }, 420_000);
 });
