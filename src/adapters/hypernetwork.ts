@@ -79,6 +79,15 @@ const ACTIVATIONS: Record<string, Act> = {
   rrelu: (x) => (x >= 0 ? x : ((1 / 8 + 1 / 3) / 2) * x),
 };
 
+/** The activation names we run (A1111's: torch.nn class names lower-cased, `swish` = Hardswish). */
+export const HYPERNETWORK_ACTIVATIONS: readonly string[] = Object.keys(ACTIVATIONS);
+
+/** An activation layer by A1111's name (undefined for a name A1111 would refuse). */
+export function activationLayer(name: string): HnLayer | undefined {
+  const fn = Object.hasOwn(ACTIVATIONS, name) ? ACTIVATIONS[name] : undefined;
+  return fn ? { kind: 'act', name, fn } : undefined;
+}
+
 export type HnLayer =
   | { kind: 'linear'; weight: F32Tensor; bias: Float32Array }
   | { kind: 'act'; name: string; fn: Act }

@@ -143,6 +143,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     preferredPrecisionFrom: values.params,
     embeddingsDir: values['embeddings-dir'],
     loraDir: values['lora-dir'],
+    hypernetworkDir: values['hypernetwork-dir'],
     infotextLoraHashes: image?.loraHashes,
     preview: preview && { every: preview.every, mode: preview.mode, warnMissing: preview.explicit },
     output: { root: values.out ?? resolve(dataDir, 'outputs'), grid: !values['no-grid'] },

@@ -76,6 +76,11 @@ const RUN_OPTIONS = {
       'LoRA/LyCORIS files for <lora:name:te:unet> tags (default <data-dir>/models/Lora; ' +
       '<data-dir>/models/LyCORIS is searched too); name = file name or ss_output_name',
   },
+  'hypernetwork-dir': {
+    type: 'string',
+    arg: 'DIR',
+    help: 'hypernetwork .pt files for <hypernet:name:m> tags (default <data-dir>/models/hypernetworks)',
+  },
   params: {
     type: 'string',
     arg: 'FILE.png',
@@ -218,6 +223,7 @@ export const COMMON_USAGE =
     'vae',
     'embeddings-dir',
     'lora-dir',
+    'hypernetwork-dir',
     'params',
     'out',
     'no-grid',

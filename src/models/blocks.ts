@@ -62,6 +62,11 @@ export interface AttentionContext {
   contextK?: Value;
   contextV?: Value;
   impl: AttentionImpl;
+  /**
+   * Self-attention keys/values from its input `x` of width `dim` (hypernetworks: models/
+   * hypernetwork-graph.ts); undefined = x itself.
+   */
+  selfKV?: (x: Value, dim: number) => [Value, Value] | undefined;
   /** Token merging before self-attention (only at full latent resolution; models/token-merging.ts). */
   tokenMerge?: TokenMergeInputs;
 }
@@ -111,14 +116,11 @@ function transformerBlock(
   if (ctx.tokenMerge) {
     const m = planTokenMerge(g, x, ctx.tokenMerge, `${p}.tome`);
     const merged = m.merge(n);
-    x = add(
-      g,
-      m.unmerge(crossAttention(g, `${p}.attn1`, merged, merged, merged, dim, dim, heads, ctx.impl)),
-      x,
-      p,
-    );
+    const [k, v] = ctx.selfKV?.(merged, dim) ?? [merged, merged];
+    x = add(g, m.unmerge(crossAttention(g, `${p}.attn1`, merged, k, v, dim, dim, heads, ctx.impl)), x, p);
   } else {
-    x = add(g, crossAttention(g, `${p}.attn1`, n, n, n, dim, dim, heads, ctx.impl), x, p);
+    const [k, v] = ctx.selfKV?.(n, dim) ?? [n, n];
+    x = add(g, crossAttention(g, `${p}.attn1`, n, k, v, dim, dim, heads, ctx.impl), x, p);
   }
   if (expand) x = expand(x);
   n = layerNorm(g, x, `${p}.norm2`, dim, LN_EPS);

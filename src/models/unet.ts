@@ -22,6 +22,7 @@ import {
 } from '../onnx/ops.js';
 import { GROUPS, spatialTransformer, unetResBlock, UNET_GN_EPS, type AttentionContext } from './blocks.js';
 import { levelDepth, middleDepth, type UNetConfig } from './config.js';
+import { hypernetGraph, type UnetHypernetworks } from './hypernetwork-graph.js';
 import { tokenMergeGraphInputs } from './token-merging.js';
 
 export interface UNetBuildOptions {
@@ -34,6 +35,12 @@ export interface UNetBuildOptions {
   controlInputs?: boolean;
   /** Add `context_k` / `context_v` inputs used by cross-attention keys/values (hypernetworks). */
   separateKV?: boolean;
+  /**
+   * Hypernetworks (models/hypernetwork-graph.ts) on the keys/values of every attention layer whose
+   * source width they know; adds inputs `hypernet.<i>.multiplier`. `src` must hold their weights
+   * (`HypernetWeightSource`).
+   */
+  hypernetworks?: UnetHypernetworks;
   /** Allow com.microsoft contrib ops (default true; see GraphBuilder.contribOps). */
   contribOps?: boolean;
   /** See GraphOptions.cpuForms (default true). */
@@ -202,6 +209,13 @@ export function buildUNetGraph(
   if (opts.separateKV) {
     ctx.contextK = g.input('context_k', 'float32', ['batch', 'tokens', cfg.contextDim]);
     ctx.contextV = g.input('context_v', 'float32', ['batch', 'tokens', cfg.contextDim]);
+  }
+  if (opts.hypernetworks?.stack.length) {
+    // Cross-attention's keys/values come from the context: computed once for every layer.
+    const hn = hypernetGraph(g, opts.hypernetworks);
+    const kv = hn.apply(ctx.contextK ?? context, ctx.contextV ?? context, cfg.contextDim);
+    if (kv) [ctx.contextK, ctx.contextV] = kv;
+    ctx.selfKV = (v, dim) => hn.apply(v, v, dim);
   }
   const tokenMerge = opts.tokenMerging ? tokenMergeGraphInputs(g) : undefined;
   const debug = (v: Value, name: string) => {

@@ -319,7 +319,7 @@ export async function generate(
     const applied = hooks.appliedNetworkKinds ?? new Set<string>();
     if (n === 0 && prompts.some((x) => x.networks.some((t) => !applied.has(t.name)))) {
       warn(
-        'extra networks other than <lora:…> (<hypernet:…>, …) are not applied yet; their tags were removed from the prompt',
+        'extra networks other than <lora:…> and <hypernet:…> are not applied yet; their tags were removed from the prompt',
       );
     }
     if (n === 0 && negatives.some((x) => x.networks.length > 0)) {

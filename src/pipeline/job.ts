@@ -19,6 +19,7 @@ import type { Provider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import type { GeneratedImage, ProgressInfo, StopFlags } from './generate.js';
 import type { ModelLibrary, ModelSpec } from './model-library.js';
+import type { HypernetworkSpec } from '../adapters/run-hypernetworks.js';
 import { DEFAULT_REFINER_SWITCH_AT } from './refiner.js';
 import { outputDir, type OutputKind } from './outputs.js';
 import type { PreviewMode } from './preview-mode.js';
@@ -70,6 +71,8 @@ export interface JobRequest {
   loraDir?: string;
   /** `Lora hashes` of the infotext the params came from: tags are mapped to the files with those hashes. */
   infotextLoraHashes?: string;
+  /** Hypernetwork folder for `<hypernet:…>` tags (A1111 --hypernetwork-dir; default <dataDir>/models/hypernetworks). */
+  hypernetworkDir?: string;
   /** styles.csv for `params.styles` (default <dataDir>/styles.csv). */
   stylesFile?: string;
   /** Live previews every `every` steps ('taesd' falls back to cheap when no TAESD file is there). */
@@ -178,6 +181,8 @@ export interface ResolvedJob {
   styles: PromptStyle[] | undefined;
   outRoot: string | null;
   date: Date;
+  /** `<hypernet:…>` networks found for the prompt, loaded once the model's family is known. */
+  hypernetworks: HypernetworkSpec[];
 }
 
 const kinds = (mode: JobMode) =>
@@ -296,13 +301,23 @@ export async function resolveJob(
     const { renameLoraTags } = await import('../adapters/lora-library.js');
     params = { ...p, prompt: renameLoraTags(p.prompt, loraJob.renames) };
   }
+  // <hypernet:…> tags and the sd_hypernetwork setting (which adds its tag to the prompt, as A1111).
+  const { resolveHypernetworkJob } = await import('../adapters/run-hypernetworks.js');
+  const hn = resolveHypernetworkJob({
+    dataDir: library.dataDir,
+    hypernetworkDir: request.hypernetworkDir,
+    styledPrompt,
+    setting: p.override_settings.sd_hypernetwork,
+    warn,
+  });
+  if (hn.promptSuffix) params = { ...params, prompt: params.prompt + hn.promptSuffix };
   if (request.prediction !== undefined && request.prediction !== 'eps' && request.prediction !== 'v') {
     throw new UserError(`prediction must be "v" or "eps", not "${String(request.prediction)}"`);
   }
   const spec: ModelSpec = { checkpoint, vaePath, precision, provider };
   if (loraJob.specs.length) spec.loras = loraJob.specs;
   if (request.prediction) spec.prediction = request.prediction;
-  return { spec, params, styles, outRoot, date };
+  return { spec, params, styles, outRoot, date, hypernetworks: hn.specs };
 }
 
 /** Runs one generation job; see the module comment. */
@@ -342,6 +357,8 @@ export async function runJob(
   try {
     const model = lease.model;
     for (const w of model.loraWarnings ?? []) warn(w);
+    const { hypernetworkHooks } = await import('../adapters/run-hypernetworks.js');
+    const unetHooks = await hypernetworkHooks(resolved.hypernetworks, model.engine.family, warn);
     const refinerModel = refinerLease?.model;
     const refiner = refinerModel
       ? {
@@ -422,7 +439,8 @@ export async function runJob(
         grid: wantGrid,
         refiner,
         onImage,
-        appliedNetworkKinds: new Set(['lora', 'lyco']),
+        appliedNetworkKinds: new Set(['lora', 'lyco', 'hypernet']),
+        unetHooks,
         loraHashes: model.loraHashes ?? null,
         onProgress: (pi) => hooks.onProgress?.({ ...pi, imagesDone: saved.length, imagesTotal }),
         onStage: (pi) => hooks.onProgress?.({ ...pi, imagesDone: saved.length, imagesTotal }),

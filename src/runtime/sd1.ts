@@ -29,6 +29,11 @@ import {
 } from '../models/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph, VAE_IO } from '../models/vae.js';
 import { MAX_TOKEN_MERGE_RATIO, TOKEN_MERGE_IO, tokenMergeInputs } from '../models/token-merging.js';
+import {
+  HypernetWeightSource,
+  hypernetMultiplierInput,
+  hypernetTensors,
+} from '../models/hypernetwork-graph.js';
 import { UserError } from '../util/errors.js';
 import { ensureProvider } from './provider-check.js';
 import { createSession, f32, i64, type SessionOptions } from './session.js';
@@ -542,7 +547,13 @@ export class Sd1Model implements DiffusionModel {
   private unetSession(
     variant: Pick<
       UNetBuildOptions,
-      'controlInputs' | 'separateKV' | 'debug' | 'matchSkipSizes' | 'sharedRows' | 'tokenMerging'
+      | 'controlInputs'
+      | 'separateKV'
+      | 'debug'
+      | 'matchSkipSizes'
+      | 'sharedRows'
+      | 'tokenMerging'
+      | 'hypernetworks'
     >,
   ) {
     const flags = [
@@ -560,13 +571,18 @@ export class Sd1Model implements DiffusionModel {
         `the int8 UNet runs on the CPU provider only; use --precision fp32 with ${this.opts.provider}`,
       );
     }
-    const key = `unet|${flags.filter(Boolean).join('')}|${precision}`;
+    const hn = variant.hypernetworks?.stack.length ? variant.hypernetworks : undefined;
+    const key = `unet|${flags.filter(Boolean).join('')}|${precision}${hn ? `|hn=${hn.key}` : ''}`;
+    // Hypernetwork sets are many and each variant holds a UNet: keep only the latest set's graphs.
+    if (hn && !this.state.sessions.has(key))
+      this.dropSessions((k) => k.includes('|hn=') && !k.endsWith(`|hn=${hn.key}`));
     const limit = int8WeightLimit();
     const version =
       precision === 'int8' || precision === 'nhwc'
         ? `${GRAPH_VERSION.unet}-${precision}-${INT8_WEIGHTS_VERSION}-${limit}`
         : GRAPH_VERSION.unet;
-    const source = precision === 'int8' ? new Int8WeightSource(this.source, limit) : this.source;
+    const base = hn ? new HypernetWeightSource(this.source, hypernetTensors(hn.stack)) : this.source;
+    const source = precision === 'int8' ? new Int8WeightSource(base, limit) : base;
     return this.session('unet', key, version, () =>
       buildUNetGraph(source, this.config.unet, {
         ...variant,
@@ -611,6 +627,9 @@ export class Sd1Model implements DiffusionModel {
       feeds.context_k = f32(k.data, k.dims);
       feeds.context_v = f32(v.data, v.dims);
     }
+    inp.hypernetworks?.stack.forEach(
+      (n, i) => (feeds[hypernetMultiplierInput(i)] = f32(Float32Array.of(n.multiplier), [1])),
+    );
     const ratio = inp.tokenMergeRatio ?? 0;
     if (!(ratio >= 0 && ratio <= MAX_TOKEN_MERGE_RATIO)) {
       throw new UserError(`token merging ratio must be within 0 … ${MAX_TOKEN_MERGE_RATIO} (got ${ratio})`);
@@ -650,6 +669,7 @@ export class Sd1Model implements DiffusionModel {
               y: inp.y && rows(inp.y),
               contextK: inp.contextK && rows(inp.contextK),
               contextV: inp.contextV && rows(inp.contextV),
+              hypernetworks: inp.hypernetworks,
               control: inp.control && {
                 skips: inp.control.skips.map(rows),
                 middle: rows(inp.control.middle),
@@ -693,6 +713,7 @@ export class Sd1Model implements DiffusionModel {
       matchSkipSizes: h! % factor !== 0 || w! % factor !== 0,
       sharedRows: !debug,
       tokenMerging: TOKEN_MERGE_IO.r in feeds,
+      hypernetworks: inp.hypernetworks,
     });
     return this.run(s, feeds, outputs);
   }
@@ -838,6 +859,15 @@ export class Sd1Model implements DiffusionModel {
       else pending.push(this.vaeEncoderSession());
     }
     await Promise.all(pending);
+  }
+
+  /** Close the sessions whose keys match (they are opened again on their next use). */
+  private dropSessions(match: (key: string) => boolean): void {
+    for (const [k, s] of [...this.state.sessions]) {
+      if (!match(k)) continue;
+      this.state.sessions.delete(k);
+      s.then((x) => x.release()).catch(() => undefined);
+    }
   }
 
   /** Release every session (and the checkpoint, when this model opened it). */

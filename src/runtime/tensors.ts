@@ -3,6 +3,8 @@
  * and the VAE posterior. A module of their own so the engine, the tiled VAE and the family-neutral
  * model interface share them without importing each other.
  */
+import type { UnetHypernetworks } from '../models/hypernetwork-graph.js';
+
 export interface TensorF32 {
   data: Float32Array;
   dims: number[];
@@ -17,9 +19,11 @@ export interface UNetInputs {
   context: TensorF32;
   /** ControlNet residuals: one per skip connection (input block order) plus the middle block. */
   control?: { skips: TensorF32[]; middle: TensorF32 };
-  /** Separate key/value contexts (hypernetworks). */
+  /** Separate key/value contexts for cross-attention (default: context). */
   contextK?: TensorF32;
   contextV?: TensorF32;
+  /** Hypernetworks on the attention keys/values (a UNet graph variant; models/hypernetwork-graph.ts). */
+  hypernetworks?: UnetHypernetworks;
   /** SDXL `vector` conditioning [B, admInChannels] (required exactly when the UNet has label_emb). */
   y?: TensorF32;
   /**

@@ -166,8 +166,10 @@ export class ModelCatalog {
   }
 
   async refreshHypernetworks(): Promise<void> {
-    const files = await listFiles(this.dirs.hypernetworks, ['.pt', '.safetensors']);
-    this.hypernetworks = files.map((path) => ({ name: stem(path), path }));
+    // The table `<hypernet:…>` tags resolve against (A1111: *.pt by file stem).
+    const { hypernetworkTable } = await import('../adapters/run-hypernetworks.js');
+    const table = hypernetworkTable(this.dirs.hypernetworks);
+    this.hypernetworks = [...table].map(([name, path]) => ({ name, path }));
   }
 
   /**

@@ -97,6 +97,7 @@ export class PipelineExecutor implements JobExecutor {
         vae: request.vae,
         embeddingsDir: this.opts.dirs.embeddings,
         loraDir: this.opts.dirs.lora,
+        hypernetworkDir: this.opts.dirs.hypernetworks,
         stylesFile: this.opts.stylesFile,
         preview: request.previewEvery > 0 ? { every: request.previewEvery, mode: 'cheap' } : null,
         output: {

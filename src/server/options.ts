@@ -228,6 +228,8 @@ export const OPTION_DEFAULTS: Readonly<Record<string, OptionValue>> = {
 export const GENERATION_SETTINGS: readonly string[] = [
   ...SETTING_NAMES.filter((k) => k !== 'sd_model_checkpoint' && k !== 'sd_vae'),
   'token_merging_ratio_img2img',
+  // A hypernetwork added to every prompt (pipeline/job.ts, adapters/run-hypernetworks.ts).
+  'sd_hypernetwork',
 ];
 
 const CHOICES: Record<string, readonly string[]> = {
