@@ -10,6 +10,7 @@ import { readSafetensorsHeader } from '../formats/safetensors.js';
 import type { TensorSource } from '../formats/tensor.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
+import { FAMILY_LABEL, loraFamily, tableFamily } from './lora-family.js';
 import { buildLayerTable } from './lora-keys.js';
 import { applyNetworks, loadNetwork, networkErrorsComment, type ActiveNetwork } from './lora.js';
 import { loraAlias, loraHash, loraHashesInfotext, type LoraTag } from './lora-tags.js';
@@ -149,19 +150,27 @@ export async function activateLoras(
   const table = buildLayerTable(base);
   const active: ActiveNetwork[] = [];
   const applied: LoraActivation['applied'] = [];
+  const modelFamily = tableFamily(table);
   for (const spec of specs) {
     const src = await openModel(spec.path);
     let net;
+    let fileFamily;
     try {
       net = await loadNetwork(src, table, { name: spec.name });
+      fileFamily = loraFamily(src.metadata, src.keys().map((k) => src.info(k)!));
     } finally {
       await src.close();
     }
     if (net.unmatched.size > 0) {
       const sample = [...net.unmatched.keys()].slice(0, 3).join(', ');
+      // As A1111, keys that match nothing are skipped; say why when the families differ.
+      const other =
+        fileFamily.family !== 'unknown' && fileFamily.family !== modelFamily
+          ? `it is a LoRA for ${FAMILY_LABEL[fileFamily.family]}, this is ${FAMILY_LABEL[modelFamily]}: not compatible`
+          : 'is it for another model family?';
       warn(
-        `${spec.path}: ${net.unmatched.size} key(s) match no layer of this model (e.g. ${sample}); ` +
-          'is it for another model family?',
+        `${spec.path}: ${net.unmatched.size} of ${net.unmatched.size + net.matchedKeys} key(s) match no layer ` +
+          `of this model and are skipped (e.g. ${sample}); ${other}`,
       );
     }
     const hashes = await hashFile(spec.path, { cacheDir: opts.hashCacheDir, noCache: opts.noHashCache });

@@ -43,6 +43,8 @@ export interface LoraNetwork {
   modules: Map<string, NetworkModule>;
   /** A1111's `keys_failed_to_match`: file key → the layer name last tried. */
   unmatched: Map<string, string>;
+  /** How many file keys matched a layer. */
+  matchedKeys: number;
 }
 
 /** The `multiplier` parts of one `<lora:…>` as A1111 keeps them on a loaded network. */
@@ -175,6 +177,7 @@ export async function loadNetwork(
     { networkKey: string; sdKey: string; layer: LayerInfo; w: Map<string, F32Tensor> }
   >();
   const keys = [...file.keys()].sort();
+  let matchedKeys = 0;
   for (const key of keys) {
     const split = ((opts.diffusersNames ?? true) ? diffusersToKohya(key, table.isSdxl) : undefined) ?? splitA1111(key);
     const match = matchModuleName(split.module, table);
@@ -182,6 +185,7 @@ export async function loadNetwork(
       unmatched.set(key, match.key);
       continue;
     }
+    matchedKeys++;
     let g = groups.get(match.key);
     if (!g) {
       g = { networkKey: key, sdKey: match.key, layer: match.layer, w: new Map() };
@@ -203,7 +207,7 @@ export async function loadNetwork(
   }
   const modules = new Map<string, NetworkModule>();
   for (const [sdKey, g] of groups) modules.set(sdKey, createModule(g, file.path));
-  return { name, path: file.path, metadata: { ...file.metadata }, modules, unmatched };
+  return { name, path: file.path, metadata: { ...file.metadata }, modules, unmatched, matchedKeys };
 }
 
 /** Layers a patched network can change on their own: those whose forward A1111 hooks (Linear, Conv2d, norms). */
