@@ -39,7 +39,8 @@ const WIDTH_FAMILY: Record<number, LoraFamily> = { 768: 'sd1', 1024: 'sd2', 2048
 function fromKeys(tensors: readonly TensorInfo[]): LoraFamily | undefined {
   const names = tensors.map((t) => t.name);
   if (names.some((n) => n.startsWith('lora_te2_') || n.startsWith('text_encoder_2.'))) return 'sdxl';
-  const down = (t: TensorInfo) => /(lora_down\.weight|lora_A(\.[^.]+)?\.weight|lora\.down\.weight)$/.test(t.name);
+  const down = (t: TensorInfo) =>
+    /(lora_down\.weight|lora_A(\.[^.]+)?\.weight|lora\.down\.weight)$/.test(t.name);
   // The cross-attention key/value projections take the text context: its width names the family.
   for (const t of tensors)
     if (down(t) && /attn2[._]to_[kv]|attn2\.processor\.to_[kv]/.test(t.name)) {

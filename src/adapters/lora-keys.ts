@@ -84,10 +84,7 @@ export function buildLayerTable(source: Pick<TensorSource, 'keys' | 'info'>): La
     if (shape.length === 4) type = 'Conv2d';
     else if (shape.length === 2) type = /embedding$/.test(path[path.length - 1]!) ? 'Embedding' : 'Linear';
     else if (shape.length === 1)
-      type =
-        tree.text || /transformer_blocks_\d+_norm\d$/.test(name)
-          ? 'LayerNorm'
-          : 'GroupNorm';
+      type = tree.text || /transformer_blocks_\d+_norm\d$/.test(name) ? 'LayerNorm' : 'GroupNorm';
     else type = 'container';
     const info: LayerInfo = { name, type, weightKey: key, shape: [...shape] };
     if (type === 'Conv2d') info.kernel = [shape[2]!, shape[3]!];

@@ -8,6 +8,7 @@ import { basename, extname, join } from 'node:path';
 import { openModel } from '../formats/open.js';
 import { readSafetensorsHeader } from '../formats/safetensors.js';
 import type { TensorSource } from '../formats/tensor.js';
+import { embeddingFromData, type Embedding } from '../prompt/embeddings.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
 import { FAMILY_LABEL, loraFamily, tableFamily } from './lora-family.js';
@@ -97,6 +98,8 @@ export interface LoraActivation {
   applied: { spec: LoraSpec; hash: string; matched: number; unmatched: number }[];
   /** Patched weight count. */
   patchedTensors: number;
+  /** Textual inversions bundled in the files (`bundle_emb.*`), usable while the networks are active. */
+  embeddings: Embedding[];
   /** Seconds spent loading, matching and patching. */
   seconds: number;
 }
@@ -151,13 +154,17 @@ export async function activateLoras(
   const active: ActiveNetwork[] = [];
   const applied: LoraActivation['applied'] = [];
   const modelFamily = tableFamily(table);
+  const embeddings: Embedding[] = [];
   for (const spec of specs) {
     const src = await openModel(spec.path);
     let net;
     let fileFamily;
     try {
       net = await loadNetwork(src, table, { name: spec.name });
-      fileFamily = loraFamily(src.metadata, src.keys().map((k) => src.info(k)!));
+      fileFamily = loraFamily(
+        src.metadata,
+        src.keys().map((k) => src.info(k)!),
+      );
     } finally {
       await src.close();
     }
@@ -172,6 +179,27 @@ export async function activateLoras(
         `${spec.path}: ${net.unmatched.size} of ${net.unmatched.size + net.matchedKeys} key(s) match no layer ` +
           `of this model and are skipped (e.g. ${sample}); ${other}`,
       );
+    }
+    for (const [embName, data] of net.bundled) {
+      const where = `${spec.path}/${embName}`;
+      try {
+        const d = embeddingFromData(data, where);
+        // A1111 gives a bundled embedding the network's name as its "TI hashes" value.
+        embeddings.push({
+          name: embName,
+          ...d.rows,
+          parts: d.parts,
+          step: d.step,
+          checkpoint: d.checkpoint,
+          checkpointName: d.checkpointName,
+          path: where,
+          sha256: '',
+          hash: spec.name,
+        });
+      } catch (e) {
+        if (!(e instanceof UserError)) throw e;
+        warn(`bundled embedding ${embName} in ${spec.path} cannot be used: ${e.message}`);
+      }
     }
     const hashes = await hashFile(spec.path, { cacheDir: opts.hashCacheDir, noCache: opts.noHashCache });
     const hash = loraHash(net.metadata, hashes.addnet ?? hashes.sha256);
@@ -192,6 +220,7 @@ export async function activateLoras(
     errorsComment,
     applied,
     patchedTensors: result.patched.size,
+    embeddings,
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -45,6 +45,11 @@ export interface LoraNetwork {
   unmatched: Map<string, string>;
   /** How many file keys matched a layer. */
   matchedKeys: number;
+  /**
+   * `bundle_emb.<name>.…` keys: textual-inversion data bundled in the file, per embedding name,
+   * laid out as an embedding file's dict (`string_to_param: {'*': …}` or `clip_l`/`clip_g`).
+   */
+  bundled: Map<string, Record<string, unknown>>;
 }
 
 /** The `multiplier` parts of one `<lora:…>` as A1111 keeps them on a loaded network. */
@@ -164,6 +169,15 @@ function createModule(
   );
 }
 
+async function readTensor(file: TensorSource, key: string) {
+  try {
+    return await file.read(key);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`${file.path}: cannot read tensor ${key}: ${(e as Error).message}`);
+  }
+}
+
 /** Read a LoRA/LyCORIS file and match it against a checkpoint's layers. Bad files are UserErrors. */
 export async function loadNetwork(
   file: TensorSource,
@@ -178,8 +192,23 @@ export async function loadNetwork(
   >();
   const keys = [...file.keys()].sort();
   let matchedKeys = 0;
+  const bundled = new Map<string, Record<string, unknown>>();
   for (const key of keys) {
-    const split = ((opts.diffusersNames ?? true) ? diffusersToKohya(key, table.isSdxl) : undefined) ?? splitA1111(key);
+    // A1111 load_network: `bundle_emb.NAME.string_to_param.*` / `bundle_emb.NAME.clip_l` become
+    // embeddings registered while the network is loaded. (A1111 also lists them as unmatched
+    // keys, in its debug log only; they are not reported as such here.)
+    const b = /^bundle_emb\.([^.]+)\.(.+)$/.exec(key);
+    if (b) {
+      const data = bundled.get(b[1]!) ?? {};
+      const t = await readTensor(file, key);
+      const sub = /^string_to_param\.(.+)$/.exec(b[2]!);
+      if (sub) data.string_to_param = { [sub[1]!]: t };
+      else data[b[2]!] = t;
+      bundled.set(b[1]!, data);
+      continue;
+    }
+    const split =
+      ((opts.diffusersNames ?? true) ? diffusersToKohya(key, table.isSdxl) : undefined) ?? splitA1111(key);
     const match = matchModuleName(split.module, table);
     if (!match.layer) {
       unmatched.set(key, match.key);
@@ -207,7 +236,15 @@ export async function loadNetwork(
   }
   const modules = new Map<string, NetworkModule>();
   for (const [sdKey, g] of groups) modules.set(sdKey, createModule(g, file.path));
-  return { name, path: file.path, metadata: { ...file.metadata }, modules, unmatched, matchedKeys };
+  return {
+    name,
+    path: file.path,
+    metadata: { ...file.metadata },
+    modules,
+    unmatched,
+    matchedKeys,
+    bundled,
+  };
 }
 
 /** Layers a patched network can change on their own: those whose forward A1111 hooks (Linear, Conv2d, norms). */
@@ -293,7 +330,9 @@ function vstack(parts: F32Tensor[]): F32Tensor {
   const rest = parts[0]!.shape.slice(1);
   for (const p of parts)
     if (p.shape.length !== rest.length + 1 || p.shape.slice(1).some((d, i) => d !== rest[i]))
-      throw new ApplyError(`cannot stack q/k/v deltas of shapes ${parts.map((x) => `[${x.shape}]`).join(', ')}`);
+      throw new ApplyError(
+        `cannot stack q/k/v deltas of shapes ${parts.map((x) => `[${x.shape}]`).join(', ')}`,
+      );
   const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
   let off = 0;
   for (const p of parts) {
