@@ -8,7 +8,12 @@ import { existsSync } from 'node:fs';
 import { float32ArrayToTensor } from '../../src/formats/dtype.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import type { Tensor } from '../../src/formats/tensor.js';
-import { diffusersToKohya, matchModuleName, type LayerInfo, type LayerTable } from '../../src/adapters/lora-keys.js';
+import {
+  diffusersToKohya,
+  matchModuleName,
+  type LayerInfo,
+  type LayerTable,
+} from '../../src/adapters/lora-keys.js';
 import { goldenPath, readPythonJson } from '../helpers/golden.js';
 
 /** The checkpoint a family's goldens run on (cases.json), the fp32 one when it is there. */
@@ -147,7 +152,12 @@ function peftTextName(module: string): string {
 }
 
 /** The tensors of a rank-`rank` network on `targets` in the given layout (alpha = rank / 2). */
-export function loraTensors(targets: readonly Target[], layout: LoraLayout, seed: number, rank = 2): [string, Tensor][] {
+export function loraTensors(
+  targets: readonly Target[],
+  layout: LoraLayout,
+  seed: number,
+  rank = 2,
+): [string, Tensor][] {
   const r = rand(seed);
   const out: [string, Tensor][] = [];
   const alpha = f32(Float32Array.of(rank / 2), []);
