@@ -337,8 +337,25 @@ for (const set of SETS) {
       expect(maxDiff(teOnly, unetOnly)).toBeGreaterThan(0);
     }, 400_000);
 
+    it('an SD 1.x LoRA on this model: skipped with the reason, the image made anyway', async () => {
+      const sd1 = await openModel(goldenPath('tiny-sd', 'tiny-sd.safetensors'));
+      try {
+        await writeLora(
+          join(dir, 'models', 'Lora', 'old.safetensors'),
+          loraTensors(kohyaTargets(buildLayerTable(sd1)), 'kohya', 8),
+          { ss_base_model_version: 'sd_v1' },
+        );
+      } finally {
+        await sd1.close();
+      }
+      const r = await one(['a red cube <lora:old:1>', '--model', ckpt, ...common], dir);
+      expect(r.stderr).toMatch(
+        /old\.safetensors: \d+ of \d+ key\(s\) match no layer .*a LoRA for SD 1\.x, this is/,
+      );
+    }, 200_000);
+
     it('a negative-prompt tag is not applied and stays in the negative prompt as text (A1111)', async () => {
-      const neg = ['--negative-prompt', 'blurry <lora:x:1>'];
+      const neg = ['--negative', 'blurry <lora:x:1>'];
       const r = await one(['a red cube', '--model', ckpt, ...neg, ...common], dir);
       expect(r.stderr).toMatch(/negative prompt are not applied/);
       // The same text with no LoRA file anywhere gives the same image: nothing was activated.
@@ -347,10 +364,7 @@ for (const set of SETS) {
       const noFile = await one(['a red cube', '--model', ckpt, ...neg, ...bare], empty);
       expect((await pixels(r.path)).equals(await pixels(noFile.path))).toBe(true);
       // And the tag's text is encoded: not the image of the negative prompt without it.
-      const without = await one(
-        ['a red cube', '--model', ckpt, '--negative-prompt', 'blurry', ...bare],
-        empty,
-      );
+      const without = await one(['a red cube', '--model', ckpt, '--negative', 'blurry', ...bare], empty);
       expect(maxDiff(await pixels(r.path), await pixels(without.path))).toBeGreaterThan(0);
       expect((await infotextOf(r.path))['Negative prompt']).toBe('blurry <lora:x:1>');
     }, 200_000);
