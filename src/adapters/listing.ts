@@ -5,6 +5,9 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
+import { readSafetensorsHeader } from '../formats/safetensors.js';
+import type { TensorInfo } from '../formats/tensor.js';
+import { loraFamily, type FamilyGuess } from './lora-family.js';
 import { listLoraFiles } from './lora-library.js';
 import { loraSdVersion, parseLoraMetadata, type SdVersion } from './lora-tags.js';
 
@@ -12,7 +15,11 @@ export interface LoraListing {
   name: string;
   alias: string;
   path: string;
+  /** A1111's `sd_version` (metadata only: SD1 / SD2 / SDXL / Unknown). */
   baseModel: SdVersion;
+  /** Ours: sd1 / sd2 / sdxl from the metadata, else from the keys and widths (lora-family.ts). */
+  family: FamilyGuess['family'];
+  familyFrom: FamilyGuess['from'];
   /** `ss_network_dim`, when the trainer wrote it. */
   rank: number | null;
   /** Training tags with their counts, most used first (A1111 `build_tags`). */
@@ -45,18 +52,31 @@ export function trainingTags(meta: Record<string, string>): [string, number][] {
 }
 
 export async function listLoras(dirs: readonly string[]): Promise<LoraListing[]> {
-  return (await listLoraFiles(dirs)).map((f) => {
+  const out: LoraListing[] = [];
+  for (const f of await listLoraFiles(dirs)) {
     const dim = Number(f.metadata.ss_network_dim);
-    return {
+    let tensors: TensorInfo[] = [];
+    if (extname(f.path).toLowerCase() === '.safetensors') {
+      try {
+        tensors = (await readSafetensorsHeader(f.path)).tensors;
+      } catch {
+        // A damaged file is still listed; loading it reports the problem.
+      }
+    }
+    const fam = loraFamily(f.metadata, tensors);
+    out.push({
       name: f.name,
       alias: f.alias,
       path: f.path,
       baseModel: loraSdVersion(f.metadata),
+      family: fam.family,
+      familyFrom: fam.from,
       rank: Number.isInteger(dim) && dim > 0 ? dim : null,
       tags: trainingTags(f.metadata),
       preview: previewFor(f.path),
-    };
-  });
+    });
+  }
+  return out;
 }
 
 /** Hypernetwork files (`.pt`) in a folder tree, by name (A1111 lists them by file stem). */

@@ -26,6 +26,16 @@ export interface LayerInfo {
   shape?: number[];
   /** Conv2d kernel size (from the weight). */
   kernel?: [number, number];
+  /**
+   * An OpenCLIP `nn.MultiheadAttention` (its weight is the fused `in_proj_weight`): the name of its
+   * `out_proj` child, which A1111 patches together with q/k/v (`network_apply_weights`).
+   */
+  mhaOut?: string;
+  /**
+   * The `out_proj` of a MultiheadAttention: the parent's name. torch's MHA forward reads this
+   * weight directly and never calls its forward, so A1111 never patches it on its own.
+   */
+  mhaParent?: string;
 }
 
 /** A1111's `network_layer_mapping` for one checkpoint. */
@@ -33,31 +43,38 @@ export interface LayerTable {
   layers: Map<string, LayerInfo>;
   /** SD2 (OpenCLIP text encoder) naming is in use: `model_transformer_resblocks` exists. */
   isSd2: boolean;
+  /** SDXL naming (`conditioner.embedders.N` → `N_…`): CLIP-L as `0_transformer_…`, bigG as `1_model_…`. */
+  isSdxl: boolean;
 }
 
 /** The module trees A1111 walks and the checkpoint key prefix each one sits under. */
-const TREES: { prefix: string; layerPrefix: string }[] = [
+const TREES: { prefix: RegExp; text: boolean }[] = [
   // sd_model.cond_stage_model.wrapped.named_modules(): FrozenCLIPEmbedder (SD1) / OpenCLIP (SD2).
-  { prefix: 'cond_stage_model.', layerPrefix: '' },
+  { prefix: /^cond_stage_model\./, text: true },
+  // SDXL: each `conditioner.embedders[i].wrapped.named_modules()`, named `{i}_{name}`.
+  { prefix: /^conditioner\.embedders\.(\d+)\./, text: true },
   // sd_model.model.named_modules(): the DiffusionWrapper, whose child is `diffusion_model`.
-  { prefix: 'model.', layerPrefix: '' },
+  { prefix: /^model\./, text: false },
 ];
 
 /** Build the layer table from a checkpoint's tensor names and shapes (no tensor data is read). */
 export function buildLayerTable(source: Pick<TensorSource, 'keys' | 'info'>): LayerTable {
   const layers = new Map<string, LayerInfo>();
   for (const key of source.keys()) {
-    const tree = TREES.find((t) => key.startsWith(t.prefix));
-    if (!tree) continue;
-    const path = key.slice(tree.prefix.length).split('.');
+    let tree: (typeof TREES)[number] | undefined;
+    let hit: RegExpExecArray | null = null;
+    for (const t of TREES) if (!tree && (hit = t.prefix.exec(key))) tree = t;
+    if (!tree || !hit) continue;
+    const layerPrefix = hit[1] !== undefined ? `${hit[1]}_` : '';
+    const path = key.slice(hit[0].length).split('.');
     const param = path.pop();
     if (!param || path.length === 0) continue;
     // Every prefix of the module path is a module (containers), as torch's named_modules lists them.
     for (let i = 1; i < path.length; i++) {
-      const name = tree.layerPrefix + path.slice(0, i).join('_');
+      const name = layerPrefix + path.slice(0, i).join('_');
       if (!layers.has(name)) layers.set(name, { name, type: 'container' });
     }
-    const name = tree.layerPrefix + path.join('_');
+    const name = layerPrefix + path.join('_');
     if (param !== 'weight' && param !== 'in_proj_weight') {
       if (!layers.has(name)) layers.set(name, { name, type: 'container' });
       continue;
@@ -67,16 +84,24 @@ export function buildLayerTable(source: Pick<TensorSource, 'keys' | 'info'>): La
     if (shape.length === 4) type = 'Conv2d';
     else if (shape.length === 2) type = /embedding$/.test(path[path.length - 1]!) ? 'Embedding' : 'Linear';
     else if (shape.length === 1)
-      type =
-        tree.prefix === 'cond_stage_model.' || /transformer_blocks_\d+_norm\d$/.test(name)
-          ? 'LayerNorm'
-          : 'GroupNorm';
+      type = tree.text || /transformer_blocks_\d+_norm\d$/.test(name) ? 'LayerNorm' : 'GroupNorm';
     else type = 'container';
     const info: LayerInfo = { name, type, weightKey: key, shape: [...shape] };
     if (type === 'Conv2d') info.kernel = [shape[2]!, shape[3]!];
     layers.set(name, info);
   }
-  return { layers, isSd2: layers.has('model_transformer_resblocks') };
+  for (const l of layers.values()) {
+    const out = layers.get(`${l.name}_out_proj`);
+    if (l.weightKey?.endsWith('in_proj_weight') && out?.weightKey) {
+      l.mhaOut = out.name;
+      out.mhaParent = l.name;
+    }
+  }
+  return {
+    layers,
+    isSd2: layers.has('model_transformer_resblocks'),
+    isSdxl: layers.has('0_transformer_text_model') || layers.has('1_model_transformer_resblocks'),
+  };
 }
 
 const RESNET_SUFFIX: Record<string, string> = {
@@ -189,7 +214,7 @@ const DIFFUSERS_PART: [RegExp, string][] = [
  * `text_encoder.text_model.….q_proj.lora_B.weight`, old attention-processor `…processor.to_q_lora.down.weight`)
  * as the kohya key it stands for, or undefined when the key is not in that layout.
  */
-export function diffusersToKohya(key: string): SplitKey | undefined {
+export function diffusersToKohya(key: string, sdxl = false): SplitKey | undefined {
   const m = /^(unet|text_encoder|text_encoder_2)\.(.+)$/.exec(key);
   if (!m) return undefined;
   for (const [re, part] of DIFFUSERS_PART) {
@@ -198,7 +223,9 @@ export function diffusersToKohya(key: string): SplitKey | undefined {
     let path = m[2]!.slice(0, hit.index);
     if (re.source.startsWith('_lora')) path = path.replace(/\.processor\.(to_[qkv]|to_out)$/, '.$1');
     if (path.endsWith('.to_out')) path += '.0';
-    const prefix = m[1] === 'unet' ? 'lora_unet_' : m[1] === 'text_encoder' ? 'lora_te_' : 'lora_te2_';
+    // SDXL's first encoder is CLIP-L: kohya names it `lora_te1_` there (A1111's `0_transformer_…` fallback).
+    const te1 = sdxl ? 'lora_te1_' : 'lora_te_';
+    const prefix = m[1] === 'unet' ? 'lora_unet_' : m[1] === 'text_encoder' ? te1 : 'lora_te2_';
     return { module: prefix + path.replace(/\./g, '_'), part };
   }
   return undefined;

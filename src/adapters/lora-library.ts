@@ -8,8 +8,10 @@ import { basename, extname, join } from 'node:path';
 import { openModel } from '../formats/open.js';
 import { readSafetensorsHeader } from '../formats/safetensors.js';
 import type { TensorSource } from '../formats/tensor.js';
+import { embeddingFromData, type Embedding } from '../prompt/embeddings.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
+import { FAMILY_LABEL, loraFamily, tableFamily } from './lora-family.js';
 import { buildLayerTable } from './lora-keys.js';
 import { applyNetworks, loadNetwork, networkErrorsComment, type ActiveNetwork } from './lora.js';
 import { loraAlias, loraHash, loraHashesInfotext, type LoraTag } from './lora-tags.js';
@@ -96,6 +98,8 @@ export interface LoraActivation {
   applied: { spec: LoraSpec; hash: string; matched: number; unmatched: number }[];
   /** Patched weight count. */
   patchedTensors: number;
+  /** Textual inversions bundled in the files (`bundle_emb.*`), usable while the networks are active. */
+  embeddings: Embedding[];
   /** Seconds spent loading, matching and patching. */
   seconds: number;
 }
@@ -149,20 +153,53 @@ export async function activateLoras(
   const table = buildLayerTable(base);
   const active: ActiveNetwork[] = [];
   const applied: LoraActivation['applied'] = [];
+  const modelFamily = tableFamily(table);
+  const embeddings: Embedding[] = [];
   for (const spec of specs) {
     const src = await openModel(spec.path);
     let net;
+    let fileFamily;
     try {
       net = await loadNetwork(src, table, { name: spec.name });
+      fileFamily = loraFamily(
+        src.metadata,
+        src.keys().map((k) => src.info(k)!),
+      );
     } finally {
       await src.close();
     }
     if (net.unmatched.size > 0) {
       const sample = [...net.unmatched.keys()].slice(0, 3).join(', ');
+      // As A1111, keys that match nothing are skipped; say why when the families differ.
+      const other =
+        fileFamily.family !== 'unknown' && fileFamily.family !== modelFamily
+          ? `it is a LoRA for ${FAMILY_LABEL[fileFamily.family]}, this is ${FAMILY_LABEL[modelFamily]}: not compatible`
+          : 'is it for another model family?';
       warn(
-        `${spec.path}: ${net.unmatched.size} key(s) match no layer of this model (e.g. ${sample}); ` +
-          'is it for another model family?',
+        `${spec.path}: ${net.unmatched.size} of ${net.unmatched.size + net.matchedKeys} key(s) match no layer ` +
+          `of this model and are skipped (e.g. ${sample}); ${other}`,
       );
+    }
+    for (const [embName, data] of net.bundled) {
+      const where = `${spec.path}/${embName}`;
+      try {
+        const d = embeddingFromData(data, where);
+        // A1111 gives a bundled embedding the network's name as its "TI hashes" value.
+        embeddings.push({
+          name: embName,
+          ...d.rows,
+          parts: d.parts,
+          step: d.step,
+          checkpoint: d.checkpoint,
+          checkpointName: d.checkpointName,
+          path: where,
+          sha256: '',
+          hash: spec.name,
+        });
+      } catch (e) {
+        if (!(e instanceof UserError)) throw e;
+        warn(`bundled embedding ${embName} in ${spec.path} cannot be used: ${e.message}`);
+      }
     }
     const hashes = await hashFile(spec.path, { cacheDir: opts.hashCacheDir, noCache: opts.noHashCache });
     const hash = loraHash(net.metadata, hashes.addnet ?? hashes.sha256);
@@ -183,6 +220,7 @@ export async function activateLoras(
     errorsComment,
     applied,
     patchedTensors: result.patched.size,
+    embeddings,
     seconds: (performance.now() - t0) / 1000,
   };
 }

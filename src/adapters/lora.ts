@@ -43,6 +43,13 @@ export interface LoraNetwork {
   modules: Map<string, NetworkModule>;
   /** A1111's `keys_failed_to_match`: file key → the layer name last tried. */
   unmatched: Map<string, string>;
+  /** How many file keys matched a layer. */
+  matchedKeys: number;
+  /**
+   * `bundle_emb.<name>.…` keys: textual-inversion data bundled in the file, per embedding name,
+   * laid out as an embedding file's dict (`string_to_param: {'*': …}` or `clip_l`/`clip_g`).
+   */
+  bundled: Map<string, Record<string, unknown>>;
 }
 
 /** The `multiplier` parts of one `<lora:…>` as A1111 keeps them on a loaded network. */
@@ -162,6 +169,15 @@ function createModule(
   );
 }
 
+async function readTensor(file: TensorSource, key: string) {
+  try {
+    return await file.read(key);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`${file.path}: cannot read tensor ${key}: ${(e as Error).message}`);
+  }
+}
+
 /** Read a LoRA/LyCORIS file and match it against a checkpoint's layers. Bad files are UserErrors. */
 export async function loadNetwork(
   file: TensorSource,
@@ -175,13 +191,30 @@ export async function loadNetwork(
     { networkKey: string; sdKey: string; layer: LayerInfo; w: Map<string, F32Tensor> }
   >();
   const keys = [...file.keys()].sort();
+  let matchedKeys = 0;
+  const bundled = new Map<string, Record<string, unknown>>();
   for (const key of keys) {
-    const split = ((opts.diffusersNames ?? true) ? diffusersToKohya(key) : undefined) ?? splitA1111(key);
+    // A1111 load_network: `bundle_emb.NAME.string_to_param.*` / `bundle_emb.NAME.clip_l` become
+    // embeddings registered while the network is loaded. (A1111 also lists them as unmatched
+    // keys, in its debug log only; they are not reported as such here.)
+    const b = /^bundle_emb\.([^.]+)\.(.+)$/.exec(key);
+    if (b) {
+      const data = bundled.get(b[1]!) ?? {};
+      const t = await readTensor(file, key);
+      const sub = /^string_to_param\.(.+)$/.exec(b[2]!);
+      if (sub) data.string_to_param = { [sub[1]!]: t };
+      else data[b[2]!] = t;
+      bundled.set(b[1]!, data);
+      continue;
+    }
+    const split =
+      ((opts.diffusersNames ?? true) ? diffusersToKohya(key, table.isSdxl) : undefined) ?? splitA1111(key);
     const match = matchModuleName(split.module, table);
     if (!match.layer) {
       unmatched.set(key, match.key);
       continue;
     }
+    matchedKeys++;
     let g = groups.get(match.key);
     if (!g) {
       g = { networkKey: key, sdKey: match.key, layer: match.layer, w: new Map() };
@@ -203,17 +236,77 @@ export async function loadNetwork(
   }
   const modules = new Map<string, NetworkModule>();
   for (const [sdKey, g] of groups) modules.set(sdKey, createModule(g, file.path));
-  return { name, path: file.path, metadata: { ...file.metadata }, modules, unmatched };
+  return {
+    name,
+    path: file.path,
+    metadata: { ...file.metadata },
+    modules,
+    unmatched,
+    matchedKeys,
+    bundled,
+  };
 }
 
-/** Layers a patched network can change: those whose forward A1111 hooks (Linear, Conv2d, norms). */
+/** Layers a patched network can change on their own: those whose forward A1111 hooks (Linear, Conv2d, norms). */
 function applicable(m: NetworkModule): boolean {
-  // A module matched as one q/k/v part of an OpenCLIP MultiheadAttention (sdKey `…_q_proj`) is
-  // applied by A1111 only as a full q+k+v+out set; that SD2 path is not built yet.
-  if (m.sdKey !== m.layer.name) return false;
+  // q/k/v parts of an OpenCLIP MultiheadAttention (sdKey `…_q_proj`) and its out_proj only change
+  // weights as one q+k+v+out set (mhaSet); a module on the MHA itself has no `weight` to patch.
+  if (m.sdKey !== m.layer.name || m.layer.mhaParent || m.layer.mhaOut) return false;
   return (
     m.layer.weightKey !== undefined && ['Linear', 'Conv2d', 'LayerNorm', 'GroupNorm'].includes(m.layer.type)
   );
+}
+
+/** One network's change to one unit: a layer, or a MultiheadAttention with its out_proj. */
+type Step =
+  | { a: ActiveNetwork; kind: 'layer'; m: NetworkModule }
+  | {
+      a: ActiveNetwork;
+      kind: 'mha';
+      name: string;
+      qkv: [NetworkModule, NetworkModule, NetworkModule];
+      out: NetworkModule;
+    };
+
+/**
+ * What each network does to each unit, keyed by the unit's first weight (A1111's
+ * `network_apply_weights`): plain modules on their layer; on a MultiheadAttention
+ * (`in_proj_weight`), q/k/v/out only when all four are there (a partial set is skipped silently,
+ * as A1111 does). A module matched to the MHA itself ("couldn't find supported operation") and
+ * nothing else counts one error, as in A1111.
+ */
+function planSteps(active: readonly ActiveNetwork[]): {
+  units: Map<string, { keys: string[]; steps: Step[] }>;
+  planErrors: { a: ActiveNetwork; detail: string }[];
+} {
+  const units = new Map<string, { keys: string[]; steps: Step[] }>();
+  const planErrors: { a: ActiveNetwork; detail: string }[] = [];
+  const add = (keys: string[], step: Step) => {
+    let u = units.get(keys[0]!);
+    if (!u) units.set(keys[0]!, (u = { keys, steps: [] }));
+    u.steps.push(step);
+  };
+  for (const a of active) {
+    const mods = a.network.modules;
+    const mhaNames = new Set<string>();
+    for (const m of mods.values()) {
+      if (applicable(m)) add([m.layer.weightKey!], { a, kind: 'layer', m });
+      else if (m.layer.mhaOut) mhaNames.add(m.layer.name);
+    }
+    for (const name of mhaNames) {
+      const q = mods.get(`${name}_q_proj`);
+      const k = mods.get(`${name}_k_proj`);
+      const v = mods.get(`${name}_v_proj`);
+      const out = mods.get(`${name}_out_proj`);
+      const self = mods.get(name);
+      if (q && k && v && out && q.layer.name === name && k.layer.name === name && v.layer.name === name) {
+        add([q.layer.weightKey!, out.layer.weightKey!], { a, kind: 'mha', name, qkv: [q, k, v], out });
+      } else if (self) {
+        planErrors.push({ a, detail: `layer ${name}: no supported operation for a MultiheadAttention` });
+      }
+    }
+  }
+  return { units, planErrors };
 }
 
 export interface ApplyResult {
@@ -228,9 +321,25 @@ export interface ApplyResult {
 /** The checkpoint weights the given networks touch, in checkpoint key order. */
 export function touchedWeights(active: readonly ActiveNetwork[]): string[] {
   const keys = new Set<string>();
-  for (const a of active)
-    for (const m of a.network.modules.values()) if (applicable(m)) keys.add(m.layer.weightKey!);
+  for (const u of planSteps(active).units.values()) for (const k of u.keys) keys.add(k);
   return [...keys].sort();
+}
+
+/** torch.vstack of 2-D (or more) updowns: rows concatenated, the other dims must agree. */
+function vstack(parts: F32Tensor[]): F32Tensor {
+  const rest = parts[0]!.shape.slice(1);
+  for (const p of parts)
+    if (p.shape.length !== rest.length + 1 || p.shape.slice(1).some((d, i) => d !== rest[i]))
+      throw new ApplyError(
+        `cannot stack q/k/v deltas of shapes ${parts.map((x) => `[${x.shape}]`).join(', ')}`,
+      );
+  const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    data.set(p.data, off);
+    off += p.data.length;
+  }
+  return { shape: [parts.reduce((n, p) => n + p.shape[0]!, 0), ...rest], data };
 }
 
 /**
@@ -242,39 +351,53 @@ export async function applyNetworks(
   readWeight: (key: string) => Promise<F32Tensor>,
   active: readonly ActiveNetwork[],
 ): Promise<ApplyResult> {
-  const byLayer = new Map<string, { layer: LayerInfo; entries: { a: ActiveNetwork; m: NetworkModule }[] }>();
-  for (const a of active) {
-    for (const m of a.network.modules.values()) {
-      if (!applicable(m)) continue;
-      const k = m.layer.weightKey!;
-      let e = byLayer.get(k);
-      if (!e) byLayer.set(k, (e = { layer: m.layer, entries: [] }));
-      e.entries.push({ a, m });
-    }
-  }
+  const { units, planErrors } = planSteps(active);
   const patched = new Map<string, F32Tensor>();
   const errors = new Map<string, number>();
   const details: string[] = [];
-  for (const key of [...byLayer.keys()].sort()) {
-    const { entries } = byLayer.get(key)!;
+  const fail = (a: ActiveNetwork, detail: string) => {
+    errors.set(a.network.name, (errors.get(a.network.name) ?? 0) + 1);
+    details.push(`${a.network.name}: ${detail}`);
+  };
+  for (const e of planErrors) fail(e.a, e.detail);
+  for (const key of [...units.keys()].sort()) {
+    const { keys, steps } = units.get(key)!;
     // Networks keep their prompt order on each layer.
-    entries.sort((x, y) => active.indexOf(x.a) - active.indexOf(y.a));
-    let current = await readWeight(key);
-    let changed = false;
-    for (const { a, m } of entries) {
-      const mult = multiplierKind(m.sdKey) === 'te' ? a.te : a.unet;
+    steps.sort((x, y) => active.indexOf(x.a) - active.indexOf(y.a));
+    const current = new Map<string, F32Tensor>();
+    for (const k of keys) current.set(k, await readWeight(k));
+    const changed = new Set<string>();
+    for (const st of steps) {
+      const { a } = st;
+      const mult = (m: NetworkModule) => (multiplierKind(m.sdKey) === 'te' ? a.te : a.unet);
       try {
-        current =
-          (await patchFast(m, current, mult, a.dynDim)) ??
-          addUpdown(current, await computeUpdown(m, current, mult, a.dynDim));
-        changed = true;
+        if (st.kind === 'layer') {
+          const w = current.get(key)!;
+          current.set(
+            key,
+            (await patchFast(st.m, w, mult(st.m), a.dynDim)) ??
+              addUpdown(w, await computeUpdown(st.m, w, mult(st.m), a.dynDim)),
+          );
+          changed.add(key);
+        } else {
+          // in_proj_weight += vstack(q, k, v deltas); out_proj.weight += out delta (both or neither).
+          const [inKey, outKey] = keys as [string, string];
+          const inW = current.get(inKey)!;
+          const outW = current.get(outKey)!;
+          const qkv: F32Tensor[] = [];
+          for (const m of st.qkv) qkv.push(await computeUpdown(m, inW, mult(m), a.dynDim));
+          const newIn = addUpdown(inW, vstack(qkv));
+          const newOut = addUpdown(outW, await computeUpdown(st.out, outW, mult(st.out), a.dynDim));
+          current.set(inKey, newIn);
+          current.set(outKey, newOut);
+          changed.add(inKey).add(outKey);
+        }
       } catch (e) {
         if (!(e instanceof ApplyError)) throw e;
-        errors.set(a.network.name, (errors.get(a.network.name) ?? 0) + 1);
-        details.push(`${a.network.name}: layer ${m.sdKey}: ${e.message}`);
+        fail(a, `layer ${st.kind === 'layer' ? st.m.sdKey : st.name}: ${e.message}`);
       }
     }
-    if (changed) patched.set(key, current);
+    for (const k of changed) patched.set(k, current.get(k)!);
   }
   return { patched, errors, details };
 }

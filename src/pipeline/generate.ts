@@ -315,7 +315,13 @@ export async function generate(
     const bSeeds = idx.map((i) => seeds[i]!);
     const bSubseeds = idx.map((i) => subseeds[i]!);
     const prompts = idx.map((i) => parseExtraNetworks(allPrompts[i]!));
-    const negatives = idx.map((i) => parseExtraNetworks(allNegatives[i]!));
+    // A1111 parses extra networks from the positive prompts only (processing.py
+    // parse_extra_network_prompts): a negative prompt's `<lora:…>` is never activated and stays in
+    // it as text for the text encoder.
+    const negatives = idx.map((i) => ({
+      prompt: allNegatives[i]!,
+      networks: parseExtraNetworks(allNegatives[i]!).networks,
+    }));
     const applied = hooks.appliedNetworkKinds ?? new Set<string>();
     if (n === 0 && prompts.some((x) => x.networks.some((t) => !applied.has(t.name)))) {
       warn(
@@ -323,7 +329,9 @@ export async function generate(
       );
     }
     if (n === 0 && negatives.some((x) => x.networks.length > 0)) {
-      warn('extra-network tags in the negative prompt are not applied; they were removed from it');
+      warn(
+        'extra-network tags in the negative prompt are not applied (as in A1111); they stay in it as text',
+      );
     }
     const steps1 = condSteps(resolved.sampler, p.steps);
     const conds = await Promise.all(

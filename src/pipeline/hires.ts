@@ -100,7 +100,8 @@ export async function hiresPass(a: HiresArgs): Promise<Pick<PassResult, 'x' | 's
   const resolved = resolveSampler(hrSampler, hrSched);
   const steps = p.hr_second_pass_steps || p.steps;
   const prompts = a.prompts.map((pr) => parseExtraNetworks(p.hr_prompt ? a.hrPrompt : pr));
-  const negatives = a.negatives.map((ng) => parseExtraNetworks(p.hr_negative_prompt ? a.hrNegative : ng));
+  // Negative prompts keep their tags as text (A1111 parses only the positive ones).
+  const negatives = a.negatives.map((ng) => ({ prompt: p.hr_negative_prompt ? a.hrNegative : ng }));
   // A1111's hr_upscale_to_y/x: the target before truncation.
   const conditioner = a.conditioner(th * 8, tw * 8);
   const hiresSteps = a.condSteps(resolved.sampler, steps);

@@ -374,6 +374,17 @@ export async function runJob(
       expectedWidth: model.engine.towers.reduce((w, t) => w + t.config.width, 0),
     });
     for (const w of embeddings.warnings) warn(w);
+    // A1111 networks.py: a LoRA's bundled embeddings join while it is loaded; one of the same
+    // name from the embeddings folder wins.
+    for (const e of model.loraEmbeddings ?? []) {
+      if (embeddings.loaded.has(e.name))
+        warn(`Skip bundle embedding: "${e.name}" as it was already loaded from embeddings folder`);
+      else {
+        const before = embeddings.warnings.length;
+        embeddings.add(e);
+        for (const w of embeddings.warnings.slice(before)) warn(w);
+      }
+    }
     const preview = request.preview && hooks.onPreview ? request.preview : null;
     const taesd = preview
       ? await library.previewDecoder(

@@ -14,6 +14,7 @@ import type { Provider } from '../runtime/session.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../sampling/schedules.js';
 import { hashFile } from '../tools/hash.js';
 import type { LoraSpec } from '../adapters/lora-library.js';
+import type { Embedding } from '../prompt/embeddings.js';
 import { UserError } from '../util/errors.js';
 import {
   checkPrecisionProvider,
@@ -47,6 +48,8 @@ export interface LoadedModel {
   loraHashes?: string | null;
   /** What applying them reported (unmatched keys, layers that failed): warned at every job. */
   loraWarnings?: readonly string[];
+  /** Textual inversions bundled in those LoRA files (`bundle_emb.*`), registered for each job. */
+  loraEmbeddings?: readonly Embedding[];
   release(): Promise<void>;
 }
 
@@ -180,11 +183,13 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     const unpatched = source;
     let loraHashes: string | null = null;
     const loraWarnings: string[] = [];
+    let loraEmbeddings: Embedding[] = [];
     if (opts.loras?.length) {
       const { activateLoras } = await import('../adapters/lora-library.js');
       const act = await activateLoras(source, opts.loras, { warn: (m) => loraWarnings.push(m) });
       source = act.source;
       loraHashes = act.loraHashes ?? null;
+      loraEmbeddings = act.embeddings;
     }
     const alphas = await modelAlphasCumprod(source);
     const engine = await loadSd1(source, {
@@ -216,6 +221,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       tokenizer,
       loraHashes,
       loraWarnings,
+      loraEmbeddings,
       async release() {
         await engine.release();
         if (source !== unpatched) await source.close();

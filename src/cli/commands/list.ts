@@ -7,8 +7,9 @@ const usage = `Usage: sdstudio list loras|hypernetworks [--data-dir DIR] [--lora
 
 What the data dir holds:
   loras           models/Lora (or --lora-dir) and models/LyCORIS: name, alias (ss_output_name, the
-                  other name a <lora:…> tag may use), base model, rank, most used training tags
-                  and the preview image beside the file
+                  other name a <lora:…> tag may use), base model (sd1 / sd2 / sdxl, from the
+                  kohya metadata or else the keys' widths), rank, most used training tags and
+                  the preview image beside the file
   hypernetworks   models/hypernetworks: name and preview
   --json          one JSON object per file, one per line
 `;
@@ -40,7 +41,7 @@ const command: CliCommand = {
             .map(([t, n]) => `${t} (${n})`)
             .join(', ');
           out(
-            `${l.name}${l.alias !== l.name ? `  alias ${l.alias}` : ''}  ${l.baseModel}` +
+            `${l.name}${l.alias !== l.name ? `  alias ${l.alias}` : ''}  ${l.family}` +
               `${l.rank ? `  rank ${l.rank}` : ''}${tags ? `  tags: ${tags}` : ''}${l.preview ? `  preview ${l.preview}` : ''}`,
           );
         }
