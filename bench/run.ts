@@ -144,6 +144,7 @@ function parse() {
         checkpoint: { type: 'string' },
         'sd2-checkpoint': { type: 'string' },
         'sdxl-checkpoint': { type: 'string' },
+        'xl-latent': { type: 'string', default: '128' },
         'clip-vocab': { type: 'string' },
         probe: { type: 'string' },
         'in-process': { type: 'boolean', default: false },
@@ -197,6 +198,7 @@ function parse() {
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
     sd2Checkpoint: v['sd2-checkpoint'] ? resolve(v['sd2-checkpoint']) : undefined,
     sdxlCheckpoint: v['sdxl-checkpoint'] ? resolve(v['sdxl-checkpoint']) : undefined,
+    xlLatent: int('xl-latent', v['xl-latent']!, 8),
     probeOptions: {
       runs: int('runs', v.runs!, 1),
       warmup: int('warmup', v.warmup!, 0),
@@ -228,6 +230,7 @@ interface ChildSettings {
   loadClients: number;
   sd2Checkpoint?: string;
   sdxlCheckpoint?: string;
+  xlLatent: number;
 }
 
 /** Child side: run one probe and print its JSON result as the last stdout line. */
@@ -236,7 +239,7 @@ async function runProbe(name: ProbeName, opts: ProbeOptions, settings: ChildSett
   const tome = { ...opts, tokenMergeRatio: tokenMerging };
   if (isXlProbe(name)) {
     const xl = { sd2Checkpoint: settings.sd2Checkpoint ?? '', sdxlCheckpoint: settings.sdxlCheckpoint ?? '' };
-    return runXlProbe(name, opts, { ...xl, steps, clipVocab });
+    return runXlProbe(name, opts, { ...xl, steps, clipVocab, xlLatent: settings.xlLatent });
   }
   switch (name) {
     case 'gemm':
@@ -322,6 +325,7 @@ async function main(): Promise<void> {
     if (args.clipVocab) a.push('--clip-vocab', args.clipVocab);
     if (xl.sd2) a.push('--sd2-checkpoint', xl.sd2);
     if (xl.sdxl) a.push('--sdxl-checkpoint', xl.sdxl);
+    a.push('--xl-latent', String(args.xlLatent));
     const o = args.probeOptions;
     a.push('--runs', String(o.runs), '--warmup', String(o.warmup));
     if (o.attention) a.push('--attention', o.attention);

@@ -61,6 +61,8 @@ export interface XlSettings {
   sdxlCheckpoint: string;
   steps: number;
   clipVocab: string | undefined;
+  /** SDXL latent side (default 128 = 1024²; SD 2.x gets ¾ of it = 768²); smaller only to test the probes quickly. */
+  xlLatent?: number;
 }
 
 const log = (msg: string) => process.stderr.write(`  ${msg}\n`);
@@ -308,8 +310,8 @@ async function probeXlPipeline(
         prompt: 'a photograph of an astronaut riding a horse, highly detailed',
         negative_prompt: 'blurry',
         steps: settings.steps,
-        width: 1024,
-        height: 1024,
+        width: 8 * (settings.xlLatent ?? 128),
+        height: 8 * (settings.xlLatent ?? 128),
         seed: 1,
         sampler_name: 'Euler',
       },
@@ -323,7 +325,7 @@ async function probeXlPipeline(
     const total_s = (performance.now() - t0) / 1000;
     log(`xl pipeline (${precision}): done in ${total_s.toFixed(1)} s, peak RSS ${peakRssMb().toFixed(0)} MB`);
     return {
-      probe: `pipeline SDXL txt2img 1024² ${settings.steps} step(s), ${precision}`,
+      probe: `pipeline SDXL txt2img ${8 * (settings.xlLatent ?? 128)}² ${settings.steps} step(s), ${precision}`,
       precision,
       steps: settings.steps,
       total_s,
@@ -381,14 +383,16 @@ async function probeXlLoad(path: string, opts: ProbeOptions): Promise<XlLoadResu
 export type XlProbeResult = XlUNetResult | XlQualityResult | XlPipelineResult | XlLoadResult;
 
 export function runXlProbe(name: XlProbeName, opts: ProbeOptions, settings: XlSettings): Promise<XlProbeResult> {
-  const xl: UNetShape = { batch: 2, h: 128, w: 128 };
+  const n = settings.xlLatent ?? 128;
+  const xl: UNetShape = { batch: 2, h: n, w: n };
+  const sd2: UNetShape = { batch: 2, h: (3 * n) / 4, w: (3 * n) / 4 };
   switch (name) {
     case 'unet768sd2':
-      return probeXlUNet('sd2 unet 768x768 b2', settings.sd2Checkpoint, opts, { batch: 2, h: 96, w: 96 }, { prediction: 'v' });
+      return probeXlUNet(`sd2 unet ${6 * n}² b2`, settings.sd2Checkpoint, opts, sd2, { prediction: 'v' });
     case 'unet1024xl':
-      return probeXlUNet('sdxl unet 1024x1024 b2', settings.sdxlCheckpoint, opts, xl);
+      return probeXlUNet(`sdxl unet ${8 * n}² b2`, settings.sdxlCheckpoint, opts, xl);
     case 'unet1024xlint8':
-      return probeXlUNet('sdxl int8 unet 1024x1024 b2', settings.sdxlCheckpoint, opts, xl, { precision: 'int8' });
+      return probeXlUNet(`sdxl int8 unet ${8 * n}² b2`, settings.sdxlCheckpoint, opts, xl, { precision: 'int8' });
     case 'xlquality':
       return probeXlQuality(settings.sdxlCheckpoint, opts, xl);
     case 'xlpipeline':
