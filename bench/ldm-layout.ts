@@ -18,6 +18,14 @@ export interface LdmUNetArch {
   numHeads: number;
   contextDim: number;
   transformerDepth: number;
+  /** SD 2.x / SDXL: Linear proj_in / proj_out (`use_linear_in_transformer`) instead of 1×1 convs. */
+  linearProj?: boolean;
+  /** SDXL: transformer depth per level (overrides transformerDepth; 0 = no transformer there). */
+  depthPerLevel?: number[];
+  /** SDXL: the middle block's transformer depth (default: the deepest level's). */
+  depthMiddle?: number;
+  /** SDXL: `label_emb` input width (pooled text + size embeddings); absent = no label_emb. */
+  admInChannels?: number;
 }
 
 export interface LdmVaeArch {
@@ -118,11 +126,11 @@ export interface ParamSpec {
 }
 
 /** Output layers of residual branches are zero-initialised upstream; half-scale keeps them live but tame. */
-const RESIDUAL_GAIN = 0.5;
-const BIAS: Init = { kind: 'normal', mean: 0, std: 0.1 };
-const NORM_WEIGHT: Init = { kind: 'normal', mean: 1, std: 0.1 };
+export const RESIDUAL_GAIN = 0.5;
+export const BIAS: Init = { kind: 'normal', mean: 0, std: 0.1 };
+export const NORM_WEIGHT: Init = { kind: 'normal', mean: 1, std: 0.1 };
 
-class LayoutBuilder {
+export class LayoutBuilder {
   readonly specs: ParamSpec[] = [];
 
   add(name: string, shape: number[], init: Init, dtype: DType = 'F32'): void {
@@ -145,7 +153,7 @@ class LayoutBuilder {
   }
 }
 
-function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
+export function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
   const mc = a.modelChannels;
   const embDim = 4 * mc;
   const resBlock = (q: string, inCh: number, outCh: number) => {
@@ -156,12 +164,16 @@ function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
     b.conv(`${q}.out_layers.3`, outCh, outCh, 3, RESIDUAL_GAIN);
     if (inCh !== outCh) b.conv(`${q}.skip_connection`, outCh, inCh, 1);
   };
-  const spatialTransformer = (q: string, ch: number) => {
-    // SD 1.x: dim_head = ch / num_heads, so inner dim = ch; conv (1x1) proj_in / proj_out.
+  const depthAt = (level: number) =>
+    a.attentionLevels.includes(level) ? (a.depthPerLevel?.[level] ?? a.transformerDepth) : 0;
+  const proj = (q: string, out: number, inp: number, gain = 1) =>
+    a.linearProj ? b.linear(q, out, inp, { gain }) : b.conv(q, out, inp, 1, gain);
+  const spatialTransformer = (q: string, ch: number, depth: number) => {
+    // heads × dim_head = ch in every family, so inner dim = ch; SD 1.x has 1×1 conv proj_in / proj_out.
     const inner = ch;
     b.norm(`${q}.norm`, ch);
-    b.conv(`${q}.proj_in`, inner, ch, 1);
-    for (let d = 0; d < a.transformerDepth; d++) {
+    proj(`${q}.proj_in`, inner, ch);
+    for (let d = 0; d < depth; d++) {
       const t = `${q}.transformer_blocks.${d}`;
       b.linear(`${t}.attn1.to_q`, inner, inner, { bias: false });
       b.linear(`${t}.attn1.to_k`, inner, inner, { bias: false });
@@ -177,11 +189,15 @@ function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
       b.norm(`${t}.norm2`, inner);
       b.norm(`${t}.norm3`, inner);
     }
-    b.conv(`${q}.proj_out`, ch, inner, 1, RESIDUAL_GAIN);
+    proj(`${q}.proj_out`, ch, inner, RESIDUAL_GAIN);
   };
 
   b.linear(`${p}.time_embed.0`, embDim, mc);
   b.linear(`${p}.time_embed.2`, embDim, embDim);
+  if (a.admInChannels !== undefined) {
+    b.linear(`${p}.label_emb.0.0`, embDim, a.admInChannels);
+    b.linear(`${p}.label_emb.0.2`, embDim, embDim);
+  }
 
   const levels = a.channelMult.length;
   b.conv(`${p}.input_blocks.0.0`, mc, a.inChannels, 3);
@@ -189,12 +205,12 @@ function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
   let ch = mc;
   let block = 1;
   for (let level = 0; level < levels; level++) {
-    const attn = a.attentionLevels.includes(level);
+    const depth = depthAt(level);
     for (let r = 0; r < a.numResBlocks; r++) {
       const outCh = mc * a.channelMult[level]!;
       resBlock(`${p}.input_blocks.${block}.0`, ch, outCh);
       ch = outCh;
-      if (attn) spatialTransformer(`${p}.input_blocks.${block}.1`, ch);
+      if (depth > 0) spatialTransformer(`${p}.input_blocks.${block}.1`, ch, depth);
       skipChannels.push(ch);
       block++;
     }
@@ -206,19 +222,19 @@ function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
   }
 
   resBlock(`${p}.middle_block.0`, ch, ch);
-  spatialTransformer(`${p}.middle_block.1`, ch);
+  spatialTransformer(`${p}.middle_block.1`, ch, a.depthMiddle ?? a.depthPerLevel?.at(-1) ?? a.transformerDepth);
   resBlock(`${p}.middle_block.2`, ch, ch);
 
   block = 0;
   for (let level = levels - 1; level >= 0; level--) {
-    const attn = a.attentionLevels.includes(level);
+    const depth = depthAt(level);
     for (let r = 0; r <= a.numResBlocks; r++) {
       const skip = skipChannels.pop()!;
       const outCh = mc * a.channelMult[level]!;
       resBlock(`${p}.output_blocks.${block}.0`, ch + skip, outCh);
       ch = outCh;
       let sub = 1;
-      if (attn) spatialTransformer(`${p}.output_blocks.${block}.${sub++}`, ch);
+      if (depth > 0) spatialTransformer(`${p}.output_blocks.${block}.${sub++}`, ch, depth);
       if (level > 0 && r === a.numResBlocks) b.conv(`${p}.output_blocks.${block}.${sub}.conv`, ch, ch, 3);
       block++;
     }
@@ -228,7 +244,7 @@ function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
   b.conv(`${p}.out.2`, a.outChannels, ch, 3, RESIDUAL_GAIN);
 }
 
-function vaeLayout(b: LayoutBuilder, a: LdmVaeArch, p: string): void {
+export function vaeLayout(b: LayoutBuilder, a: LdmVaeArch, p: string): void {
   const resnet = (q: string, inCh: number, outCh: number) => {
     b.norm(`${q}.norm1`, inCh);
     b.conv(`${q}.conv1`, outCh, inCh, 3);
@@ -282,7 +298,7 @@ function vaeLayout(b: LayoutBuilder, a: LdmVaeArch, p: string): void {
   b.conv(`${d}.conv_out`, a.outChannels, ch, 3);
 }
 
-function clipLayout(b: LayoutBuilder, a: ClipTextArch, p: string): void {
+export function clipLayout(b: LayoutBuilder, a: ClipTextArch, p: string): void {
   b.add(`${p}.embeddings.token_embedding.weight`, [a.vocab, a.width], { kind: 'normal', mean: 0, std: 0.5 });
   b.add(`${p}.embeddings.position_embedding.weight`, [a.positions, a.width], {
     kind: 'normal',

@@ -56,7 +56,7 @@ export interface SessionProbeResult extends RunStats {
 const log = (msg: string) => process.stderr.write(`  ${msg}\n`);
 
 /** Deterministic pseudo-random values in [-1, 1) (inputs only need to be non-degenerate). */
-function noise(n: number, seed: number, amplitude = 1): Float32Array {
+export function noise(n: number, seed: number, amplitude = 1): Float32Array {
   const out = new Float32Array(n);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
@@ -68,7 +68,7 @@ function noise(n: number, seed: number, amplitude = 1): Float32Array {
   return out;
 }
 
-async function measureRuns(
+export async function measureRuns(
   label: string,
   opts: ProbeOptions,
   run: () => Promise<unknown>,
@@ -390,7 +390,7 @@ export interface Int8QualityResult {
   peak_rss_mb: number;
 }
 
-function psnr(a: Float32Array, ref: Float32Array, peak: number): number {
+export function psnr(a: Float32Array, ref: Float32Array, peak: number): number {
   let se = 0;
   for (let i = 0; i < ref.length; i++) se += (a[i]! - ref[i]!) ** 2;
   return 10 * Math.log10((peak * peak) / (se / ref.length));

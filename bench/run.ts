@@ -55,6 +55,7 @@ import {
 } from './probes.js';
 import { probeLoad, type LoadProbeResult } from './load.js';
 import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
+import { isXlProbe, runXlProbe, XL_PROBES, xlCheckpoints, xlSummary, type XlProbeResult } from './xl.js';
 
 const PROBES = [
   'gemm',
@@ -75,6 +76,7 @@ const PROBES = [
   'unet512int8tomecfg',
   'tomequality',
   'load',
+  ...XL_PROBES, // SD 2.x / SDXL (bench/xl.ts)
 ] as const;
 type ProbeName = (typeof PROBES)[number];
 
@@ -140,6 +142,9 @@ function parse() {
         threads: { type: 'string' },
         'mem-arena': { type: 'string' },
         checkpoint: { type: 'string' },
+        'sd2-checkpoint': { type: 'string' },
+        'sdxl-checkpoint': { type: 'string' },
+        'xl-latent': { type: 'string', default: '128' },
         'clip-vocab': { type: 'string' },
         probe: { type: 'string' },
         'in-process': { type: 'boolean', default: false },
@@ -166,7 +171,7 @@ function parse() {
     .split(',')
     .map((s) => s.trim());
   for (const p of only) if (!(PROBES as readonly string[]).includes(p)) fail(`unknown probe "${p}"`);
-  if (only.includes('pipeline') && !clipVocab) {
+  if ((only.includes('pipeline') || only.some((p) => p.startsWith('xlpipeline'))) && !clipVocab) {
     fail('the pipeline probe needs the CLIP vocabulary: pass --clip-vocab PATH or set SDSTUDIO_CLIP_VOCAB');
   }
   if (v.attention && v.attention !== 'mha' && v.attention !== 'plain')
@@ -191,6 +196,9 @@ function parse() {
     loadClients: int('load-clients', v['load-clients']!, 1),
     qualitySteps: int('quality-steps', v['quality-steps']!, 1),
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
+    sd2Checkpoint: v['sd2-checkpoint'] ? resolve(v['sd2-checkpoint']) : undefined,
+    sdxlCheckpoint: v['sdxl-checkpoint'] ? resolve(v['sdxl-checkpoint']) : undefined,
+    xlLatent: int('xl-latent', v['xl-latent']!, 8),
     probeOptions: {
       runs: int('runs', v.runs!, 1),
       warmup: int('warmup', v.warmup!, 0),
@@ -210,7 +218,8 @@ type ProbeResult =
   | Txt2imgProbeResult
   | PipelineProbeResult
   | Int8QualityResult
-  | LoadProbeResult;
+  | LoadProbeResult
+  | XlProbeResult;
 
 interface ChildSettings {
   steps: number;
@@ -219,12 +228,19 @@ interface ChildSettings {
   tokenMerging: number;
   loadRequests: number;
   loadClients: number;
+  sd2Checkpoint?: string;
+  sdxlCheckpoint?: string;
+  xlLatent: number;
 }
 
 /** Child side: run one probe and print its JSON result as the last stdout line. */
 async function runProbe(name: ProbeName, opts: ProbeOptions, settings: ChildSettings): Promise<ProbeResult> {
   const { steps, clipVocab, qualitySteps, tokenMerging } = settings;
   const tome = { ...opts, tokenMergeRatio: tokenMerging };
+  if (isXlProbe(name)) {
+    const xl = { sd2Checkpoint: settings.sd2Checkpoint ?? '', sdxlCheckpoint: settings.sdxlCheckpoint ?? '' };
+    return runXlProbe(name, opts, { ...xl, steps, clipVocab, xlLatent: settings.xlLatent });
+  }
   switch (name) {
     case 'gemm':
       return probeGemm(opts);
@@ -294,7 +310,8 @@ async function main(): Promise<void> {
 
   const machine = machineInfo();
   // The engine probes run the full-size random SD 1.5 (written once); the load probe needs none.
-  const engineProbes = args.only.some((p) => p !== 'load');
+  const engineProbes = args.only.some((p) => p !== 'load' && !isXlProbe(p));
+  const xl = await xlCheckpoints(args.only, { sd2: args.sd2Checkpoint, sdxl: args.sdxlCheckpoint });
   const checkpoint = args.checkpoint ?? (engineProbes ? await ensureRandomSd15() : '');
   process.stderr.write(
     `bench: ${checkpoint || 'no SD 1.5 checkpoint needed'}\nbench: ${machine.cores} cores (${machine.cpu_model}), load average ${machine.load_avg_1m}\n`,
@@ -306,6 +323,9 @@ async function main(): Promise<void> {
     a.push('--load-requests', String(args.loadRequests), '--load-clients', String(args.loadClients));
     a.push('--quality-steps', String(args.qualitySteps), '--token-merging', String(args.tokenMerging));
     if (args.clipVocab) a.push('--clip-vocab', args.clipVocab);
+    if (xl.sd2) a.push('--sd2-checkpoint', xl.sd2);
+    if (xl.sdxl) a.push('--sdxl-checkpoint', xl.sdxl);
+    a.push('--xl-latent', String(args.xlLatent));
     const o = args.probeOptions;
     a.push('--runs', String(o.runs), '--warmup', String(o.warmup));
     if (o.attention) a.push('--attention', o.attention);
@@ -321,7 +341,7 @@ async function main(): Promise<void> {
       ? await runProbe(
           probe,
           { checkpoint: probe === 'load' ? (args.checkpoint ?? '') : checkpoint, ...args.probeOptions },
-          args,
+          { ...args, sd2Checkpoint: xl.sd2, sdxlCheckpoint: xl.sdxl },
         )
       : runChild<ProbeResult>(self, childArgs(probe));
   };
@@ -402,6 +422,7 @@ async function main(): Promise<void> {
     load_rss_mb_after_first_20: round(load?.rss_mb_after_first, 0),
     load_rss_mb_end: round(load?.rss_mb_end, 0),
     load_rss_growth_pct: round(load?.rss_growth_pct, 2),
+    ...xlSummary(results),
     machine: { ...machine, load_avg_1m_end: machineInfo().load_avg_1m },
     onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
     options: {
@@ -490,6 +511,8 @@ async function main(): Promise<void> {
         `${name.padEnd(28)} ${String(value).padStart(9)} dB  ${value >= TARGETS.int8_psnr_db ? '≥' : '<'} ${TARGETS.int8_psnr_db}`,
       );
   }
+  for (const [key, value] of Object.entries(xlSummary(results)))
+    if (typeof value === 'number') lines.push(`${key.padEnd(28)} ${String(value).padStart(9)}`);
   if (out.unet_first_runs_s_512_b2)
     lines.push(`UNet 512² b2 fresh-session runs: ${out.unet_first_runs_s_512_b2.join(', ')} s`);
   if (out.vae_first_runs_s_512)
