@@ -25,6 +25,8 @@ import imageRoutes from './routes/images.js';
 import jobRoutes from './routes/jobs.js';
 import downloadRoutes from './routes/downloads.js';
 import tokenizeRoutes from './routes/tokenize.js';
+import extraNetworkRoutes from './routes/extra-networks.js';
+import styleRoutes from './routes/styles.js';
 import { webUi } from './web-ui.js';
 import type { ServerConfig, ServerContext } from './context.js';
 
@@ -229,6 +231,8 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
       await scoped.register(jobRoutes, ctx);
       await scoped.register(downloadRoutes, ctx);
       await scoped.register(tokenizeRoutes, ctx);
+      await scoped.register(extraNetworkRoutes, ctx);
+      await scoped.register(styleRoutes, ctx);
     },
     { prefix },
   );

@@ -42,7 +42,9 @@ async function folderSignature(dir: string, depth = 0): Promise<string> {
     const p = join(dir, e.name);
     const s = await stat(p).catch(() => null);
     if (!s) continue;
-    parts.push(s.isDirectory() ? `${p}/{${await folderSignature(p, depth + 1)}}` : `${p}:${s.size}:${s.mtimeMs}`);
+    parts.push(
+      s.isDirectory() ? `${p}/{${await folderSignature(p, depth + 1)}}` : `${p}:${s.size}:${s.mtimeMs}`,
+    );
   }
   return parts.join('|');
 }

@@ -26,7 +26,9 @@ const Body = Type.Object(
 
 const Reply = Type.Object({
   token_count: Type.Integer({ description: "A1111's count: 75 per full chunk plus the last chunk's tokens" }),
-  max_length: Type.Integer({ description: 'the chunks it takes × 75 (the counter shows token_count/max_length)' }),
+  max_length: Type.Integer({
+    description: 'the chunks it takes × 75 (the counter shows token_count/max_length)',
+  }),
   chunks: Type.Array(Type.Integer(), { description: 'real tokens in each 75-token chunk' }),
 });
 
