@@ -79,122 +79,125 @@ export function TopRow({ mode, form, running, onGenerate, styles }: TopRowProps)
   const steps = Number(form.state.steps) || 20;
   const prompt = String(form.state.prompt ?? '');
   return (
-    <div className="toprow">
-      <div className="prompts">
-        <PromptBox
-          id={`${mode}-prompt`}
-          label="Prompt"
-          value={prompt}
-          onChange={(v) => form.set('prompt', v)}
-          onSubmit={onGenerate}
-          placeholder="Prompt (Ctrl+Enter to generate, Ctrl+↑/↓ to change emphasis)"
-          counter={{ steps, styles: selectedStyles }}
-          names={names}
-          onCursor={(p) => (cursor.current = p)}
-        />
-        <PromptBox
-          id={`${mode}-negative`}
-          label="Negative prompt"
-          value={String(form.state.negative_prompt ?? '')}
-          onChange={(v) => form.set('negative_prompt', v)}
-          onSubmit={onGenerate}
-          rows={2}
-          placeholder="Negative prompt"
-          counter={{ negative: true, steps, styles: selectedStyles }}
-          names={names}
-        />
-        {styles.length > 0 && (
-          <div className="styles" role="group" aria-label="Styles">
-            <span className="label">Styles</span>
-            {styles.map((s) => (
-              <label key={s.name} className="chip">
-                <input
-                  type="checkbox"
-                  checked={selectedStyles.includes(s.name)}
-                  onChange={(e) =>
-                    form.set(
-                      'styles',
-                      e.target.checked
-                        ? [...selectedStyles, s.name]
-                        : selectedStyles.filter((n) => n !== s.name),
-                    )
-                  }
-                />
-                {s.name}
-              </label>
-            ))}
-          </div>
-        )}
-        <div className="prompt-tools">
-          <button
-            className={networksOpen ? 'active' : ''}
-            aria-expanded={networksOpen}
-            onClick={() => setNetworksOpen(!networksOpen)}
-          >
-            Extra networks
-          </button>
-          <button
-            title="Write the selected styles into the prompts and unselect them"
-            disabled={selectedStyles.length === 0}
-            onClick={() => {
-              const next = applyStyleTexts(
-                prompt,
-                String(form.state.negative_prompt ?? ''),
-                selectedStyles,
-                styles,
-              );
-              form.set('prompt', next.prompt);
-              form.set('negative_prompt', next.negative);
-              form.set('styles', []);
-            }}
-          >
-            Apply styles
-          </button>
-          <button title="Save the prompts as a new style" onClick={() => setSaving(!saving)}>
-            Save style
-          </button>
-        </div>
-        {saving && <SaveStyle mode={mode} form={form} onDone={() => setSaving(false)} />}
-        {networksOpen && (
-          <ExtraNetworks
-            id={mode}
-            onInsert={(text) => {
-              const at = Math.min(cursor.current ?? prompt.length, prompt.length);
-              const next = insertAt(prompt, at, text);
-              cursor.current = next.cursor;
-              form.set('prompt', next.text);
-            }}
+    <>
+      <div className="toprow">
+        <div className="prompts">
+          <PromptBox
+            id={`${mode}-prompt`}
+            label="Prompt"
+            value={prompt}
+            onChange={(v) => form.set('prompt', v)}
+            onSubmit={onGenerate}
+            placeholder="Prompt (Ctrl+Enter to generate, Ctrl+↑/↓ to change emphasis)"
+            counter={{ steps, styles: selectedStyles }}
+            names={names}
+            onCursor={(p) => (cursor.current = p)}
           />
-        )}
-      </div>
-      <div className="buttons">
-        {running ? (
-          <>
-            <button className="secondary" onClick={() => stop(api.interrupt)}>
-              Interrupt
-            </button>
-            <button className="secondary" onClick={() => stop(api.skip)}>
-              Skip
+          <PromptBox
+            id={`${mode}-negative`}
+            label="Negative prompt"
+            value={String(form.state.negative_prompt ?? '')}
+            onChange={(v) => form.set('negative_prompt', v)}
+            onSubmit={onGenerate}
+            rows={2}
+            placeholder="Negative prompt"
+            counter={{ negative: true, steps, styles: selectedStyles }}
+            names={names}
+          />
+          {styles.length > 0 && (
+            <div className="styles" role="group" aria-label="Styles">
+              <span className="label">Styles</span>
+              {styles.map((s) => (
+                <label key={s.name} className="chip">
+                  <input
+                    type="checkbox"
+                    checked={selectedStyles.includes(s.name)}
+                    onChange={(e) =>
+                      form.set(
+                        'styles',
+                        e.target.checked
+                          ? [...selectedStyles, s.name]
+                          : selectedStyles.filter((n) => n !== s.name),
+                      )
+                    }
+                  />
+                  {s.name}
+                </label>
+              ))}
+            </div>
+          )}
+          <div className="prompt-tools">
+            <button
+              className={networksOpen ? 'active' : ''}
+              aria-expanded={networksOpen}
+              onClick={() => setNetworksOpen(!networksOpen)}
+            >
+              Extra networks
             </button>
             <button
-              className="queue"
-              onClick={onGenerate}
-              title="Run this after the current job (Ctrl+Enter)"
+              title="Write the selected styles into the prompts and unselect them"
+              disabled={selectedStyles.length === 0}
+              onClick={() => {
+                const next = applyStyleTexts(
+                  prompt,
+                  String(form.state.negative_prompt ?? ''),
+                  selectedStyles,
+                  styles,
+                );
+                form.set('prompt', next.prompt);
+                form.set('negative_prompt', next.negative);
+                form.set('styles', []);
+              }}
             >
-              Queue
+              Apply styles
             </button>
-          </>
-        ) : (
-          <button className="primary generate" onClick={onGenerate}>
-            Generate
-          </button>
-        )}
-        {stopError && (
-          <p className="error" role="alert">
-            {stopError}
-          </p>
-        )}
+            <button title="Save the prompts as a new style" onClick={() => setSaving(!saving)}>
+              Save style
+            </button>
+          </div>
+          {saving && <SaveStyle mode={mode} form={form} onDone={() => setSaving(false)} />}
+        </div>
+        <div className="buttons">
+          {running ? (
+            <>
+              <button className="secondary" onClick={() => stop(api.interrupt)}>
+                Interrupt
+              </button>
+              <button className="secondary" onClick={() => stop(api.skip)}>
+                Skip
+              </button>
+              <button
+                className="queue"
+                onClick={onGenerate}
+                title="Run this after the current job (Ctrl+Enter)"
+              >
+                Queue
+              </button>
+            </>
+          ) : (
+            <button className="primary generate" onClick={onGenerate}>
+              Generate
+            </button>
+          )}
+          {stopError && (
+            <p className="error" role="alert">
+              {stopError}
+            </p>
+          )}
+        </div>
       </div>
-    </div>
+      {/* Below the top row, full width: the Generate button keeps its size. */}
+      {networksOpen && (
+        <ExtraNetworks
+          id={mode}
+          onInsert={(text) => {
+            const at = Math.min(cursor.current ?? prompt.length, prompt.length);
+            const next = insertAt(prompt, at, text);
+            cursor.current = next.cursor;
+            form.set('prompt', next.text);
+          }}
+        />
+      )}
+    </>
   );
 }
