@@ -421,11 +421,13 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       // A bare word completes an embedding; the counter gives it its 5 vectors.
       await prompt(page).pressSequentially(' fivevec');
       await expect.poll(() => options.allTextContents()).toEqual([expect.stringContaining('fiveveclook')]);
+      // The tag takes no tokens; the half-typed word is plain text until completed.
+      await expect.poll(() => counter.textContent()).toBe(`${tok.encode('a lamp fivevec').length}/75`);
+      await shot(page, 'prompt-editor');
       await prompt(page).press('Tab');
       expect(await prompt(page).inputValue()).toBe('a lamp <lora:brass_style:1> fiveveclook');
       await expect.poll(() => counter.textContent()).toBe(`${tok.encode('a lamp').length + 5}/75`);
       await expect.poll(() => overlay.locator('.tok-embedding').textContent()).toBe('fiveveclook');
-      await shot(page, 'prompt-editor');
 
       // Extra networks: the LoRA card with its preview, metadata and tags; search; a click inserts.
       await prompt(page).fill('a lamp');
