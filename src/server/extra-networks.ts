@@ -10,6 +10,7 @@ import { previewFor, trainingTags } from '../adapters/listing.js';
 import { loraSdVersion } from '../adapters/lora-tags.js';
 import { EmbeddingDatabase } from '../prompt/embeddings.js';
 import type { ServerContext } from './context.js';
+import { loadedTextWidth } from './token-counter.js';
 
 export const NETWORK_KINDS = ['checkpoint', 'lora', 'embedding', 'hypernetwork'] as const;
 export type NetworkKind = (typeof NETWORK_KINDS)[number];
@@ -64,10 +65,9 @@ export async function listNetworks(
       l.path,
     );
   }
-  const width =
-    (await ctx.executor.withCurrent((m) => m.engine.towers.reduce((w, t) => w + t.config.width, 0))) ??
-    undefined;
-  const db = await EmbeddingDatabase.loadDir(ctx.config.dirs.embeddings, { expectedWidth: width });
+  const db = await EmbeddingDatabase.loadDir(ctx.config.dirs.embeddings, {
+    expectedWidth: await loadedTextWidth(ctx),
+  });
   for (const [map, compatible] of [
     [db.loaded, true],
     [db.skipped, false],
@@ -80,6 +80,8 @@ export async function listNetworks(
       );
     }
   }
+  // No A1111 route rescans hypernetworks; the listing does (a folder walk, no file read).
+  await ctx.catalog.refreshHypernetworks();
   for (const h of ctx.catalog.hypernetworks) {
     add({ kind: 'hypernetwork', name: h.name, prompt: `<hypernet:${h.name}:1>` }, h.path);
   }

@@ -49,6 +49,21 @@ async function folderSignature(dir: string, depth = 0): Promise<string> {
   return parts.join('|');
 }
 
+/**
+ * The text width (summed over text towers) of the model loaded now, or undefined when none is; a
+ * model still loading is not waited for (the counter and the cards answer at once).
+ */
+export async function loadedTextWidth(ctx: ServerContext, waitMs = 200): Promise<number | undefined> {
+  if (!ctx.executor.currentSpec()) return undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const width = await Promise.race([
+    ctx.executor.withCurrent((m) => m.engine.towers.reduce((sum, t) => sum + t.config.width, 0)),
+    new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), waitMs))),
+  ]);
+  clearTimeout(timer);
+  return width ?? undefined;
+}
+
 export class TokenCounter {
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private embeddings: { key: string; index: Promise<EmbeddingIndex> } | null = null;
@@ -74,10 +89,7 @@ export class TokenCounter {
     if (!spec || !checkpoint || this.ctx.catalog.byRealpath(spec.checkpoint)?.filename !== checkpoint) {
       return undefined;
     }
-    const w = await this.ctx.executor.withCurrent((m) =>
-      m.engine.towers.reduce((sum, t) => sum + t.config.width, 0),
-    );
-    return w ?? undefined;
+    return loadedTextWidth(this.ctx);
   }
 
   private async embeddingIndex(

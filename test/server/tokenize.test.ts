@@ -1,12 +1,12 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { readSafetensorsHeader, writeSafetensors } from '../../src/formats/safetensors.js';
 import { float32ArrayToTensor } from '../../src/formats/dtype.js';
 import { saveStyles } from '../../src/prompt/styles.js';
 import { ClipTokenizer } from '../../src/prompt/tokenizer.js';
 import { clipVocabPath } from '../helpers/golden.js';
-import { call, makeDataDir, startServer, type TestServer } from './helpers.js';
+import { call, makeDataDir, startServer, tinyCheckpoint, type TestServer } from './helpers.js';
 
 describe('POST /api/v1/tokenize', () => {
   let server: TestServer;
@@ -42,6 +42,28 @@ describe('POST /api/v1/tokenize', () => {
       ['emb_params', float32ArrayToTensor(new Float32Array(vectors * 768).fill(0.1), [vectors, 768])],
     ]);
     expect((await count({ prompt: 'tokcountemb' })).body.token_count).toBe(vectors);
+  });
+
+  it('with the model loaded, only embeddings of its text width count (as in generation)', async () => {
+    // The text encoder's width, from the checkpoint itself (SD 1.x: the token embedding's columns).
+    const header = await readSafetensorsHeader(tinyCheckpoint());
+    const w = header.tensors.find((t) => t.name.endsWith('token_embedding.weight'))!.shape[1];
+    await writeSafetensors(join(dataDir, 'embeddings', 'fitsthemodel.safetensors'), [
+      ['emb_params', float32ArrayToTensor(new Float32Array(3 * w).fill(0.1), [3, w])],
+    ]);
+    expect((await call(server.url, '/sdapi/v1/reload-checkpoint', { method: 'POST' })).status).toBe(200);
+    const listed = (await call(server.url, '/sdapi/v1/embeddings')).body;
+    expect(w).not.toBe(768);
+    expect(Object.keys(listed.loaded)).toContain('fitsthemodel');
+    expect(Object.keys(listed.skipped)).toContain('tokcountemb');
+    expect((await count({ prompt: 'fitsthemodel' })).body.token_count).toBe(3);
+    expect((await count({ prompt: 'tokcountemb' })).body.token_count).toBe(tok.encode('tokcountemb').length);
+    const cards = (await call(server.url, '/api/v1/extra-networks')).body.items as {
+      name: string;
+      compatible?: boolean;
+    }[];
+    expect(cards.find((c) => c.name === 'tokcountemb')?.compatible).toBe(false);
+    expect(cards.find((c) => c.name === 'fitsthemodel')?.compatible).toBe(true);
   });
 
   it('applies styles first and splits only a positive prompt on AND', async () => {
