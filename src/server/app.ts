@@ -24,6 +24,9 @@ import progressRoutes from './routes/progress.js';
 import imageRoutes from './routes/images.js';
 import jobRoutes from './routes/jobs.js';
 import downloadRoutes from './routes/downloads.js';
+import tokenizeRoutes from './routes/tokenize.js';
+import extraNetworkRoutes from './routes/extra-networks.js';
+import styleRoutes from './routes/styles.js';
 import { webUi } from './web-ui.js';
 import type { ServerConfig, ServerContext } from './context.js';
 
@@ -227,6 +230,9 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
       await scoped.register(imageRoutes, ctx);
       await scoped.register(jobRoutes, ctx);
       await scoped.register(downloadRoutes, ctx);
+      await scoped.register(tokenizeRoutes, ctx);
+      await scoped.register(extraNetworkRoutes, ctx);
+      await scoped.register(styleRoutes, ctx);
     },
     { prefix },
   );

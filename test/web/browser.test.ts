@@ -4,14 +4,17 @@
  * SDSTUDIO_WEB_URL=http://… runs the same checks against a server that is already running.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { basename, join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../helpers/golden.js';
+import { float32ArrayToTensor } from '../../src/formats/dtype.js';
+import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { ClipTokenizer } from '../../src/prompt/tokenizer.js';
+import { clipVocabPath, repoRoot } from '../helpers/golden.js';
 import { hasChromium, launchBrowser, noChromiumReason, openPage } from './helpers/browser.js';
 import { startServer, type RunningServer } from './helpers/serve.js';
 import { tinyCheckpoint } from '../server/helpers.js';
@@ -367,6 +370,165 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       await page.close();
     },
   );
+
+  it.skipIf(Boolean(process.env.SDSTUDIO_WEB_URL))(
+    'prompt editor: token counter from the server, syntax colours, LoRA and embedding completion, extra-networks cards, size presets',
+    async () => {
+      // A LoRA with kohya metadata and a preview beside it, and a 5-vector embedding, as a user drops them in.
+      const f32 = (shape: number[]) =>
+        float32ArrayToTensor(new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01), shape);
+      const dataDir = server!.dataDir;
+      mkdirSync(join(dataDir, 'models', 'Lora'), { recursive: true });
+      await writeSafetensors(
+        join(dataDir, 'models', 'Lora', 'brass_style.safetensors'),
+        [['lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight', f32([8, 32])]],
+        { ss_network_dim: '8', ss_tag_frequency: JSON.stringify({ '5_brass': { brass: 9, steampunk: 4 } }) },
+      );
+      const previewPng = await sharp({
+        create: { width: 16, height: 16, channels: 3, background: '#b08d57' },
+      })
+        .png()
+        .toBuffer();
+      writeFileSync(join(dataDir, 'models', 'Lora', 'brass_style.png'), previewPng);
+      mkdirSync(join(dataDir, 'embeddings'), { recursive: true });
+      await writeSafetensors(join(dataDir, 'embeddings', 'fiveveclook.safetensors'), [
+        ['emb_params', f32([5, 64])],
+      ]);
+      expect((await fetch(new URL('sdapi/v1/refresh-loras', url), { method: 'POST' })).status).toBe(200);
+      const tok = await ClipTokenizer.load(clipVocabPath());
+
+      const { page, errors } = await openPage(browser, url);
+      const screen = visible(page);
+      const counter = screen.getByLabel('Prompt tokens', { exact: true });
+      const negCounter = screen.getByLabel('Negative prompt tokens');
+      await expect.poll(() => counter.textContent()).toBe('0/75');
+      await prompt(page).fill('a red cube, (shiny:1.2) BREAK table');
+      await expect.poll(() => counter.textContent()).toBe(`${75 + tok.encode('table').length}/150`);
+      await page.locator('#txt2img-negative').fill('blurry <lora:brass_style:1>');
+      await expect.poll(() => negCounter.textContent()).toBe(`${tok.encode('blurry').length}/75`);
+      const overlay = screen.locator('.prompt-overlay').first();
+      expect(await overlay.locator('.tok-weight').textContent()).toBe(':1.2');
+      expect(await overlay.locator('.tok-break').textContent()).toBe('BREAK');
+
+      // Typing `<lora:br` offers the file; Enter puts the whole tag in.
+      await prompt(page).fill('');
+      await prompt(page).pressSequentially('a lamp <lora:br');
+      const options = screen.getByRole('listbox', { name: 'Prompt suggestions' }).getByRole('option');
+      await expect.poll(() => options.allTextContents()).toEqual([expect.stringContaining('brass_style')]);
+      await prompt(page).press('Enter');
+      expect(await prompt(page).inputValue()).toBe('a lamp <lora:brass_style:1>');
+      await expect.poll(() => overlay.locator('.tok-network').textContent()).toBe('<lora:brass_style:1>');
+      // A bare word completes an embedding; the counter gives it its 5 vectors.
+      await prompt(page).pressSequentially(' fivevec');
+      await expect.poll(() => options.allTextContents()).toEqual([expect.stringContaining('fiveveclook')]);
+      // The tag takes no tokens; the half-typed word is plain text until completed.
+      await expect.poll(() => counter.textContent()).toBe(`${tok.encode('a lamp fivevec').length}/75`);
+      await shot(page, 'prompt-editor');
+      await prompt(page).press('Tab');
+      expect(await prompt(page).inputValue()).toBe('a lamp <lora:brass_style:1> fiveveclook');
+      await expect.poll(() => counter.textContent()).toBe(`${tok.encode('a lamp').length + 5}/75`);
+      await expect.poll(() => overlay.locator('.tok-embedding').textContent()).toBe('fiveveclook');
+
+      // Extra networks: the LoRA card with its preview, metadata and tags; search; a click inserts.
+      await prompt(page).fill('a lamp');
+      await screen.getByRole('button', { name: 'Extra networks' }).click();
+      const panel = screen.getByRole('region', { name: 'Extra networks' });
+      await panel.getByRole('button', { name: 'Refresh extra networks' }).click();
+      const card = panel.getByRole('button', { name: /brass_style/ });
+      await card.waitFor();
+      expect(await card.textContent()).toContain('rank 8');
+      expect(await card.textContent()).toContain('brass, steampunk');
+      const img = card.locator('img');
+      await expect.poll(() => img.evaluate((el: { naturalWidth: number }) => el.naturalWidth)).toBe(16);
+      await panel.getByLabel('Search extra networks').fill('steampunk');
+      expect(await panel.getByRole('button', { name: /brass_style/ }).count()).toBe(1);
+      await panel.getByLabel('Search extra networks').fill('no such thing');
+      await panel.getByText('Nothing matches.').waitFor();
+      await panel.getByLabel('Search extra networks').fill('');
+      await shot(page, 'extra-networks');
+      await card.click();
+      expect(await prompt(page).inputValue()).toBe('a lamp, <lora:brass_style:1>');
+      await panel.getByRole('tab', { name: /Textual Inversion/ }).click();
+      await panel.getByRole('button', { name: /fiveveclook/ }).click();
+      expect(await prompt(page).inputValue()).toBe('a lamp, <lora:brass_style:1>, fiveveclook');
+      await panel.getByRole('tab', { name: /Checkpoints/ }).click();
+      const ckpt = panel.getByRole('button', {
+        name: new RegExp(basename(tinyCheckpoint()).replace(/\.[^.]+$/, '')),
+      });
+      await ckpt.click();
+      await expect.poll(() => ckpt.getAttribute('aria-pressed')).toBe('true');
+
+      // Size presets, beside the swap button.
+      await screen.getByLabel('Size preset').selectOption('768x512');
+      expect(await screen.locator('input[name="width"]').inputValue()).toBe('768');
+      expect(await screen.locator('input[name="height"]').inputValue()).toBe('512');
+      // Typed sizes snap to multiples of 8.
+      await screen.locator('input[name="width"]').fill('515');
+      await screen.locator('input[name="width"]').blur();
+      expect(await screen.locator('input[name="width"]').inputValue()).toBe('512');
+      expect(errors).toEqual([]);
+      await page.close();
+    },
+  );
+
+  it('styles: save the prompts as a style, see it listed, apply it into the prompts', async () => {
+    const { page, errors } = await openPage(browser, url);
+    const screen = visible(page);
+    const name = `castle style ${Date.now()}`;
+    await prompt(page).fill('a castle on a hill');
+    await page.locator('#txt2img-negative').fill('blurry');
+    await screen.getByRole('button', { name: 'Save style' }).click();
+    await screen.getByLabel('Style name').fill(name);
+    await screen.getByRole('button', { name: 'Save', exact: true }).click();
+    const chip = screen.getByRole('group', { name: 'Styles' }).getByLabel(name);
+    await chip.waitFor();
+    const listed = (await (await fetch(new URL('sdapi/v1/prompt-styles', url))).json()) as {
+      name: string;
+      prompt: string;
+      negative_prompt: string;
+    }[];
+    expect(listed).toContainEqual({ name, prompt: 'a castle on a hill', negative_prompt: 'blurry' });
+    await prompt(page).fill('a boat');
+    await page.locator('#txt2img-negative').fill('');
+    await chip.check();
+    await screen.getByRole('button', { name: 'Apply styles' }).click();
+    expect(await prompt(page).inputValue()).toBe('a boat, a castle on a hill');
+    expect(await page.locator('#txt2img-negative').inputValue()).toBe('blurry');
+    expect(await chip.isChecked()).toBe(false);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('Skip ends the current image of a batch; the next one runs', async () => {
+    const { page, errors } = await openPage(browser, url);
+    const screen = visible(page);
+    await prompt(page).fill('skip check');
+    await smallJob(page, 150);
+    await screen.locator('input[name="n_iter"]').fill('2');
+    await screen.locator('input[name="n_iter"]').blur();
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const bar = page.getByRole('progressbar');
+    await expect
+      .poll(async () => (await bar.textContent().catch(() => '')) ?? '', { timeout: 60_000 })
+      .toMatch(/Image 1\/2/);
+    await expect
+      .poll(async () => Number((await bar.getAttribute('aria-valuenow').catch(() => '0')) ?? 0), {
+        timeout: 60_000,
+      })
+      .toBeGreaterThan(0);
+    await screen.getByRole('button', { name: 'Skip' }).click();
+    await expect
+      .poll(async () => (await bar.textContent().catch(() => '')) ?? '', { timeout: 60_000 })
+      .toMatch(/Image 2\/2/);
+    await screen.getByRole('button', { name: 'Interrupt' }).click();
+    await screen.getByRole('button', { name: 'Generate' }).waitFor({ timeout: 60_000 });
+    // Both images of the batch came back: the skipped one early, the second interrupted.
+    expect(await screen.locator('.thumbs img').count()).toBeGreaterThanOrEqual(2);
+    await screen.locator('input[name="n_iter"]').fill('1');
+    await screen.locator('input[name="n_iter"]').blur();
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 
   it('is usable 375 px wide: nothing wider than the screen, Generate reachable', async () => {
     for (const screen of ['txt2img', 'img2img', 'pnginfo', 'settings']) {

@@ -71,6 +71,29 @@ export interface PngInfoResponse {
 
 export type Options = Record<string, unknown>;
 
+export interface TokenCount {
+  token_count: number;
+  max_length: number;
+  chunks: number[];
+}
+
+/** A card of the extra-networks panel (GET /api/v1/extra-networks). */
+export interface NetworkCard {
+  kind: 'checkpoint' | 'lora' | 'embedding' | 'hypernetwork';
+  name: string;
+  /** What a click inserts into the prompt (empty for checkpoints). */
+  prompt: string;
+  title?: string;
+  alias?: string;
+  base_model?: string;
+  rank?: number | null;
+  tags?: [string, number][];
+  vectors?: number;
+  shape?: number;
+  compatible?: boolean;
+  has_preview: boolean;
+}
+
 /** Dispatched on `window` when a request gets no answer at all (server stopped, network gone). */
 export const OFFLINE_EVENT = 'sdstudio:offline';
 
@@ -155,7 +178,19 @@ export const api = {
   interrupt: () => call<unknown>('POST', '/sdapi/v1/interrupt'),
   skip: () => call<unknown>('POST', '/sdapi/v1/skip'),
   pngInfo: (image: string) => call<PngInfoResponse>('POST', '/sdapi/v1/png-info', { image }),
+  tokenize: (body: { prompt: string; negative?: boolean; steps?: number; styles?: string[] }) =>
+    call<TokenCount>('POST', '/api/v1/tokenize', body),
+  extraNetworks: () => call<{ items: NetworkCard[] }>('GET', '/api/v1/extra-networks'),
+  refreshLoras: () => call<null>('POST', '/sdapi/v1/refresh-loras'),
+  saveStyle: (style: { name: string; prompt: string; negative_prompt: string }) =>
+    call<PromptStyle[]>('POST', '/api/v1/prompt-styles', style),
 };
+
+/** URL of a card's preview image (same origin, under the page's base path). */
+export function previewUrl(card: Pick<NetworkCard, 'kind' | 'name'>): string {
+  const q = new URLSearchParams({ kind: card.kind, name: card.name });
+  return new URL(`api/v1/extra-networks/preview?${q}`, base()).href;
+}
 
 /** `data:` URL of a base64 image from the API (PNG unless the bytes say otherwise). */
 export function imageUrl(b64: string): string {

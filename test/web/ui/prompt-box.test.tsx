@@ -57,4 +57,70 @@ describe('PromptBox', () => {
     fireEvent.keyDown(box(), { key: 'Enter' });
     expect(submit).toHaveBeenCalledTimes(1);
   });
+
+  it('completes a LoRA name with the keyboard: ↓ moves, Enter inserts <lora:name:1>, the cursor after it', () => {
+    const names = { loras: ['add_detail', 'adventure'], hypernetworks: [], embeddings: ['easyneg'] };
+    function WithNames() {
+      const [value, setValue] = useState('');
+      return <PromptBox id="p" label="Prompt" value={value} onChange={setValue} names={names} />;
+    }
+    render(<WithNames />);
+    const t = box();
+    t.focus();
+    fireEvent.change(t, { target: { value: 'a cat <lora:ad', selectionStart: 14, selectionEnd: 14 } });
+    const options = screen.getAllByRole('option');
+    expect(options.map((o) => o.textContent)).toEqual(['lora add_detail', 'lora adventure']);
+    expect(options[0].getAttribute('aria-selected')).toBe('true');
+    fireEvent.keyDown(t, { key: 'ArrowDown' });
+    expect(screen.getAllByRole('option')[1].getAttribute('aria-selected')).toBe('true');
+    act(() => {
+      fireEvent.keyDown(t, { key: 'Enter' });
+    });
+    expect(t.value).toBe('a cat <lora:adventure:1>');
+    expect(t.selectionStart).toBe(t.value.length);
+    expect(screen.queryByRole('listbox')).toBeNull();
+  });
+
+  it('completes an embedding by mouse; Escape closes the list and Enter then types on', () => {
+    const names = { loras: [], hypernetworks: [], embeddings: ['easynegative'] };
+    const submit = vi.fn();
+    function WithNames() {
+      const [value, setValue] = useState('');
+      return (
+        <PromptBox id="p" label="Prompt" value={value} onChange={setValue} names={names} onSubmit={submit} />
+      );
+    }
+    render(<WithNames />);
+    const t = box();
+    fireEvent.change(t, { target: { value: 'photo, easy', selectionStart: 11, selectionEnd: 11 } });
+    expect(screen.getByRole('listbox').textContent).toContain('easynegative');
+    fireEvent.keyDown(t, { key: 'Escape' });
+    expect(screen.queryByRole('listbox')).toBeNull();
+    fireEvent.change(t, { target: { value: 'photo, easyn', selectionStart: 12, selectionEnd: 12 } });
+    act(() => {
+      fireEvent.mouseDown(screen.getByRole('option', { name: /easynegative/ }));
+    });
+    expect(t.value).toBe('photo, easynegative');
+    expect(submit).not.toHaveBeenCalled();
+  });
+
+  it('draws the prompt behind the textarea with the syntax marked, the same text', () => {
+    const names = { embeddingNames: new Set(['easyneg']) };
+    const { container } = render(
+      <PromptBox
+        id="p"
+        label="Prompt"
+        value="(cat:1.2) <lora:x:1> easyneg BREAK"
+        onChange={() => undefined}
+        names={names}
+      />,
+    );
+    const overlay = container.querySelector('.prompt-overlay')!;
+    expect(overlay.getAttribute('aria-hidden')).toBe('true');
+    expect(overlay.textContent!.replace('\u200b', '')).toBe('(cat:1.2) <lora:x:1> easyneg BREAK');
+    expect(overlay.querySelector('.tok-weight')!.textContent).toBe(':1.2');
+    expect(overlay.querySelector('.tok-network')!.textContent).toBe('<lora:x:1>');
+    expect(overlay.querySelector('.tok-embedding')!.textContent).toBe('easyneg');
+    expect(overlay.querySelector('.tok-break')!.textContent).toBe('BREAK');
+  });
 });

@@ -12,6 +12,23 @@ export interface ParamsPanelProps {
   lastSeed: number | null;
 }
 
+/** Width × height presets: SD 1.x / 2.x squares, then SDXL's trained ratios (all multiples of 64). */
+export const SIZE_PRESETS: readonly [number, number][] = [
+  [512, 512],
+  [768, 768],
+  [1024, 1024],
+  [512, 768],
+  [768, 512],
+  [832, 1216],
+  [1216, 832],
+  [896, 1152],
+  [1152, 896],
+  [768, 1344],
+  [1344, 768],
+  [640, 1536],
+  [1536, 640],
+];
+
 /** Sampling, size, batch, seed, clip skip and (txt2img) hires fix: the controls both screens share. */
 export function ParamsPanel({ mode, form, lists, lastSeed }: ParamsPanelProps) {
   const [extraSeed, setExtraSeed] = useState(false);
@@ -41,6 +58,24 @@ export function ParamsPanel({ mode, form, lists, lastSeed }: ParamsPanelProps) {
         >
           ⇅
         </button>
+        <select
+          className="size-preset"
+          aria-label="Size preset"
+          value=""
+          onChange={(e) => {
+            const [w, h] = e.target.value.split('x').map(Number);
+            if (!w || !h) return;
+            form.set('width', w);
+            form.set('height', h);
+          }}
+        >
+          <option value="">Presets</option>
+          {SIZE_PRESETS.map(([w, h]) => (
+            <option key={`${w}x${h}`} value={`${w}x${h}`}>
+              {w}×{h}
+            </option>
+          ))}
+        </select>
         <div className="size-fields">
           <NumberField name="n_iter" form={form} />
           <NumberField name="batch_size" form={form} />
