@@ -24,6 +24,9 @@ import progressRoutes from './routes/progress.js';
 import imageRoutes from './routes/images.js';
 import jobRoutes from './routes/jobs.js';
 import downloadRoutes from './routes/downloads.js';
+import historyRoutes from './routes/history.js';
+import toolRoutes from './routes/tools.js';
+import { ModelToolExecutor } from './tool-jobs.js';
 import { webUi } from './web-ui.js';
 import type { ServerConfig, ServerContext } from './context.js';
 
@@ -117,6 +120,7 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
   const queue = new LocalJobQueue(store, executor, {
     outputsDir: join(config.dataDir, 'outputs'),
     jobsDir: join(config.dataDir, 'jobs'),
+    tools: new ModelToolExecutor(catalog, { cacheDir: config.cacheDir }),
     log,
   });
   const ctx: ServerContext = { config, queue, executor, catalog, options, stylesFile, log };
@@ -227,6 +231,8 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
       await scoped.register(imageRoutes, ctx);
       await scoped.register(jobRoutes, ctx);
       await scoped.register(downloadRoutes, ctx);
+      await scoped.register(historyRoutes, ctx);
+      await scoped.register(toolRoutes, ctx);
     },
     { prefix },
   );
