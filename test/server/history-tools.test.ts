@@ -200,6 +200,45 @@ describe('model tools as jobs', () => {
     expect(history.every((j) => j.mode !== 'tool')).toBe(true);
   });
 
+  it('cancelling a running merge stops it and leaves no file, partial or whole', async () => {
+    const r = await call(server.url, '/api/v1/tools', {
+      body: {
+        tool: 'merge',
+        primary_model_name: 'copy-a',
+        secondary_model_name: 'copy-b',
+        custom_name: 'stopped',
+      },
+    });
+    expect(r.status).toBe(202);
+    // Cancel at the first tensor merged, read from the job's event stream.
+    const res = await fetch(`${server.url}/api/v1/jobs/${r.body.id}/events`);
+    const reader = res.body!.getReader();
+    let text = '';
+    let cancelled = false;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+      if (!cancelled && text.includes('"phase":"merging"')) {
+        cancelled = true;
+        expect((await call(server.url, `/api/v1/jobs/${r.body.id}/cancel`, { method: 'POST' })).status).toBe(
+          200,
+        );
+      }
+    }
+    expect(cancelled).toBe(true);
+    const job = await waitJob(r.body.id);
+    expect(job.state).toBe('cancelled');
+    expect(readdirSync(ckptDir()).filter((f) => f.startsWith('stopped'))).toEqual([]);
+  });
+
+  it('documents the routes in the OpenAPI schema', async () => {
+    const paths = Object.keys((await call(server.url, '/openapi.json')).body.paths);
+    expect(paths).toEqual(
+      expect.arrayContaining(['/api/v1/tools', '/api/v1/history', '/api/v1/history/{id}/rerun']),
+    );
+  });
+
   it('extracts the VAE into the VAE folder and converts to fp16 into the checkpoint folder', async () => {
     const ex = await waitJob(
       (await call(server.url, '/api/v1/tools', { body: { tool: 'extract', model: 'copy-a', part: 'vae' } }))
