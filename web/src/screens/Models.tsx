@@ -77,17 +77,19 @@ function Select({
   value,
   onChange,
   children,
+  disabled = false,
 }: {
   id: string;
   label: string;
   value: string;
   onChange: (v: string) => void;
   children: ReactNode;
+  disabled?: boolean;
 }) {
   return (
     <div className="field">
       <label htmlFor={id}>{label}</label>
-      <select id={id} value={value} onChange={(e) => onChange(e.target.value)}>
+      <select id={id} value={value} disabled={disabled} onChange={(e) => onChange(e.target.value)}>
         {children}
       </select>
     </div>
@@ -149,10 +151,10 @@ function Merger({ checkpoints, vaes, busy, onRun }: FormProps) {
         <Select id="merge-a" label="Primary model (A)" value={a} onChange={setA}>
           {options(checkpoints, '—')}
         </Select>
-        <Select id="merge-b" label="Secondary model (B)" value={b} onChange={setB}>
+        <Select id="merge-b" label="Secondary model (B)" value={b} onChange={setB} disabled={!needB}>
           {options(checkpoints, '—')}
         </Select>
-        <Select id="merge-c" label="Tertiary model (C)" value={c} onChange={setC}>
+        <Select id="merge-c" label="Tertiary model (C)" value={c} onChange={setC} disabled={!needC}>
           {options(checkpoints, '—')}
         </Select>
       </div>
