@@ -209,4 +209,6 @@ export interface ToolHooks {
 /** Runs one tool job (tool-jobs.ts calls the src/tools functions). */
 export interface ToolExecutor {
   run(task: ToolTask, hooks: ToolHooks): Promise<Record<string, unknown>>;
+  /** After a restart, for a task that was running when the process died: remove what it left. */
+  recover?(task: ToolTask): Promise<void>;
 }

@@ -57,6 +57,8 @@ export class LocalJobQueue implements JobQueue {
     progress: JobProgress;
     stop: { interrupted: boolean; skipped: boolean };
     cancel: boolean;
+    /** A tool job: A1111's /interrupt and /skip are for generations and leave it alone. */
+    tool: boolean;
   } | null = null;
   private pumping = false;
   private closed = false;
@@ -71,7 +73,12 @@ export class LocalJobQueue implements JobQueue {
   /** Recovers from the last run (running → failed, orphaned A1111 jobs → cancelled) and starts the worker. */
   start(): void {
     const failed = this.store.failInterrupted();
-    for (const id of failed) this.opts.log?.(`job ${id} was running when the server stopped: marked failed`);
+    for (const id of failed) {
+      this.opts.log?.(`job ${id} was running when the server stopped: marked failed`);
+      const r = this.store.get(id)?.request;
+      // A tool killed mid-write left its temporary output behind.
+      if (r && isToolRequest(r)) void this.opts.tools?.recover?.(r.task).catch(() => undefined);
+    }
     for (const id of this.store.queuedIds()) {
       const job = this.store.get(id)!;
       // Unsaved A1111 jobs exist only to answer an HTTP request that died with the last process.
@@ -153,13 +160,13 @@ export class LocalJobQueue implements JobQueue {
   }
 
   interrupt(): void {
-    if (!this.running) return;
+    if (!this.running || this.running.tool) return;
     this.running.stop.interrupted = true;
     this.running.progress.interrupted = true;
   }
 
   skip(): void {
-    if (!this.running) return;
+    if (!this.running || this.running.tool) return;
     this.running.stop.skipped = true;
     this.running.progress.skipped = true;
   }
@@ -171,6 +178,8 @@ export class LocalJobQueue implements JobQueue {
   async close(): Promise<void> {
     this.closed = true;
     this.interrupt();
+    // A tool job stops too (its writer removes the partial file) rather than holding up the exit.
+    if (this.running?.tool) this.running.stop.interrupted = true;
     await this.idle;
     await this.lock.run(async () => undefined);
   }
@@ -231,7 +240,7 @@ export class LocalJobQueue implements JobQueue {
       interrupted: false,
       skipped: false,
     };
-    this.running = { id: job.id, progress, stop, cancel: false };
+    this.running = { id: job.id, progress, stop, cancel: false, tool: false };
     this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
     // Each finished image is recorded at once, so a crash later keeps it in the store.
     const partial: JobResultInfo = { images: [], grid: null, interrupted: false, info: null };
@@ -330,7 +339,7 @@ export class LocalJobQueue implements JobQueue {
       interrupted: false,
       skipped: false,
     };
-    this.running = { id: job.id, progress, stop, cancel: false };
+    this.running = { id: job.id, progress, stop, cancel: false, tool: true };
     this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
     const empty: JobResultInfo = { images: [], grid: null, interrupted: false, info: null };
     try {

@@ -6,8 +6,8 @@
  * folders, never over an existing file, and the catalog is refreshed once one is written.
  */
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { ModelCatalog } from './catalog.js';
 import type { ToolExecutor, ToolHooks, ToolTask } from './jobs.js';
 import { ValidationError } from './requests.js';
@@ -219,6 +219,17 @@ export class ModelToolExecutor implements ToolExecutor {
     private readonly opts: { cacheDir?: string },
   ) {}
 
+  /** The writer's `<out>.tmp-<pid>` of a process that was killed mid-write (the pid is gone). */
+  async recover(task: ToolTask): Promise<void> {
+    if (!('out' in task)) return;
+    const prefix = `${basename(task.out)}.tmp-`;
+    const dir = dirname(task.out);
+    for (const f of await readdir(dir).catch(() => [] as string[])) {
+      if (f.startsWith(prefix) && /^\d+$/.test(f.slice(prefix.length)))
+        await rm(join(dir, f), { force: true });
+    }
+  }
+
   async run(task: ToolTask, hooks: ToolHooks): Promise<Record<string, unknown>> {
     const step = (phase: string) => (done: number, total: number) => hooks.onProgress({ phase, done, total });
     switch (task.tool) {
@@ -244,7 +255,7 @@ export class ModelToolExecutor implements ToolExecutor {
     // Checked again here: a job queued earlier may have written the same name meanwhile.
     if (existsSync(task.out))
       throw new UserError(`custom_name: ${basename(task.out)} exists already`, 2, 409);
-    await mkdir(join(task.out, '..'), { recursive: true });
+    await mkdir(dirname(task.out), { recursive: true });
     let tensors: number;
     if (task.tool === 'merge') {
       const { mergeModels } = await import('../tools/merge.js');
@@ -282,7 +293,7 @@ export class ModelToolExecutor implements ToolExecutor {
     const entry = this.catalog.checkpoints.find((c) => c.filename === task.out);
     return {
       file: basename(task.out),
-      folder: basename(join(task.out, '..')),
+      folder: basename(dirname(task.out)),
       tensors,
       checkpoint: entry?.title ?? null,
     };

@@ -232,6 +232,34 @@ describe('model tools as jobs', () => {
     expect(readdirSync(ckptDir()).filter((f) => f.startsWith('stopped'))).toEqual([]);
   });
 
+  it("A1111's /interrupt is for generations: a running merge goes on", async () => {
+    const r = await call(server.url, '/api/v1/tools', {
+      body: {
+        tool: 'merge',
+        primary_model_name: 'copy-a',
+        secondary_model_name: 'copy-b',
+        custom_name: 'kept',
+      },
+    });
+    const res = await fetch(`${server.url}/api/v1/jobs/${r.body.id}/events`);
+    const reader = res.body!.getReader();
+    let text = '';
+    let interrupted = false;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+      if (!interrupted && text.includes('"phase":"merging"')) {
+        interrupted = true;
+        await call(server.url, '/sdapi/v1/interrupt', { method: 'POST' });
+        await call(server.url, '/sdapi/v1/skip', { method: 'POST' });
+      }
+    }
+    expect(interrupted).toBe(true);
+    expect((await waitJob(r.body.id)).state).toBe('succeeded');
+    expect(existsSync(join(ckptDir(), 'kept.safetensors'))).toBe(true);
+  });
+
   it('documents the routes in the OpenAPI schema', async () => {
     const paths = Object.keys((await call(server.url, '/openapi.json')).body.paths);
     expect(paths).toEqual(
