@@ -193,6 +193,13 @@ describe.skipIf(!hasChromium)('History and Models screens in Chromium against sd
       .poll(() => visible(page).getByLabel('Inspect report').textContent(), { timeout: 30_000 })
       .toContain('sd_merge_recipe');
 
+    // A file copied in by hand appears after a rescan.
+    copyFileSync(tinyCheckpoint(), join(dataDir, 'models', 'Stable-diffusion', 'by-hand.safetensors'));
+    await visible(page).getByRole('button', { name: 'Rescan model folders' }).click();
+    await expect
+      .poll(() => page.locator('#merge-a option').allTextContents(), { timeout: 30_000 })
+      .toContainEqual(expect.stringContaining('by-hand.safetensors'));
+
     await page.locator('#checkpoint').selectOption(merged!);
     await expect
       .poll(() => page.getByRole('status', { name: 'Loading Checkpoint' }).count(), { timeout: 60_000 })

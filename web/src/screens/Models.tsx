@@ -1,4 +1,5 @@
 import { useState, type ReactNode } from 'react';
+import { api, call } from '../api.ts';
 import { followJob, jobsApi, type JobView } from '../jobs-api.ts';
 import { useServer } from '../server-state.tsx';
 import './library.css';
@@ -45,6 +46,18 @@ export function Models() {
     }
   }
 
+  /** Files copied into the model folders by hand: A1111's refresh routes, then the lists. */
+  async function rescan() {
+    setError(null);
+    try {
+      await api.refreshCheckpoints();
+      await call<null>('POST', '/sdapi/v1/refresh-vae');
+      await reload();
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  }
+
   const checkpoints = lists?.models.map((m) => m.title) ?? [];
   const vaes = lists?.vaes.map((v) => v.model_name) ?? [];
   return (
@@ -53,6 +66,11 @@ export function Models() {
         <div className="lib-forms">
           <Merger checkpoints={checkpoints} vaes={vaes} busy={running} onRun={submit} />
           <Toolkit checkpoints={checkpoints} vaes={vaes} busy={running} onRun={submit} />
+          <div>
+            <button onClick={() => void rescan()} title="Look for files added to the model folders">
+              Rescan model folders
+            </button>
+          </div>
         </div>
         <section className="output" aria-label="Tool job">
           {error && (
