@@ -77,7 +77,7 @@ describe.skipIf(!hasChromium)('History and Models screens in Chromium against sd
     return (await info.textContent()) ?? '';
   }
 
-  it('history: generate, reload and restart, search, send to txt2img, re-run, delete', async () => {
+  it('history: generate, reload and restart, search, send to txt2img/img2img, re-run, delete', async () => {
     const { page, errors } = await openPage(browser, server.url);
     const alpha = await generate(page, 'history check alpha');
     await generate(page, 'another bravo');
@@ -107,6 +107,15 @@ describe.skipIf(!hasChromium)('History and Models screens in Chromium against sd
     await expect.poll(() => page.locator('#txt2img-prompt').inputValue()).toBe('history check alpha');
     expect(await visible(page).locator('input[name="seed"]').inputValue()).toBe(seed);
     expect(await visible(page).locator('input[name="steps"]').inputValue()).toBe('2');
+
+    // Send to img2img: the image and the prompt.
+    await page.goto(server.url + '#history');
+    await visible(page).getByLabel('Search prompts').fill('alpha');
+    await expect.poll(() => entries(page).count()).toBe(1);
+    await entries(page).first().getByRole('button', { name: 'Send to img2img' }).click();
+    await expect.poll(() => page.locator('#img2img-prompt').inputValue()).toBe('history check alpha');
+    const init = visible(page).getByAltText('Init image');
+    await expect.poll(() => init.evaluate((img: { naturalWidth: number }) => img.naturalWidth)).toBe(64);
 
     // Re-run: a second entry with the same prompt, the same seed, hence the same infotext.
     await page.goto(server.url + '#history');
