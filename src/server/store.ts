@@ -44,6 +44,13 @@ export class JobStore {
       error_status INTEGER
     );
     CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);`);
+    // The History search reads the prompt from its own column: json_extract over every request
+    // would parse each img2img job's base64 images. Stores made before it are filled in once.
+    const columns = this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'prompt')) {
+      this.db.exec(`ALTER TABLE jobs ADD COLUMN prompt TEXT;
+        UPDATE jobs SET prompt = json_extract(request, '$.params.prompt') WHERE mode != 'tool';`);
+    }
   }
 
   /** After a restart: jobs left "running" are failed with a reason; returns their ids. */
@@ -59,8 +66,16 @@ export class JobStore {
 
   insert(id: string, request: AnyJobRequest, now = Date.now()): JobRecord {
     this.db
-      .prepare(`INSERT INTO jobs (id, mode, request, state, created_at) VALUES (?, ?, ?, 'queued', ?)`)
-      .run(id, request.mode, JSON.stringify(request), now);
+      .prepare(
+        `INSERT INTO jobs (id, mode, request, state, created_at, prompt) VALUES (?, ?, ?, 'queued', ?, ?)`,
+      )
+      .run(
+        id,
+        request.mode,
+        JSON.stringify(request),
+        now,
+        request.mode === 'tool' ? null : request.params.prompt,
+      );
     return this.get(id)!;
   }
 
@@ -94,8 +109,8 @@ export class JobStore {
   }
 
   /**
-   * Generation jobs newest first (the History screen): those whose prompt contains `q` (case-blind
-   * for ASCII, as SQLite's lower()), older than seq `before` — a cursor, so paging stays stable while
+   * Generation jobs newest first (the History screen): those whose prompt contains `q` (literally;
+   * case-blind for ASCII, as SQLite's lower()), older than seq `before` — a cursor, so paging stays stable while
    * new jobs arrive.
    */
   history(q: HistoryQuery): { jobs: JobRecord[]; more: boolean } {
@@ -106,7 +121,7 @@ export class JobStore {
       args.push(q.before);
     }
     if (q.q) {
-      where.push(`instr(lower(json_extract(request, '$.params.prompt')), lower(?)) > 0`);
+      where.push(`instr(lower(prompt), lower(?)) > 0`);
       args.push(q.q);
     }
     const rows = this.db
