@@ -116,7 +116,7 @@ function outputPath(dir: string, name: string, field = 'custom_name'): string {
 const stemOf = (p: string) => basename(p).replace(/\.[^.]+$/, '');
 const round2 = (x: number) => String(Math.round(x * 100) / 100);
 
-/** A1111's default merge name when none is given: the models and weights in the name. */
+/** The name of an unnamed merge: its models and weights (A1111 too names one after its inputs). */
 function defaultMergeName(
   a: string,
   b: string | undefined,
