@@ -27,6 +27,9 @@ import downloadRoutes from './routes/downloads.js';
 import tokenizeRoutes from './routes/tokenize.js';
 import extraNetworkRoutes from './routes/extra-networks.js';
 import styleRoutes from './routes/styles.js';
+import historyRoutes from './routes/history.js';
+import toolRoutes from './routes/tools.js';
+import { ModelToolExecutor } from './tool-jobs.js';
 import { webUi } from './web-ui.js';
 import type { ServerConfig, ServerContext } from './context.js';
 
@@ -120,6 +123,7 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
   const queue = new LocalJobQueue(store, executor, {
     outputsDir: join(config.dataDir, 'outputs'),
     jobsDir: join(config.dataDir, 'jobs'),
+    tools: new ModelToolExecutor(catalog, { cacheDir: config.cacheDir }),
     log,
   });
   const ctx: ServerContext = { config, queue, executor, catalog, options, stylesFile, log };
@@ -233,6 +237,8 @@ export async function buildServer(config: ServerConfig): Promise<BuiltServer> {
       await scoped.register(tokenizeRoutes, ctx);
       await scoped.register(extraNetworkRoutes, ctx);
       await scoped.register(styleRoutes, ctx);
+      await scoped.register(historyRoutes, ctx);
+      await scoped.register(toolRoutes, ctx);
     },
     { prefix },
   );

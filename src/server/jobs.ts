@@ -29,6 +29,44 @@ export interface JobRequest {
   source: 'a1111' | 'api';
 }
 
+/** A model tool job (tool-jobs.ts): the task with its inputs already resolved to catalog files. */
+export interface ToolJobRequest {
+  mode: 'tool';
+  task: ToolTask;
+  source: 'api';
+}
+
+export type ToolTask =
+  | {
+      tool: 'merge';
+      a: string;
+      b?: string;
+      c?: string;
+      method: 'weighted-sum' | 'add-difference' | 'no-interp';
+      multiplier: number;
+      fp16: boolean;
+      bakeVae?: string;
+      discard?: string;
+      out: string;
+    }
+  | {
+      tool: 'convert';
+      model: string;
+      dtype?: 'fp16' | 'bf16' | 'fp32';
+      prune: boolean;
+      noVae: boolean;
+      out: string;
+    }
+  | { tool: 'extract'; model: string; part: 'unet' | 'vae' | 'text-encoder' | 'text-encoder-2'; out: string }
+  | { tool: 'inspect'; model: string }
+  | { tool: 'hash'; model: string };
+
+export type AnyJobRequest = JobRequest | ToolJobRequest;
+
+export function isToolRequest(r: AnyJobRequest): r is ToolJobRequest {
+  return r.mode === 'tool';
+}
+
 export interface JobImageInfo {
   path: string;
   seed: number;
@@ -45,13 +83,16 @@ export interface JobResultInfo {
   interrupted: boolean;
   /** A1111's `info` fields (seeds, prompts, model, job_timestamp, …); null until the job ends. */
   info: A1111Info | null;
+  /** A tool job's answer (the file written, the inspect report, the hashes). */
+  tool?: Record<string, unknown>;
 }
 
 export interface JobRecord {
   id: string;
   seq: number;
-  mode: JobMode;
-  request: JobRequest;
+  /** A generation mode, or 'tool': a model tool (merge, convert, …) run through the same queue. */
+  mode: JobMode | 'tool';
+  request: AnyJobRequest;
   state: JobState;
   createdAt: number;
   startedAt: number | null;
@@ -95,11 +136,20 @@ export interface ListOptions {
   offset: number;
 }
 
+/** The history's query: generation jobs whose prompt contains `q`, older than `before` (a seq). */
+export interface HistoryQuery {
+  q?: string;
+  before?: number;
+  limit: number;
+}
+
 export interface JobQueue {
   /** Records the job and queues it behind the others; resolves at once with its record. */
-  submit(request: JobRequest): Promise<JobRecord>;
+  submit(request: AnyJobRequest): Promise<JobRecord>;
   get(id: string): Promise<JobRecord | undefined>;
   list(opts: ListOptions): Promise<{ jobs: JobRecord[]; total: number }>;
+  /** Generation jobs, newest first, searched by prompt; `more` says whether older ones match. */
+  history(q: HistoryQuery): Promise<{ jobs: JobRecord[]; more: boolean }>;
   /** Resolves when the job has finished (succeeded, failed or cancelled). */
   wait(id: string): Promise<JobRecord>;
   /** Queued: cancelled at once. Running: interrupted (it keeps what it finished). */
@@ -149,4 +199,16 @@ export interface ExecutorOutput {
 /** Runs one generation job; the seam where the pipeline's job runner plugs in. */
 export interface JobExecutor {
   run(request: JobRequest, hooks: ExecutorHooks): Promise<ExecutorOutput>;
+}
+
+export interface ToolHooks {
+  /** Throwing from it stops the tool (its partial output is removed by the writer). */
+  onProgress(p: { phase: string; done: number; total: number }): void;
+}
+
+/** Runs one tool job (tool-jobs.ts calls the src/tools functions). */
+export interface ToolExecutor {
+  run(task: ToolTask, hooks: ToolHooks): Promise<Record<string, unknown>>;
+  /** After a restart, for a task that was running when the process died: remove what it left. */
+  recover?(task: ToolTask): Promise<void>;
 }

@@ -8,15 +8,20 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { UserError } from '../util/errors.js';
-import type {
-  JobEvent,
-  JobExecutor,
-  JobProgress,
-  JobQueue,
-  JobRecord,
-  JobRequest,
-  JobResultInfo,
-  ListOptions,
+import {
+  isToolRequest,
+  type AnyJobRequest,
+  type HistoryQuery,
+  type JobEvent,
+  type JobExecutor,
+  type JobProgress,
+  type JobQueue,
+  type JobRecord,
+  type JobRequest,
+  type JobResultInfo,
+  type ListOptions,
+  type ToolExecutor,
+  type ToolJobRequest,
 } from './jobs.js';
 import type { JobStore } from './store.js';
 
@@ -35,6 +40,8 @@ export interface LocalQueueOptions {
   outputsDir: string;
   /** jobs/: images of jobs that are not saved to outputs/, one folder per job. */
   jobsDir: string;
+  /** Runs tool jobs (merge, convert, …); without it they fail with a clear error. */
+  tools?: ToolExecutor;
   log?: (message: string) => void;
 }
 
@@ -50,6 +57,8 @@ export class LocalJobQueue implements JobQueue {
     progress: JobProgress;
     stop: { interrupted: boolean; skipped: boolean };
     cancel: boolean;
+    /** A tool job: A1111's /interrupt and /skip are for generations and leave it alone. */
+    tool: boolean;
   } | null = null;
   private pumping = false;
   private closed = false;
@@ -64,16 +73,22 @@ export class LocalJobQueue implements JobQueue {
   /** Recovers from the last run (running → failed, orphaned A1111 jobs → cancelled) and starts the worker. */
   start(): void {
     const failed = this.store.failInterrupted();
-    for (const id of failed) this.opts.log?.(`job ${id} was running when the server stopped: marked failed`);
+    for (const id of failed) {
+      this.opts.log?.(`job ${id} was running when the server stopped: marked failed`);
+      const r = this.store.get(id)?.request;
+      // A tool killed mid-write left its temporary output behind.
+      if (r && isToolRequest(r)) void this.opts.tools?.recover?.(r.task).catch(() => undefined);
+    }
     for (const id of this.store.queuedIds()) {
       const job = this.store.get(id)!;
       // Unsaved A1111 jobs exist only to answer an HTTP request that died with the last process.
-      if (job.request.source === 'a1111' && !job.request.save) this.store.cancelQueued(id, CLIENT_GONE);
+      const r = job.request;
+      if (!isToolRequest(r) && r.source === 'a1111' && !r.save) this.store.cancelQueued(id, CLIENT_GONE);
     }
     this.pump();
   }
 
-  async submit(request: JobRequest): Promise<JobRecord> {
+  async submit(request: AnyJobRequest): Promise<JobRecord> {
     if (this.closed) throw new UserError('the server is shutting down', 2, 503);
     const rec = this.store.insert(randomUUID(), request);
     this.emit(rec.id, { type: 'state', job: rec });
@@ -87,6 +102,10 @@ export class LocalJobQueue implements JobQueue {
 
   async list(opts: ListOptions): Promise<{ jobs: JobRecord[]; total: number }> {
     return this.store.list(opts);
+  }
+
+  async history(q: HistoryQuery): Promise<{ jobs: JobRecord[]; more: boolean }> {
+    return this.store.history(q);
   }
 
   wait(id: string): Promise<JobRecord> {
@@ -141,13 +160,13 @@ export class LocalJobQueue implements JobQueue {
   }
 
   interrupt(): void {
-    if (!this.running) return;
+    if (!this.running || this.running.tool) return;
     this.running.stop.interrupted = true;
     this.running.progress.interrupted = true;
   }
 
   skip(): void {
-    if (!this.running) return;
+    if (!this.running || this.running.tool) return;
     this.running.stop.skipped = true;
     this.running.progress.skipped = true;
   }
@@ -159,6 +178,8 @@ export class LocalJobQueue implements JobQueue {
   async close(): Promise<void> {
     this.closed = true;
     this.interrupt();
+    // A tool job stops too (its writer removes the partial file) rather than holding up the exit.
+    if (this.running?.tool) this.running.stop.interrupted = true;
     await this.idle;
     await this.lock.run(async () => undefined);
   }
@@ -199,17 +220,19 @@ export class LocalJobQueue implements JobQueue {
   private async runJob(job: JobRecord): Promise<void> {
     // Cancelled while waiting for the lock.
     if (this.store.get(job.id)?.state !== 'queued') return;
+    const request = job.request;
+    if (isToolRequest(request)) return this.runTool(job, request);
     const startedAt = Date.now();
     this.store.markRunning(job.id, startedAt);
     const stop = { interrupted: false, skipped: false };
-    const p = job.request.params;
+    const p = request.params;
     const progress: JobProgress = {
       jobId: job.id,
       phase: 'queued',
       step: 0,
       steps: p.steps,
       jobNo: 0,
-      jobCount: p.n_iter * (job.request.mode === 'txt2img' && p.enable_hr ? 2 : 1),
+      jobCount: p.n_iter * (request.mode === 'txt2img' && p.enable_hr ? 2 : 1),
       startedAt,
       fraction: 0,
       etaSeconds: 0,
@@ -217,7 +240,7 @@ export class LocalJobQueue implements JobQueue {
       interrupted: false,
       skipped: false,
     };
-    this.running = { id: job.id, progress, stop, cancel: false };
+    this.running = { id: job.id, progress, stop, cancel: false, tool: false };
     this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
     // Each finished image is recorded at once, so a crash later keeps it in the store.
     const partial: JobResultInfo = { images: [], grid: null, interrupted: false, info: null };
@@ -233,9 +256,9 @@ export class LocalJobQueue implements JobQueue {
             return file;
           });
     try {
-      const out = await this.executor.run(job.request, {
+      const out = await this.executor.run(request as JobRequest, {
         stop,
-        previewEvery: job.request.previewEvery,
+        previewEvery: request.previewEvery,
         onImage: (img) => {
           const index = seen++;
           writes = writes.then(async () => {
@@ -292,6 +315,69 @@ export class LocalJobQueue implements JobQueue {
       this.running = null;
       this.finished(job.id);
     }
+  }
+
+  /**
+   * A tool job: same states, events and progress as a generation (phase, done/total as step/steps);
+   * cancelling throws from its progress callback, and the tool's writer removes its partial file.
+   */
+  private async runTool(job: JobRecord, request: ToolJobRequest): Promise<void> {
+    const startedAt = Date.now();
+    this.store.markRunning(job.id, startedAt);
+    const stop = { interrupted: false, skipped: false };
+    const progress: JobProgress = {
+      jobId: job.id,
+      phase: request.task.tool,
+      step: 0,
+      steps: 0,
+      jobNo: 0,
+      jobCount: 1,
+      startedAt,
+      fraction: 0,
+      etaSeconds: 0,
+      preview: null,
+      interrupted: false,
+      skipped: false,
+    };
+    this.running = { id: job.id, progress, stop, cancel: false, tool: true };
+    this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
+    const empty: JobResultInfo = { images: [], grid: null, interrupted: false, info: null };
+    try {
+      if (!this.opts.tools) throw new UserError('this server runs no tool jobs', 2, 501);
+      const tool = await this.opts.tools.run(request.task, {
+        onProgress: ({ phase, done, total }) => {
+          if (stop.interrupted) throw new ToolCancelled();
+          progress.phase = phase;
+          progress.step = done;
+          progress.steps = total;
+          progress.fraction = total > 0 ? Math.min(1, done / total) : 0;
+          const elapsed = (Date.now() - startedAt) / 1000;
+          progress.etaSeconds = progress.fraction > 0 ? elapsed / progress.fraction - elapsed : 0;
+          this.emit(job.id, { type: 'progress', progress });
+        },
+      });
+      this.store.finish(job.id, 'succeeded', { ...empty, tool }, null);
+    } catch (e) {
+      if (e instanceof ToolCancelled || this.running.cancel) {
+        this.store.finish(job.id, 'cancelled', null, CANCELLED);
+      } else {
+        const message = e instanceof Error ? e.message : String(e);
+        if (!(e instanceof UserError)) {
+          this.opts.log?.(`job ${job.id} failed: ${e instanceof Error ? (e.stack ?? message) : message}`);
+        }
+        const status = e instanceof UserError ? (e.httpStatus === 400 ? 422 : e.httpStatus) : 500;
+        this.store.finish(job.id, 'failed', null, message, status);
+      }
+    } finally {
+      this.running = null;
+      this.finished(job.id);
+    }
+  }
+}
+
+class ToolCancelled extends Error {
+  constructor() {
+    super(CANCELLED);
   }
 }
 

@@ -4,7 +4,7 @@
  * writer; routes read through it.
  */
 import Database from 'better-sqlite3';
-import type { JobRecord, JobRequest, JobResultInfo, JobState } from './jobs.js';
+import type { AnyJobRequest, HistoryQuery, JobRecord, JobResultInfo, JobState } from './jobs.js';
 
 interface Row {
   id: string;
@@ -44,6 +44,13 @@ export class JobStore {
       error_status INTEGER
     );
     CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);`);
+    // The History search reads the prompt from its own column: json_extract over every request
+    // would parse each img2img job's base64 images. Stores made before it are filled in once.
+    const columns = this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'prompt')) {
+      this.db.exec(`ALTER TABLE jobs ADD COLUMN prompt TEXT;
+        UPDATE jobs SET prompt = json_extract(request, '$.params.prompt') WHERE mode != 'tool';`);
+    }
   }
 
   /** After a restart: jobs left "running" are failed with a reason; returns their ids. */
@@ -57,10 +64,18 @@ export class JobStore {
     return rows.map((r) => r.id);
   }
 
-  insert(id: string, request: JobRequest, now = Date.now()): JobRecord {
+  insert(id: string, request: AnyJobRequest, now = Date.now()): JobRecord {
     this.db
-      .prepare(`INSERT INTO jobs (id, mode, request, state, created_at) VALUES (?, ?, ?, 'queued', ?)`)
-      .run(id, request.mode, JSON.stringify(request), now);
+      .prepare(
+        `INSERT INTO jobs (id, mode, request, state, created_at, prompt) VALUES (?, ?, ?, 'queued', ?, ?)`,
+      )
+      .run(
+        id,
+        request.mode,
+        JSON.stringify(request),
+        now,
+        request.mode === 'tool' ? null : request.params.prompt,
+      );
     return this.get(id)!;
   }
 
@@ -91,6 +106,28 @@ export class JobStore {
       .prepare(`SELECT * FROM jobs ${where} ORDER BY seq DESC LIMIT ? OFFSET ?`)
       .all(...args, opts.limit, opts.offset) as Row[];
     return { jobs: rows.map(toRecord), total };
+  }
+
+  /**
+   * Generation jobs newest first (the History screen): those whose prompt contains `q` (literally;
+   * case-blind for ASCII, as SQLite's lower()), older than seq `before` — a cursor, so paging stays stable while
+   * new jobs arrive.
+   */
+  history(q: HistoryQuery): { jobs: JobRecord[]; more: boolean } {
+    const where = [`mode IN ('txt2img', 'img2img')`];
+    const args: (string | number)[] = [];
+    if (q.before !== undefined) {
+      where.push('seq < ?');
+      args.push(q.before);
+    }
+    if (q.q) {
+      where.push(`instr(lower(prompt), lower(?)) > 0`);
+      args.push(q.q);
+    }
+    const rows = this.db
+      .prepare(`SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?`)
+      .all(...args, q.limit + 1) as Row[];
+    return { jobs: rows.slice(0, q.limit).map(toRecord), more: rows.length > q.limit };
   }
 
   markRunning(id: string, now = Date.now()): void {
@@ -141,7 +178,7 @@ function toRecord(row: Row): JobRecord {
     id: row.id,
     seq: row.seq,
     mode: row.mode as JobRecord['mode'],
-    request: JSON.parse(row.request) as JobRequest,
+    request: JSON.parse(row.request) as AnyJobRequest,
     state: row.state as JobState,
     createdAt: row.created_at,
     startedAt: row.started_at,

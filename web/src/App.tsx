@@ -1,7 +1,9 @@
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { api } from './api.ts';
 import type { Bound } from './components/fields.tsx';
+import { History } from './screens/History.tsx';
 import { Img2Img, type Img2ImgTab } from './screens/Img2Img.tsx';
+import { Models } from './screens/Models.tsx';
 import { PngInfo } from './screens/PngInfo.tsx';
 import { Settings } from './screens/Settings.tsx';
 import { Txt2Img } from './screens/Txt2Img.tsx';
@@ -12,6 +14,8 @@ const SCREENS = [
   { id: 'txt2img', label: 'txt2img' },
   { id: 'img2img', label: 'img2img' },
   { id: 'pnginfo', label: 'PNG Info' },
+  { id: 'history', label: 'History' },
+  { id: 'models', label: 'Models' },
   { id: 'settings', label: 'Settings' },
 ] as const;
 type ScreenId = (typeof SCREENS)[number]['id'];
@@ -233,6 +237,25 @@ export function App() {
               go(target);
             }}
           />
+        </div>
+        <div hidden={screen !== 'history'}>
+          <History
+            active={screen === 'history'}
+            onSend={(target, params, image, seed) => {
+              const form = { ...fromRequest(params, target), ...(seed !== null ? { seed } : {}) };
+              if (target === 'txt2img') {
+                patchT2i({ ...form, enable_hr: Boolean(params.enable_hr) });
+              } else {
+                patchI2i(form);
+                if (image) setI2iImage(image);
+                setI2iTab('img2img');
+              }
+              go(target);
+            }}
+          />
+        </div>
+        <div hidden={screen !== 'models'}>
+          <Models />
         </div>
         <div hidden={screen !== 'settings'}>{screen === 'settings' && <Settings />}</div>
       </main>

@@ -137,7 +137,11 @@ function base(): URL {
   return import.meta.env.DEV ? new URL('/', location.href) : new URL('../', import.meta.url);
 }
 
-async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+/** A server path as a URL the page can open (EventSource, images). */
+export const apiUrl = (path: string) => new URL(path.replace(/^\//, ''), base());
+
+/** One request to the server (our job API's modules call it too: jobs-api.ts). */
+export async function call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
   let res: Response;
   try {
     res = await fetch(new URL(path.replace(/^\//, ''), base()), {

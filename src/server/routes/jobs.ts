@@ -8,7 +8,15 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import type { ServerContext } from '../context.js';
 import { isFinished } from '../queue.js';
-import { JOB_STATES, type JobEvent, type JobProgress, type JobRecord, type JobState } from '../jobs.js';
+import {
+  isToolRequest,
+  JOB_STATES,
+  type JobEvent,
+  type JobProgress,
+  type JobRecord,
+  type JobState,
+} from '../jobs.js';
+import { toolTaskView } from '../tool-jobs.js';
 import { buildJobRequest } from '../requests.js';
 import { previewPng } from './progress.js';
 import { UserError } from '../../util/errors.js';
@@ -46,7 +54,29 @@ function progressView(p: JobProgress) {
 }
 
 export function jobView(job: JobRecord, prefix: string, progress: JobProgress | null) {
-  const { init_images, mask, ...params } = job.request.params;
+  const r = job.request;
+  // Tool jobs (merge, convert, …) carry their task and answer instead of generation params.
+  if (isToolRequest(r)) {
+    return {
+      ...generationView(job, prefix, progress, null),
+      tool: { ...toolTaskView(r.task), result: job.result?.tool ?? null },
+      result: null,
+    };
+  }
+  const { init_images, mask, ...params } = r.params;
+  return generationView(job, prefix, progress, {
+    ...params,
+    init_images: init_images ? init_images.length : 0,
+    mask: mask ? 1 : 0,
+  });
+}
+
+function generationView(
+  job: JobRecord,
+  prefix: string,
+  progress: JobProgress | null,
+  params: Record<string, unknown> | null,
+) {
   return {
     id: job.id,
     mode: job.mode,
@@ -55,7 +85,7 @@ export function jobView(job: JobRecord, prefix: string, progress: JobProgress | 
     started_at: job.startedAt ? new Date(job.startedAt).toISOString() : null,
     finished_at: job.finishedAt ? new Date(job.finishedAt).toISOString() : null,
     error: job.error,
-    params: { ...params, init_images: init_images ? init_images.length : 0, mask: mask ? 1 : 0 },
+    params,
     progress: progress && progress.jobId === job.id ? progressView(progress) : null,
     result: job.result && {
       images: job.result.images.map((img, i) => ({
