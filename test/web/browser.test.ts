@@ -452,6 +452,11 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       await shot(page, 'extra-networks');
       await card.click();
       expect(await prompt(page).inputValue()).toBe('a lamp, <lora:brass_style:1>');
+      // Clicked again, it comes out again (as A1111's cards do); a third click puts it back.
+      await card.click();
+      expect(await prompt(page).inputValue()).toBe('a lamp');
+      await card.click();
+      expect(await prompt(page).inputValue()).toBe('a lamp, <lora:brass_style:1>');
       await panel.getByRole('tab', { name: /Textual Inversion/ }).click();
       await panel.getByRole('button', { name: /fiveveclook/ }).click();
       expect(await prompt(page).inputValue()).toBe('a lamp, <lora:brass_style:1>, fiveveclook');
