@@ -74,12 +74,22 @@ export const MAX_COUNT_WORK = 4_000_000;
 export class TokenCounter {
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private embeddings: { key: string; index: Promise<EmbeddingIndex> } | null = null;
+  private vocabFailure: { at: number; error: unknown } | null = null;
 
   constructor(private readonly ctx: ServerContext) {}
 
   /** The tokenizer for a checkpoint, and which vocabulary it read. */
   private async tokenizer(modelPath: string | undefined): Promise<[ClipTokenizer, string]> {
-    const source = await resolveClipVocab({ modelPath });
+    // Without a vocabulary (offline, none cached) every count would retry the download: not for a minute.
+    if (this.vocabFailure && Date.now() - this.vocabFailure.at < 60_000) throw this.vocabFailure.error;
+    let source;
+    try {
+      source = await resolveClipVocab({ modelPath });
+    } catch (e) {
+      this.vocabFailure = { at: Date.now(), error: e };
+      throw e;
+    }
+    this.vocabFailure = null;
     const key = JSON.stringify(source);
     let t = this.tokenizers.get(key);
     if (!t) {
