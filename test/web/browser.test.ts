@@ -413,6 +413,18 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       const overlay = screen.locator('.prompt-overlay').first();
       expect(await overlay.locator('.tok-weight').textContent()).toBe(':1.2');
       expect(await overlay.locator('.tok-break').textContent()).toBe('BREAK');
+      // The overlay wraps as the textarea does: same width and height for a long, wrapping prompt.
+      await prompt(page).fill(
+        `${'a very (detailed:1.3) [castle:fortress:0.4] <lora:x:1>, '.repeat(12)}\nnext line, ${'w'.repeat(300)}`,
+      );
+      const box = (sel: string) =>
+        page
+          .locator(sel)
+          .first()
+          .evaluate((el: { scrollHeight: number; clientWidth: number }) => [el.scrollHeight, el.clientWidth]);
+      const [overlayBox, textareaBox] = [await box('.prompt-overlay'), await box('#txt2img-prompt')];
+      expect(overlayBox[0]).toBeGreaterThan(100);
+      expect(overlayBox).toEqual(textareaBox);
 
       // Typing `<lora:br` offers the file; Enter puts the whole tag in.
       await prompt(page).fill('');
