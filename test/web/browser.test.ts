@@ -561,6 +561,10 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       if (screen === 'txt2img') {
         await expect(visible(page).getByRole('button', { name: 'Generate' }).isVisible()).resolves.toBe(true);
         await shot(page, 'txt2img-phone', true);
+        // The extra-networks panel fits too.
+        await visible(page).getByRole('button', { name: 'Extra networks' }).click();
+        await visible(page).getByRole('region', { name: 'Extra networks' }).waitFor();
+        expect(Number(await page.evaluate('document.documentElement.scrollWidth'))).toBeLessThanOrEqual(375);
       }
       expect(errors, screen).toEqual([]);
       await page.close();
