@@ -64,15 +64,32 @@ export async function loadedTextWidth(ctx: ServerContext, waitMs = 200): Promise
   return width ?? undefined;
 }
 
+/**
+ * Characters × steps one count may take: the prompt-editing schedule is built per step, so a 32k
+ * alternating prompt at 1000 steps takes seconds of the event loop (measured: 5 s); this bound
+ * keeps a count well under a second.
+ */
+export const MAX_COUNT_WORK = 4_000_000;
+
 export class TokenCounter {
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private embeddings: { key: string; index: Promise<EmbeddingIndex> } | null = null;
+  private vocabFailure: { at: number; error: unknown } | null = null;
 
   constructor(private readonly ctx: ServerContext) {}
 
   /** The tokenizer for a checkpoint, and which vocabulary it read. */
   private async tokenizer(modelPath: string | undefined): Promise<[ClipTokenizer, string]> {
-    const source = await resolveClipVocab({ modelPath });
+    // Without a vocabulary (offline, none cached) every count would retry the download: not for a minute.
+    if (this.vocabFailure && Date.now() - this.vocabFailure.at < 60_000) throw this.vocabFailure.error;
+    let source;
+    try {
+      source = await resolveClipVocab({ modelPath });
+    } catch (e) {
+      this.vocabFailure = { at: Date.now(), error: e };
+      throw e;
+    }
+    this.vocabFailure = null;
     const key = JSON.stringify(source);
     let t = this.tokenizers.get(key);
     if (!t) {
@@ -118,6 +135,14 @@ export class TokenCounter {
         `checkpoint: model "${req.checkpoint.slice(0, 200)}" not found; GET /sdapi/v1/sd-models lists the checkpoints`,
       );
     }
+    const steps = req.steps ?? 20;
+    if (req.prompt.length * steps > MAX_COUNT_WORK) {
+      throw new ValidationError(
+        'prompt',
+        `prompt: ${req.prompt.length} characters at ${steps} steps is more than one count takes ` +
+          `(${MAX_COUNT_WORK} characters × steps); shorten it or count at fewer steps`,
+      );
+    }
     let prompt = req.prompt;
     if (req.styles?.length) {
       const all = await loadStyles(this.ctx.stylesFile).catch(() => []);
@@ -130,7 +155,7 @@ export class TokenCounter {
     return countPromptTokens(prompt, {
       tokenizer: tokenizer[0],
       embeddings,
-      steps: req.steps,
+      steps,
       negative: req.negative,
       emphasis,
     });

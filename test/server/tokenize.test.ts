@@ -85,6 +85,9 @@ describe('POST /api/v1/tokenize', () => {
       [{}, 'prompt'],
       [{ prompt: 'x'.repeat(100_001) }, 'prompt'],
       [{ prompt: 'x', steps: 0 }, 'steps'],
+      [{ prompt: 'x', steps: 1_000_000 }, 'steps'],
+      // A count that would hold the server for seconds (schedules are built per step).
+      [{ prompt: '[a|b] '.repeat(5000), steps: 1000 }, 'prompt'],
       [{ prompt: 'x', checkpoint: 'no-such-model' }, 'checkpoint'],
       [{ prompt: 'x', styles: [{}] }, 'styles'],
     ] as const) {

@@ -12,7 +12,7 @@ import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { float32ArrayToTensor } from '../../src/formats/dtype.js';
-import { writeSafetensors } from '../../src/formats/safetensors.js';
+import { readSafetensorsHeader, writeSafetensors } from '../../src/formats/safetensors.js';
 import { ClipTokenizer } from '../../src/prompt/tokenizer.js';
 import { clipVocabPath, repoRoot } from '../helpers/golden.js';
 import { hasChromium, launchBrowser, noChromiumReason, openPage } from './helpers/browser.js';
@@ -391,8 +391,12 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
         .toBuffer();
       writeFileSync(join(dataDir, 'models', 'Lora', 'brass_style.png'), previewPng);
       mkdirSync(join(dataDir, 'embeddings'), { recursive: true });
+      // As wide as the checkpoint's text encoder, so the loaded model takes it.
+      const width = (await readSafetensorsHeader(tinyCheckpoint())).tensors.find((t) =>
+        t.name.endsWith('token_embedding.weight'),
+      )!.shape[1];
       await writeSafetensors(join(dataDir, 'embeddings', 'fiveveclook.safetensors'), [
-        ['emb_params', f32([5, 64])],
+        ['emb_params', f32([5, width])],
       ]);
       expect((await fetch(new URL('sdapi/v1/refresh-loras', url), { method: 'POST' })).status).toBe(200);
       const tok = await ClipTokenizer.load(clipVocabPath());
@@ -409,6 +413,18 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       const overlay = screen.locator('.prompt-overlay').first();
       expect(await overlay.locator('.tok-weight').textContent()).toBe(':1.2');
       expect(await overlay.locator('.tok-break').textContent()).toBe('BREAK');
+      // The overlay wraps as the textarea does: same width and height for a long, wrapping prompt.
+      await prompt(page).fill(
+        `${'a very (detailed:1.3) [castle:fortress:0.4] <lora:x:1>, '.repeat(12)}\nnext line, ${'w'.repeat(300)}`,
+      );
+      const box = (sel: string) =>
+        page
+          .locator(sel)
+          .first()
+          .evaluate((el: { scrollHeight: number; clientWidth: number }) => [el.scrollHeight, el.clientWidth]);
+      const [overlayBox, textareaBox] = [await box('.prompt-overlay'), await box('#txt2img-prompt')];
+      expect(overlayBox[0]).toBeGreaterThan(100);
+      expect(overlayBox).toEqual(textareaBox);
 
       // Typing `<lora:br` offers the file; Enter puts the whole tag in.
       await prompt(page).fill('');
@@ -446,6 +462,11 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       await panel.getByText('Nothing matches.').waitFor();
       await panel.getByLabel('Search extra networks').fill('');
       await shot(page, 'extra-networks');
+      await card.click();
+      expect(await prompt(page).inputValue()).toBe('a lamp, <lora:brass_style:1>');
+      // Clicked again, it comes out again (as A1111's cards do); a third click puts it back.
+      await card.click();
+      expect(await prompt(page).inputValue()).toBe('a lamp');
       await card.click();
       expect(await prompt(page).inputValue()).toBe('a lamp, <lora:brass_style:1>');
       await panel.getByRole('tab', { name: /Textual Inversion/ }).click();
@@ -499,27 +520,28 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
     await page.close();
   });
 
-  it('Skip ends the current image of a batch; the next one runs', async () => {
+  it('Skip ends the current image of a batch early; the next one runs', async () => {
     const { page, errors } = await openPage(browser, url);
     const screen = visible(page);
     await prompt(page).fill('skip check');
-    await smallJob(page, 150);
+    await smallJob(page, 1000);
     await screen.locator('input[name="n_iter"]').fill('2');
     await screen.locator('input[name="n_iter"]').blur();
     await page.getByRole('button', { name: 'Generate' }).click();
     const bar = page.getByRole('progressbar');
-    await expect
-      .poll(async () => (await bar.textContent().catch(() => '')) ?? '', { timeout: 60_000 })
-      .toMatch(/Image 1\/2/);
-    await expect
-      .poll(async () => Number((await bar.getAttribute('aria-valuenow').catch(() => '0')) ?? 0), {
-        timeout: 60_000,
-      })
-      .toBeGreaterThan(0);
+    const text = async () => (await bar.textContent().catch(() => '')) ?? '';
+    const firstImageStep = async () => Number(/Image 1\/2 · Step (\d+)\//.exec(await text())?.[1] ?? -1);
+    // The sampling speed of the first image, measured over a few steps.
+    await expect.poll(firstImageStep, { timeout: 60_000 }).toBeGreaterThan(0);
+    const [s0, t0] = [await firstImageStep(), Date.now()];
+    await expect.poll(firstImageStep, { timeout: 60_000 }).toBeGreaterThan(s0 + 4);
+    const [s1, t1] = [await firstImageStep(), Date.now()];
     await screen.getByRole('button', { name: 'Skip' }).click();
-    await expect
-      .poll(async () => (await bar.textContent().catch(() => '')) ?? '', { timeout: 60_000 })
-      .toMatch(/Image 2\/2/);
+    const skipped = Date.now();
+    await expect.poll(text, { timeout: 60_000 }).toMatch(/Image 2\/2/);
+    // Far sooner than the first image's remaining steps would have taken.
+    const rest = ((1000 - s1) * (t1 - t0)) / (s1 - s0);
+    expect(Date.now() - skipped).toBeLessThan(rest / 2);
     await screen.getByRole('button', { name: 'Interrupt' }).click();
     await screen.getByRole('button', { name: 'Generate' }).waitFor({ timeout: 60_000 });
     // Both images of the batch came back: the skipped one early, the second interrupted.
@@ -539,6 +561,10 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
       if (screen === 'txt2img') {
         await expect(visible(page).getByRole('button', { name: 'Generate' }).isVisible()).resolves.toBe(true);
         await shot(page, 'txt2img-phone', true);
+        // The extra-networks panel fits too.
+        await visible(page).getByRole('button', { name: 'Extra networks' }).click();
+        await visible(page).getByRole('region', { name: 'Extra networks' }).waitFor();
+        expect(Number(await page.evaluate('document.documentElement.scrollWidth'))).toBeLessThanOrEqual(375);
       }
       expect(errors, screen).toEqual([]);
       await page.close();

@@ -109,3 +109,23 @@ export function insertAt(text: string, at: number, insert: string): { text: stri
   const piece = lead + insert;
   return { text: before + piece + trail + after, cursor: at + piece.length + trail.length };
 }
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * A card clicked for a network the prompt already holds takes it out again, as A1111's cards do:
+ * a `<kind:name…>` tag with any multiplier, or an embedding's name as a whole word, with the comma
+ * that joined it. Null when the prompt does not hold it.
+ */
+export function removeFromPrompt(text: string, insert: string): string | null {
+  const tag = /^<(\w+):([^:>]+)(?::[^>]*)?>$/.exec(insert);
+  const re = tag
+    ? new RegExp(`(,\\s*)?<${escapeRe(tag[1])}:${escapeRe(tag[2])}(?::[^>]*)?>`)
+    : new RegExp(`(,\\s*)?(?<![\\p{L}\\p{N}_-])${escapeRe(insert)}(?![\\p{L}\\p{N}_-])`, 'u');
+  const m = re.exec(text);
+  if (!m) return null;
+  let end = m.index + m[0].length;
+  // First in the prompt: the comma after it goes instead.
+  if (!m[1]) end += /^,?\s*/.exec(text.slice(end))![0].length;
+  return text.slice(0, m.index) + text.slice(end);
+}

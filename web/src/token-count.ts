@@ -3,7 +3,7 @@
  * tokenizer and prompt parser) once typing pauses, and keeps only the answer to the latest text.
  */
 import { useEffect, useRef, useState } from 'react';
-import { api, type TokenCount } from './api.ts';
+import { api, type ApiError, type TokenCount } from './api.ts';
 
 export interface TokenCountQuery {
   negative?: boolean;
@@ -18,8 +18,9 @@ export function useTokenCount(
   text: string,
   query: TokenCountQuery | undefined,
   delayMs = TOKEN_COUNT_DELAY_MS,
-): TokenCount | null {
+): { count: TokenCount | null; error: string | null } {
   const [count, setCount] = useState<TokenCount | null>(null);
+  const [error, setError] = useState<string | null>(null);
   const latest = useRef(0);
   const key = query
     ? JSON.stringify([text, query.negative ?? false, query.steps ?? 20, query.styles ?? []])
@@ -31,11 +32,15 @@ export function useTokenCount(
     const timer = setTimeout(() => {
       api
         .tokenize({ prompt, negative, steps, styles })
-        .then((c) => id === latest.current && setCount(c))
-        // A counter that cannot be had is left as it was; the page's own banner tells of a lost server.
-        .catch(() => undefined);
+        .then((c) => {
+          if (id !== latest.current) return;
+          setCount(c);
+          setError(null);
+        })
+        // The server's reason (a prompt too long to count); a lost server is the page banner's news.
+        .catch((e: ApiError) => id === latest.current && e.status > 0 && setError(e.message));
     }, delayMs);
     return () => clearTimeout(timer);
   }, [key, delayMs]);
-  return count;
+  return { count, error };
 }

@@ -4,6 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
+import { LIMITS } from '../../params/catalog.js';
 import type { ServerContext } from '../context.js';
 import { TokenCounter, type TokenizeRequest } from '../token-counter.js';
 
@@ -12,7 +13,11 @@ const Body = Type.Object(
     prompt: Type.String({ maxLength: 100_000, description: 'the prompt as typed' }),
     negative: Type.Optional(Type.Boolean({ description: 'a negative prompt (not split on AND)' })),
     steps: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 10_000, description: 'where [a:b:n] switches (default 20)' }),
+      Type.Integer({
+        minimum: 1,
+        maximum: LIMITS.maxSteps,
+        description: 'where [a:b:n] switches (default 20)',
+      }),
     ),
     styles: Type.Optional(
       Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 100, description: 'styles applied first' }),

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { applySuggestion, completionContext, insertAt, suggestions } from '../../../web/src/autocomplete.ts';
+import {
+  applySuggestion,
+  completionContext,
+  insertAt,
+  removeFromPrompt,
+  suggestions,
+} from '../../../web/src/autocomplete.ts';
 import { highlightPrompt, type Piece } from '../../../web/src/prompt-syntax.ts';
 import { applyStyleTexts } from '../../../web/src/style-text.ts';
 
@@ -99,6 +105,19 @@ describe('autocomplete', () => {
     expect(insertAt('a cat', 5, 'emb')).toEqual({ text: 'a cat, emb', cursor: 10 });
     expect(insertAt('a cat, ', 7, 'emb').text).toBe('a cat, emb');
     expect(insertAt('a cat', 0, 'emb')).toEqual({ text: 'emb, a cat', cursor: 5 });
+  });
+});
+
+describe('a card clicked again takes its network out', () => {
+  it('a tag with any multiplier, or an embedding as a whole word, with its comma', () => {
+    expect(removeFromPrompt('a lamp, <lora:brass:0.7>', '<lora:brass:1>')).toBe('a lamp');
+    expect(removeFromPrompt('<lora:brass:1>, a lamp', '<lora:brass:1>')).toBe('a lamp');
+    expect(removeFromPrompt('a <lora:brass_x:1>', '<lora:brass:1>')).toBeNull();
+    expect(removeFromPrompt('photo, easyneg, sharp', 'easyneg')).toBe('photo, sharp');
+    expect(removeFromPrompt('photo, easynegative', 'easyneg')).toBeNull();
+    // Names are text, not patterns.
+    expect(removeFromPrompt('a (b.c) d', 'b.c')).toBe('a () d');
+    expect(removeFromPrompt('a (bxc) d', 'b.c')).toBeNull();
   });
 });
 

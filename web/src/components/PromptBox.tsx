@@ -56,7 +56,7 @@ export function PromptBox({
   const overlay = useRef<HTMLDivElement>(null);
   const pendingSelection = useRef<[number, number] | null>(null);
   const [completion, setCompletion] = useState<Completion | null>(null);
-  const count = useTokenCount(value, counter);
+  const { count, error: countError } = useTokenCount(value, counter);
   const pieces = useMemo(() => highlightPrompt(value, names ?? {}), [value, names]);
 
   useLayoutEffect(() => {
@@ -137,7 +137,12 @@ export function PromptBox({
         <label className="label" htmlFor={id}>
           {label}
         </label>
-        {counter && count && (
+        {counter && countError && (
+          <span className="token-counter over" aria-label={`${label} tokens`} title={countError}>
+            ?
+          </span>
+        )}
+        {counter && count && !countError && (
           <span
             className={`token-counter${over ? ' over' : ''}`}
             aria-label={`${label} tokens`}

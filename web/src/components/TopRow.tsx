@@ -1,6 +1,6 @@
 import { useRef, useState } from 'react';
 import { api, type PromptStyle } from '../api.ts';
-import { insertAt } from '../autocomplete.ts';
+import { insertAt, removeFromPrompt } from '../autocomplete.ts';
 import { useNetworkNames } from '../networks.ts';
 import { useServer } from '../server-state.tsx';
 import { applyStyleTexts } from '../style-text.ts';
@@ -191,6 +191,12 @@ export function TopRow({ mode, form, running, onGenerate, styles }: TopRowProps)
         <ExtraNetworks
           id={mode}
           onInsert={(text) => {
+            const removed = removeFromPrompt(prompt, text);
+            if (removed !== null) {
+              cursor.current = null;
+              form.set('prompt', removed);
+              return;
+            }
             const at = Math.min(cursor.current ?? prompt.length, prompt.length);
             const next = insertAt(prompt, at, text);
             cursor.current = next.cursor;
