@@ -7,6 +7,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Browser tests poll the page; on a loaded 2-core machine a debounced search or a queued job can
+    // take longer than expect.poll's 1 s default to show.
+    expect: { poll: { timeout: 10_000 } },
     // The CLI tests spawn bin/sdstudio.js: make it run the source, never a stale dist/ build.
     // The CLI prints a plain progress line every few seconds when stderr is not a terminal (logs);
     // on a busy machine a tiny job may take that long, and tests expect quiet runs. Tests of those
