@@ -33,7 +33,7 @@ export interface UNetBuildOptions {
   debug?: boolean;
   /** Add ControlNet residual inputs `control.0 … control.{n-1}` (one per skip) and `control.middle`. */
   controlInputs?: boolean;
-  /** Add `context_k` / `context_v` inputs used by cross-attention keys/values (hypernetworks). */
+  /** Add `context_k` / `context_v` inputs used by cross-attention keys/values. */
   separateKV?: boolean;
   /**
    * Hypernetworks (models/hypernetwork-graph.ts) on the keys/values of every attention layer whose

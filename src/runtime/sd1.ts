@@ -581,10 +581,13 @@ export class Sd1Model implements DiffusionModel {
       precision === 'int8' || precision === 'nhwc'
         ? `${GRAPH_VERSION.unet}-${precision}-${INT8_WEIGHTS_VERSION}-${limit}`
         : GRAPH_VERSION.unet;
-    const base = hn ? new HypernetWeightSource(this.source, hypernetTensors(hn.stack)) : this.source;
-    const source = precision === 'int8' ? new Int8WeightSource(base, limit) : base;
+    // Built only when the session is (the hypernetworks' weights are copied into tensors).
+    const sourceFor = () => {
+      const base = hn ? new HypernetWeightSource(this.source, hypernetTensors(hn.stack)) : this.source;
+      return precision === 'int8' ? new Int8WeightSource(base, limit) : base;
+    };
     return this.session('unet', key, version, () =>
-      buildUNetGraph(source, this.config.unet, {
+      buildUNetGraph(sourceFor(), this.config.unet, {
         ...variant,
         tiling: this.tiling,
         prefix: this.config.prefixes.unet,

@@ -1,4 +1,4 @@
-/** `sdstudio list loras`: name, alias, base model, rank and training tags as A1111 shows them. */
+/** `sdstudio list loras|hypernetworks`: name, alias, base model, rank and training tags as A1111 shows them. */
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,5 +51,30 @@ describe('sdstudio list loras', () => {
       for (let i = 1; i < tags.length; i++) expect(tags[i - 1]![1]).toBeGreaterThanOrEqual(tags[i]![1]);
       expect(item.preview !== null).toBe(c.adapter === first);
     }
+  }, 60_000);
+});
+
+describe('sdstudio list hypernetworks', () => {
+  it('lists the .pt files of --hypernetwork-dir (sub-folders too) by the name a tag uses', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sd-list-hn-'));
+    dirs.push(dir);
+    const hnDir = join(dir, 'hn');
+    await mkdir(join(hnDir, 'sub'), { recursive: true });
+    const files = casesOf('hypernetwork')
+      .map((c) => c.file as string)
+      .filter(Boolean);
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) await copyFile(adapterPath(f), join(hnDir, 'sub', f));
+    await writeFile(join(hnDir, 'not-a-hypernetwork.safetensors'), '');
+    const r = await runCli(
+      ['list', 'hypernetworks', '--data-dir', dir, '--hypernetwork-dir', hnDir, '--json'],
+      dir,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const names = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { name: string }).name);
+    expect(names.sort()).toEqual(files.map((f) => f.replace(/\.pt$/, '')).sort());
   }, 60_000);
 });

@@ -1,16 +1,17 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliCommand } from '../command.js';
 import { UserError } from '../../util/errors.js';
 
-const usage = `Usage: sdstudio list loras|hypernetworks [--data-dir DIR] [--lora-dir DIR] [--json]
+const usage = `Usage: sdstudio list loras|hypernetworks [--data-dir DIR] [--lora-dir DIR] [--hypernetwork-dir DIR] [--json]
 
 What the data dir holds:
   loras           models/Lora (or --lora-dir) and models/LyCORIS: name, alias (ss_output_name, the
                   other name a <lora:…> tag may use), base model (sd1 / sd2 / sdxl, from the
                   kohya metadata or else the keys' widths), rank, most used training tags and
                   the preview image beside the file
-  hypernetworks   models/hypernetworks: name and preview
+  hypernetworks   models/hypernetworks (or --hypernetwork-dir): name (what a <hypernet:…> tag uses)
+                  and preview
   --json          one JSON object per file, one per line
 `;
 
@@ -22,7 +23,12 @@ const command: CliCommand = {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { 'data-dir': { type: 'string' }, 'lora-dir': { type: 'string' }, json: { type: 'boolean' } },
+      options: {
+        'data-dir': { type: 'string' },
+        'lora-dir': { type: 'string' },
+        'hypernetwork-dir': { type: 'string' },
+        json: { type: 'boolean' },
+      },
     });
     const what = positionals[0];
     if (positionals.length !== 1 || (what !== 'loras' && what !== 'hypernetworks'))
@@ -50,7 +56,8 @@ const command: CliCommand = {
         out(`no LoRA files in ${loraDirs(dataDir, values['lora-dir']).join(' or ')}`);
     } else {
       const { listHypernetworkFiles } = await import('../../adapters/listing.js');
-      const dir = join(dataDir, 'models', 'hypernetworks');
+      const { hypernetworkDir } = await import('../../adapters/run-hypernetworks.js');
+      const dir = hypernetworkDir(dataDir, values['hypernetwork-dir']);
       const items = listHypernetworkFiles(dir);
       for (const h of items)
         out(values.json ? JSON.stringify(h) : `${h.name}${h.preview ? `  preview ${h.preview}` : ''}`);
