@@ -14,7 +14,12 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listLoras } from '../../src/adapters/listing.js';
 import { loraFamily } from '../../src/adapters/lora-family.js';
-import { buildLayerTable, type LayerTable } from '../../src/adapters/lora-keys.js';
+import {
+  buildLayerTable,
+  diffusersToKohya,
+  matchModuleName,
+  type LayerTable,
+} from '../../src/adapters/lora-keys.js';
 import { activateLoras } from '../../src/adapters/lora-library.js';
 import { computeUpdown } from '../../src/adapters/lora-modules.js';
 import { applyNetworks, loadNetwork, type ActiveNetwork, type LoraNetwork } from '../../src/adapters/lora.js';
@@ -165,6 +170,15 @@ for (const set of SETS) {
             .map((m) => m.sdKey),
         ),
       );
+      // Upsamplers: on SDXL A1111's conversion would put `up_blocks.0` on output_blocks.2.1 (a
+      // SpatialTransformer there); ours finds the conv at .2.2.
+      const ups = peftTargets.find((t) => /upsamplers/.test(t.peft!));
+      expect(ups, 'an upsampler in the PEFT file').toBeDefined();
+      expect([...peft.modules.values()].some((m) => m.layer === ups!.layer)).toBe(true);
+      if (table.isSdxl) {
+        const renamed = diffusersToKohya(`${ups!.peft!}.lora_A.weight`, true)!;
+        expect(matchModuleName(renamed.module, table).layer).not.toBe(ups!.layer);
+      }
       // A1111 1.10 (no renaming): none of them.
       const a1111 = await load(files.get('peft')!, table, false);
       expect(a1111.modules.size).toBe(0);
