@@ -349,7 +349,7 @@ for (const set of SETS) {
       expect(maxDiff(teOnly, noTag)).toBeGreaterThan(0);
       expect(maxDiff(unetOnly, noTag)).toBeGreaterThan(0);
       expect(maxDiff(teOnly, unetOnly)).toBeGreaterThan(0);
-    }, 400_000);
+    }, 800_000);
 
     it('an SD 1.x LoRA on this model: skipped with the reason, the image made anyway', async () => {
       const sd1 = await openModel(goldenPath('tiny-sd', 'tiny-sd.safetensors'));
@@ -366,7 +366,7 @@ for (const set of SETS) {
       expect(r.stderr).toMatch(
         /old\.safetensors: \d+ of \d+ key\(s\) match no layer .*a LoRA for SD 1\.x, this is/,
       );
-    }, 200_000);
+    }, 400_000);
 
     it('a negative-prompt tag is not applied and stays in the negative prompt as text (A1111)', async () => {
       const neg = ['--negative', 'blurry <lora:x:1>'];
@@ -381,7 +381,7 @@ for (const set of SETS) {
       const without = await one(['a red cube', '--model', ckpt, '--negative', 'blurry', ...bare], empty);
       expect(maxDiff(await pixels(r.path), await pixels(without.path))).toBeGreaterThan(0);
       expect((await infotextOf(r.path))['Negative prompt']).toBe('blurry <lora:x:1>');
-    }, 200_000);
+    }, 400_000);
   });
 }
 
@@ -429,5 +429,5 @@ describe('bundle_emb: embeddings inside a LoRA file', () => {
     const fromFolder = await one(['a zqxtoken cube', '--model', ckpt, ...bare], other);
     expect((await pixels(fromFolder.path)).equals(await pixels(withEmb.path))).toBe(true);
     expect(basename(fromFolder.path)).toMatch(/\.png$/);
-  }, 200_000);
+  }, 400_000);
 });
