@@ -386,7 +386,7 @@ for (const set of SETS) {
 }
 
 describe('bundle_emb: embeddings inside a LoRA file', () => {
-  it('are usable in the prompt while the LoRA is active, like the same embedding from the embeddings folder', async () => {
+  it('are usable in the prompt while the LoRA is active, like the same embedding from the embeddings folder; an SD 1.x embedding is skipped', async () => {
     const ckpt = familyCheckpoint('tiny-sd2');
     const src = await openModel(ckpt);
     const table = buildLayerTable(src);
@@ -425,9 +425,15 @@ describe('bundle_emb: embeddings inside a LoRA file', () => {
     const other = await tmp('sdcli-emb-');
     await mkdir(join(other, 'embeddings'), { recursive: true });
     await writeSafetensors(join(other, 'embeddings', 'zqxtoken.safetensors'), [['emb_params', vec]]);
+    // An SD 1.x embedding (768 wide) beside it is skipped as A1111 skips it, with a warning.
+    await writeSafetensors(join(other, 'embeddings', 'oldtok.safetensors'), [
+      ['emb_params', float32ArrayToTensor(rand(2)(768, 0.5), [1, 768])],
+    ]);
     const bare = common.map((a) => (a === dir ? other : a));
-    const fromFolder = await one(['a zqxtoken cube', '--model', ckpt, ...bare], other);
-    expect((await pixels(fromFolder.path)).equals(await pixels(withEmb.path))).toBe(true);
+    const fromFolder = await one(['a zqxtoken cube oldtok', '--model', ckpt, ...bare], other);
+    expect(fromFolder.stderr).toMatch(/embedding "oldtok".*width 768 .*skipped/);
+    const oldWords = await one(['a zqxtoken cube <lora:b:0> oldtok', '--model', ckpt, ...common], dir);
+    expect((await pixels(fromFolder.path)).equals(await pixels(oldWords.path))).toBe(true);
     expect(basename(fromFolder.path)).toMatch(/\.png$/);
   }, 400_000);
 });
