@@ -6,6 +6,7 @@
  * without it are "Unknown" there; `list loras` and the "for another model family" warning use this.
  */
 import type { TensorInfo } from '../formats/tensor.js';
+import { loraArchitecture } from '../models/detect-adapters.js';
 
 export type LoraFamily = 'sd1' | 'sd2' | 'sdxl' | 'unknown';
 
@@ -34,23 +35,16 @@ function inWidth(t: TensorInfo): number | undefined {
   return t.shape.length >= 2 ? t.shape[1] : undefined;
 }
 
-const WIDTH_FAMILY: Record<number, LoraFamily> = { 768: 'sd1', 1024: 'sd2', 2048: 'sdxl' };
-
 function fromKeys(tensors: readonly TensorInfo[]): LoraFamily | undefined {
-  const names = tensors.map((t) => t.name);
-  if (names.some((n) => n.startsWith('lora_te2_') || n.startsWith('text_encoder_2.'))) return 'sdxl';
-  const down = (t: TensorInfo) =>
-    /(lora_down\.weight|lora_A(\.[^.]+)?\.weight|lora\.down\.weight)$/.test(t.name);
-  // The cross-attention key/value projections take the text context: its width names the family.
+  const shapes = new Map(tensors.map((t) => [t.name, t.shape]));
+  // inspect's rule (second text encoder, cross-attention width), without the metadata part.
+  const arch = loraArchitecture([...shapes.keys()], (k) => shapes.get(k), {});
+  if (arch) return arch === 'sdxl-refiner' ? 'sdxl' : arch;
+  // The text encoder's width: 768 CLIP-L (SD 1), 1024 OpenCLIP ViT-H (SD 2).
   for (const t of tensors)
-    if (down(t) && /attn2[._]to_[kv]|attn2\.processor\.to_[kv]/.test(t.name)) {
-      const f = WIDTH_FAMILY[inWidth(t) ?? 0];
-      if (f) return f;
-    }
-  for (const t of tensors)
-    if (down(t) && /^(lora_te_|text_encoder\.)/.test(t.name) && /q_proj/.test(t.name)) {
-      const f = WIDTH_FAMILY[inWidth(t) ?? 0];
-      if (f === 'sd1' || f === 'sd2') return f;
+    if (/^(lora_te_|text_encoder\.).*q_proj.*(lora_down|lora_A)/.test(t.name)) {
+      if (inWidth(t) === 768) return 'sd1';
+      if (inWidth(t) === 1024) return 'sd2';
     }
   return undefined;
 }

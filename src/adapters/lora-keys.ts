@@ -183,6 +183,25 @@ export function matchModuleName(moduleName: string, table: LayerTable): KeyMatch
   return layer ? { key, layer } : { key };
 }
 
+/**
+ * Ours, for names that came from a diffusers/PEFT file: A1111's matching, then the upsampler
+ * placement A1111's conversion gets wrong on SDXL (its `up_blocks.0` has attentions, so the
+ * upsampler is `output_blocks.2.2`, not `.2.1`).
+ */
+export function matchDiffusersModule(moduleName: string, table: LayerTable): KeyMatch {
+  const hit = matchModuleName(moduleName, table);
+  if (hit.layer) return hit;
+  const m = /^lora_unet_up_blocks_(\d+)_upsamplers_0_conv$/.exec(moduleName);
+  if (m) {
+    for (const slot of [1, 2]) {
+      const key = `diffusion_model_output_blocks_${2 + Number(m[1]) * 3}_${slot}_conv`;
+      const layer = table.layers.get(key);
+      if (layer?.type === 'Conv2d') return { key, layer };
+    }
+  }
+  return hit;
+}
+
 /** A file key split into its module part and its network part (`lora_down.weight`, `alpha`, …). */
 export interface SplitKey {
   module: string;

@@ -7,6 +7,7 @@ import type { TensorSource } from '../formats/tensor.js';
 import { UserError } from '../util/errors.js';
 import {
   diffusersToKohya,
+  matchDiffusersModule,
   matchModuleName,
   splitA1111,
   type LayerInfo,
@@ -207,9 +208,9 @@ export async function loadNetwork(
       bundled.set(b[1]!, data);
       continue;
     }
-    const split =
-      ((opts.diffusersNames ?? true) ? diffusersToKohya(key, table.isSdxl) : undefined) ?? splitA1111(key);
-    const match = matchModuleName(split.module, table);
+    const renamed = (opts.diffusersNames ?? true) ? diffusersToKohya(key, table.isSdxl) : undefined;
+    const split = renamed ?? splitA1111(key);
+    const match = renamed ? matchDiffusersModule(split.module, table) : matchModuleName(split.module, table);
     if (!match.layer) {
       unmatched.set(key, match.key);
       continue;

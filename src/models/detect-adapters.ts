@@ -124,9 +124,9 @@ export function loraArchitecture(
   if (/^sd_v1|stable-diffusion-v1/i.test(base)) return 'sd1';
   if (/^sd_(v)?2|stable-diffusion-v2/i.test(base)) return 'sd2';
   if (metadata.ss_v2 === 'True') return 'sd2';
-  if (keys.some((k) => k.startsWith('lora_te2_'))) return 'sdxl';
+  if (keys.some((k) => k.startsWith('lora_te2_') || k.startsWith('text_encoder_2.'))) return 'sdxl';
   for (const k of keys) {
-    if (/attn2_to_k\.(lora_down|lora_A)\.weight$/.test(k)) {
+    if (/attn2[._]to_k\.(lora_down|lora_A)\.weight$/.test(k)) {
       const ctx = shapeOf(k)?.[1];
       if (ctx === 768) return 'sd1';
       if (ctx === 1024) return 'sd2';

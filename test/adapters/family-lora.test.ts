@@ -14,7 +14,12 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listLoras } from '../../src/adapters/listing.js';
 import { loraFamily } from '../../src/adapters/lora-family.js';
-import { buildLayerTable, type LayerTable } from '../../src/adapters/lora-keys.js';
+import {
+  buildLayerTable,
+  diffusersToKohya,
+  matchModuleName,
+  type LayerTable,
+} from '../../src/adapters/lora-keys.js';
 import { activateLoras } from '../../src/adapters/lora-library.js';
 import { computeUpdown } from '../../src/adapters/lora-modules.js';
 import { applyNetworks, loadNetwork, type ActiveNetwork, type LoraNetwork } from '../../src/adapters/lora.js';
@@ -165,6 +170,15 @@ for (const set of SETS) {
             .map((m) => m.sdKey),
         ),
       );
+      // Upsamplers: on SDXL A1111's conversion would put `up_blocks.0` on output_blocks.2.1 (a
+      // SpatialTransformer there); ours finds the conv at .2.2.
+      const ups = peftTargets.find((t) => /upsamplers/.test(t.peft!));
+      expect(ups, 'an upsampler in the PEFT file').toBeDefined();
+      expect([...peft.modules.values()].some((m) => m.layer === ups!.layer)).toBe(true);
+      if (table.isSdxl) {
+        const renamed = diffusersToKohya(`${ups!.peft!}.lora_A.weight`, true)!;
+        expect(matchModuleName(renamed.module, table).layer).not.toBe(ups!.layer);
+      }
       // A1111 1.10 (no renaming): none of them.
       const a1111 = await load(files.get('peft')!, table, false);
       expect(a1111.modules.size).toBe(0);
@@ -335,7 +349,7 @@ for (const set of SETS) {
       expect(maxDiff(teOnly, noTag)).toBeGreaterThan(0);
       expect(maxDiff(unetOnly, noTag)).toBeGreaterThan(0);
       expect(maxDiff(teOnly, unetOnly)).toBeGreaterThan(0);
-    }, 400_000);
+    }, 800_000);
 
     it('an SD 1.x LoRA on this model: skipped with the reason, the image made anyway', async () => {
       const sd1 = await openModel(goldenPath('tiny-sd', 'tiny-sd.safetensors'));
@@ -352,7 +366,7 @@ for (const set of SETS) {
       expect(r.stderr).toMatch(
         /old\.safetensors: \d+ of \d+ key\(s\) match no layer .*a LoRA for SD 1\.x, this is/,
       );
-    }, 200_000);
+    }, 400_000);
 
     it('a negative-prompt tag is not applied and stays in the negative prompt as text (A1111)', async () => {
       const neg = ['--negative', 'blurry <lora:x:1>'];
@@ -367,12 +381,12 @@ for (const set of SETS) {
       const without = await one(['a red cube', '--model', ckpt, '--negative', 'blurry', ...bare], empty);
       expect(maxDiff(await pixels(r.path), await pixels(without.path))).toBeGreaterThan(0);
       expect((await infotextOf(r.path))['Negative prompt']).toBe('blurry <lora:x:1>');
-    }, 200_000);
+    }, 400_000);
   });
 }
 
 describe('bundle_emb: embeddings inside a LoRA file', () => {
-  it('are usable in the prompt while the LoRA is active, like the same embedding from the embeddings folder', async () => {
+  it('are usable in the prompt while the LoRA is active, like the same embedding from the embeddings folder; an SD 1.x embedding is skipped', async () => {
     const ckpt = familyCheckpoint('tiny-sd2');
     const src = await openModel(ckpt);
     const table = buildLayerTable(src);
@@ -411,9 +425,15 @@ describe('bundle_emb: embeddings inside a LoRA file', () => {
     const other = await tmp('sdcli-emb-');
     await mkdir(join(other, 'embeddings'), { recursive: true });
     await writeSafetensors(join(other, 'embeddings', 'zqxtoken.safetensors'), [['emb_params', vec]]);
+    // An SD 1.x embedding (768 wide) beside it is skipped as A1111 skips it, with a warning.
+    await writeSafetensors(join(other, 'embeddings', 'oldtok.safetensors'), [
+      ['emb_params', float32ArrayToTensor(rand(2)(768, 0.5), [1, 768])],
+    ]);
     const bare = common.map((a) => (a === dir ? other : a));
-    const fromFolder = await one(['a zqxtoken cube', '--model', ckpt, ...bare], other);
-    expect((await pixels(fromFolder.path)).equals(await pixels(withEmb.path))).toBe(true);
+    const fromFolder = await one(['a zqxtoken cube oldtok', '--model', ckpt, ...bare], other);
+    expect(fromFolder.stderr).toMatch(/embedding "oldtok".*width 768 .*skipped/);
+    const oldWords = await one(['a zqxtoken cube <lora:b:0> oldtok', '--model', ckpt, ...common], dir);
+    expect((await pixels(fromFolder.path)).equals(await pixels(oldWords.path))).toBe(true);
     expect(basename(fromFolder.path)).toMatch(/\.png$/);
-  }, 200_000);
+  }, 400_000);
 });

@@ -10,6 +10,7 @@ import { writeSafetensors } from '../../src/formats/safetensors.js';
 import type { Tensor } from '../../src/formats/tensor.js';
 import {
   diffusersToKohya,
+  matchDiffusersModule,
   matchModuleName,
   type LayerInfo,
   type LayerTable,
@@ -68,6 +69,10 @@ function diffusersUnetName(rest: string): string | undefined {
     const kind = m[2] === '1' ? 'attentions' : 'resnets';
     return `up_blocks_${Math.floor(n / 3)}_${kind}_${n % 3}_${block(m[2]!, m[3]!)}`;
   }
+  if ((m = /^output_blocks_(\d+)_[12]_conv$/.exec(rest)) && Number(m[1]) % 3 === 2)
+    return `up_blocks_${(Number(m[1]) - 2) / 3}_upsamplers_0_conv`;
+  if ((m = /^input_blocks_(\d+)_0_op$/.exec(rest)) && Number(m[1]) % 3 === 0)
+    return `down_blocks_${Number(m[1]) / 3 - 1}_downsamplers_0_conv`;
   if ((m = /^middle_block_([012])_(.+)$/.exec(rest))) {
     return m[1] === '1'
       ? `mid_block_attentions_0_${m[2]}`
@@ -119,7 +124,7 @@ export function kohyaTargets(table: LayerTable): Target[] {
     .filter((t) => matchModuleName(t.module, table).layer === t.layer)
     .map((t) => {
       const k = t.peft && diffusersToKohya(`${t.peft}.lora_A.weight`, table.isSdxl);
-      const ok = k && matchModuleName(k.module, table).layer === t.layer;
+      const ok = k && matchDiffusersModule(k.module, table).layer === t.layer;
       return ok ? t : { ...t, peft: undefined };
     });
 }
