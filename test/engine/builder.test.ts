@@ -17,16 +17,20 @@ import { buildUNetGraph } from '../../src/models/unet.js';
 import { buildVaeDecoderGraph } from '../../src/models/vae.js';
 import { buildClipTextEncoderGraph } from '../../src/models/clip-text.js';
 import { availableProviders, checkProvider, createSession } from '../../src/runtime/session.js';
-import { loadSd1 } from '../../src/runtime/sd1.js';
+import { loadSd1, type Sd1Model } from '../../src/runtime/sd1.js';
 import { decodeTiled, tileStarts } from '../../src/runtime/tiling.js';
 import { prepareModel, WeightsCache } from '../../src/runtime/weights.js';
 import { UserError } from '../../src/util/errors.js';
 import { goldenPath } from '../helpers/golden.js';
+import { sharedModels } from '../helpers/shared-models.js';
 import { errors, TINY } from './golden.js';
 
 const fp32Path = goldenPath(TINY, 'tiny-sd.safetensors');
 const fp16Path = goldenPath(TINY, 'tiny-sd-fp16.safetensors');
 const cacheDir = mkdtempSync(join(tmpdir(), 'sdstudio-builder-test-'));
+// The tiny checkpoint with default options, loaded once for the tests that only run it.
+const models = sharedModels<Sd1Model>();
+const tinyModel = () => models.get('tiny-sd fp32', () => loadSd1(fp32Path, { cacheDir }));
 let fp32: TensorSource;
 let tensors: Map<string, Tensor>;
 
@@ -37,6 +41,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await models.releaseAll();
   await fp32.close();
   rmSync(cacheDir, { recursive: true, force: true });
 });
@@ -325,8 +330,8 @@ describe('sessions', () => {
   });
 
   it('ControlNet residual and separate key/value inputs change the output only when used', async () => {
-    const m = await loadSd1(fp32Path, { cacheDir });
-    try {
+    const m = await tinyModel();
+    {
       const cfg = m.config.unet;
       const x = { data: Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.sin(i)), dims: [1, 4, 8, 8] };
       const t = { data: new Float32Array([500]), dims: [1] };
@@ -363,16 +368,14 @@ describe('sessions', () => {
       };
       const other = await m.unet({ x, t, context, control: bumped });
       expect(errors(other.data, base.data).maxAbs).toBeGreaterThan(1e-3);
-    } finally {
-      await m.release();
     }
   });
 });
 
 describe('bad inputs', () => {
   it('wrong dims or data lengths are UserErrors naming the input', async () => {
-    const m = await loadSd1(fp32Path, { cacheDir });
-    try {
+    const m = await tinyModel();
+    {
       const ctxDim = m.config.unet.contextDim;
       const t = { data: new Float32Array([1]), dims: [1] };
       const context = { data: new Float32Array(77 * ctxDim), dims: [1, 77, ctxDim] };
@@ -395,8 +398,6 @@ describe('bad inputs', () => {
       await expect(m.vaeDecodeOutputs(z, ['first_stage_model.decoder.conv_in'])).rejects.toThrow(
         /debug: true/,
       );
-    } finally {
-      await m.release();
     }
   });
 });
@@ -443,8 +444,8 @@ describe('tiled VAE', () => {
   });
 
   it('the real decoder tiled stays close to the whole decode and one tile is exact', async () => {
-    const m = await loadSd1(fp32Path, { cacheDir });
-    try {
+    const m = await tinyModel();
+    {
       const z = {
         data: Float32Array.from({ length: 4 * 16 * 16 }, (_, i) => Math.sin(i * 0.1)),
         dims: [1, 4, 16, 16],
@@ -457,8 +458,6 @@ describe('tiled VAE', () => {
       expect(tiled.data.every(Number.isFinite)).toBe(true);
       const enc = await m.vaeEncode(whole, undefined, { tile: 8, overlap: 2 });
       expect(enc.mean.dims).toEqual([1, 4, 16, 16]);
-    } finally {
-      await m.release();
     }
   });
 });

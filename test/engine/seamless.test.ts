@@ -16,11 +16,16 @@ import { loadSd1, type Sd1Model, type TensorF32 } from '../../src/runtime/sd1.js
 import { createSession, f32, runSession } from '../../src/runtime/session.js';
 import { prepareModel } from '../../src/runtime/weights.js';
 import { goldenPath } from '../helpers/golden.js';
+import { sharedModels } from '../helpers/shared-models.js';
 import { errors, TINY } from './golden.js';
 
 const fp32Path = goldenPath(TINY, 'tiny-sd.safetensors');
 const cacheDir = mkdtempSync(join(tmpdir(), 'sdstudio-seamless-test-'));
 afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+// The tiny checkpoint loaded once for the file (its plain and tiled sessions are reused).
+const models = sharedModels<Sd1Model>();
+afterAll(() => models.releaseAll());
+const tinyModel = () => models.get('tiny-sd fp32', () => loadSd1(fp32Path, { cacheDir }));
 
 const wave = (n: number, f = 1) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 * f) + 0.1);
 
@@ -97,9 +102,9 @@ describe('seamless UNet and VAE', () => {
   });
 
   it('circular networks commute with wrap-around shifts; the zero-padded ones do not', async () => {
-    const m = await loadSd1(fp32Path, { cacheDir });
+    const m = await tinyModel();
     const tiled = m.withTiling(true);
-    try {
+    {
       // The UNet halves three times: a shift by 8 latent pixels is a whole pixel at every level.
       const x = { data: wave(4 * 16 * 16), dims: [1, 4, 16, 16] };
       const gap = async (net: Sd1Model) => {
@@ -118,16 +123,13 @@ describe('seamless UNet and VAE', () => {
       };
       expect(await vaeGap(tiled)).toBeLessThan(1e-4);
       expect(await vaeGap(m)).toBeGreaterThan(1e-2);
-    } finally {
-      await tiled.release();
-      await m.release();
     }
   });
 
   it('low-memory tiles of a seamless image wrap around: closer to the circular pass than plain tiles', async () => {
-    const m = await loadSd1(fp32Path, { cacheDir });
+    const m = await tinyModel();
     const tiled = m.withTiling(true);
-    try {
+    {
       const z = { data: wave(4 * 24 * 20, 0.5), dims: [1, 4, 24, 20] };
       const opts = { tile: 16, overlap: 4 };
       const whole = await tiled.vaeDecode(z);
@@ -146,8 +148,6 @@ describe('seamless UNet and VAE', () => {
       expect(encTiles.dims).toEqual(enc.dims);
       const encNoWrap = (await m.vaeEncode(image, undefined, opts)).mean;
       expect(errors(encTiles.data, enc.data).relL2).toBeLessThan(errors(encNoWrap.data, enc.data).relL2);
-    } finally {
-      await m.release();
     }
   });
 });
@@ -183,8 +183,8 @@ describe('sizes the UNet cannot halve evenly', () => {
   });
 
   it('a 9×11 latent runs; the resizing graph equals the plain one where sizes halve evenly', async () => {
-    const m = await loadSd1(fp32Path, { cacheDir });
-    try {
+    const m = await tinyModel();
+    {
       const odd = await m.unet(unetInputs9x11(m));
       expect(odd.dims).toEqual([1, 4, 9, 11]);
       expect(odd.data.every(Number.isFinite)).toBe(true);
@@ -199,8 +199,6 @@ describe('sizes the UNet cannot halve evenly', () => {
       const resized = await runGraph(g, { x: inp.x, timesteps: inp.t, context: inp.context }, 'eps');
       // Not bit-equal: at level 'all' the Resize nodes change how convolutions are blocked.
       expect(errors(resized.data, plain.data).maxAbs).toBeLessThan(1e-5);
-    } finally {
-      await m.release();
     }
   });
 });
@@ -219,7 +217,7 @@ describe('symlinked checkpoints', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sdstudio-link-'));
     const link = join(dir, 'linked.safetensors');
     symlinkSync(fp32Path, link);
-    const direct = await loadSd1(fp32Path, { cacheDir });
+    const direct = await tinyModel();
     const linked = await loadSd1(link, { cacheDir: join(dir, 'cache') });
     try {
       const inp = unetInputs9x11(direct, { data: wave(4 * 8 * 8), dims: [1, 4, 8, 8] });
@@ -233,7 +231,6 @@ describe('symlinked checkpoints', () => {
       );
       expect(prepared.placement).toBe('in-place');
     } finally {
-      await direct.release();
       await linked.release();
       rmSync(dir, { recursive: true, force: true });
     }
