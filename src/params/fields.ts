@@ -658,6 +658,25 @@ export const SETTINGS = {
     group: 'settings',
     infotext: ['NGMS all steps'],
   }),
+  /**
+   * A1111's `inpainting_mask_weight` ("Inpainting conditioning mask strength"): how much of the
+   * masked area an inpainting model's image conditioning blanks out (1 = all, 0 = the whole image).
+   */
+  inpainting_mask_weight: f(Type.Number({ minimum: 0, maximum: 1, default: 1 }), {
+    label: 'Inpainting conditioning mask strength',
+    group: 'settings',
+    step: 0.01,
+    cli: [
+      {
+        flag: 'inpainting-mask-weight',
+        arg: 'X',
+        help: 'inpainting models: 1 blanks the masked area in their image conditioning, 0 shows them the whole image',
+        modes: I2I,
+        defaultText: '1',
+      },
+    ],
+    infotext: ['Conditional mask weight'],
+  }),
   /** A1111's `emphasis`: how (word:1.2) weights apply to the text encoder's output. */
   emphasis: f(Type.String({ default: 'Original' }), {
     label: 'Emphasis mode',

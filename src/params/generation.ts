@@ -52,6 +52,12 @@ export function clipSkipOf(p: GenerationParams): number {
   return Number.isInteger(v) && v >= 1 ? v : 1;
 }
 
+/** A1111's `inpainting_mask_weight` in force (0 … 1, default 1). */
+export function inpaintingMaskWeightOf(p: GenerationParams): number {
+  const v = Number(p.override_settings.inpainting_mask_weight ?? 1);
+  return Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : 1;
+}
+
 export function ensdOf(p: GenerationParams): number {
   const v = Number(p.override_settings.eta_noise_seed_delta ?? 0);
   return Number.isInteger(v) ? v : 0;

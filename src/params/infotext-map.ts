@@ -11,6 +11,7 @@ import {
   clipSkipOf,
   emphasisOf,
   ensdOf,
+  inpaintingMaskWeightOf,
   randnSourceOf,
   sMinUncondAllOf,
   sMinUncondOf,
@@ -25,6 +26,8 @@ export interface InfotextContext {
   mode: 'txt2img' | 'img2img';
   /** img2img with a mask. */
   inpaint?: boolean;
+  /** An inpainting model's image conditioning was made from the init image (A1111 is_using_inpainting_conditioning). */
+  inpaintingConditioning?: boolean;
   modelHash?: string | null;
   modelName?: string | null;
   vaeHash?: string | null;
@@ -195,6 +198,14 @@ export const INFOTEXT_KEYS: readonly InfotextKey[] = [
     key: 'Denoising strength',
     write: ({ p, hires, img2img }) => orNull(hires || img2img, p.denoising_strength),
     read: ({ d, p }) => set(p, 'denoising_strength', num(d, 'Denoising strength')),
+  },
+  {
+    key: 'Conditional mask weight',
+    write: ({ p, ctx }) => orNull(!!ctx.inpaintingConditioning, inpaintingMaskWeightOf(p)),
+    read: ({ d, o }) => {
+      const v = num(d, 'Conditional mask weight');
+      if (v !== undefined && v >= 0 && v <= 1) o.inpainting_mask_weight = v;
+    },
   },
   {
     key: 'Clip skip',

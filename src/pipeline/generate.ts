@@ -460,6 +460,7 @@ export async function generate(
       const fields = paramsToInfotextFields(perImage, {
         mode,
         inpaint: !!prep?.nmask,
+        inpaintingConditioning: !!prep?.imageConditioning,
         modelHash: model.hash,
         modelName: model.name,
         vaeHash: model.vae?.hash ?? null,

@@ -244,6 +244,7 @@ const RANGES: Record<string, [number, number, boolean]> = {
   token_merging_ratio_img2img: [0, 0.9, false],
   token_merging_ratio_hr: [0, 0.9, false],
   initial_noise_multiplier: [0, 10, false],
+  inpainting_mask_weight: [0, 1, false],
 };
 
 /** Why `value` cannot be the setting `key`, or null when it can. */
