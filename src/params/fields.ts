@@ -576,6 +576,21 @@ export const SETTINGS = {
     cli: [{ flag: 'clip-skip', arg: 'N', help: 'stop at the N-th last CLIP layer' }],
     infotext: ['Clip skip'],
   }),
+  /**
+   * A1111's `sdxl_clip_l_skip` ("Clip skip SDXL"): clip skip N also picks SDXL's CLIP-L layer
+   * (hidden_states[-N]); off, CLIP-L always gives its penultimate layer. Not in A1111's infotext.
+   */
+  sdxl_clip_l_skip: f(Type.Boolean({ default: false }), {
+    label: 'Clip skip SDXL',
+    group: 'settings',
+    cli: [
+      {
+        flag: 'sdxl-clip-l-skip',
+        value: true,
+        help: 'apply --clip-skip to SDXL\'s CLIP-L too (A1111 "Clip skip SDXL"; off: CLIP-L always uses its penultimate layer)',
+      },
+    ],
+  }),
   /** ENSD: shifts the seed of the ancestral samplers' per-step noise. */
   eta_noise_seed_delta: f(Type.Integer({ minimum: -MAX_SEED, maximum: MAX_SEED, default: 0 }), {
     label: 'Eta noise seed delta',

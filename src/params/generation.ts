@@ -58,6 +58,12 @@ export function inpaintingMaskWeightOf(p: GenerationParams): number {
   return Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : 1;
 }
 
+/** A1111's `sdxl_clip_l_skip` setting: clip skip also applies to SDXL's CLIP-L. */
+export function sdxlClipLSkipOf(p: GenerationParams): boolean {
+  const v: unknown = p.override_settings.sdxl_clip_l_skip;
+  return v === true || v === 'True' || v === 'true';
+}
+
 export function ensdOf(p: GenerationParams): number {
   const v = Number(p.override_settings.eta_noise_seed_delta ?? 0);
   return Number.isInteger(v) ? v : 0;
