@@ -10,6 +10,7 @@
 import { Type, type TSchema } from 'typebox';
 import {
   EMPHASIS_MODES,
+  HIRES_REFINER_PASSES,
   LIMITS,
   MAX_SEED,
   MAX_TOKEN_MERGE_RATIO,
@@ -590,6 +591,23 @@ export const SETTINGS = {
         help: 'apply --clip-skip to SDXL\'s CLIP-L too (A1111 "Clip skip SDXL"; off: CLIP-L always uses its penultimate layer)',
       },
     ],
+  }),
+  /** A1111's `hires_fix_refiner_pass`: which hires-fix passes the SDXL refiner may take over. */
+  hires_fix_refiner_pass: f(Type.String({ default: 'second pass' }), {
+    label: 'Hires fix: which pass to enable refiner for',
+    group: 'settings',
+    choices: HIRES_REFINER_PASSES,
+    cli: [
+      {
+        flag: 'hires-refiner-pass',
+        arg: 'first|second|both',
+        help: 'which hires-fix passes the --refiner may take over (A1111 hires_fix_refiner_pass)',
+        modes: T2I,
+        choices: { first: 'first pass', second: 'second pass', both: 'both passes' },
+        defaultText: 'second',
+      },
+    ],
+    infotext: ['Hires refiner'],
   }),
   /** ENSD: shifts the seed of the ancestral samplers' per-step noise. */
   eta_noise_seed_delta: f(Type.Integer({ minimum: -MAX_SEED, maximum: MAX_SEED, default: 0 }), {

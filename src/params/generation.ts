@@ -5,7 +5,7 @@
  * is the field table (fields.ts) as a TypeBox schema (schema.ts); this module gathers what the
  * pipeline reads off a request (clip skip, ENSD, seeds, …).
  */
-import { EMPHASIS_MODES, MAX_TOKEN_MERGE_RATIO } from './catalog.js';
+import { EMPHASIS_MODES, HIRES_REFINER_PASSES, MAX_TOKEN_MERGE_RATIO } from './catalog.js';
 import type { GenerationParams } from './schema.js';
 
 export {
@@ -62,6 +62,12 @@ export function inpaintingMaskWeightOf(p: GenerationParams): number {
 export function sdxlClipLSkipOf(p: GenerationParams): boolean {
   const v: unknown = p.override_settings.sdxl_clip_l_skip;
   return v === true || v === 'True' || v === 'true';
+}
+
+/** A1111's `hires_fix_refiner_pass`: "second pass" (default), "first pass" or "both passes". */
+export function hiresRefinerPassOf(p: GenerationParams): (typeof HIRES_REFINER_PASSES)[number] {
+  const v = p.override_settings.hires_fix_refiner_pass;
+  return HIRES_REFINER_PASSES.find((x) => x === v) ?? 'second pass';
 }
 
 export function ensdOf(p: GenerationParams): number {

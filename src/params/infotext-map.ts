@@ -441,6 +441,13 @@ export const INFOTEXT_KEYS: readonly InfotextKey[] = [
   // SDXL refiner: written by the pipeline (only when the switch happened: the title "name [hash]"
   // and the fraction), read back here.
   {
+    key: 'Hires refiner',
+    read: ({ d, o }) => {
+      const v = infotextStr(d, 'Hires refiner');
+      if (v === 'first pass' || v === 'both passes') o.hires_fix_refiner_pass = v;
+    },
+  },
+  {
     key: 'Refiner',
     read: ({ d, p }) => {
       const r = infotextStr(d, 'Refiner');

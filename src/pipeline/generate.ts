@@ -22,6 +22,7 @@ import {
   jobSeeds,
   randnSourceOf,
   resolveSampler,
+  hiresRefinerPassOf,
   sdxlClipLSkipOf,
   sMinUncondAllOf,
   sMinUncondOf,
@@ -238,12 +239,17 @@ export async function generate(
   // SDXL refiner: its own conditioning (bigG only, aesthetic scores), and whether it took over.
   const refiner = hooks.refiner;
   let refinerUsed = false;
+  // Whether the refiner took over in the current batch's first pass (it then keeps the hires pass).
+  let switchedInFirstPass = false;
+  // A1111's hires_fix_refiner_pass: which passes of a hires job the refiner may take over.
+  const refinerPass = hiresRefinerPassOf(p);
   const refinerFor = async (
     texts: { prompt: string; negative: string }[],
     baseConds: ImageConditioning[],
     steps: number,
     size: [number, number],
     hiresSteps?: number,
+    switchAt = refiner?.switchAt ?? 1,
   ): Promise<PassRefiner | undefined> => {
     if (!refiner) return undefined;
     const rc = newConditioner(refiner.model, size[0], size[1]);
@@ -261,9 +267,10 @@ export async function generate(
     return {
       engine: refiner.model.engine,
       latentChannels: refiner.model.latentChannels,
-      switchAt: refiner.switchAt,
+      switchAt,
       onSwitch: () => {
         refinerUsed = true;
+        if (hiresSteps === undefined) switchedInFirstPass = true;
       },
     };
   };
@@ -331,15 +338,17 @@ export async function generate(
     const conds = await Promise.all(
       prompts.map((pr, i) => conditioner.forImage(pr.prompt, negatives[i]!.prompt, steps1)),
     );
-    // The refiner takes the first pass unless the hires fix is on (then only the second pass).
-    const firstRefiner = hires
-      ? undefined
-      : await refinerFor(
-          prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
-          conds,
-          steps1,
-          [p.height, p.width],
-        );
+    // With the hires fix the refiner takes only the second pass unless hires_fix_refiner_pass says.
+    switchedInFirstPass = false;
+    const firstRefiner =
+      hires && refinerPass === 'second pass'
+        ? undefined
+        : await refinerFor(
+            prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
+            conds,
+            steps1,
+            [p.height, p.width],
+          );
     const rngOpts = {
       seeds: bSeeds,
       subseeds: bSubseeds,
@@ -424,7 +433,12 @@ export async function generate(
         hrPrompt: hrStyled.prompt,
         hrNegative: hrStyled.negativePrompt,
         conditioner: conditionerFor,
-        refiner: refinerFor,
+        // A1111 keeps the refiner loaded once it took over: then it runs the whole second pass.
+        refiner: switchedInFirstPass
+          ? (texts, conds, steps, size, hiresSteps) => refinerFor(texts, conds, steps, size, hiresSteps, 0)
+          : refinerPass === 'first pass'
+            ? undefined
+            : refinerFor,
         firstPassCondSteps: steps1,
         condSteps,
         pass: {
@@ -469,7 +483,13 @@ export async function generate(
         vaeName: model.vae?.name ?? null,
         tiHashes: tiHashes(conditioner.usedEmbeddings, hooks.embeddings),
         loraHashes: hooks.loraHashes ?? null,
-        extra: refinerUsed ? { Refiner: refiner!.title, 'Refiner switch at': refiner!.switchAt } : undefined,
+        extra: refinerUsed
+          ? {
+              ...(hires && refinerPass !== 'second pass' ? { 'Hires refiner': refinerPass } : {}),
+              Refiner: refiner!.title,
+              'Refiner switch at': refiner!.switchAt,
+            }
+          : undefined,
         unetPrecision: model.precision,
         version: VERSION,
       });

@@ -234,6 +234,7 @@ const CHOICES: Record<string, readonly string[]> = {
   randn_source: ['GPU', 'CPU', 'NV'],
   samples_format: ['png'],
   emphasis: ['Original', 'No norm', 'None'],
+  hires_fix_refiner_pass: ['first pass', 'second pass', 'both passes'],
 };
 
 const RANGES: Record<string, [number, number, boolean]> = {
