@@ -592,6 +592,22 @@ export const SETTINGS = {
       },
     ],
   }),
+  /**
+   * A1111's `refiner_switch_by_sample_steps`: the refiner switch judges progress by model calls
+   * made / the pass's steps (×2 for second-order samplers) instead of by noise level.
+   */
+  refiner_switch_by_sample_steps: f(Type.Boolean({ default: false }), {
+    label: 'Switch to refiner by sampling steps instead of fraction of sigma',
+    group: 'settings',
+    cli: [
+      {
+        flag: 'refiner-switch-by-steps',
+        value: true,
+        help: "--refiner-switch-at counts the pass's sampling steps, not its noise level (A1111 refiner_switch_by_sample_steps)",
+      },
+    ],
+    infotext: ['Refiner switch by sampling steps'],
+  }),
   /** A1111's `hires_fix_refiner_pass`: which hires-fix passes the SDXL refiner may take over. */
   hires_fix_refiner_pass: f(Type.String({ default: 'second pass' }), {
     label: 'Hires fix: which pass to enable refiner for',

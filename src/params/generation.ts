@@ -70,6 +70,12 @@ export function hiresRefinerPassOf(p: GenerationParams): (typeof HIRES_REFINER_P
   return HIRES_REFINER_PASSES.find((x) => x === v) ?? 'second pass';
 }
 
+/** A1111's `refiner_switch_by_sample_steps` setting. */
+export function refinerSwitchByStepsOf(p: GenerationParams): boolean {
+  const v: unknown = p.override_settings.refiner_switch_by_sample_steps;
+  return v === true || v === 'True' || v === 'true';
+}
+
 export function ensdOf(p: GenerationParams): number {
   const v = Number(p.override_settings.eta_noise_seed_delta ?? 0);
   return Number.isInteger(v) ? v : 0;

@@ -13,6 +13,7 @@ import {
   ensdOf,
   inpaintingMaskWeightOf,
   randnSourceOf,
+  refinerSwitchByStepsOf,
   sMinUncondAllOf,
   sMinUncondOf,
   tokenMergingRatioOf,
@@ -440,6 +441,16 @@ export const INFOTEXT_KEYS: readonly InfotextKey[] = [
   },
   // SDXL refiner: written by the pipeline (only when the switch happened: the title "name [hash]"
   // and the fraction), read back here.
+  {
+    // A1111's apply_refiner records it on every model call while the setting is on, refiner or not.
+    key: 'Refiner switch by sampling steps',
+    write: ({ p }) => orNull(refinerSwitchByStepsOf(p), 'True'),
+    // parseInfotext sets it (true) for A1111 < 1.8 infotexts with a Refiner: they switched by steps.
+    read: ({ d, o }) => {
+      const v = d['Refiner switch by sampling steps'];
+      if (v === true || v === 'True') o.refiner_switch_by_sample_steps = true;
+    },
+  },
   {
     key: 'Hires refiner',
     read: ({ d, o }) => {

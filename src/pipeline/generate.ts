@@ -23,6 +23,7 @@ import {
   randnSourceOf,
   resolveSampler,
   hiresRefinerPassOf,
+  refinerSwitchByStepsOf,
   sdxlClipLSkipOf,
   sMinUncondAllOf,
   sMinUncondOf,
@@ -268,6 +269,7 @@ export async function generate(
       engine: refiner.model.engine,
       latentChannels: refiner.model.latentChannels,
       switchAt,
+      bySteps: refinerSwitchByStepsOf(p),
       onSwitch: () => {
         refinerUsed = true;
         if (hiresSteps === undefined) switchedInFirstPass = true;

@@ -106,4 +106,18 @@ describe('the SDXL refiner in img2img and the hires fix', () => {
     expect((await infotextOf(both))['Hires refiner']).toBe('both passes');
     expect(await pixels(both)).toBe(await pixels(first));
   }, 400_000);
+
+  it('--refiner-switch-by-steps: progress by steps, recorded as A1111 does, kept by --params', async () => {
+    // Steps 8 at denoising 0.5: A1111 runs t_enc + 1 = 5 model calls.
+    const img2img = ['img2img', join(dir, 'init.png'), '--prompt', 'a red cube', '--seed', '9'];
+    const args = [...img2img, '--steps', '8', '--denoise', '0.5', ...refiner, '--refiner-switch-at', '0.3'];
+    const bySigma = await one(args);
+    const bySteps = await one([...args, '--refiner-switch-by-steps']);
+    const info = await infotextOf(bySteps);
+    expect(info).toMatchObject({ 'Refiner switch by sampling steps': 'True', 'Refiner switch at': '0.3' });
+    expect((await infotextOf(bySigma))['Refiner switch by sampling steps']).not.toBe('True');
+    // Half-way down the noise schedule the sigma rule switches at the first call; by steps at the third.
+    expect(await pixels(bySteps)).not.toBe(await pixels(bySigma));
+    await roundTrip('img2img', bySteps, [join(dir, 'init.png')]);
+  }, 400_000);
 });
