@@ -720,7 +720,6 @@ export const SETTINGS = {
         flag: 'inpainting-mask-weight',
         arg: 'X',
         help: 'inpainting models: 1 blanks the masked area in their image conditioning, 0 shows them the whole image',
-        modes: I2I,
         defaultText: '1',
       },
     ],

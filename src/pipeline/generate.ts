@@ -478,7 +478,8 @@ export async function generate(
       const fields = paramsToInfotextFields(perImage, {
         mode,
         inpaint: !!prep?.nmask,
-        inpaintingConditioning: !!prep?.imageConditioning,
+        // A1111 also makes it from the upscaled first pass in the hires fix.
+        inpaintingConditioning: !!prep?.imageConditioning || (hires && model.inpainting),
         modelHash: model.hash,
         modelName: model.name,
         vaeHash: model.vae?.hash ?? null,

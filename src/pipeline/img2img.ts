@@ -32,7 +32,7 @@ import { ImageRng } from '../sampling/seeds.js';
 import { UserError } from '../util/errors.js';
 import type { LoadedModel } from './model.js';
 import { concat } from './sample.js';
-import { encodeImage } from './vae.js';
+import { decodeLatentsRaw, encodeImage } from './vae.js';
 
 export interface Img2ImgPrep {
   /** Per batch slot: the init latent [C·h·w]. */
@@ -220,6 +220,26 @@ export async function prepareImg2Img(
     imageConditioning: model.inpainting ? imageConditioning : null,
     batchSize,
   };
+}
+
+/**
+ * Inpainting-model conditioning of the hires pass: A1111 runs img2img_image_conditioning on the
+ * decoded upscaled latents with no mask (all ones), so the image is lerp(image, 0, weight). At
+ * weight 1 that is txt2img's all-blank conditioning, which needs no decode.
+ */
+export async function hiresConditioning(
+  model: LoadedModel,
+  latents: Float32Array,
+  dims: readonly [number, number, number, number],
+  maskWeight: number,
+): Promise<Float32Array | undefined> {
+  const [b, , h, w] = dims;
+  if (!model.inpainting || maskWeight === 1) return txt2imgConditioning(model, w * 8, h * 8, b);
+  const images = await decodeLatentsRaw(model.engine, latents, dims, model.scaleFactor);
+  const out: Float32Array[] = [];
+  for (const img of images)
+    out.push(await inpaintConditioning(model, img.data, w * 8, h * 8, null, maskWeight));
+  return concat(out);
 }
 
 /** Inpainting-model conditioning for txt2img: an all-ones mask over a black image. */

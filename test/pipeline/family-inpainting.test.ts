@@ -6,6 +6,7 @@
  * `inpainting_mask_weight` setting, which changes the image), and `--params` re-runs to the same
  * bytes. SD 2.0 depth (5 channels) and unCLIP files are refused with one line.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,15 +123,24 @@ for (const set of SETS) {
       expect((await readFile(copy!)).equals(await readFile(halfPath!))).toBe(true);
     });
 
-    it('txt2img with the inpainting checkpoint writes no "Conditional mask weight" (A1111 sets it only from an init image)', async () => {
-      const ckpt = join(dir, `${set}-inpainting.safetensors`);
-      const r = await runCli(
-        ['txt2img', 'a cube', '--steps', '2', '--width', '64', '--height', '64', '--model', ckpt],
-        dir,
-      );
-      expect(r.code, r.stderr).toBe(0);
-      const info = await infotextOf(r.stdout.trim().split('\n')[0]!);
-      expect(info['Conditional mask weight']).toBeUndefined();
+    it('txt2img: no "Conditional mask weight"; the hires pass records and uses it (A1111 conditions it on the upscaled first pass)', async () => {
+      const built = join(dir, `${set}-inpainting.safetensors`);
+      const ckpt = existsSync(built)
+        ? built
+        : await writeVariant(set, base, dir, `${set}-inpainting`, { channels: 9 });
+      const args = ['txt2img', 'a cube', '--steps', '2', '--width', '64', '--height', '64', '--model', ckpt];
+      const run = async (...extra: string[]) => {
+        const r = await runCli([...args, ...extra], dir);
+        expect(r.code, r.stderr).toBe(0);
+        return r.stdout.trim().split('\n')[0]!;
+      };
+      expect((await infotextOf(await run()))['Conditional mask weight']).toBeUndefined();
+      const hires = ['--hires', '--hires-scale', '1.5', '--hires-steps', '2'];
+      const full = await run(...hires);
+      expect((await infotextOf(full))['Conditional mask weight']).toBe('1');
+      const half = await run(...hires, '--inpainting-mask-weight', '0.5');
+      expect((await infotextOf(half))['Conditional mask weight']).toBe('0.5');
+      expect((await rgb(half)).equals(await rgb(full))).toBe(false);
     });
 
     // Depth and unCLIP models exist for SD 2.x only.
