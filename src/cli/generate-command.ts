@@ -123,6 +123,11 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     // A person at a terminal means "this image": its own size, not A1111's 512 default.
     Object.assign(merged, img2imgSize(initImages[0]!, merged.width, merged.height));
   }
+  // txt2img sides given by neither a flag nor --params take the model family's default size.
+  const sizeFromModel =
+    mode === 'txt2img'
+      ? { width: merged.width === undefined, height: merged.height === undefined }
+      : undefined;
   const params = withDefaults(merged, { nameOf: flagNameOf(values, mode) });
   const preview = previewFlags(values);
   const mask = values.mask ? await readImageFile(values.mask, 'mask') : null;
@@ -135,6 +140,7 @@ export async function runGenerateCommand(mode: 'txt2img' | 'img2img', argv: stri
     mask,
     model: values.model,
     vae: values.vae,
+    sizeFromModel,
     lenientSettings: true,
     provider: values.provider,
     precision: values.precision,

@@ -35,7 +35,7 @@ export type ModelKind =
   'checkpoint' | 'lora' | 'embedding' | 'hypernetwork' | 'vae' | 'controlnet' | 'upscaler' | 'unknown';
 export type Architecture = Arch;
 export type Prediction = 'eps' | 'v';
-export type Variant = 'normal' | 'inpaint' | 'instruct-pix2pix' | 'depth';
+export type Variant = 'normal' | 'inpaint' | 'instruct-pix2pix' | 'depth' | 'unclip';
 
 export interface ModelConfig {
   unet?: UnetConfig;
@@ -270,6 +270,9 @@ function classifyCheckpoint(
 
   const inCh = unet?.in_channels;
   if (keys.some((k) => k.startsWith('depth_model.')) || inCh === 5) info.variant = 'depth';
+  // SD 2.1 unCLIP: a CLIP image embedder and its noise augmentor beside a 4-channel UNet.
+  else if (keys.some((k) => k.startsWith('embedder.') || k.startsWith('noise_augmentor.')))
+    info.variant = 'unclip';
   else if (inCh === 9) info.variant = 'inpaint';
   else if (inCh === 8) info.variant = 'instruct-pix2pix';
 
@@ -292,6 +295,7 @@ function classifyCheckpoint(
   if (opts.vPred) info.prediction = 'v';
   else if (sidecar) info.prediction = sidecar.parameterization;
   else if (!unet || arch === null) info.prediction = null;
-  else if (arch === 'sd2') info.prediction = info.variant === 'normal' ? null : 'eps';
+  else if (arch === 'sd2')
+    info.prediction = info.variant === 'normal' || info.variant === 'unclip' ? null : 'eps';
   else info.prediction = has('v_pred') ? 'v' : 'eps';
 }

@@ -124,13 +124,12 @@ export function diffusionConfigFromSource(src: TensorSource, opts: FamilyOptions
   }
   const family = info.architecture;
   if (family === null) throw new UserError(`${src.path}: cannot tell which Stable Diffusion family this is`);
-  if (info.variant === 'depth') {
+  if (info.variant === 'depth' || info.variant === 'unclip') {
+    // Both need an extra input we do not make (a depth map; a CLIP image embedding).
+    const what = info.variant === 'depth' ? 'an SD 2.0 depth (depth2img) model' : 'an SD 2.x unCLIP model';
     throw new UserError(
-      `${src.path}: SD 2.0 depth models are not supported (use an SD 2.x txt2img or inpainting model)`,
+      `${src.path} is ${what}, which SD Studio does not run; use an SD 2.x, SDXL or inpainting checkpoint`,
     );
-  }
-  if (src.keys().some((k) => k.startsWith('embedder.') || k.startsWith('noise_augmentor.'))) {
-    throw new UserError(`${src.path}: SD 2.x unCLIP models are not supported`);
   }
   if (info.variant === 'instruct-pix2pix') {
     throw new UserError(`${src.path}: instruct-pix2pix models are not supported`);

@@ -67,6 +67,9 @@ export const RESIZE_MODES = [
  */
 export const EMPHASIS_MODES = ['Original', 'No norm', 'Ignore', 'None'] as const;
 
+/** A1111's `hires_fix_refiner_pass` setting: which hires-fix passes the SDXL refiner may take over. */
+export const HIRES_REFINER_PASSES = ['second pass', 'first pass', 'both passes'] as const;
+
 /** A1111's `randn_source` setting. */
 export const RANDN_SOURCES = ['GPU', 'CPU', 'NV'] as const;
 

@@ -10,6 +10,7 @@
 import { Type, type TSchema } from 'typebox';
 import {
   EMPHASIS_MODES,
+  HIRES_REFINER_PASSES,
   LIMITS,
   MAX_SEED,
   MAX_TOKEN_MERGE_RATIO,
@@ -576,6 +577,54 @@ export const SETTINGS = {
     cli: [{ flag: 'clip-skip', arg: 'N', help: 'stop at the N-th last CLIP layer' }],
     infotext: ['Clip skip'],
   }),
+  /**
+   * A1111's `sdxl_clip_l_skip` ("Clip skip SDXL"): clip skip N also picks SDXL's CLIP-L layer
+   * (hidden_states[-N]); off, CLIP-L always gives its penultimate layer. Not in A1111's infotext.
+   */
+  sdxl_clip_l_skip: f(Type.Boolean({ default: false }), {
+    label: 'Clip skip SDXL',
+    group: 'settings',
+    cli: [
+      {
+        flag: 'sdxl-clip-l-skip',
+        value: true,
+        help: 'apply --clip-skip to SDXL\'s CLIP-L too (A1111 "Clip skip SDXL"; off: CLIP-L always uses its penultimate layer)',
+      },
+    ],
+  }),
+  /**
+   * A1111's `refiner_switch_by_sample_steps`: the refiner switch judges progress by model calls
+   * made / the pass's steps (×2 for second-order samplers) instead of by noise level.
+   */
+  refiner_switch_by_sample_steps: f(Type.Boolean({ default: false }), {
+    label: 'Switch to refiner by sampling steps instead of fraction of sigma',
+    group: 'settings',
+    cli: [
+      {
+        flag: 'refiner-switch-by-steps',
+        value: true,
+        help: "--refiner-switch-at counts the pass's sampling steps, not its noise level (A1111 refiner_switch_by_sample_steps)",
+      },
+    ],
+    infotext: ['Refiner switch by sampling steps'],
+  }),
+  /** A1111's `hires_fix_refiner_pass`: which hires-fix passes the SDXL refiner may take over. */
+  hires_fix_refiner_pass: f(Type.String({ default: 'second pass' }), {
+    label: 'Hires fix: which pass to enable refiner for',
+    group: 'settings',
+    choices: HIRES_REFINER_PASSES,
+    cli: [
+      {
+        flag: 'hires-refiner-pass',
+        arg: 'first|second|both',
+        help: 'which hires-fix passes the --refiner may take over (A1111 hires_fix_refiner_pass)',
+        modes: T2I,
+        choices: { first: 'first pass', second: 'second pass', both: 'both passes' },
+        defaultText: 'second',
+      },
+    ],
+    infotext: ['Hires refiner'],
+  }),
   /** ENSD: shifts the seed of the ancestral samplers' per-step noise. */
   eta_noise_seed_delta: f(Type.Integer({ minimum: -MAX_SEED, maximum: MAX_SEED, default: 0 }), {
     label: 'Eta noise seed delta',
@@ -657,6 +706,24 @@ export const SETTINGS = {
     label: 'NGMS: skip on all steps',
     group: 'settings',
     infotext: ['NGMS all steps'],
+  }),
+  /**
+   * A1111's `inpainting_mask_weight` ("Inpainting conditioning mask strength"): how much of the
+   * masked area an inpainting model's image conditioning blanks out (1 = all, 0 = the whole image).
+   */
+  inpainting_mask_weight: f(Type.Number({ minimum: 0, maximum: 1, default: 1 }), {
+    label: 'Inpainting conditioning mask strength',
+    group: 'settings',
+    step: 0.01,
+    cli: [
+      {
+        flag: 'inpainting-mask-weight',
+        arg: 'X',
+        help: 'inpainting models: 1 blanks the masked area in their image conditioning, 0 shows them the whole image',
+        defaultText: '1',
+      },
+    ],
+    infotext: ['Conditional mask weight'],
   }),
   /** A1111's `emphasis`: how (word:1.2) weights apply to the text encoder's output. */
   emphasis: f(Type.String({ default: 'Original' }), {

@@ -5,7 +5,7 @@
  * is the field table (fields.ts) as a TypeBox schema (schema.ts); this module gathers what the
  * pipeline reads off a request (clip skip, ENSD, seeds, …).
  */
-import { EMPHASIS_MODES, MAX_TOKEN_MERGE_RATIO } from './catalog.js';
+import { EMPHASIS_MODES, HIRES_REFINER_PASSES, MAX_TOKEN_MERGE_RATIO } from './catalog.js';
 import type { GenerationParams } from './schema.js';
 
 export {
@@ -50,6 +50,30 @@ export {
 export function clipSkipOf(p: GenerationParams): number {
   const v = Number(p.override_settings.CLIP_stop_at_last_layers ?? 1);
   return Number.isInteger(v) && v >= 1 ? v : 1;
+}
+
+/** A1111's `inpainting_mask_weight` in force (0 … 1, default 1). */
+export function inpaintingMaskWeightOf(p: GenerationParams): number {
+  const v = Number(p.override_settings.inpainting_mask_weight ?? 1);
+  return Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : 1;
+}
+
+/** A1111's `sdxl_clip_l_skip` setting: clip skip also applies to SDXL's CLIP-L. */
+export function sdxlClipLSkipOf(p: GenerationParams): boolean {
+  const v: unknown = p.override_settings.sdxl_clip_l_skip;
+  return v === true || v === 'True' || v === 'true';
+}
+
+/** A1111's `hires_fix_refiner_pass`: "second pass" (default), "first pass" or "both passes". */
+export function hiresRefinerPassOf(p: GenerationParams): (typeof HIRES_REFINER_PASSES)[number] {
+  const v = p.override_settings.hires_fix_refiner_pass;
+  return HIRES_REFINER_PASSES.find((x) => x === v) ?? 'second pass';
+}
+
+/** A1111's `refiner_switch_by_sample_steps` setting. */
+export function refinerSwitchByStepsOf(p: GenerationParams): boolean {
+  const v: unknown = p.override_settings.refiner_switch_by_sample_steps;
+  return v === true || v === 'True' || v === 'true';
 }
 
 export function ensdOf(p: GenerationParams): number {

@@ -11,7 +11,9 @@ import {
   clipSkipOf,
   emphasisOf,
   ensdOf,
+  inpaintingMaskWeightOf,
   randnSourceOf,
+  refinerSwitchByStepsOf,
   sMinUncondAllOf,
   sMinUncondOf,
   tokenMergingRatioOf,
@@ -25,6 +27,8 @@ export interface InfotextContext {
   mode: 'txt2img' | 'img2img';
   /** img2img with a mask. */
   inpaint?: boolean;
+  /** An inpainting model's image conditioning was made from the init image (A1111 is_using_inpainting_conditioning). */
+  inpaintingConditioning?: boolean;
   modelHash?: string | null;
   modelName?: string | null;
   vaeHash?: string | null;
@@ -195,6 +199,14 @@ export const INFOTEXT_KEYS: readonly InfotextKey[] = [
     key: 'Denoising strength',
     write: ({ p, hires, img2img }) => orNull(hires || img2img, p.denoising_strength),
     read: ({ d, p }) => set(p, 'denoising_strength', num(d, 'Denoising strength')),
+  },
+  {
+    key: 'Conditional mask weight',
+    write: ({ p, ctx }) => orNull(!!ctx.inpaintingConditioning, inpaintingMaskWeightOf(p)),
+    read: ({ d, o }) => {
+      const v = num(d, 'Conditional mask weight');
+      if (v !== undefined && v >= 0 && v <= 1) o.inpainting_mask_weight = v;
+    },
   },
   {
     key: 'Clip skip',
@@ -429,6 +441,23 @@ export const INFOTEXT_KEYS: readonly InfotextKey[] = [
   },
   // SDXL refiner: written by the pipeline (only when the switch happened: the title "name [hash]"
   // and the fraction), read back here.
+  {
+    // A1111's apply_refiner records it on every model call while the setting is on, refiner or not.
+    key: 'Refiner switch by sampling steps',
+    write: ({ p }) => orNull(refinerSwitchByStepsOf(p), 'True'),
+    // parseInfotext sets it (true) for A1111 < 1.8 infotexts with a Refiner: they switched by steps.
+    read: ({ d, o }) => {
+      const v = d['Refiner switch by sampling steps'];
+      if (v === true || v === 'True') o.refiner_switch_by_sample_steps = true;
+    },
+  },
+  {
+    key: 'Hires refiner',
+    read: ({ d, o }) => {
+      const v = infotextStr(d, 'Hires refiner');
+      if (v === 'first pass' || v === 'both passes') o.hires_fix_refiner_pass = v;
+    },
+  },
   {
     key: 'Refiner',
     read: ({ d, p }) => {

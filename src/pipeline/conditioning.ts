@@ -46,6 +46,8 @@ export interface ConditioningOptions {
   chunkOptions?: ChunkOptions;
   /** A1111's `emphasis` setting; default "Original". */
   emphasis?: EmphasisMode;
+  /** A1111's `sdxl_clip_l_skip`: clip skip applies to SDXL's CLIP-L (hidden_states[-N], no norm). */
+  sdxlClipLSkip?: boolean;
   /**
    * SDXL: the image size (height, width) the vector's original and target sizes take (A1111: the
    * pass's image size) and the crop (A1111 `sdxl_crop_top` / `sdxl_crop_left`, default 0, 0).
@@ -163,7 +165,9 @@ export class Conditioner {
             if (n > 0) emb.data.set(rows.subarray(0, n * tw), (b * T + fix.offset + 1) * tw);
           }
         });
-        const r = await this.o.model.encodeTower(emb, ids, this.o.clipSkip, ti);
+        const r = await this.o.model.encodeTower(emb, ids, this.o.clipSkip, ti, {
+          sdxlClipLSkip: this.o.sdxlClipLSkip,
+        });
         const weighted = applyEmphasis(
           r.context.data,
           [batch.length, T, tw],

@@ -22,6 +22,9 @@ import {
   jobSeeds,
   randnSourceOf,
   resolveSampler,
+  hiresRefinerPassOf,
+  refinerSwitchByStepsOf,
+  sdxlClipLSkipOf,
   sMinUncondAllOf,
   sMinUncondOf,
   tokenMergingRatioOf,
@@ -221,6 +224,7 @@ export async function generate(
       model: m.engine,
       tokenizer: m.tokenizer,
       clipSkip: clipSkipOf(p),
+      sdxlClipLSkip: sdxlClipLSkipOf(p),
       embeddings: hooks.embeddings,
       emphasis: emphasisOf(p),
       sdxl: { size: [height, width] },
@@ -236,12 +240,17 @@ export async function generate(
   // SDXL refiner: its own conditioning (bigG only, aesthetic scores), and whether it took over.
   const refiner = hooks.refiner;
   let refinerUsed = false;
+  // Whether the refiner took over in the current batch's first pass (it then keeps the hires pass).
+  let switchedInFirstPass = false;
+  // A1111's hires_fix_refiner_pass: which passes of a hires job the refiner may take over.
+  const refinerPass = hiresRefinerPassOf(p);
   const refinerFor = async (
     texts: { prompt: string; negative: string }[],
     baseConds: ImageConditioning[],
     steps: number,
     size: [number, number],
     hiresSteps?: number,
+    switchAt = refiner?.switchAt ?? 1,
   ): Promise<PassRefiner | undefined> => {
     if (!refiner) return undefined;
     const rc = newConditioner(refiner.model, size[0], size[1]);
@@ -259,9 +268,11 @@ export async function generate(
     return {
       engine: refiner.model.engine,
       latentChannels: refiner.model.latentChannels,
-      switchAt: refiner.switchAt,
+      switchAt,
+      bySteps: refinerSwitchByStepsOf(p),
       onSwitch: () => {
         refinerUsed = true;
+        if (hiresSteps === undefined) switchedInFirstPass = true;
       },
     };
   };
@@ -337,15 +348,17 @@ export async function generate(
     const conds = await Promise.all(
       prompts.map((pr, i) => conditioner.forImage(pr.prompt, negatives[i]!.prompt, steps1)),
     );
-    // The refiner takes the first pass unless the hires fix is on (then only the second pass).
-    const firstRefiner = hires
-      ? undefined
-      : await refinerFor(
-          prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
-          conds,
-          steps1,
-          [p.height, p.width],
-        );
+    // With the hires fix the refiner takes only the second pass unless hires_fix_refiner_pass says.
+    switchedInFirstPass = false;
+    const firstRefiner =
+      hires && refinerPass === 'second pass'
+        ? undefined
+        : await refinerFor(
+            prompts.map((pr, i) => ({ prompt: pr.prompt, negative: negatives[i]!.prompt })),
+            conds,
+            steps1,
+            [p.height, p.width],
+          );
     const rngOpts = {
       seeds: bSeeds,
       subseeds: bSubseeds,
@@ -430,7 +443,12 @@ export async function generate(
         hrPrompt: hrStyled.prompt,
         hrNegative: hrStyled.negativePrompt,
         conditioner: conditionerFor,
-        refiner: refinerFor,
+        // A1111 keeps the refiner loaded once it took over: then it runs the whole second pass.
+        refiner: switchedInFirstPass
+          ? (texts, conds, steps, size, hiresSteps) => refinerFor(texts, conds, steps, size, hiresSteps, 0)
+          : refinerPass === 'first pass'
+            ? undefined
+            : refinerFor,
         firstPassCondSteps: steps1,
         condSteps,
         pass: {
@@ -468,13 +486,21 @@ export async function generate(
       const fields = paramsToInfotextFields(perImage, {
         mode,
         inpaint: !!prep?.nmask,
+        // A1111 also makes it from the upscaled first pass in the hires fix.
+        inpaintingConditioning: !!prep?.imageConditioning || (hires && model.inpainting),
         modelHash: model.hash,
         modelName: model.name,
         vaeHash: model.vae?.hash ?? null,
         vaeName: model.vae?.name ?? null,
         tiHashes: tiHashes(conditioner.usedEmbeddings, hooks.embeddings),
         loraHashes: hooks.loraHashes ?? null,
-        extra: refinerUsed ? { Refiner: refiner!.title, 'Refiner switch at': refiner!.switchAt } : undefined,
+        extra: refinerUsed
+          ? {
+              ...(hires && refinerPass !== 'second pass' ? { 'Hires refiner': refinerPass } : {}),
+              Refiner: refiner!.title,
+              'Refiner switch at': refiner!.switchAt,
+            }
+          : undefined,
         unetPrecision: model.precision,
         version: VERSION,
       });

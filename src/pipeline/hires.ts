@@ -8,6 +8,7 @@ import { cropLatent, interpolate, LATENT_MODES } from '../image/latents.js';
 import { parseExtraNetworks } from '../prompt/extra-networks.js';
 import {
   hiresTargetSize,
+  inpaintingMaskWeightOf,
   randnSourceOf,
   resolveSampler,
   tokenMergingRatioOf,
@@ -18,7 +19,7 @@ import type { Conditioner } from './conditioning.js';
 import type { ImageConditioning } from './denoiser.js';
 import type { LoadedModel } from './model.js';
 import { concat, samplePass, type Dims, type PassArgs, type PassRefiner, type PassResult } from './sample.js';
-import { txt2imgConditioning } from './img2img.js';
+import { hiresConditioning } from './img2img.js';
 import { decodeLatents, encodeImage } from './vae.js';
 
 function upscalerKernel(name: string): 'lanczos3' | 'nearest' {
@@ -134,7 +135,12 @@ export async function hiresPass(a: HiresArgs): Promise<Pick<PassResult, 'x' | 's
     dims,
     denoisingStrength: p.denoising_strength,
     fixSteps: true,
-    imageConditioning: await txt2imgConditioning(model, dims[3] * 8, dims[2] * 8, batch),
+    imageConditioning: await hiresConditioning(
+      model,
+      cropped.data as Float32Array,
+      dims,
+      inpaintingMaskWeightOf(p),
+    ),
     tokenMergeRatio: tokenMergingRatioOf(p, 'hires'),
   });
   return { ...r, dims };

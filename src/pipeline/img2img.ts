@@ -27,12 +27,12 @@ import {
   overlayMaskWholePicture,
   type PasteLocation,
 } from '../image/masks.js';
-import { randnSourceOf, type GenerationParams } from '../params/generation.js';
+import { inpaintingMaskWeightOf, randnSourceOf, type GenerationParams } from '../params/generation.js';
 import { ImageRng } from '../sampling/seeds.js';
 import { UserError } from '../util/errors.js';
 import type { LoadedModel } from './model.js';
 import { concat } from './sample.js';
-import { encodeImage } from './vae.js';
+import { decodeLatentsRaw, encodeImage } from './vae.js';
 
 export interface Img2ImgPrep {
   /** Per batch slot: the init latent [C·h·w]. */
@@ -47,19 +47,25 @@ export interface Img2ImgPrep {
   batchSize: number;
 }
 
+/**
+ * An inpainting model's image conditioning: the rounded mask at latent size and the latent of the
+ * image with the masked area blanked. `maskWeight` is A1111's inpainting_mask_weight: the image is
+ * lerp(image, image · (1 − mask), weight), so 0 shows the model the whole image.
+ */
 export async function inpaintConditioning(
   model: LoadedModel,
   imageTensor: Float32Array,
   width: number,
   height: number,
   mask: GrayImage | null,
+  maskWeight = 1,
 ): Promise<Float32Array> {
   const n = width * height;
   const masked = new Float32Array(imageTensor.length);
   const bin = new Float32Array(n);
   for (let i = 0; i < n; i++) bin[i] = mask ? Math.round(mask.data[i]! / 255) : 1;
   for (let c = 0; c < 3; c++)
-    for (let i = 0; i < n; i++) masked[c * n + i] = imageTensor[c * n + i]! * (1 - bin[i]!);
+    for (let i = 0; i < n; i++) masked[c * n + i] = imageTensor[c * n + i]! * (1 - maskWeight * bin[i]!);
   const lat = await encodeImage(
     model.engine,
     { data: masked, width, height },
@@ -184,7 +190,7 @@ export async function prepareImg2Img(
         image.width === W && image.height === H
           ? imageToTensor(image)
           : imageToTensor(await resizeRgb(image, W, H));
-      imageConditioning.push(await inpaintConditioning(model, t, W, H, imageMask));
+      imageConditioning.push(await inpaintConditioning(model, t, W, H, imageMask, inpaintingMaskWeightOf(p)));
     }
   }
 
@@ -214,6 +220,26 @@ export async function prepareImg2Img(
     imageConditioning: model.inpainting ? imageConditioning : null,
     batchSize,
   };
+}
+
+/**
+ * Inpainting-model conditioning of the hires pass: A1111 runs img2img_image_conditioning on the
+ * decoded upscaled latents with no mask (all ones), so the image is lerp(image, 0, weight). At
+ * weight 1 that is txt2img's all-blank conditioning, which needs no decode.
+ */
+export async function hiresConditioning(
+  model: LoadedModel,
+  latents: Float32Array,
+  dims: readonly [number, number, number, number],
+  maskWeight: number,
+): Promise<Float32Array | undefined> {
+  const [b, , h, w] = dims;
+  if (!model.inpainting || maskWeight === 1) return txt2imgConditioning(model, w * 8, h * 8, b);
+  const images = await decodeLatentsRaw(model.engine, latents, dims, model.scaleFactor);
+  const out: Float32Array[] = [];
+  for (const img of images)
+    out.push(await inpaintConditioning(model, img.data, w * 8, h * 8, null, maskWeight));
+  return concat(out);
 }
 
 /** Inpainting-model conditioning for txt2img: an all-ones mask over a black image. */

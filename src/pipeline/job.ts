@@ -52,6 +52,13 @@ export interface JobRequest {
    * is replaced by the default with a warning instead of failing the job.
    */
   lenientSettings?: boolean;
+  /**
+   * Sides of the image the user did not give (the CLI's txt2img without --width/--height): they
+   * take the model family's default size (`DiffusionConfig.defaultSize`: 768 for SD 2.x v, 1024 for
+   * SDXL) instead of the params' 512, with a notice. The API leaves this unset: A1111's API default
+   * is 512 for every family.
+   */
+  sizeFromModel?: { width: boolean; height: boolean };
   /** onnxruntime execution provider (default cpu); checked before anything loads. */
   provider?: string;
   /** UNet precision asked for explicitly: it must run on the provider. */
@@ -329,7 +336,7 @@ export async function runJob(
   const warn = hooks.warn ?? (() => undefined);
   const stop = hooks.stop ?? { interrupted: false, skipped: false };
   const resolved = await resolveJob(request, library, warn);
-  const p = resolved.params;
+  let p = resolved.params;
   const save = resolved.outRoot !== null;
   const send = request.output?.sendImages ?? !save;
   const wantGrid = request.output?.grid !== false;
@@ -359,6 +366,8 @@ export async function runJob(
     for (const w of model.loraWarnings ?? []) warn(w);
     const { hypernetworkHooks } = await import('../adapters/run-hypernetworks.js');
     const unetHooks = await hypernetworkHooks(resolved.hypernetworks, model.engine.family, warn);
+    p = familySize(p, request.sizeFromModel, model, hooks.notice ?? warn);
+    request = { ...request, params: p };
     const refinerModel = refinerLease?.model;
     const refiner = refinerModel
       ? {
@@ -483,6 +492,27 @@ export async function runJob(
     lease.done();
   }
 }
+
+/** The model family's default size on the sides `unset` names, said once when it is not 512. */
+function familySize(
+  p: GenerationParams,
+  unset: JobRequest['sizeFromModel'],
+  model: { engine: { family: string; config: { defaultSize: number } } },
+  notice: (m: string) => void,
+): GenerationParams {
+  const size = model.engine.config.defaultSize;
+  if (!unset || (!unset.width && !unset.height)) return p;
+  const width = unset.width ? size : p.width;
+  const height = unset.height ? size : p.height;
+  if (width === p.width && height === p.height) return p;
+  const which = unset.width && unset.height ? '--width/--height' : unset.width ? '--width' : '--height';
+  notice(
+    `size ${width}x${height}: the default of ${FAMILY_NAMES[model.engine.family] ?? model.engine.family} models (give ${which} to choose)`,
+  );
+  return { ...p, width, height };
+}
+
+const FAMILY_NAMES: Record<string, string> = { sd1: 'SD 1.x', sd2: 'SD 2.x v-prediction', sdxl: 'SDXL' };
 
 function timestamp(d: Date): string {
   const pad = (n: number) => String(n).padStart(2, '0');

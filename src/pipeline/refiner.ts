@@ -21,6 +21,26 @@ export function refinerCompletedRatio(schedule: Pick<SigmaModel, 'sigmas'>, sigm
 }
 
 /**
+ * A1111's `refiner_switch_by_sample_steps` gate: at model call `step` (0-based, A1111's
+ * CFGDenoiser.step) progress is step / totalSteps (the pass's steps, ×2 for second-order samplers);
+ * open for good from the first call at or past `switchAt`.
+ */
+export function refinerStepGate(
+  totalSteps: number,
+  switchAt: number,
+  onSwitch: () => void,
+): (step: number) => boolean {
+  let switched = false;
+  return (step) => {
+    if (!switched && step / totalSteps >= switchAt) {
+      switched = true;
+      onSwitch();
+    }
+    return switched;
+  };
+}
+
+/**
  * Whether the refiner runs a UNet call at model timestep `t` (k-diffusion calls carry the continuous
  * t of their sigma, the timestep samplers an integer one): false until a call's progress reaches
  * `switchAt`, then true for good; `onSwitch` is told once.

@@ -21,7 +21,7 @@ import type { DiscreteSchedule } from '../sampling/schedules.js';
 import type { ImageRng } from '../sampling/seeds.js';
 import { UserError } from '../util/errors.js';
 import { CfgDenoiser, type DenoiserOptions, type ImageConditioning } from './denoiser.js';
-import { refinerGate } from './refiner.js';
+import { refinerGate, refinerStepGate } from './refiner.js';
 
 export type Dims = [number, number, number, number];
 
@@ -57,6 +57,8 @@ export interface PassRefiner {
   engine: Pick<Sd1Model, 'unet'>;
   latentChannels: number;
   switchAt: number;
+  /** Judge progress by model calls / steps (A1111 refiner_switch_by_sample_steps), not by sigma. */
+  bySteps?: boolean;
   /** Told once, when the refiner takes over. */
   onSwitch: () => void;
 }
@@ -125,7 +127,15 @@ export async function samplePass(a: PassArgs): Promise<PassResult> {
   if (refiner && refiner.latentChannels !== c) {
     throw new UserError(`the refiner has ${refiner.latentChannels} latent channels, this model ${c}`);
   }
-  const gate = refiner ? refinerGate(model.schedule, refiner.switchAt, refiner.onSwitch) : null;
+  // The model-call counter of the denoiser (A1111's CFGDenoiser.step), for the by-steps switch.
+  let callStep = 0;
+  const totalSteps = plan.steps * (plan.sampler.secondOrder ? 2 : 1);
+  const stepGate = refiner?.bySteps ? refinerStepGate(totalSteps, refiner.switchAt, refiner.onSwitch) : null;
+  const gate = refiner
+    ? stepGate
+      ? () => stepGate(callStep)
+      : refinerGate(model.schedule, refiner.switchAt, refiner.onSwitch)
+    : null;
   const denoiser = new CfgDenoiser({
     unet: async (xt, t, context, y, alt) => {
       // SDXL refiner: from the switch on, its UNet runs on its own conditioning (ScheduledCond.alt).
@@ -150,7 +160,10 @@ export async function samplePass(a: PassArgs): Promise<PassResult> {
     imageConditioning: a.imageConditioning,
     initLatent: a.initLatent,
     nmask: a.nmask,
-    onModelCall: a.onModelCall,
+    onModelCall: (info) => {
+      callStep = info.step;
+      a.onModelCall?.(info);
+    },
   });
   let brownian: BrownianNoise | undefined;
   if (plan.sampler.brownianNoise) {

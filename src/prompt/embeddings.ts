@@ -324,6 +324,7 @@ export class EmbeddingDatabase {
     }
     await walk(dir, 0, new Set(), files);
     for (const f of files) await db.addFile(f);
+    if (db.skipped.size > 0) db.warnings.push(db.skippedWarning());
     return db;
   }
 
@@ -350,11 +351,19 @@ export class EmbeddingDatabase {
     } else {
       this.loaded.delete(emb.name);
       this.skipped.set(emb.name, emb);
-      this.warnings.push(
-        `embedding "${emb.name}" (${basename(emb.path)}) has vectors of width ${emb.shape} but the model takes ` +
-          `${this.expectedWidth}: skipped (it was trained for another model family)`,
-      );
     }
+  }
+
+  /**
+   * A1111's console line for embeddings of another width ("Textual inversion embeddings
+   * skipped(N): names"), with each file and width, and why.
+   */
+  skippedWarning(): string {
+    const each = [...this.skipped.values()].map((e) => `${e.name} (${basename(e.path)}, ${e.shape} wide)`);
+    return (
+      `Textual inversion embeddings skipped(${this.skipped.size}): ${each.join(', ')}; ` +
+      `not compatible with this model, whose embeddings are ${this.expectedWidth} wide (trained for another model family)`
+    );
   }
 
   get(name: string): Embedding | undefined {

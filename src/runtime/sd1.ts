@@ -424,9 +424,11 @@ export class Sd1Model implements DiffusionModel {
    * The output a tower conditions on, with A1111's clip skip: SD 1.x clip skip N =
    * final_layer_norm(hidden_states[-N]); SD 2.x is always ln_final(penultimate) and SDXL always the
    * penultimate hidden states (A1111 applies no clip skip to open_clip towers, nor by default to
-   * SDXL's CLIP-L). clip skip must still be 1 … layers.
+   * SDXL's CLIP-L). With A1111's `sdxl_clip_l_skip` on, SDXL's CLIP-L takes hidden_states[-N]
+   * (no final norm: N = 1 is the last layer's output, 2 the default penultimate). clip skip must
+   * still be 1 … layers.
    */
-  private contextOutputName(tower: number, clipSkip: number): string {
+  private contextOutputName(tower: number, clipSkip: number, sdxlClipLSkip = false): string {
     const t = this.tower(tower);
     const L = t.config.layers;
     if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > L) {
@@ -434,6 +436,7 @@ export class Sd1Model implements DiffusionModel {
     }
     if (t.layer === 'last-normed') return clipNormedName(L + 1 - clipSkip);
     if (t.layer === 'penultimate-normed') return clipNormedName(L - 1);
+    if (sdxlClipLSkip && t.layout === 'hf-clip') return clipHiddenName(L + 1 - clipSkip);
     return clipHiddenName(L - 1);
   }
 
@@ -518,9 +521,10 @@ export class Sd1Model implements DiffusionModel {
     ids: Int32Array | BigInt64Array,
     clipSkip: number,
     tower: number,
+    opts: { sdxlClipLSkip?: boolean } = {},
   ): Promise<TextConditioning> {
     const t = this.tower(tower);
-    const name = this.contextOutputName(tower, clipSkip);
+    const name = this.contextOutputName(tower, clipSkip, opts.sdxlClipLSkip);
     if (t.pooledDim === undefined) return { context: (await this.textOutputs(embeds, [name], tower))[name]! };
     const last = clipNormedName(t.config.layers);
     const r = await this.textOutputs(embeds, [...new Set([name, last])], tower);

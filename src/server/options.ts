@@ -236,6 +236,7 @@ const CHOICES: Record<string, readonly string[]> = {
   randn_source: ['GPU', 'CPU', 'NV'],
   samples_format: ['png'],
   emphasis: ['Original', 'No norm', 'None'],
+  hires_fix_refiner_pass: ['first pass', 'second pass', 'both passes'],
 };
 
 const RANGES: Record<string, [number, number, boolean]> = {
@@ -246,6 +247,7 @@ const RANGES: Record<string, [number, number, boolean]> = {
   token_merging_ratio_img2img: [0, 0.9, false],
   token_merging_ratio_hr: [0, 0.9, false],
   initial_noise_multiplier: [0, 10, false],
+  inpainting_mask_weight: [0, 1, false],
 };
 
 /** Why `value` cannot be the setting `key`, or null when it can. */

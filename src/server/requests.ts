@@ -62,10 +62,16 @@ export async function buildJobRequest(
   if (typeof body.script_name === 'string' && body.script_name.trim() !== '') {
     throw new UserError(`Script '${body.script_name.slice(0, 200)}' not found`, 2, 422);
   }
-  for (const key of ['firstpass_image', 'refiner_checkpoint']) {
-    if (typeof body[key] === 'string' && body[key] !== '' && body[key] !== 'None') {
-      throw new ValidationError(key, `${key}: not supported yet; leave it out`);
-    }
+  if (
+    typeof body.firstpass_image === 'string' &&
+    body.firstpass_image !== '' &&
+    body.firstpass_image !== 'None'
+  ) {
+    throw new ValidationError('firstpass_image', 'firstpass_image: not supported yet; leave it out');
+  }
+  // A1111 reads "", "None" and "none" as no refiner.
+  if (typeof body.refiner_checkpoint === 'string' && ['', 'None', 'none'].includes(body.refiner_checkpoint)) {
+    body.refiner_checkpoint = null;
   }
   if (
     typeof body.hr_checkpoint_name === 'string' &&
@@ -182,6 +188,13 @@ export async function buildJobRequest(
   }
   const params: GenerationParams = checked.params;
   if (mode === 'img2img') params.enable_hr = false;
+  // The SDXL refiner: a checkpoint of the catalog (422 naming the field when it is not there).
+  if (params.refiner_checkpoint) {
+    params.refiner_checkpoint = catalog.findCheckpoint(
+      params.refiner_checkpoint,
+      'refiner_checkpoint',
+    ).filename;
+  }
   // "DPM++ 2M Karras" and aliases: the sampler's own name, the suffix as the scheduler (as A1111).
   const resolved = resolveSampler(params.sampler_name, params.scheduler);
   if (resolved.sampler !== params.sampler_name) {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CfgDenoiser, type AltConditioning, type ScheduledCond } from '../../src/pipeline/denoiser.js';
-import { refinerCompletedRatio, refinerGate } from '../../src/pipeline/refiner.js';
+import { refinerCompletedRatio, refinerGate, refinerStepGate } from '../../src/pipeline/refiner.js';
 import { planSampling } from '../../src/sampling/index.js';
 import { DiscreteSchedule, sdAlphasCumprod } from '../../src/sampling/schedules.js';
 
@@ -72,4 +72,22 @@ describe('refiner switch', () => {
     expect([...seen[0]!.alt!.context.data]).toEqual([2, 2, 2, 2, 4, 4, 4, 4]);
     expect([...seen[0]!.alt!.y!.data]).toEqual([20, 20, 40, 40]);
   });
+});
+
+describe('refiner switch by sampling steps (A1111 refiner_switch_by_sample_steps)', () => {
+  for (const [total, switchAt, first] of [
+    [10, 0.8, 8],
+    [10, 0.25, 3],
+    [20, 0.5, 10],
+    [4, 1, -1],
+  ] as const) {
+    it(`${total} model calls, switch at ${switchAt}: the refiner from call ${first}`, () => {
+      let told = 0;
+      const gate = refinerStepGate(total, switchAt, () => told++);
+      const open = Array.from({ length: total }, (_, step) => gate(step));
+      expect(open.indexOf(true)).toBe(first);
+      if (first >= 0) expect(open.slice(first).every(Boolean)).toBe(true);
+      expect(told).toBe(first >= 0 ? 1 : 0);
+    });
+  }
 });
