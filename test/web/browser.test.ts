@@ -3,9 +3,7 @@
  * `sdstudio serve` with the tiny checkpoint. Sizes are small (64²) so each generation takes seconds.
  * SDSTUDIO_WEB_URL=http://… runs the same checks against a server that is already running.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { basename, join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -16,6 +14,7 @@ import { readSafetensorsHeader, writeSafetensors } from '../../src/formats/safet
 import { ClipTokenizer } from '../../src/prompt/tokenizer.js';
 import { clipVocabPath, repoRoot } from '../helpers/golden.js';
 import { hasChromium, launchBrowser, noChromiumReason, openPage } from './helpers/browser.js';
+import { buildWebOnce } from './helpers/build.js';
 import { startServer, type RunningServer } from './helpers/serve.js';
 import { tinyCheckpoint } from '../server/helpers.js';
 
@@ -26,17 +25,6 @@ if (!hasChromium) console.warn(noChromiumReason);
  * `SDSTUDIO_SCREENSHOTS=docs/screenshots npx vitest run test/web/browser.test.ts`).
  */
 const SHOTS = process.env.SDSTUDIO_SCREENSHOTS ? resolve(repoRoot, process.env.SDSTUDIO_SCREENSHOTS) : null;
-/** `npm run build:web`, as `npm ci` runs it. */
-async function buildWeb() {
-  const vite = join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js');
-  await promisify(execFile)(
-    process.execPath,
-    [vite, 'build', '--config', 'web/vite.config.ts', '--logLevel', 'error'],
-    {
-      cwd: repoRoot,
-    },
-  );
-}
 
 async function shot(page: Page, name: string, fullPage = false) {
   if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
@@ -51,7 +39,7 @@ describe.skipIf(!hasChromium)('web UI in Chromium against sdstudio serve', () =>
     url = process.env.SDSTUDIO_WEB_URL ?? '';
     if (!url) {
       // The UI of this checkout, not whatever build was left in web/dist.
-      await buildWeb();
+      await buildWebOnce();
       server = await startServer();
       url = server.url;
     }

@@ -4,16 +4,15 @@
  * generate, reload the page and restart the server, find it, search, send to txt2img, re-run,
  * delete. Models: merge the two copies with progress, then pick and use the merged model.
  */
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../helpers/golden.js';
 import { tinyCheckpoint } from '../server/helpers.js';
 import { hasChromium, launchBrowser, noChromiumReason, openPage } from './helpers/browser.js';
+import { buildWebOnce } from './helpers/build.js';
 import { startServer, type RunningServer } from './helpers/serve.js';
 
 if (!hasChromium) console.warn(noChromiumReason);
@@ -34,13 +33,7 @@ describe.skipIf(!hasChromium)('History and Models screens in Chromium against sd
   let dataDir: string;
 
   beforeAll(async () => {
-    // The UI of this checkout, not whatever build was left in web/dist.
-    const vite = join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js');
-    await promisify(execFile)(
-      process.execPath,
-      [vite, 'build', '--config', 'web/vite.config.ts', '--logLevel', 'error'],
-      { cwd: repoRoot },
-    );
+    await buildWebOnce();
     dataDir = mkdtempSync(join(tmpdir(), 'sdstudio-web-lib-'));
     const ckpts = join(dataDir, 'models', 'Stable-diffusion');
     mkdirSync(ckpts, { recursive: true });

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useMemo, useState } from 'react';
 import { api } from './api.ts';
 import type { Bound } from './components/fields.tsx';
 import { History } from './screens/History.tsx';
+import { ModelDownload } from './components/ModelDownload.tsx';
 import { Img2Img, type Img2ImgTab } from './screens/Img2Img.tsx';
 import { Models } from './screens/Models.tsx';
 import { PngInfo } from './screens/PngInfo.tsx';
@@ -119,7 +120,7 @@ function ModelSelect() {
     return (
       <div className="model-select empty" role="alert">
         No checkpoint found. Put a <code>.safetensors</code> or <code>.ckpt</code> into{' '}
-        <code>models/Stable-diffusion</code> of the data folder (or run <code>sdstudio download</code>), then{' '}
+        <code>models/Stable-diffusion</code> of the data folder, then{' '}
         <button
           onClick={async () => {
             await api.refreshCheckpoints().catch(() => undefined);
@@ -128,6 +129,8 @@ function ModelSelect() {
         >
           Refresh
         </button>
+        , or download one:
+        <ModelDownload onDone={reload} />
       </div>
     );
   }

@@ -165,6 +165,16 @@ export async function call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, b
   return parsed as T;
 }
 
+/** A checkpoint download running on the server (POST /api/v1/downloads). */
+export interface DownloadState {
+  id: string;
+  name: string;
+  state: 'running' | 'succeeded' | 'failed';
+  bytes: number;
+  total: number;
+  error: string | null;
+}
+
 export const api = {
   models: () => call<SdModel[]>('GET', '/sdapi/v1/sd-models'),
   vaes: () => call<VaeItem[]>('GET', '/sdapi/v1/sd-vae'),
@@ -176,6 +186,9 @@ export const api = {
   options: () => call<Options>('GET', '/sdapi/v1/options'),
   setOptions: (changes: Options) => call<null>('POST', '/sdapi/v1/options', changes),
   refreshCheckpoints: () => call<null>('POST', '/sdapi/v1/refresh-checkpoints'),
+  startDownload: (source: string) =>
+    call<DownloadState>('POST', '/api/v1/downloads', source ? { source } : {}),
+  download: (id: string) => call<DownloadState>('GET', `/api/v1/downloads/${encodeURIComponent(id)}`),
   txt2img: (req: Record<string, unknown>) => call<GenerationResponse>('POST', '/sdapi/v1/txt2img', req),
   img2img: (req: Record<string, unknown>) => call<GenerationResponse>('POST', '/sdapi/v1/img2img', req),
   progress: () => call<ProgressResponse>('GET', '/sdapi/v1/progress?skip_current_image=false'),

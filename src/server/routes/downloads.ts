@@ -81,8 +81,9 @@ const plugin: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
         },
       }).then(
         async (r) => {
-          Object.assign(d, { state: 'succeeded', path: r.path, sha256: r.sha256, bytes: r.bytes });
+          // The list first: a client that sees "succeeded" must find the checkpoint listed.
           await ctx.queue.exclusive(() => ctx.catalog.refreshCheckpoints()).catch(() => undefined);
+          Object.assign(d, { state: 'succeeded', path: r.path, sha256: r.sha256, bytes: r.bytes });
         },
         (e: unknown) =>
           Object.assign(d, { state: 'failed', error: e instanceof Error ? e.message : String(e) }),
