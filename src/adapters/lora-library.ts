@@ -8,8 +8,10 @@ import { basename, extname, join } from 'node:path';
 import { openModel } from '../formats/open.js';
 import { readSafetensorsHeader } from '../formats/safetensors.js';
 import type { TensorSource } from '../formats/tensor.js';
+import type { LowRankBranch } from '../runtime/tensors.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
+import { splitLowRankBranches } from './lora-branches.js';
 import { buildLayerTable } from './lora-keys.js';
 import { applyNetworks, loadNetwork, networkErrorsComment, type ActiveNetwork } from './lora.js';
 import { loraAlias, loraHash, loraHashesInfotext, type LoraTag } from './lora-tags.js';
@@ -96,6 +98,8 @@ export interface LoraActivation {
   applied: { spec: LoraSpec; hash: string; matched: number; unmatched: number }[];
   /** Patched weight count. */
   patchedTensors: number;
+  /** UNet layers run as low-rank branches (`ActivateOptions.unetBranches`), for loadSd1. */
+  branches: Map<string, LowRankBranch>;
   /** Seconds spent loading, matching and patching. */
   seconds: number;
 }
@@ -105,6 +109,11 @@ export interface ActivateOptions {
   /** Hash cache folder (tools/hash.ts); `noCache` for tests. */
   hashCacheDir?: string;
   noHashCache?: boolean;
+  /**
+   * The UNet key prefix (`model.diffusion_model.`) to run plain LoRA layers of the UNet as
+   * low-rank graph branches (adapters/lora-branches.ts) instead of patched weights; default: patch all.
+   */
+  unetBranches?: string;
 }
 
 /**
@@ -169,11 +178,14 @@ export async function activateLoras(
     active.push({ network: net, te: spec.te, unet: spec.unet, dynDim: spec.dynDim });
     applied.push({ spec, hash, matched: net.modules.size, unmatched: net.unmatched.size });
   }
+  const split = opts.unetBranches
+    ? splitLowRankBranches(active, opts.unetBranches)
+    : { branches: new Map<string, LowRankBranch>(), patched: active };
   const result = await applyNetworks(async (key) => {
     const info = base.info(key);
     if (!info) throw new UserError(`checkpoint tensor ${key} vanished while applying LoRA`);
     return { shape: [...info.shape], data: await base.readFloat32(key) };
-  }, active);
+  }, split.patched);
   const errorsComment = networkErrorsComment(result.errors);
   if (errorsComment) warn(errorsComment);
   const loraHashes = loraHashesInfotext(applied.map((a) => ({ name: a.spec.name, hash: a.hash })));
@@ -183,6 +195,7 @@ export async function activateLoras(
     errorsComment,
     applied,
     patchedTensors: result.patched.size,
+    branches: split.branches,
     seconds: (performance.now() - t0) / 1000,
   };
 }

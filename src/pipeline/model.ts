@@ -7,6 +7,7 @@ import { basename, extname, join } from 'node:path';
 import { openModel } from '../formats/open.js';
 import { OverlaySource, type OverlayRoute } from '../formats/overlay.js';
 import type { TensorSource } from '../formats/tensor.js';
+import type { LowRankBranches } from '../runtime/tensors.js';
 import { ClipTokenizer } from '../prompt/tokenizer.js';
 import { readClipVocab, resolveClipVocab } from '../prompt/vocab.js';
 import { sidecarPathFor } from '../models/detect-sidecar.js';
@@ -156,10 +157,17 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     const unpatched = source;
     let loraHashes: string | null = null;
     const loraWarnings: string[] = [];
+    let lowRankBranches: LowRankBranches | undefined;
     if (opts.loras?.length) {
       const { activateLoras } = await import('../adapters/lora-library.js');
-      const act = await activateLoras(source, opts.loras, { warn: (m) => loraWarnings.push(m) });
+      const act = await activateLoras(source, opts.loras, {
+        warn: (m) => loraWarnings.push(m),
+        // Plain LoRA layers of the UNet become graph branches (adapters/lora-branches.ts). The int8
+        // UNet keeps quantizing the patched weights: its image then equals the merged checkpoint's.
+        unetBranches: precision === 'int8' ? undefined : 'model.diffusion_model.',
+      });
       source = act.source;
+      if (act.branches.size > 0) lowRankBranches = act.branches;
       loraHashes = act.loraHashes ?? null;
     }
     const alphas = await modelAlphasCumprod(source);
@@ -167,6 +175,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       provider: opts.provider,
       cacheDir: opts.cacheDir,
       unetPrecision: precision,
+      lowRankBranches,
       prediction: opts.prediction,
       // The sidecar of the checkpoint itself (the source may be a VAE overlay or merged tensors).
       yamlPath: opts.checkpoint ? sidecarPathFor(opts.checkpoint) : undefined,

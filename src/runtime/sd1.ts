@@ -3,11 +3,12 @@
  * lazily (the first call of each part builds its graph and opens its session) and kept until
  * `release()`. All tensors are float32 NCHW / [B, T, W] with explicit dims.
  */
+import { createHash } from 'node:crypto';
 import type ort from 'onnxruntime-node';
 import type { DiffusionModel, TextConditioning } from './diffusion-model.js';
 import { openModel } from '../formats/open.js';
 import type { TensorSource } from '../formats/tensor.js';
-import type { GraphBuilder, GraphOptions } from '../onnx/builder.js';
+import { LORA_DOWN, LORA_UP, type GraphBuilder, type GraphOptions } from '../onnx/builder.js';
 import type { AttentionImpl } from '../onnx/ops.js';
 import {
   buildClipTextEncoderGraph,
@@ -45,7 +46,7 @@ import {
   type WeightsCacheOptions,
 } from './weights.js';
 
-import type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
+import type { LowRankBranches, TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
 export type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
@@ -119,6 +120,11 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
    * at large sizes). Inputs and outputs stay float32.
    */
   unetPrecision?: UNetPrecision;
+  /**
+   * LoRA layers of the UNet as low-rank branches fed to its graph (adapters/lora-branches.ts):
+   * the UNet's weights stay the checkpoint's, the graph gets one branch per layer named here.
+   */
+  lowRankBranches?: LowRankBranches;
   /** Told about slow one-time work as it starts (e.g. optimising a new checkpoint's UNet). */
   onNotice?: (message: string) => void;
 }
@@ -200,7 +206,7 @@ export class Sd1Model implements DiffusionModel {
     return {
       ...PART_SESSION_DEFAULTS[part],
       ...int8,
-      ...definedFields(this.opts),
+      ...definedFields({ ...this.opts, lowRankBranches: undefined }),
       ...definedFields(this.opts.partSessions?.[part] ?? {}),
     };
   }
@@ -560,7 +566,10 @@ export class Sd1Model implements DiffusionModel {
         `the int8 UNet runs on the CPU provider only; use --precision fp32 with ${this.opts.provider}`,
       );
     }
-    const key = `unet|${flags.filter(Boolean).join('')}|${precision}`;
+    const branches = this.opts.lowRankBranches;
+    // The graph depends on which layers carry a branch, not on the branches' values or ranks.
+    const branchKey = branches?.size ? `|lora:${layerSetHash(branches.keys())}` : '';
+    const key = `unet|${flags.filter(Boolean).join('')}|${precision}${branchKey}`;
     const limit = int8WeightLimit();
     const version =
       precision === 'int8' || precision === 'nhwc'
@@ -578,6 +587,7 @@ export class Sd1Model implements DiffusionModel {
         attentionChunk: this.opts.attentionChunk,
         winogradLevels: this.opts.winogradLevels,
         precision,
+        lowRankBranches: branches?.size ? new Set(branches.keys()) : undefined,
       }),
     );
   }
@@ -610,6 +620,10 @@ export class Sd1Model implements DiffusionModel {
       const v = inp.contextV ?? inp.context;
       feeds.context_k = f32(k.data, k.dims);
       feeds.context_v = f32(v.data, v.dims);
+    }
+    for (const [prefix, b] of this.opts.lowRankBranches ?? []) {
+      feeds[`${LORA_DOWN}${prefix}`] = f32(b.down, [b.inF, b.rank]);
+      feeds[`${LORA_UP}${prefix}`] = f32(b.up, [b.rank, b.outF]);
     }
     const ratio = inp.tokenMergeRatio ?? 0;
     if (!(ratio >= 0 && ratio <= MAX_TOKEN_MERGE_RATIO)) {
@@ -862,6 +876,14 @@ export class Sd1Model implements DiffusionModel {
  * Batch rows whose latent and timestep are bit-identical to an earlier row's: `distinct` lists the
  * first row of each kind, `rows[i]` the index in `distinct` of row i (the identity when all differ).
  */
+/** A short stable name for a set of layer names (session and saved-model keys). */
+function layerSetHash(names: Iterable<string>): string {
+  return createHash('sha256')
+    .update([...names].sort().join('\n'))
+    .digest('hex')
+    .slice(0, 16);
+}
+
 export function sharedRows(x: TensorF32, t: TensorF32): { distinct: number[]; rows: number[] } {
   const b = x.dims[0]!;
   const n = x.data.length / b;
