@@ -1,5 +1,5 @@
 /**
- * LoRAs on the UNet as low-rank branches fed to the graph instead of patched weights
+ * LoRAs as low-rank branches fed to the UNet and text-encoder graphs instead of patched weights
  * (docs/performance.md, "Session 7"). For a plain LoRA module on a Linear or 1×1 conv layer,
  * A1111's patched weight W + ((up·down)·scale)·m gives y = W·x + up'·(down·x) with up' = up·scale·m:
  * the UNet graph gets the two thin factors as inputs (onnx/ops.ts `withLowRankBranch`), so its
@@ -7,8 +7,8 @@
  * layers, quantized once for int8 — and a LoRA set costs ≈ (in + out)·r floats per layer, not a
  * patched copy of the layer. Several networks on one layer stack along the rank axis.
  *
- * Everything else keeps A1111's patched path (adapters/lora.ts): the text encoder (its session
- * is small and rebuilt quickly), LoCon 3×3, LoHa, LoKr, IA3, full diffs, CP `lora_mid`, `dyn_dim`,
+ * Everything else keeps A1111's patched path (adapters/lora.ts): OpenCLIP's packed attention,
+ * LoCon 3×3, LoHa, LoKr, IA3, full diffs, CP `lora_mid`, `dyn_dim`,
  * and any layer one of those touches (its modules apply in prompt order, so the whole layer is
  * patched). A module whose multiplier is 0 adds exactly nothing and is left out, so `<lora:x:0>`
  * runs the plain graph.
@@ -17,11 +17,17 @@ import type { LowRankBranch } from '../runtime/tensors.js';
 import type { ActiveNetwork } from './lora.js';
 import { calcScale, multiplierKind, type NetworkModule } from './lora-modules.js';
 
-/** Whether `m` on its layer can run as a branch; `mult` is its multiplier. */
-function branchable(m: NetworkModule, unetPrefix: string, dynDim: number | null): boolean {
+/** The graphs that take branches, by key prefix: SD 1.x's UNet and CLIP text model. */
+export const BRANCH_PREFIXES = {
+  unet: 'model.diffusion_model.',
+  text: 'cond_stage_model.transformer.text_model.',
+} as const;
+
+/** Whether `m` on its layer can run as a branch of a graph whose layers start with one of `prefixes`. */
+function branchable(m: NetworkModule, prefixes: readonly string[], dynDim: number | null): boolean {
   const key = m.layer.weightKey;
   const shape = m.layer.shape;
-  if (!key?.startsWith(unetPrefix) || !shape || m.sdKey !== m.layer.name) return false;
+  if (!key || !prefixes.some((p) => key.startsWith(p)) || !shape || m.sdKey !== m.layer.name) return false;
   const linear = m.layer.type === 'Linear' && shape.length === 2;
   const pointwise = m.layer.type === 'Conv2d' && shape.length === 4 && shape[2] === 1 && shape[3] === 1;
   if (!(linear || pointwise)) return false;
@@ -37,12 +43,13 @@ function branchable(m: NetworkModule, unetPrefix: string, dynDim: number | null)
 }
 
 /**
- * Split the active networks into UNet branches and what still has to be patched. `unetPrefix` is
- * the checkpoint's UNet key prefix with its dot (`model.diffusion_model.`).
+ * Split the active networks into graph branches and what still has to be patched. `prefixes`: the
+ * key prefixes (with their dot) of the graphs that take branches, e.g. `model.diffusion_model.`
+ * and the CLIP text model's `cond_stage_model.transformer.text_model.`.
  */
 export function splitLowRankBranches(
   active: readonly ActiveNetwork[],
-  unetPrefix: string,
+  prefixes: readonly string[],
 ): { branches: Map<string, LowRankBranch>; patched: ActiveNetwork[] } {
   // A layer is a branch only if every module on it is.
   const byLayer = new Map<string, { a: ActiveNetwork; m: NetworkModule }[]>();
@@ -51,7 +58,7 @@ export function splitLowRankBranches(
     for (const m of a.network.modules.values()) {
       const key = m.layer.weightKey;
       if (!key) continue;
-      if (!branchable(m, unetPrefix, a.dynDim) || multiplierKind(m.sdKey) !== 'unet') patchedLayers.add(key);
+      if (!branchable(m, prefixes, a.dynDim)) patchedLayers.add(key);
       let l = byLayer.get(key);
       if (!l) byLayer.set(key, (l = []));
       l.push({ a, m });
@@ -62,19 +69,22 @@ export function splitLowRankBranches(
   for (const [key, entries] of byLayer) {
     if (patchedLayers.has(key)) continue;
     for (const e of entries) taken.add(e.m);
-    const used = entries.filter((e) => e.a.unet !== 0);
+    const mult = (e: { a: ActiveNetwork; m: NetworkModule }) =>
+      multiplierKind(e.m.sdKey) === 'te' ? e.a.te : e.a.unet;
+    const used = entries.filter((e) => mult(e) !== 0);
     if (used.length === 0) continue;
     const [o, i] = [entries[0]!.m.layer.shape![0]!, entries[0]!.m.layer.shape![1]!];
     const rank = used.reduce((n, e) => n + e.m.w['lora_down.weight']!.shape[0]!, 0);
     const down = new Float32Array(i * rank);
     const up = new Float32Array(rank * o);
     let r0 = 0;
-    for (const { a, m } of used) {
+    for (const e of used) {
+      const m = e.m;
       const d = m.w['lora_down.weight']!.data;
       const u = m.w['lora_up.weight']!.data;
       const r = d.length / i;
       // A1111 rounds the scale to float32 before the product; the multiplier follows.
-      const s = Math.fround(Math.fround(calcScale(m)) * a.unet);
+      const s = Math.fround(Math.fround(calcScale(m)) * mult(e));
       for (let k = 0; k < r; k++) {
         for (let c = 0; c < i; c++) down[c * rank + r0 + k] = d[k * i + c]!;
         for (let c = 0; c < o; c++) up[(r0 + k) * o + c] = u[c * r + k]! * s;

@@ -98,7 +98,7 @@ export interface LoraActivation {
   applied: { spec: LoraSpec; hash: string; matched: number; unmatched: number }[];
   /** Patched weight count. */
   patchedTensors: number;
-  /** UNet layers run as low-rank branches (`ActivateOptions.unetBranches`), for loadSd1. */
+  /** Layers run as low-rank branches (`ActivateOptions.branchPrefixes`), for loadSd1. */
   branches: Map<string, LowRankBranch>;
   /** Seconds spent loading, matching and patching. */
   seconds: number;
@@ -110,10 +110,11 @@ export interface ActivateOptions {
   hashCacheDir?: string;
   noHashCache?: boolean;
   /**
-   * The UNet key prefix (`model.diffusion_model.`) to run plain LoRA layers of the UNet as
-   * low-rank graph branches (adapters/lora-branches.ts) instead of patched weights; default: patch all.
+   * Key prefixes (`model.diffusion_model.`, the CLIP text model's) of the graphs whose plain LoRA
+   * layers run as low-rank graph branches (adapters/lora-branches.ts) instead of patched weights;
+   * default: patch all.
    */
-  unetBranches?: string;
+  branchPrefixes?: readonly string[];
 }
 
 /**
@@ -178,8 +179,8 @@ export async function activateLoras(
     active.push({ network: net, te: spec.te, unet: spec.unet, dynDim: spec.dynDim });
     applied.push({ spec, hash, matched: net.modules.size, unmatched: net.unmatched.size });
   }
-  const split = opts.unetBranches
-    ? splitLowRankBranches(active, opts.unetBranches)
+  const split = opts.branchPrefixes?.length
+    ? splitLowRankBranches(active, opts.branchPrefixes)
     : { branches: new Map<string, LowRankBranch>(), patched: active };
   const result = await applyNetworks(async (key) => {
     const info = base.info(key);

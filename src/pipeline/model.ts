@@ -160,11 +160,13 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     let lowRankBranches: LowRankBranches | undefined;
     if (opts.loras?.length) {
       const { activateLoras } = await import('../adapters/lora-library.js');
+      const { BRANCH_PREFIXES } = await import('../adapters/lora-branches.js');
       const act = await activateLoras(source, opts.loras, {
         warn: (m) => loraWarnings.push(m),
-        // Plain LoRA layers of the UNet become graph branches (adapters/lora-branches.ts). The int8
-        // UNet keeps quantizing the patched weights: its image then equals the merged checkpoint's.
-        unetBranches: precision === 'int8' ? undefined : 'model.diffusion_model.',
+        // Plain LoRA layers become graph branches (adapters/lora-branches.ts). The int8 UNet keeps
+        // quantizing the patched weights: its image then equals the merged checkpoint's.
+        branchPrefixes:
+          precision === 'int8' ? [BRANCH_PREFIXES.text] : [BRANCH_PREFIXES.unet, BRANCH_PREFIXES.text],
       });
       source = act.source;
       if (act.branches.size > 0) lowRankBranches = act.branches;

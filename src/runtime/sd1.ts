@@ -46,7 +46,7 @@ import {
   type WeightsCacheOptions,
 } from './weights.js';
 
-import type { LowRankBranches, TensorF32, UNetInputs, VaePosterior } from './tensors.js';
+import type { LowRankBranch, LowRankBranches, TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
 export type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
@@ -183,6 +183,15 @@ export class Sd1Model implements DiffusionModel {
       float16: opts.unetPrecision === 'fp16',
     };
     this.state = shared ?? { sessions: new Map(), released: false, ephemeralEntries: [] };
+    // Every branch must belong to a graph that takes branches (the UNet, a CLIP text tower).
+    const owners = [
+      config.prefixes.unet,
+      ...config.towers.filter((t) => t.layout !== 'open-clip').map((t) => t.prefix),
+    ];
+    for (const k of opts.lowRankBranches?.keys() ?? []) {
+      if (!owners.some((p) => k.startsWith(`${p}.`)))
+        throw new Error(`low-rank branch ${k} belongs to no UNet or CLIP text encoder of this model`);
+    }
   }
 
   /**
@@ -359,13 +368,27 @@ export class Sd1Model implements DiffusionModel {
     );
   }
 
+  /** The low-rank branches of the graph whose keys start with `prefix` (Sd1LoadOptions.lowRankBranches). */
+  private branchesOf(prefix: string): [string, LowRankBranch][] {
+    return [...(this.opts.lowRankBranches ?? [])].filter(([k]) => k.startsWith(`${prefix}.`));
+  }
+
   private textEncoderSession(tower: number) {
     const t = this.tower(tower);
-    return this.session('text', `clip-encoder${this.towerKey(tower)}`, GRAPH_VERSION.text, () =>
-      t.layout === 'open-clip'
-        ? buildOpenClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts)
-        : buildClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts),
-    );
+    const branches = this.branchesOf(t.prefix).map(([k]) => k);
+    const branchKey = branches.length ? `|lora:${layerSetHash(branches)}` : '';
+    return this.session('text', `clip-encoder${this.towerKey(tower)}${branchKey}`, GRAPH_VERSION.text, () => {
+      if (t.layout === 'open-clip')
+        return buildOpenClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts);
+      const g = buildClipTextEncoderGraph(this.source, t.config, t.prefix, {
+        ...this.graphOpts,
+        lowRankBranches: new Set(branches),
+      });
+      const missing = g.missingBranches();
+      if (missing.length)
+        throw new Error(`text encoder: no Linear layer ${missing.join(', ')} for a low-rank branch`);
+      return g;
+    });
   }
 
   /**
@@ -414,11 +437,10 @@ export class Sd1Model implements DiffusionModel {
       }
       return Object.fromEntries(outputs.map((o) => [o, concatRows(parts.map((p) => p[o]!))]));
     }
-    return this.run(
-      this.textEncoderSession(tower),
-      { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) },
-      outputs,
-    );
+    const feeds: Record<string, ort.Tensor> = { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) };
+    const tw = this.tower(tower);
+    if (tw.layout !== 'open-clip') Object.assign(feeds, branchFeeds(this.branchesOf(tw.prefix)));
+    return this.run(this.textEncoderSession(tower), feeds, outputs);
   }
 
   /**
@@ -566,9 +588,9 @@ export class Sd1Model implements DiffusionModel {
         `the int8 UNet runs on the CPU provider only; use --precision fp32 with ${this.opts.provider}`,
       );
     }
-    const branches = this.opts.lowRankBranches;
+    const branches = this.branchesOf(this.config.prefixes.unet).map(([k]) => k);
     // The graph depends on which layers carry a branch, not on the branches' values or ranks.
-    const branchKey = branches?.size ? `|lora:${layerSetHash(branches.keys())}` : '';
+    const branchKey = branches.length ? `|lora:${layerSetHash(branches)}` : '';
     const key = `unet|${flags.filter(Boolean).join('')}|${precision}${branchKey}`;
     const limit = int8WeightLimit();
     const version =
@@ -587,7 +609,7 @@ export class Sd1Model implements DiffusionModel {
         attentionChunk: this.opts.attentionChunk,
         winogradLevels: this.opts.winogradLevels,
         precision,
-        lowRankBranches: branches?.size ? new Set(branches.keys()) : undefined,
+        lowRankBranches: branches.length ? new Set(branches) : undefined,
       }),
     );
   }
@@ -621,10 +643,7 @@ export class Sd1Model implements DiffusionModel {
       feeds.context_k = f32(k.data, k.dims);
       feeds.context_v = f32(v.data, v.dims);
     }
-    for (const [prefix, b] of this.opts.lowRankBranches ?? []) {
-      feeds[`${LORA_DOWN}${prefix}`] = f32(b.down, [b.inF, b.rank]);
-      feeds[`${LORA_UP}${prefix}`] = f32(b.up, [b.rank, b.outF]);
-    }
+    Object.assign(feeds, branchFeeds(this.branchesOf(this.config.prefixes.unet)));
     const ratio = inp.tokenMergeRatio ?? 0;
     if (!(ratio >= 0 && ratio <= MAX_TOKEN_MERGE_RATIO)) {
       throw new UserError(`token merging ratio must be within 0 … ${MAX_TOKEN_MERGE_RATIO} (got ${ratio})`);
@@ -876,6 +895,16 @@ export class Sd1Model implements DiffusionModel {
  * Batch rows whose latent and timestep are bit-identical to an earlier row's: `distinct` lists the
  * first row of each kind, `rows[i]` the index in `distinct` of row i (the identity when all differ).
  */
+/** The graph inputs of low-rank branches (onnx/builder.ts `lowRankBranch`). */
+function branchFeeds(branches: [string, LowRankBranch][]): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [prefix, b] of branches) {
+    feeds[`${LORA_DOWN}${prefix}`] = f32(b.down, [b.inF, b.rank]);
+    feeds[`${LORA_UP}${prefix}`] = f32(b.up, [b.rank, b.outF]);
+  }
+  return feeds;
+}
+
 /** A short stable name for a set of layer names (session and saved-model keys). */
 function layerSetHash(names: Iterable<string>): string {
   return createHash('sha256')
