@@ -71,8 +71,8 @@ const base = { x: randomTensor([B, C, S, S], 91), context: randomTensor([B, 77, 
 const branchFeeds = (zero: boolean): Record<string, ort.Tensor> => {
   const f: Record<string, ort.Tensor> = { ...base };
   for (const [k, inF, outF] of layers) {
-    const d = randomTensor([inF, R], seed++);
-    const u = randomTensor([R, outF], seed++);
+    const d = randomTensor([R, inF], seed++);
+    const u = randomTensor([outF, R], seed++);
     if (zero) (u.data as Float32Array).fill(0);
     else (u.data as Float32Array).forEach((v, i, a) => (a[i] = v * 0.01));
     f[`${LORA_DOWN}${k}`] = d;

@@ -75,20 +75,20 @@ export function splitLowRankBranches(
     if (used.length === 0) continue;
     const [o, i] = [entries[0]!.m.layer.shape![0]!, entries[0]!.m.layer.shape![1]!];
     const rank = used.reduce((n, e) => n + e.m.w['lora_down.weight']!.shape[0]!, 0);
-    const down = new Float32Array(i * rank);
-    const up = new Float32Array(rank * o);
+    // kohya's layout is the graph's (down [r, in], up [out, r]): one network's down is used as
+    // stored; up carries the scale; several networks stack their ranks.
+    const down = used.length === 1 ? used[0]!.m.w['lora_down.weight']!.data : new Float32Array(rank * i);
+    const up = new Float32Array(o * rank);
     let r0 = 0;
     for (const e of used) {
-      const m = e.m;
-      const d = m.w['lora_down.weight']!.data;
-      const u = m.w['lora_up.weight']!.data;
+      const d = e.m.w['lora_down.weight']!.data;
+      const u = e.m.w['lora_up.weight']!.data;
       const r = d.length / i;
       // A1111 rounds the scale to float32 before the product; the multiplier follows.
-      const s = Math.fround(Math.fround(calcScale(m)) * mult(e));
-      for (let k = 0; k < r; k++) {
-        for (let c = 0; c < i; c++) down[c * rank + r0 + k] = d[k * i + c]!;
-        for (let c = 0; c < o; c++) up[(r0 + k) * o + c] = u[c * r + k]! * s;
-      }
+      const s = Math.fround(Math.fround(calcScale(e.m)) * mult(e));
+      if (down !== d) down.set(d, r0 * i);
+      if (r === rank) for (let n = 0; n < u.length; n++) up[n] = u[n]! * s;
+      else for (let c = 0; c < o; c++) for (let k = 0; k < r; k++) up[c * rank + r0 + k] = u[c * r + k]! * s;
       r0 += r;
     }
     branches.set(key.replace(/\.weight$/, ''), { inF: i, outF: o, rank, down, up });

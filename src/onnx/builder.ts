@@ -79,8 +79,9 @@ export interface GraphOptions {
   float16?: boolean;
   /**
    * Layers (checkpoint key prefixes, e.g. `model.diffusion_model.middle_block.1.proj_in`) that get
-   * a low-rank branch fed as graph inputs: y = layer(x) + (x·D)·U with float32 inputs
-   * `lora_down:<prefix>` [in, r] and `lora_up:<prefix>` [r, out] (r a per-layer free dim). A LoRA
+   * a low-rank branch fed as graph inputs, float32 inputs
+   * `lora_down:<prefix>` [r, in] and `lora_up:<prefix>` [out, r] (kohya's layout; r a per-layer
+   * free dim), y = layer(x) + (x·Dᵀ)·Uᵀ. A LoRA
    * set then changes feeds, not weights (adapters/lora-branches.ts).
    */
   lowRankBranches?: ReadonlySet<string>;
@@ -208,8 +209,8 @@ export class GraphBuilder {
     this.branchInputs.set(prefix, [inF, outF]);
     const r = `r:${prefix}`;
     return {
-      down: this.input(`${LORA_DOWN}${prefix}`, 'float32', [inF, r]),
-      up: this.input(`${LORA_UP}${prefix}`, 'float32', [r, outF]),
+      down: this.input(`${LORA_DOWN}${prefix}`, 'float32', [r, inF]),
+      up: this.input(`${LORA_UP}${prefix}`, 'float32', [outF, r]),
     };
   }
 

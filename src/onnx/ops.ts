@@ -236,9 +236,8 @@ export function conv2d(
   );
   const branch = k === 1 && stride === 1 ? g.lowRankBranch(prefix, inCh, outCh) : undefined;
   if (!branch) return y;
-  // NCHW 1×1: the factors as [r, in, 1, 1] and [out, r, 1, 1] convolution weights.
-  const asKernel = (v: Value) =>
-    reshape(g, transpose(g, v, [1, 0], `${prefix}.lora`), [0, 0, 1, 1], `${prefix}.lora`);
+  // NCHW 1×1: the factors as [r, in, 1, 1] and [out, r, 1, 1] convolution weights (kohya's own).
+  const asKernel = (v: Value) => reshape(g, v, [0, 0, 1, 1], `${prefix}.lora`);
   const low = g.op1('Conv', [x, asKernel(branch.down)], { kernel_shape: [1, 1] }, { name: `${prefix}.lora` });
   const up = g.op1('Conv', [low, asKernel(branch.up)], { kernel_shape: [1, 1] }, { name: `${prefix}.lora` });
   return add(g, y, up, `${prefix}.lora`);
@@ -371,7 +370,7 @@ export function linear(
 }
 
 /**
- * y + (x·D)·U where layer `prefix` has a low-rank branch (GraphOptions.lowRankBranches; x and y
+ * y + (x·Dᵀ)·Uᵀ where layer `prefix` has a low-rank branch (GraphOptions.lowRankBranches; x and y
  * with features on the last axis), else y. Two thin products: 2·r·(in + out) / (in·out) of the
  * layer's own multiply-adds.
  */
@@ -385,8 +384,15 @@ function withLowRankBranch(
 ): Value {
   const b = g.lowRankBranch(prefix, inF, outF);
   if (!b) return y;
-  const low = g.op1('MatMul', [x, b.down], {}, { name: `${prefix}.lora` });
-  return add(g, y, g.op1('MatMul', [low, b.up], {}, { name: `${prefix}.lora` }), `${prefix}.lora`);
+  const low = matMulTransB(g, x, b.down, `${prefix}.lora`);
+  return add(g, y, matMulTransB(g, low, b.up, `${prefix}.lora`), `${prefix}.lora`);
+}
+
+/** x·Wᵀ for W [n, k] (FusedMatMul reads W as given; without contrib ops a Transpose first). */
+function matMulTransB(g: GraphBuilder, x: Value, w: Value, name: string): Value {
+  if (g.contribOps)
+    return g.op1('FusedMatMul', [x, w], { transB: 1, alpha: { float: 1 } }, { name, domain: MS_DOMAIN });
+  return g.op1('MatMul', [x, transpose(g, w, [1, 0], name)], {}, { name });
 }
 
 /**
@@ -406,19 +412,19 @@ export function linearSplit(
   if (!g.int8) return splitEqual(g, linear(g, x, prefix, inF, outF), -1, sizes, name);
   const xq = quantizeDynamic(g, x, prefix);
   const branch = g.lowRankBranch(prefix, inF, outF);
-  const low = branch && g.op1('MatMul', [x, branch.down], {}, { name: `${prefix}.lora` });
+  const low = branch && matMulTransB(g, x, branch.down, `${prefix}.lora`);
   let start = 0;
   return sizes.map((n) => {
     let part = matMulInt8(g, xq, prefix, inF, n, true, [start, start + n]);
     if (branch && low) {
-      // This part's columns of U: [r, n].
-      const cols = g.op1(
+      // This part's rows of U: [n, r].
+      const rows = g.op1(
         'Slice',
-        [branch.up, g.constI64([start]), g.constI64([start + n]), g.constI64([1])],
+        [branch.up, g.constI64([start]), g.constI64([start + n]), g.constI64([0])],
         {},
         { name: `${prefix}.lora` },
       );
-      part = add(g, part, g.op1('MatMul', [low, cols], {}, { name: `${prefix}.lora` }), `${prefix}.lora`);
+      part = add(g, part, matMulTransB(g, low, rows, `${prefix}.lora`), `${prefix}.lora`);
     }
     start += n;
     return part;

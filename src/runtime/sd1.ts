@@ -899,8 +899,8 @@ export class Sd1Model implements DiffusionModel {
 function branchFeeds(branches: [string, LowRankBranch][]): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const [prefix, b] of branches) {
-    feeds[`${LORA_DOWN}${prefix}`] = f32(b.down, [b.inF, b.rank]);
-    feeds[`${LORA_UP}${prefix}`] = f32(b.up, [b.rank, b.outF]);
+    feeds[`${LORA_DOWN}${prefix}`] = f32(b.down, [b.rank, b.inF]);
+    feeds[`${LORA_UP}${prefix}`] = f32(b.up, [b.outF, b.rank]);
   }
   return feeds;
 }

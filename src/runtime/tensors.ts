@@ -30,8 +30,8 @@ export interface UNetInputs {
 }
 
 /**
- * One layer's low-rank branch, y += (x·down)·up (LoRA fed to the UNet as graph inputs,
- * adapters/lora-branches.ts): down [inF, rank], up [rank, outF], row-major float32.
+ * One layer's low-rank branch, y += (x·downᵀ)·upᵀ (LoRA fed to the UNet as graph inputs,
+ * adapters/lora-branches.ts): down [rank, inF], up [outF, rank], row-major float32 (kohya's layout).
  */
 export interface LowRankBranch {
   inF: number;

@@ -84,12 +84,12 @@ describe('LoRA as low-rank UNet branches', () => {
           expect(PREFIXES.some((p) => key.startsWith(p))).toBe(true);
           expect(rest.has(key), `${key} is both a branch and patched`).toBe(false);
           expect(all.has(key), `${key} is a branch but the patched path leaves it alone`).toBe(true);
-          // W + downᵀ·upᵀ laid out as the weight [out, in].
+          // W + up·down, the weight's [out, in].
           const w = Float32Array.from(await ckpt.readFloat32(key));
           for (let o = 0; o < b.outF; o++)
             for (let i = 0; i < b.inF; i++) {
               let s = 0;
-              for (let r = 0; r < b.rank; r++) s += b.down[i * b.rank + r]! * b.up[r * b.outF + o]!;
+              for (let r = 0; r < b.rank; r++) s += b.up[o * b.rank + r]! * b.down[r * b.inF + i]!;
               w[o * b.inF + i]! += s;
             }
           expectClose(key, w, await patched.source.readFloat32(key), tol);
