@@ -163,10 +163,10 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       const { BRANCH_PREFIXES } = await import('../adapters/lora-branches.js');
       const act = await activateLoras(source, opts.loras, {
         warn: (m) => loraWarnings.push(m),
-        // Plain LoRA layers become graph branches (adapters/lora-branches.ts). The int8 UNet keeps
-        // quantizing the patched weights: its image then equals the merged checkpoint's.
-        branchPrefixes:
-          precision === 'int8' ? [BRANCH_PREFIXES.text] : [BRANCH_PREFIXES.unet, BRANCH_PREFIXES.text],
+        // Plain LoRA layers become graph branches (adapters/lora-branches.ts). With the int8 UNet
+        // everything stays patched (the UNet quantizes the patched weights), so its image equals
+        // the merged checkpoint's bit for bit.
+        branchPrefixes: precision === 'int8' ? [] : [BRANCH_PREFIXES.unet, BRANCH_PREFIXES.text],
       });
       source = act.source;
       if (act.branches.size > 0) lowRankBranches = act.branches;
