@@ -26,6 +26,9 @@
  * --load-requests 64×64 txt2img requests of --steps steps from --load-clients concurrent clients:
  * all answered, RSS growth, requests/s, overhead per request); default all. The load probe alone
  * needs no SD 1.5 file: the random 4.3 GB one is written only for the engine probes.
+ * loraswitch / loratxt2img (bench/lora-probes.ts, issue #15): steady CFG steps without and with a
+ * random full-coverage rank-32 LoRA and the time before the first step of each LoRA switch; a 512²
+ * txt2img with two such LoRAs (its peak RSS against txt2img's).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -54,6 +57,12 @@ import {
   type Txt2imgProbeResult,
 } from './probes.js';
 import { probeLoad, type LoadProbeResult } from './load.js';
+import {
+  probeLoraSwitch,
+  probeLoraTxt2img,
+  type LoraSwitchResult,
+  type LoraTxt2imgResult,
+} from './lora-probes.js';
 import { ensureRandomSd15, RANDOM_SD15_VERSION } from './random-sd15.js';
 import { isXlProbe, runXlProbe, XL_PROBES, xlCheckpoints, xlSummary, type XlProbeResult } from './xl.js';
 
@@ -77,6 +86,8 @@ const PROBES = [
   'tomequality',
   'load',
   ...XL_PROBES, // SD 2.x / SDXL (bench/xl.ts)
+  'loraswitch',
+  'loratxt2img',
 ] as const;
 type ProbeName = (typeof PROBES)[number];
 
@@ -211,6 +222,8 @@ function parse() {
 }
 
 type ProbeResult =
+  | LoraSwitchResult
+  | LoraTxt2imgResult
   | GemmProbeResult
   | CreateProbeResult
   | SessionProbeResult
@@ -276,6 +289,10 @@ async function runProbe(name: ProbeName, opts: ProbeOptions, settings: ChildSett
       return probeUNet({ ...tome, unetPrecision: 'int8' }, 2, 64, 64, true);
     case 'tomequality':
       return probeInt8Quality(opts, qualitySteps, { precision: 'int8', tokenMergeRatio: tokenMerging });
+    case 'loraswitch':
+      return probeLoraSwitch(opts);
+    case 'loratxt2img':
+      return probeLoraTxt2img(opts, steps);
     case 'load':
       // The checkpoint only when one was given: by default the probe writes a tiny one itself.
       return probeLoad({

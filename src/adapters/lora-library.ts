@@ -12,6 +12,8 @@ import { embeddingFromData, type Embedding } from '../prompt/embeddings.js';
 import { hashFile } from '../tools/hash.js';
 import { UserError } from '../util/errors.js';
 import { FAMILY_LABEL, loraFamily, tableFamily } from './lora-family.js';
+import type { LowRankBranch } from '../runtime/tensors.js';
+import { splitLowRankBranches } from './lora-branches.js';
 import { buildLayerTable } from './lora-keys.js';
 import { applyNetworks, loadNetwork, networkErrorsComment, type ActiveNetwork } from './lora.js';
 import { loraAlias, loraHash, loraHashesInfotext, type LoraTag } from './lora-tags.js';
@@ -100,6 +102,8 @@ export interface LoraActivation {
   patchedTensors: number;
   /** Textual inversions bundled in the files (`bundle_emb.*`), usable while the networks are active. */
   embeddings: Embedding[];
+  /** Layers run as low-rank branches (`ActivateOptions.branchPrefixes`), for loadSd1. */
+  branches: Map<string, LowRankBranch>;
   /** Seconds spent loading, matching and patching. */
   seconds: number;
 }
@@ -109,6 +113,12 @@ export interface ActivateOptions {
   /** Hash cache folder (tools/hash.ts); `noCache` for tests. */
   hashCacheDir?: string;
   noHashCache?: boolean;
+  /**
+   * Key prefixes (`model.diffusion_model.`, the CLIP text model's) of the graphs whose plain LoRA
+   * layers run as low-rank graph branches (adapters/lora-branches.ts) instead of patched weights;
+   * default: patch all.
+   */
+  branchPrefixes?: readonly string[];
 }
 
 /**
@@ -206,11 +216,14 @@ export async function activateLoras(
     active.push({ network: net, te: spec.te, unet: spec.unet, dynDim: spec.dynDim });
     applied.push({ spec, hash, matched: net.modules.size, unmatched: net.unmatched.size });
   }
+  const split = opts.branchPrefixes?.length
+    ? splitLowRankBranches(active, opts.branchPrefixes)
+    : { branches: new Map<string, LowRankBranch>(), patched: active };
   const result = await applyNetworks(async (key) => {
     const info = base.info(key);
     if (!info) throw new UserError(`checkpoint tensor ${key} vanished while applying LoRA`);
     return { shape: [...info.shape], data: await base.readFloat32(key) };
-  }, active);
+  }, split.patched);
   const errorsComment = networkErrorsComment(result.errors);
   if (errorsComment) warn(errorsComment);
   const loraHashes = loraHashesInfotext(applied.map((a) => ({ name: a.spec.name, hash: a.hash })));
@@ -221,6 +234,7 @@ export async function activateLoras(
     applied,
     patchedTensors: result.patched.size,
     embeddings,
+    branches: split.branches,
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -5,23 +5,18 @@
  * read patched weights without knowing about LoRA.
  */
 import { float32ArrayToTensor } from '../formats/dtype.js';
-import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
+import { OverlaySource, type OverlayRoute } from '../formats/overlay.js';
+import type { TensorSource } from '../formats/tensor.js';
 import type { F32Tensor } from './lora-modules.js';
 
-export class PatchedTensorSource implements TensorSource {
-  readonly path: string;
-  readonly format: TensorSource['format'];
-  readonly metadata: Record<string, string>;
-
+export class PatchedTensorSource extends OverlaySource {
   constructor(
-    private readonly base: TensorSource,
+    base: TensorSource,
     private readonly patched: ReadonlyMap<string, F32Tensor>,
     /** Close the base with this source (default: the caller keeps owning it). */
-    private readonly ownsBase = false,
+    ownsBase = false,
   ) {
-    this.path = base.path;
-    this.format = base.format;
-    this.metadata = base.metadata;
+    super(base, { owns: ownsBase ? [base] : [] });
     for (const [k, t] of patched) {
       const info = base.info(k);
       if (!info) throw new Error(`patched tensor ${k} is not in ${base.path}`);
@@ -35,33 +30,14 @@ export class PatchedTensorSource implements TensorSource {
     return [...this.patched.keys()];
   }
 
-  keys(): string[] {
-    return this.base.keys();
-  }
-  has(name: string): boolean {
-    return this.base.has(name);
-  }
-  info(name: string): TensorInfo | undefined {
-    const t = this.patched.get(name);
-    return t ? { name, dtype: 'F32', shape: [...t.shape] } : this.base.info(name);
-  }
-  async read(name: string): Promise<Tensor> {
-    const t = this.patched.get(name);
-    return t ? float32ArrayToTensor(t.data, [...t.shape]) : this.base.read(name);
-  }
-  async readFloat32(name: string): Promise<Float32Array> {
-    const t = this.patched.get(name);
-    return t ? t.data : this.base.readFloat32(name);
-  }
   /** Patched tensors live in memory only: no file location (their cache entries are ephemeral). */
-  location(name: string): FileLocation | undefined {
-    return this.patched.has(name) ? undefined : this.base.location(name);
-  }
-  derivedFrom(name: string): FileLocation | undefined {
-    if (this.patched.has(name)) return undefined;
-    return this.base.derivedFrom?.(name);
-  }
-  async close(): Promise<void> {
-    if (this.ownsBase) await this.base.close();
+  protected route(name: string): OverlayRoute | undefined {
+    const t = this.patched.get(name);
+    if (!t) return { source: this.base, key: name };
+    return {
+      info: { name, dtype: 'F32', shape: [...t.shape] },
+      read: async () => float32ArrayToTensor(t.data, [...t.shape]),
+      readFloat32: async () => t.data,
+    };
   }
 }

@@ -3,7 +3,8 @@
  * SD 2.1 Turbo's SGM text tower), applied by `openModel` to every file it opens, whatever its
  * format, so that every reader (detection, the networks, the tools) sees one spelling.
  */
-import type { FileLocation, Tensor, TensorInfo, TensorSource } from './tensor.js';
+import { OverlaySource, type OverlayRoute } from './overlay.js';
+import type { TensorSource } from './tensor.js';
 
 /**
  * A1111 `sd_models.checkpoint_dict_replacements_sd1`: old SD1 files name the CLIP text model
@@ -37,55 +38,21 @@ export function isSd2Turbo(source: TensorSource): boolean {
 }
 
 /** A read-only view of a source under other names: `names` maps output name → source name. */
-export class RenamedSource implements TensorSource {
-  readonly format: TensorSource['format'];
-  readonly path: string;
-  readonly metadata: Record<string, string>;
-
+export class RenamedSource extends OverlaySource {
   constructor(
-    private readonly inner: TensorSource,
+    inner: TensorSource,
     private readonly names: Map<string, string>,
   ) {
-    this.format = inner.format;
-    this.path = inner.path;
-    this.metadata = inner.metadata;
+    super(inner, { owns: [inner] });
   }
 
-  keys(): string[] {
+  override keys(): string[] {
     return [...this.names.keys()].sort();
   }
 
-  has(name: string): boolean {
-    return this.names.has(name);
-  }
-
-  info(name: string): TensorInfo | undefined {
+  protected route(name: string): OverlayRoute | undefined {
     const src = this.names.get(name);
-    const i = src === undefined ? undefined : this.inner.info(src);
-    return i && { ...i, name };
-  }
-
-  private source(name: string): string {
-    const src = this.names.get(name);
-    if (src === undefined) throw new Error(`tensor "${name}" is not in ${this.path}`);
-    return src;
-  }
-
-  read(name: string): Promise<Tensor> {
-    return this.inner.read(this.source(name));
-  }
-
-  readFloat32(name: string): Promise<Float32Array> {
-    return this.inner.readFloat32(this.source(name));
-  }
-
-  location(name: string): FileLocation | undefined {
-    const src = this.names.get(name);
-    return src === undefined ? undefined : this.inner.location(src);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
+    return src === undefined ? undefined : { source: this.base, key: src };
   }
 }
 

@@ -83,6 +83,11 @@ export interface UNetBuildOptions {
    * latent resolution: adds int64 inputs `tome_src`, `tome_dst`, `tome_r` (`tokenMergeInputs`).
    */
   tokenMerging?: boolean;
+  /**
+   * Layers with a low-rank branch fed as graph inputs (GraphOptions.lowRankBranches): how LoRAs
+   * reach the UNet without touching its weights (adapters/lora-branches.ts).
+   */
+  lowRankBranches?: ReadonlySet<string>;
 }
 
 export type UNetPrecision = 'fp32' | 'fp16' | 'int8' | 'nhwc';
@@ -183,6 +188,7 @@ export function buildUNetGraph(
     layout: precision === 'fp32' || precision === 'fp16' ? 'nchw' : 'nhwc',
     int8: precision === 'int8',
     float16: precision === 'fp16',
+    lowRankBranches: opts.lowRankBranches,
   });
   const nhwc = g.layout === 'nhwc';
   const cAxis = channelAxis(g);
@@ -360,5 +366,8 @@ export function buildUNetGraph(
   if (nhwc) h = toNchw(g, h, `${p}.out`);
   if (opts.debug) g.output(h, `${p}.out`);
   g.output(h, UNET_IO.eps, 'float32', ['batch', cfg.outChannels, 'height', 'width']);
+  const missing = g.missingBranches();
+  if (missing.length > 0)
+    throw new Error(`UNet: no Linear or 1×1 conv layer ${missing.join(', ')} for a low-rank branch`);
   return g;
 }

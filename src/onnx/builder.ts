@@ -42,6 +42,10 @@ const ELEM_CODE: Record<ElemType, number> = {
  */
 export const DEFAULT_ATTENTION_CHUNK = 1024;
 
+/** Input name prefixes of a low-rank branch's factors (GraphOptions.lowRankBranches). */
+export const LORA_DOWN = 'lora_down:';
+export const LORA_UP = 'lora_up:';
+
 export interface GraphOptions {
   contribOps?: boolean;
   /**
@@ -73,6 +77,14 @@ export interface GraphOptions {
    * cannot hold stays float32 (the timestep sinusoid of t ≈ 1000, GroupNorm statistics).
    */
   float16?: boolean;
+  /**
+   * Layers (checkpoint key prefixes, e.g. `model.diffusion_model.middle_block.1.proj_in`) that get
+   * a low-rank branch fed as graph inputs, float32 inputs
+   * `lora_down:<prefix>` [r, in] and `lora_up:<prefix>` [out, r] (kohya's layout; r a per-layer
+   * free dim), y = layer(x) + (x·Dᵀ)·Uᵀ. A LoRA
+   * set then changes feeds, not weights (adapters/lora-branches.ts).
+   */
+  lowRankBranches?: ReadonlySet<string>;
 }
 
 export type Layout = 'nchw' | 'nhwc';
@@ -138,6 +150,9 @@ export class GraphBuilder {
   readonly float16: boolean;
   /** The element type of activations, weights and `constFloat` constants. */
   readonly floatType: 'float32' | 'float16';
+  readonly lowRankBranches: ReadonlySet<string>;
+  /** The branches the graph has so far: prefix → [in, out]. */
+  readonly branchInputs = new Map<string, [number, number]>();
   /** DynamicQuantizeLinear outputs per quantized value, so a tensor feeding several int8 ops is quantized once. */
   readonly quantizedValues = new Map<string, [q: Value, scale: Value, zeroPoint: Value]>();
 
@@ -157,6 +172,7 @@ export class GraphBuilder {
     this.cpuForms = opts.cpuForms ?? true;
     this.float16 = opts.float16 ?? false;
     this.floatType = this.float16 ? 'float16' : 'float32';
+    this.lowRankBranches = opts.lowRankBranches ?? new Set();
     if (this.float16 && (this.layout !== 'nchw' || this.int8))
       throw new Error(`graph ${graphName}: float16 needs layout 'nchw' and no int8`);
     if (this.int8 && (this.layout !== 'nhwc' || !this.contribOps))
@@ -180,6 +196,27 @@ export class GraphBuilder {
     this.inputs.push(valueInfo(name, elemType, dims));
     const v = { name };
     return elemType === 'float32' && !opts.keepFloat32 ? this.toCompute(v, name) : v;
+  }
+
+  /**
+   * The inputs of layer `prefix`'s low-rank branch (GraphOptions.lowRankBranches), or undefined
+   * when it has none. Each layer is asked once.
+   */
+  lowRankBranch(prefix: string, inF: number, outF: number): { down: Value; up: Value } | undefined {
+    if (!this.lowRankBranches.has(prefix)) return undefined;
+    if (this.branchInputs.has(prefix))
+      throw new Error(`graph ${this.graphName}: layer ${prefix} has two branches`);
+    this.branchInputs.set(prefix, [inF, outF]);
+    const r = `r:${prefix}`;
+    return {
+      down: this.input(`${LORA_DOWN}${prefix}`, 'float32', [r, inF]),
+      up: this.input(`${LORA_UP}${prefix}`, 'float32', [outF, r]),
+    };
+  }
+
+  /** Branch layers the finished graph has no layer for (a builder checks this is empty). */
+  missingBranches(): string[] {
+    return [...this.lowRankBranches].filter((p) => !this.branchInputs.has(p));
   }
 
   /** `v` (float32 or the compute type) in the compute type: a Cast in float16 graphs. */

@@ -5,7 +5,9 @@
  */
 import { basename, extname, join } from 'node:path';
 import { openModel } from '../formats/open.js';
-import type { TensorSource, TensorInfo, Tensor, FileLocation } from '../formats/tensor.js';
+import { OverlaySource, type OverlayRoute } from '../formats/overlay.js';
+import type { TensorSource } from '../formats/tensor.js';
+import type { LowRankBranches } from '../runtime/tensors.js';
 import { ClipTokenizer } from '../prompt/tokenizer.js';
 import { readClipVocab, resolveClipVocab } from '../prompt/vocab.js';
 import { sidecarPathFor } from '../models/detect-sidecar.js';
@@ -65,19 +67,18 @@ function isVaeKey(name: string): boolean {
 }
 
 /** The checkpoint with its first_stage_model.* tensors taken from a separate VAE file. */
-class VaeOverlaySource implements TensorSource {
-  readonly path: string;
-  readonly format: TensorSource['format'];
-  readonly metadata: Record<string, string>;
+class VaeOverlaySource extends OverlaySource {
   private readonly vaeKey = new Map<string, string>();
 
   constructor(
-    private readonly base: TensorSource,
+    base: TensorSource,
     private readonly vae: TensorSource,
   ) {
-    this.path = `${base.path}+${vae.path}`;
-    this.format = base.format === 'safetensors' && vae.format === 'safetensors' ? 'safetensors' : 'memory';
-    this.metadata = base.metadata;
+    super(base, {
+      path: `${base.path}+${vae.path}`,
+      format: base.format === 'safetensors' && vae.format === 'safetensors' ? 'safetensors' : 'memory',
+      owns: [vae, base],
+    });
     for (const k of vae.keys()) {
       const full = k.startsWith(VAE_PREFIX) ? k : VAE_PREFIX + k;
       if (isVaeKey(full)) this.vaeKey.set(full, k);
@@ -90,38 +91,14 @@ class VaeOverlaySource implements TensorSource {
     }
   }
 
-  keys(): string[] {
+  override keys(): string[] {
     const own = this.base.keys().filter((k) => !isVaeKey(k));
     return [...own, ...this.vaeKey.keys()];
   }
-  has(name: string): boolean {
-    return isVaeKey(name) ? this.vaeKey.has(name) : this.base.has(name);
-  }
   /** Every VAE tensor comes from the VAE file: one it lacks is missing, never the checkpoint's own. */
-  private route(name: string): [TensorSource, string] {
-    if (!isVaeKey(name)) return [this.base, name];
-    return [this.vae, this.vaeKey.get(name) ?? `(not in ${this.vae.path}) ${name}`];
-  }
-  info(name: string): TensorInfo | undefined {
-    const [s, k] = this.route(name);
-    const i = s.info(k);
-    return i ? { ...i, name } : undefined;
-  }
-  read(name: string): Promise<Tensor> {
-    const [s, k] = this.route(name);
-    return s.read(k);
-  }
-  readFloat32(name: string): Promise<Float32Array> {
-    const [s, k] = this.route(name);
-    return s.readFloat32(k);
-  }
-  location(name: string): FileLocation | undefined {
-    const [s, k] = this.route(name);
-    return s.location(k);
-  }
-  async close(): Promise<void> {
-    await this.vae.close();
-    await this.base.close();
+  protected route(name: string): OverlayRoute {
+    if (!isVaeKey(name)) return { source: this.base, key: name };
+    return { source: this.vae, key: this.vaeKey.get(name) ?? `(not in ${this.vae.path}) ${name}` };
   }
 }
 
@@ -184,10 +161,19 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     let loraHashes: string | null = null;
     const loraWarnings: string[] = [];
     let loraEmbeddings: Embedding[] = [];
+    let lowRankBranches: LowRankBranches | undefined;
     if (opts.loras?.length) {
       const { activateLoras } = await import('../adapters/lora-library.js');
-      const act = await activateLoras(source, opts.loras, { warn: (m) => loraWarnings.push(m) });
+      const { BRANCH_PREFIXES } = await import('../adapters/lora-branches.js');
+      const act = await activateLoras(source, opts.loras, {
+        warn: (m) => loraWarnings.push(m),
+        // Plain LoRA layers become graph branches (adapters/lora-branches.ts). With the int8 UNet
+        // everything stays patched (the UNet quantizes the patched weights), so its image equals
+        // the merged checkpoint's bit for bit.
+        branchPrefixes: precision === 'int8' ? [] : [BRANCH_PREFIXES.unet, BRANCH_PREFIXES.text],
+      });
       source = act.source;
+      if (act.branches.size > 0) lowRankBranches = act.branches;
       loraHashes = act.loraHashes ?? null;
       loraEmbeddings = act.embeddings;
     }
@@ -196,6 +182,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
       provider: opts.provider,
       cacheDir: opts.cacheDir,
       unetPrecision: precision,
+      lowRankBranches,
       prediction: opts.prediction,
       // The sidecar of the checkpoint itself (the source may be a VAE overlay or merged tensors).
       yamlPath: opts.checkpoint ? sidecarPathFor(opts.checkpoint) : undefined,

@@ -16,7 +16,8 @@
  * cache keys them by the checkpoint and converts each checkpoint once.
  */
 import { readFileSync } from 'node:fs';
-import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
+import { OverlaySource, type OverlayRoute } from '../formats/overlay.js';
+import type { TensorInfo, TensorSource } from '../formats/tensor.js';
 import { UPSAMPLE_PHASE_TAPS } from '../onnx/ops.js';
 
 export const Q8_SUFFIX = '#q8';
@@ -142,40 +143,48 @@ export function upsamplePhaseKernel(
 }
 
 /** A checkpoint plus the computed int8 weights of every 2-D/4-D float tensor in it. */
-export class Int8WeightSource implements TensorSource {
-  readonly path: string;
-  readonly format: TensorSource['format'];
-  readonly metadata: Record<string, string>;
+export class Int8WeightSource extends OverlaySource {
   /** The last quantized weight: q and scale are read one after the other. */
   private last?: { id: string; value: Quantized };
 
   constructor(
-    readonly base: TensorSource,
+    base: TensorSource,
     /** Weight range ±limit (int8WeightLimit(): 127 with VNNI, else 63). */
     readonly limit = 127,
   ) {
-    this.path = base.path;
-    this.format = base.format;
-    this.metadata = base.metadata;
+    super(base, { owns: [base] });
   }
 
-  keys(): string[] {
-    return this.base.keys();
-  }
-
-  has(name: string): boolean {
-    return this.info(name) !== undefined;
-  }
-
-  info(name: string): TensorInfo | undefined {
+  protected route(name: string): OverlayRoute | undefined {
     const v = splitKey(name);
-    if (!v) return this.base.info(name);
+    if (!v) return { source: this.base, key: name };
     const shape = this.baseShape(v);
     if (!shape) return undefined;
-    if (v.part === 'float') return { name, dtype: 'F32', shape };
-    if (shape.length !== 2 && shape.length !== 4) return undefined;
-    const [K, N] = int8MatrixShape(shape);
-    return v.part === 'q' ? { name, dtype: 'I8', shape: [K, N] } : { name, dtype: 'F32', shape: [N] };
+    let info: TensorInfo;
+    if (v.part === 'float') info = { name, dtype: 'F32', shape };
+    else if (shape.length !== 2 && shape.length !== 4) return undefined;
+    else {
+      const [K, N] = int8MatrixShape(shape);
+      info = v.part === 'q' ? { name, dtype: 'I8', shape: [K, N] } : { name, dtype: 'F32', shape: [N] };
+    }
+    const readFloat32 = async (): Promise<Float32Array> => {
+      if (v.part === 'float') return (await this.baseValues(v)).slice();
+      const { q, scale } = await this.quantized(v, shape);
+      return v.part === 'scale' ? scale : Float32Array.from(q);
+    };
+    return {
+      info,
+      readFloat32,
+      read: async () => {
+        if (v.part === 'q') {
+          const { q } = await this.quantized(v, shape);
+          return { dtype: info.dtype, shape: info.shape, data: new Uint8Array(q.buffer) };
+        }
+        const values = await readFloat32();
+        return { ...info, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+      },
+      derivedFrom: () => this.base.location(v.base) ?? this.base.derivedFrom?.(v.base),
+    };
   }
 
   /** Shape of the (row range of the) base tensor; undefined when absent or the range does not fit. */
@@ -207,43 +216,5 @@ export class Int8WeightSource implements TensorSource {
     const value = quantizeWeight(await this.baseValues(v), shape, this.limit);
     this.last = { id, value };
     return value;
-  }
-
-  async read(name: string): Promise<Tensor> {
-    const v = splitKey(name);
-    if (!v) return this.base.read(name);
-    const info = this.info(name);
-    if (!info) throw new Error(`tensor "${name}" is not in ${this.path}`);
-    if (v.part === 'q') {
-      const { q } = await this.quantized(v, this.baseShape(v)!);
-      return { dtype: info.dtype, shape: info.shape, data: new Uint8Array(q.buffer) };
-    }
-    const values = await this.readFloat32(name);
-    const data = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-    return { dtype: info.dtype, shape: info.shape, data };
-  }
-
-  async readFloat32(name: string): Promise<Float32Array> {
-    const v = splitKey(name);
-    if (!v) return this.base.readFloat32(name);
-    const shape = this.baseShape(v);
-    if (!shape) throw new Error(`tensor "${name}" is not in ${this.path}`);
-    if (v.part === 'float') return (await this.baseValues(v)).slice();
-    const { q, scale } = await this.quantized(v, shape);
-    return v.part === 'scale' ? scale : Float32Array.from(q);
-  }
-
-  location(name: string): FileLocation | undefined {
-    return splitKey(name) ? undefined : this.base.location(name);
-  }
-
-  derivedFrom(name: string): FileLocation | undefined {
-    const v = splitKey(name);
-    const key = v ? v.base : name;
-    return this.base.location(key) ?? this.base.derivedFrom?.(key);
-  }
-
-  close(): Promise<void> {
-    return this.base.close();
   }
 }

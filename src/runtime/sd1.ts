@@ -3,11 +3,12 @@
  * lazily (the first call of each part builds its graph and opens its session) and kept until
  * `release()`. All tensors are float32 NCHW / [B, T, W] with explicit dims.
  */
+import { createHash } from 'node:crypto';
 import type ort from 'onnxruntime-node';
 import type { DiffusionModel, TextConditioning } from './diffusion-model.js';
 import { openModel } from '../formats/open.js';
 import type { TensorSource } from '../formats/tensor.js';
-import type { GraphBuilder, GraphOptions } from '../onnx/builder.js';
+import { LORA_DOWN, LORA_UP, type GraphBuilder, type GraphOptions } from '../onnx/builder.js';
 import type { AttentionImpl } from '../onnx/ops.js';
 import {
   buildClipTextEncoderGraph,
@@ -50,7 +51,7 @@ import {
   type WeightsCacheOptions,
 } from './weights.js';
 
-import type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
+import type { LowRankBranch, LowRankBranches, TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
 export type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
@@ -124,6 +125,11 @@ export interface Sd1LoadOptions extends SessionOptions, WeightsCacheOptions {
    * at large sizes). Inputs and outputs stay float32.
    */
   unetPrecision?: UNetPrecision;
+  /**
+   * LoRA layers of the UNet as low-rank branches fed to its graph (adapters/lora-branches.ts):
+   * the UNet's weights stay the checkpoint's, the graph gets one branch per layer named here.
+   */
+  lowRankBranches?: LowRankBranches;
   /** Told about slow one-time work as it starts (e.g. optimising a new checkpoint's UNet). */
   onNotice?: (message: string) => void;
 }
@@ -182,6 +188,15 @@ export class Sd1Model implements DiffusionModel {
       float16: opts.unetPrecision === 'fp16',
     };
     this.state = shared ?? { sessions: new Map(), released: false, ephemeralEntries: [] };
+    // Every branch must belong to a graph that takes branches (the UNet, a CLIP text tower).
+    const owners = [
+      config.prefixes.unet,
+      ...config.towers.filter((t) => t.layout !== 'open-clip').map((t) => t.prefix),
+    ];
+    for (const k of opts.lowRankBranches?.keys() ?? []) {
+      if (!owners.some((p) => k.startsWith(`${p}.`)))
+        throw new Error(`low-rank branch ${k} belongs to no UNet or CLIP text encoder of this model`);
+    }
   }
 
   /**
@@ -205,7 +220,7 @@ export class Sd1Model implements DiffusionModel {
     return {
       ...PART_SESSION_DEFAULTS[part],
       ...int8,
-      ...definedFields(this.opts),
+      ...definedFields({ ...this.opts, lowRankBranches: undefined }),
       ...definedFields(this.opts.partSessions?.[part] ?? {}),
     };
   }
@@ -358,13 +373,27 @@ export class Sd1Model implements DiffusionModel {
     );
   }
 
+  /** The low-rank branches of the graph whose keys start with `prefix` (Sd1LoadOptions.lowRankBranches). */
+  private branchesOf(prefix: string): [string, LowRankBranch][] {
+    return [...(this.opts.lowRankBranches ?? [])].filter(([k]) => k.startsWith(`${prefix}.`));
+  }
+
   private textEncoderSession(tower: number) {
     const t = this.tower(tower);
-    return this.session('text', `clip-encoder${this.towerKey(tower)}`, GRAPH_VERSION.text, () =>
-      t.layout === 'open-clip'
-        ? buildOpenClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts)
-        : buildClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts),
-    );
+    const branches = this.branchesOf(t.prefix).map(([k]) => k);
+    const branchKey = branches.length ? `|lora:${layerSetHash(branches)}` : '';
+    return this.session('text', `clip-encoder${this.towerKey(tower)}${branchKey}`, GRAPH_VERSION.text, () => {
+      if (t.layout === 'open-clip')
+        return buildOpenClipTextEncoderGraph(this.source, t.config, t.prefix, this.graphOpts);
+      const g = buildClipTextEncoderGraph(this.source, t.config, t.prefix, {
+        ...this.graphOpts,
+        lowRankBranches: new Set(branches),
+      });
+      const missing = g.missingBranches();
+      if (missing.length)
+        throw new Error(`text encoder: no Linear layer ${missing.join(', ')} for a low-rank branch`);
+      return g;
+    });
   }
 
   /**
@@ -413,11 +442,10 @@ export class Sd1Model implements DiffusionModel {
       }
       return Object.fromEntries(outputs.map((o) => [o, concatRows(parts.map((p) => p[o]!))]));
     }
-    return this.run(
-      this.textEncoderSession(tower),
-      { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) },
-      outputs,
-    );
+    const feeds: Record<string, ort.Tensor> = { [CLIP_IO.embeds]: f32(embeds.data, embeds.dims) };
+    const tw = this.tower(tower);
+    if (tw.layout !== 'open-clip') Object.assign(feeds, branchFeeds(this.branchesOf(tw.prefix)));
+    return this.run(this.textEncoderSession(tower), feeds, outputs);
   }
 
   /**
@@ -576,7 +604,10 @@ export class Sd1Model implements DiffusionModel {
       );
     }
     const hn = variant.hypernetworks?.stack.length ? variant.hypernetworks : undefined;
-    const key = `unet|${flags.filter(Boolean).join('')}|${precision}${hn ? `|hn=${hn.key}` : ''}`;
+    const branches = this.branchesOf(this.config.prefixes.unet).map(([k]) => k);
+    // The graph depends on which layers carry a branch, not on the branches' values or ranks.
+    const branchKey = branches.length ? `|lora:${layerSetHash(branches)}` : '';
+    const key = `unet|${flags.filter(Boolean).join('')}|${precision}${branchKey}${hn ? `|hn=${hn.key}` : ''}`;
     // Hypernetwork sets are many and each variant holds a UNet: keep only the latest set's graphs.
     if (hn && !this.state.sessions.has(key))
       this.dropSessions((k) => k.includes('|hn=') && !k.endsWith(`|hn=${hn.key}`));
@@ -601,6 +632,7 @@ export class Sd1Model implements DiffusionModel {
         attentionChunk: this.opts.attentionChunk,
         winogradLevels: this.opts.winogradLevels,
         precision,
+        lowRankBranches: branches.length ? new Set(branches) : undefined,
       }),
     );
   }
@@ -637,6 +669,7 @@ export class Sd1Model implements DiffusionModel {
     inp.hypernetworks?.stack.forEach(
       (n, i) => (feeds[hypernetMultiplierInput(i)] = f32(Float32Array.of(n.multiplier), [1])),
     );
+    Object.assign(feeds, branchFeeds(this.branchesOf(this.config.prefixes.unet)));
     const ratio = inp.tokenMergeRatio ?? 0;
     if (!(ratio >= 0 && ratio <= MAX_TOKEN_MERGE_RATIO)) {
       throw new UserError(`token merging ratio must be within 0 … ${MAX_TOKEN_MERGE_RATIO} (got ${ratio})`);
@@ -899,6 +932,24 @@ export class Sd1Model implements DiffusionModel {
  * Batch rows whose latent and timestep are bit-identical to an earlier row's: `distinct` lists the
  * first row of each kind, `rows[i]` the index in `distinct` of row i (the identity when all differ).
  */
+/** The graph inputs of low-rank branches (onnx/builder.ts `lowRankBranch`). */
+function branchFeeds(branches: [string, LowRankBranch][]): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [prefix, b] of branches) {
+    feeds[`${LORA_DOWN}${prefix}`] = f32(b.down, [b.rank, b.inF]);
+    feeds[`${LORA_UP}${prefix}`] = f32(b.up, [b.outF, b.rank]);
+  }
+  return feeds;
+}
+
+/** A short stable name for a set of layer names (session and saved-model keys). */
+function layerSetHash(names: Iterable<string>): string {
+  return createHash('sha256')
+    .update([...names].sort().join('\n'))
+    .digest('hex')
+    .slice(0, 16);
+}
+
 export function sharedRows(x: TensorF32, t: TensorF32): { distinct: number[]; rows: number[] } {
   const b = x.dims[0]!;
   const n = x.data.length / b;

@@ -33,6 +33,21 @@ export interface UNetInputs {
   tokenMergeRatio?: number;
 }
 
+/**
+ * One layer's low-rank branch, y += (x·downᵀ)·upᵀ (LoRA fed to the UNet as graph inputs,
+ * adapters/lora-branches.ts): down [rank, inF], up [outF, rank], row-major float32 (kohya's layout).
+ */
+export interface LowRankBranch {
+  inF: number;
+  outF: number;
+  rank: number;
+  down: Float32Array;
+  up: Float32Array;
+}
+
+/** Layer key prefix (the weight key without `.weight`) → its branch. */
+export type LowRankBranches = ReadonlyMap<string, LowRankBranch>;
+
 // A type alias (not an interface) so it fits encodeTiled's Record<string, TensorF32>.
 export type VaePosterior = {
   moments: TensorF32;

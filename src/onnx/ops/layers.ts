@@ -48,7 +48,9 @@ export function conv2d(
   const pad = opts.pad ?? (k - 1) / 2;
   if (g.layout === 'nhwc') {
     const int8 = g.int8 && opts.int8 !== false;
-    return conv2dNhwc(g, x, prefix, inCh, outCh, k, stride, pad, opts.bias !== false, int8);
+    const y = conv2dNhwc(g, x, prefix, inCh, outCh, k, stride, pad, opts.bias !== false, int8);
+    // A 1×1 stride-1 conv on channels-last is a Linear: its branch is the same two products.
+    return k === 1 && stride === 1 ? withLowRankBranch(g, y, x, prefix, inCh, outCh) : y;
   }
   const winograd = opts.winograd && k === 3 && stride === 1 && pad === 1 && opts.bias !== false;
   if (winograd && g.cpuForms && !g.circularPadding && !g.float16) {
@@ -59,12 +61,19 @@ export function conv2d(
   const circular = g.circularPadding && pad > 0;
   const input = circular ? padCircular(g, x, pad, prefix) : x;
   const p = circular ? 0 : pad;
-  return g.op1(
+  const y = g.op1(
     'Conv',
     b ? [input, w, b] : [input, w],
     { kernel_shape: [k, k], strides: [stride, stride], pads: [p, p, p, p] },
     { name: prefix },
   );
+  const branch = k === 1 && stride === 1 ? g.lowRankBranch(prefix, inCh, outCh) : undefined;
+  if (!branch) return y;
+  // NCHW 1×1: the factors as [r, in, 1, 1] and [out, r, 1, 1] convolution weights (kohya's own).
+  const asKernel = (v: Value) => reshape(g, v, [0, 0, 1, 1], `${prefix}.lora`);
+  const low = g.op1('Conv', [x, asKernel(branch.down)], { kernel_shape: [1, 1] }, { name: `${prefix}.lora` });
+  const up = g.op1('Conv', [low, asKernel(branch.up)], { kernel_shape: [1, 1] }, { name: `${prefix}.lora` });
+  return add(g, y, up, `${prefix}.lora`);
 }
 
 /**
@@ -82,7 +91,14 @@ export function linear(
   opts: { int8?: boolean } = {},
 ): Value {
   if (g.int8 && opts.int8 !== false)
-    return matMulInt8(g, quantizeDynamic(g, x, prefix), prefix, inF, outF, bias);
+    return withLowRankBranch(
+      g,
+      matMulInt8(g, quantizeDynamic(g, x, prefix), prefix, inF, outF, bias),
+      x,
+      prefix,
+      inF,
+      outF,
+    );
   const w = g.param(`${prefix}.weight`, [outF, inF]);
   let y: Value;
   if (g.contribOps) {
@@ -94,7 +110,33 @@ export function linear(
     y = g.op1('MatMul', [x, wt], {}, { name: prefix });
   }
   if (bias) y = add(g, y, g.param(`${prefix}.bias`, [outF]), prefix);
-  return y;
+  return withLowRankBranch(g, y, x, prefix, inF, outF);
+}
+
+/**
+ * y + (x·Dᵀ)·Uᵀ where layer `prefix` has a low-rank branch (GraphOptions.lowRankBranches; x and y
+ * with features on the last axis), else y. Two thin products: 2·r·(in + out) / (in·out) of the
+ * layer's own multiply-adds.
+ */
+function withLowRankBranch(
+  g: GraphBuilder,
+  y: Value,
+  x: Value,
+  prefix: string,
+  inF: number,
+  outF: number,
+): Value {
+  const b = g.lowRankBranch(prefix, inF, outF);
+  if (!b) return y;
+  const low = matMulTransB(g, x, b.down, `${prefix}.lora`);
+  return add(g, y, matMulTransB(g, low, b.up, `${prefix}.lora`), `${prefix}.lora`);
+}
+
+/** x·Wᵀ for W [n, k] (FusedMatMul reads W as given; without contrib ops a Transpose first). */
+function matMulTransB(g: GraphBuilder, x: Value, w: Value, name: string): Value {
+  if (g.contribOps)
+    return g.op1('FusedMatMul', [x, w], { transB: 1, alpha: { float: 1 } }, { name, domain: MS_DOMAIN });
+  return g.op1('MatMul', [x, transpose(g, w, [1, 0], name)], {}, { name });
 }
 
 /**
@@ -113,9 +155,21 @@ export function linearSplit(
   const outF = sizes.reduce((a, b) => a + b, 0);
   if (!g.int8) return splitEqual(g, linear(g, x, prefix, inF, outF), -1, sizes, name);
   const xq = quantizeDynamic(g, x, prefix);
+  const branch = g.lowRankBranch(prefix, inF, outF);
+  const low = branch && matMulTransB(g, x, branch.down, `${prefix}.lora`);
   let start = 0;
   return sizes.map((n) => {
-    const part = matMulInt8(g, xq, prefix, inF, n, true, [start, start + n]);
+    let part = matMulInt8(g, xq, prefix, inF, n, true, [start, start + n]);
+    if (branch && low) {
+      // This part's rows of U: [n, r].
+      const rows = g.op1(
+        'Slice',
+        [branch.up, g.constI64([start]), g.constI64([start + n]), g.constI64([0])],
+        {},
+        { name: `${prefix}.lora` },
+      );
+      part = add(g, part, matMulTransB(g, low, rows, `${prefix}.lora`), `${prefix}.lora`);
+    }
     start += n;
     return part;
   });
