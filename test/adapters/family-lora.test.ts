@@ -431,7 +431,9 @@ describe('bundle_emb: embeddings inside a LoRA file', () => {
     ]);
     const bare = common.map((a) => (a === dir ? other : a));
     const fromFolder = await one(['a zqxtoken cube oldtok', '--model', ckpt, ...bare], other);
-    expect(fromFolder.stderr).toMatch(/embedding "oldtok".*width 768 .*skipped/);
+    expect(fromFolder.stderr).toMatch(
+      /Textual inversion embeddings skipped\(1\): oldtok \(oldtok\.safetensors, 768 wide\)/,
+    );
     const oldWords = await one(['a zqxtoken cube <lora:b:0> oldtok', '--model', ckpt, ...common], dir);
     expect((await pixels(fromFolder.path)).equals(await pixels(oldWords.path))).toBe(true);
     expect(basename(fromFolder.path)).toMatch(/\.png$/);
