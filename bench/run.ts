@@ -123,6 +123,12 @@ function findClipVocab(flag: string | undefined): string | undefined {
   return existsSync(shared) ? shared : undefined;
 }
 
+/** SDXL's 3 and SD 2.x's 4 levels (at ¾ of it) halve evenly only at multiples of 32. */
+function xlLatentOf(n: number): number {
+  if (n % 32 !== 0) fail(`--xl-latent must be a multiple of 32, got ${n}`);
+  return n;
+}
+
 function parse() {
   let parsed;
   try {
@@ -198,7 +204,7 @@ function parse() {
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
     sd2Checkpoint: v['sd2-checkpoint'] ? resolve(v['sd2-checkpoint']) : undefined,
     sdxlCheckpoint: v['sdxl-checkpoint'] ? resolve(v['sdxl-checkpoint']) : undefined,
-    xlLatent: int('xl-latent', v['xl-latent']!, 8),
+    xlLatent: xlLatentOf(int('xl-latent', v['xl-latent']!, 32)),
     probeOptions: {
       runs: int('runs', v.runs!, 1),
       warmup: int('warmup', v.warmup!, 0),

@@ -144,7 +144,7 @@ describe('npm run bench: the SD 2.x / SDXL probes', () => {
         '--clip-vocab',
         clipVocabPath(),
         '--xl-latent',
-        '8',
+        '32',
         '--runs',
         '1',
         '--warmup',
