@@ -24,8 +24,9 @@
  * tomequality (int8 + token merging vs fp32, as int8quality), load (bench/load.ts: the real
  * `sdstudio serve` on 127.0.0.1 with a tiny random checkpoint — or --checkpoint — answering
  * --load-requests 64×64 txt2img requests of --steps steps from --load-clients concurrent clients:
- * all answered, RSS growth, requests/s, overhead per request); default all. The load probe alone
- * needs no SD 1.5 file: the random 4.3 GB one is written only for the engine probes.
+ * all answered, RSS growth, requests/s, overhead per request); default all but the SD 2.x / SDXL
+ * probes of bench/xl.ts, which run when named. The load, gemm and XL probes need no SD 1.5 file:
+ * the random 4.3 GB one is written only for the engine probes.
  * loraswitch / loratxt2img (bench/lora-probes.ts, issue #15): steady CFG steps without and with a
  * random full-coverage rank-32 LoRA and the time before the first step of each LoRA switch; a 512²
  * txt2img with two such LoRAs (its peak RSS against txt2img's).
@@ -134,6 +135,12 @@ function findClipVocab(flag: string | undefined): string | undefined {
   return existsSync(shared) ? shared : undefined;
 }
 
+/** SDXL's 3 and SD 2.x's 4 levels (at ¾ of it) halve evenly only at multiples of 32. */
+function xlLatentOf(n: number): number {
+  if (n % 32 !== 0) fail(`--xl-latent must be a multiple of 32, got ${n}`);
+  return n;
+}
+
 function parse() {
   let parsed;
   try {
@@ -178,7 +185,8 @@ function parse() {
     return n;
   };
   const clipVocab = findClipVocab(v['clip-vocab']);
-  const only = (v.only ?? PROBES.filter((p) => p !== 'pipeline' || clipVocab).join(','))
+  // The SD 2.x / SDXL probes (12 GB of checkpoints, tens of minutes) run only when named.
+  const only = (v.only ?? PROBES.filter((p) => (p !== 'pipeline' || clipVocab) && !isXlProbe(p)).join(','))
     .split(',')
     .map((s) => s.trim());
   for (const p of only) if (!(PROBES as readonly string[]).includes(p)) fail(`unknown probe "${p}"`);
@@ -209,7 +217,7 @@ function parse() {
     checkpoint: v.checkpoint ? resolve(v.checkpoint) : undefined,
     sd2Checkpoint: v['sd2-checkpoint'] ? resolve(v['sd2-checkpoint']) : undefined,
     sdxlCheckpoint: v['sdxl-checkpoint'] ? resolve(v['sdxl-checkpoint']) : undefined,
-    xlLatent: int('xl-latent', v['xl-latent']!, 8),
+    xlLatent: xlLatentOf(int('xl-latent', v['xl-latent']!, 32)),
     probeOptions: {
       runs: int('runs', v.runs!, 1),
       warmup: int('warmup', v.warmup!, 0),
@@ -327,7 +335,7 @@ async function main(): Promise<void> {
 
   const machine = machineInfo();
   // The engine probes run the full-size random SD 1.5 (written once); the load probe needs none.
-  const engineProbes = args.only.some((p) => p !== 'load' && !isXlProbe(p));
+  const engineProbes = args.only.some((p) => p !== 'load' && p !== 'gemm' && !isXlProbe(p));
   const xl = await xlCheckpoints(args.only, { sd2: args.sd2Checkpoint, sdxl: args.sdxlCheckpoint });
   const checkpoint = args.checkpoint ?? (engineProbes ? await ensureRandomSd15() : '');
   process.stderr.write(

@@ -43,6 +43,8 @@ import { numel } from '../formats/tensor.js';
 import { createOptimizedSession, graphFingerprint } from './optimized-cache.js';
 import { Int8WeightSource, int8WeightLimit } from './quantize.js';
 import {
+  aboutDuration,
+  formatGb,
   prepareModel,
   paramBytes,
   removeEntry,
@@ -54,6 +56,12 @@ import {
 import type { LowRankBranch, LowRankBranches, TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
 export type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
+
+/**
+ * onnxruntime's level-'all' optimisation and save, weight bytes per second on the 2-core development
+ * VM (SD 1.5's 3.4 GB UNet ≈ 35 s; docs/performance.md), for the notice's estimate.
+ */
+const OPTIMIZE_BYTES_PER_S = 100e6;
 
 /** Graphs with at least this many weight bytes keep their level-'all' optimisation in the cache. */
 const SAVE_OPTIMIZED_MIN_BYTES = 256 * 1024 ** 2;
@@ -292,7 +300,8 @@ export class Sd1Model implements DiffusionModel {
       this.opts,
       () =>
         this.opts.onNotice?.(
-          'optimising the UNet for this CPU (once per checkpoint, about a minute; saved in the weights cache)',
+          `optimising the ${g.graphName} (${formatGb(bytes)} of weights) for this CPU once per checkpoint, ` +
+            `about ${aboutDuration(bytes / OPTIMIZE_BYTES_PER_S)} (saved in the weights cache)`,
         ),
     );
     return r.session;

@@ -165,7 +165,7 @@ export async function prepareModel(
     };
   }
   const cache = new WeightsCache(opts);
-  const { entry, index, hit, ephemeral } = await cache.ensure(source, params, graphVersion);
+  const { entry, index, hit, ephemeral } = await cache.ensure(source, params, graphVersion, g.graphName);
   const model = g.toModel((p) => {
     const slot = index[p.key];
     if (!slot) {
@@ -182,6 +182,24 @@ export async function prepareModel(
     cacheEntry: entry,
     ephemeral,
   };
+}
+
+/**
+ * What a one-time weights conversion writes per second on the 2-core development VM (docs/
+ * performance.md, Session 7), for the notice's estimate: float16 → float32, and int8 quantization
+ * (per output byte: it reads 2–4 bytes and computes scales).
+ */
+export const CONVERT_BYTES_PER_S = 60e6;
+export const QUANTIZE_BYTES_PER_S = 20e6;
+
+export function formatGb(bytes: number): string {
+  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.max(1, Math.round(bytes / 1e6))} MB`;
+}
+
+/** "20 s", "3 minutes": a rough duration for a notice. */
+export function aboutDuration(seconds: number): string {
+  if (seconds < 90) return `${Math.max(5, Math.ceil(seconds / 5) * 5)} s`;
+  return `${Math.round(seconds / 60)} minutes`;
 }
 
 /** Bytes per element of a param as onnxruntime gets it. */
@@ -245,6 +263,8 @@ export class WeightsCache {
     source: TensorSource,
     params: ParamInit[],
     graphVersion: string,
+    /** The network, for the notice (e.g. "UNet"). */
+    what = 'network',
   ): Promise<{ entry: string; index: CacheIndex; hit: boolean; ephemeral: boolean }> {
     const byKey = new Map(params.map((p) => [p.key, p]));
     const keys = [...byKey.keys()].sort();
@@ -268,8 +288,12 @@ export class WeightsCache {
       // not cached yet (or unreadable): write it
     }
     if (!ephemeral) {
+      const bytes = [...byKey.values()].reduce((n, p) => n + numel(p.shape) * paramBytes(p), 0);
+      const int8 = [...byKey.values()].some((p) => p.dtype === 'I8');
       this.onNotice?.(
-        `preparing the weights of ${basename(source.path)} for onnxruntime (once per checkpoint; saved in the weights cache)`,
+        `preparing the ${what} weights of ${basename(source.path)} for onnxruntime: ` +
+          `${int8 ? 'quantizing to int8' : 'converting'} ${formatGb(bytes)} once per checkpoint, ` +
+          `about ${aboutDuration(bytes / (int8 ? QUANTIZE_BYTES_PER_S : CONVERT_BYTES_PER_S))} (saved in the weights cache)`,
       );
     }
     const tmp = join(this.dir, `.tmp-${hash}-${process.pid}-${randomUUID().slice(0, 8)}`);
