@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useState } from 'react';
 import { api, type Options } from '../api.ts';
+import { groupOptions } from '../option-sections.ts';
 import { useServer } from '../server-state.tsx';
 
 type Draft = Record<string, string | boolean>;
@@ -30,7 +31,10 @@ export function parseOption(
   }
 }
 
-/** Every option the server exposes (GET /sdapi/v1/options), searchable; Save posts the changed ones. */
+/**
+ * Every option the server exposes (GET /sdapi/v1/options), grouped in A1111's sections and
+ * searchable; Apply posts the changed ones.
+ */
 export function Settings() {
   const { setOptions } = useServer();
   const [options, setLoaded] = useState<Options | null>(null);
@@ -52,11 +56,9 @@ export function Settings() {
     void load();
   }, []);
 
-  const keys = useMemo(
-    () =>
-      Object.keys(options ?? {})
-        .filter((k) => k.toLowerCase().includes(filter.toLowerCase()))
-        .sort(),
+  // In the server's order (A1111's), grouped into A1111's sections; the search keeps matching keys.
+  const groups = useMemo(
+    () => groupOptions(Object.keys(options ?? {}), (k) => k.toLowerCase().includes(filter.toLowerCase())),
     [options, filter],
   );
   const changes: Options = {};
@@ -109,34 +111,39 @@ export function Settings() {
         )}
       </div>
       {!options && !message && <p>Loading…</p>}
-      <div className="settings-list">
-        {keys.map((k) => {
-          const original = options![k];
-          const d = draft[k];
-          return (
-            <div key={k} className={errors[k] ? 'setting invalid' : 'setting'}>
-              <label htmlFor={`opt-${k}`}>{k}</label>
-              {typeof original === 'boolean' ? (
-                <input
-                  id={`opt-${k}`}
-                  type="checkbox"
-                  checked={Boolean(d)}
-                  onChange={(e) => setDraft({ ...draft, [k]: e.target.checked })}
-                />
-              ) : (
-                <input
-                  id={`opt-${k}`}
-                  type={typeof original === 'number' ? 'number' : 'text'}
-                  step="any"
-                  value={String(d)}
-                  onChange={(e) => setDraft({ ...draft, [k]: e.target.value })}
-                />
-              )}
-              {errors[k] && <span className="error">{errors[k]}</span>}
-            </div>
-          );
-        })}
-      </div>
+      {groups.map((group) => (
+        <section key={group.title} className="settings-group" aria-label={group.title}>
+          <h3>{group.title}</h3>
+          <div className="settings-list">
+            {group.keys.map((k) => {
+              const original = options![k];
+              const d = draft[k];
+              return (
+                <div key={k} className={errors[k] ? 'setting invalid' : 'setting'}>
+                  <label htmlFor={`opt-${k}`}>{k}</label>
+                  {typeof original === 'boolean' ? (
+                    <input
+                      id={`opt-${k}`}
+                      type="checkbox"
+                      checked={Boolean(d)}
+                      onChange={(e) => setDraft({ ...draft, [k]: e.target.checked })}
+                    />
+                  ) : (
+                    <input
+                      id={`opt-${k}`}
+                      type={typeof original === 'number' ? 'number' : 'text'}
+                      step="any"
+                      value={String(d)}
+                      onChange={(e) => setDraft({ ...draft, [k]: e.target.value })}
+                    />
+                  )}
+                  {errors[k] && <span className="error">{errors[k]}</span>}
+                </div>
+              );
+            })}
+          </div>
+        </section>
+      ))}
     </div>
   );
 }
