@@ -44,11 +44,44 @@ function broadcast(a: number[], b: number[]): number[] {
   return out;
 }
 
-const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Where', 'Equal', 'Less', 'Greater', 'Max', 'Min']);
+const ELEMENTWISE = new Set([
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Pow',
+  'Where',
+  'Equal',
+  'Less',
+  'Greater',
+  'Max',
+  'Min',
+]);
 const SAME_SHAPE = new Set([
-  'Cos', 'Sin', 'Exp', 'Log', 'Sqrt', 'Erf', 'Neg', 'Abs', 'Relu', 'Sigmoid', 'Tanh', 'Softmax',
-  'QuickGelu', 'Gelu', 'Reciprocal', 'FastGelu', 'BiasGelu', 'Cast', 'Identity', 'InstanceNormalization',
-  'LayerNormalization', 'SkipLayerNormalization', 'GroupNormalization', 'QuantizeLinear',
+  'Cos',
+  'Sin',
+  'Exp',
+  'Log',
+  'Sqrt',
+  'Erf',
+  'Neg',
+  'Abs',
+  'Relu',
+  'Sigmoid',
+  'Tanh',
+  'Softmax',
+  'QuickGelu',
+  'Gelu',
+  'Reciprocal',
+  'FastGelu',
+  'BiasGelu',
+  'Cast',
+  'Identity',
+  'InstanceNormalization',
+  'LayerNormalization',
+  'SkipLayerNormalization',
+  'GroupNormalization',
+  'QuantizeLinear',
   'DequantizeLinear',
 ]);
 
@@ -173,9 +206,7 @@ export function countGraphFlops(g: GraphBuilder, inputs: Record<string, number[]
         const r = x!.dims.length;
         const axis = (attrInt(a, 'axis', 0) + r) % r;
         const sizes =
-          ins[1]?.ints ??
-          attrInts(a, 'split') ??
-          n.output.map(() => x!.dims[axis]! / n.output.length);
+          ins[1]?.ints ?? attrInts(a, 'split') ?? n.output.map(() => x!.dims[axis]! / n.output.length);
         sizes.forEach((s, i) => {
           const dims = [...x!.dims];
           dims[axis] = s;
@@ -238,7 +269,9 @@ export function countGraphFlops(g: GraphBuilder, inputs: Record<string, number[]
       case 'ReduceSumSquare':
       case 'ReduceMax': {
         const r = x!.dims.length;
-        const axes = (ins[1]?.ints ?? attrInts(a, 'axes') ?? x!.dims.map((_, i) => i)).map((v) => (v < 0 ? v + r : v));
+        const axes = (ins[1]?.ints ?? attrInts(a, 'axes') ?? x!.dims.map((_, i) => i)).map((v) =>
+          v < 0 ? v + r : v,
+        );
         const keep = attrInt(a, 'keepdims', 1);
         const dims = x!.dims.flatMap((d, i) => (axes.includes(i) ? (keep ? [1] : []) : [d]));
         set(0, { dims });

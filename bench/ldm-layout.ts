@@ -222,7 +222,11 @@ export function unetLayout(b: LayoutBuilder, a: LdmUNetArch, p: string): void {
   }
 
   resBlock(`${p}.middle_block.0`, ch, ch);
-  spatialTransformer(`${p}.middle_block.1`, ch, a.depthMiddle ?? a.depthPerLevel?.at(-1) ?? a.transformerDepth);
+  spatialTransformer(
+    `${p}.middle_block.1`,
+    ch,
+    a.depthMiddle ?? a.depthPerLevel?.at(-1) ?? a.transformerDepth,
+  );
   resBlock(`${p}.middle_block.2`, ch, ch);
 
   block = 0;

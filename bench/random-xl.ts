@@ -28,7 +28,12 @@ const numelOf = (s: ParamSpec) => s.shape.reduce((a, b) => a * b, 1);
 export async function writeRandomSpecs(
   path: string,
   specs: ParamSpec[],
-  opts: { seed?: number; floatType?: DType; generator?: string; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    seed?: number;
+    floatType?: DType;
+    generator?: string;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<void> {
   const seed = opts.seed ?? 0;
   const floatType = opts.floatType ?? 'F32';
@@ -51,14 +56,27 @@ export async function writeRandomSpecs(
   await writeSafetensors(
     path,
     tensors(),
-    { format: 'pt', generator: opts.generator ?? `sdstudio bench/random-xl ${RANDOM_XL_VERSION} seed ${seed}` },
+    {
+      format: 'pt',
+      generator: opts.generator ?? `sdstudio bench/random-xl ${RANDOM_XL_VERSION} seed ${seed}`,
+    },
     { infos: specs.map((s) => ({ name: s.name, dtype: dtypeOf(s), shape: s.shape })) },
   );
 }
 
 const KINDS: Record<XlKind, { label: string; file: string; floatType: DType; specs: () => ParamSpec[] }> = {
-  sd2: { label: 'SD 2.x 768-v', file: 'sd2-768-v', floatType: 'F32', specs: () => sd2CheckpointLayout(SD2_768_ARCH) },
-  sdxl: { label: 'SDXL base', file: 'sdxl-base-fp16', floatType: 'F16', specs: () => sdxlCheckpointLayout(SDXL_BASE_ARCH) },
+  sd2: {
+    label: 'SD 2.x 768-v',
+    file: 'sd2-768-v',
+    floatType: 'F32',
+    specs: () => sd2CheckpointLayout(SD2_768_ARCH),
+  },
+  sdxl: {
+    label: 'SDXL base',
+    file: 'sdxl-base-fp16',
+    floatType: 'F16',
+    specs: () => sdxlCheckpointLayout(SDXL_BASE_ARCH),
+  },
 };
 
 /**

@@ -101,7 +101,10 @@ interface UNetShape {
   w: number;
 }
 
-function unetInputs(model: Sd1Model, s: UNetShape): { x: TensorF32; t: TensorF32; context: TensorF32; y?: TensorF32 } {
+function unetInputs(
+  model: Sd1Model,
+  s: UNetShape,
+): { x: TensorF32; t: TensorF32; context: TensorF32; y?: TensorF32 } {
   const u = model.config.unet;
   const inp = {
     x: { data: noise(s.batch * u.inChannels * s.h * s.w, 1), dims: [s.batch, u.inChannels, s.h, s.w] },
@@ -114,7 +117,9 @@ function unetInputs(model: Sd1Model, s: UNetShape): { x: TensorF32; t: TensorF32
 }
 
 const gflop = (c: FlopCount): FlopCount =>
-  Object.fromEntries(Object.entries(c).map(([k, v]) => [k, Math.round(v / 1e7) / 100])) as unknown as FlopCount;
+  Object.fromEntries(
+    Object.entries(c).map(([k, v]) => [k, Math.round(v / 1e7) / 100]),
+  ) as unknown as FlopCount;
 
 /** FLOPs of the UNet graph the engine builds for `path` at shape `s` (weights' headers only are read). */
 export async function countUNetFlops(
@@ -124,7 +129,10 @@ export async function countUNetFlops(
 ): Promise<FlopCount> {
   const src = await openModel(path);
   try {
-    const { config } = diffusionConfigFromSource(src, { yamlPath: sidecarPathFor(path), prediction: opts.prediction });
+    const { config } = diffusionConfigFromSource(src, {
+      yamlPath: sidecarPathFor(path),
+      prediction: opts.prediction,
+    });
     const u = config.unet;
     const int8 = opts.precision === 'int8';
     const g = buildUNetGraph(int8 ? new Int8WeightSource(src, int8WeightLimit()) : src, u, {
@@ -164,7 +172,13 @@ export async function int8GemmRate(threads?: number): Promise<number> {
       init(`z${l}`, OnnxDataType.INT8, [n], new Int8Array(n)),
     );
     nodes.push(
-      { opType: 'DynamicQuantizeLinear', input: [x], output: [`q${l}`, `qs${l}`, `qz${l}`], name: `dq${l}`, attribute: [] },
+      {
+        opType: 'DynamicQuantizeLinear',
+        input: [x],
+        output: [`q${l}`, `qs${l}`, `qz${l}`],
+        name: `dq${l}`,
+        attribute: [],
+      },
       {
         opType: 'MatMulIntegerToFloat',
         domain: 'com.microsoft',
@@ -228,7 +242,8 @@ async function probeXlUNet(
   // the int8 graph has no Winograd form. `as run`: the engine's own graph (Winograd at the top levels).
   const count = await countUNetFlops(path, s, { ...extra, winogradLevels: 0 });
   const asRun = int8 ? count : await countUNetFlops(path, s, extra);
-  const floor_s = (count.total - count.int8) / (gemm_gflops * 1e9) + count.int8 / ((gemm_int8_gflops ?? 1) * 1e9);
+  const floor_s =
+    (count.total - count.int8) / (gemm_gflops * 1e9) + count.int8 / ((gemm_int8_gflops ?? 1) * 1e9);
   log(
     `${label}: ${stats.median_s.toFixed(2)} s/step; ${(count.total / 1e9).toFixed(0)} GFLOP; fp32 GEMM ${gemm_gflops.toFixed(0)}` +
       `${int8 ? `, int8 GEMM ${gemm_int8_gflops!.toFixed(0)}` : ''} GFLOP/s → floor ${floor_s.toFixed(2)} s`,
@@ -271,7 +286,11 @@ async function probeXlQuality(path: string, opts: ProbeOptions, s: UNetShape): P
   for (const v of ref) peak = Math.max(peak, Math.abs(v));
   const psnr_db = psnr(q, ref, peak);
   log(`xl quality: int8 vs fp32 ${psnr_db.toFixed(2)} dB`);
-  return { probe: `int8 vs fp32 SDXL UNet output, ${8 * s.w}² b${s.batch}`, psnr_db, peak_rss_mb: peakRssMb() };
+  return {
+    probe: `int8 vs fp32 SDXL UNet output, ${8 * s.w}² b${s.batch}`,
+    psnr_db,
+    peak_rss_mb: peakRssMb(),
+  };
 }
 
 export interface XlPipelineResult {
@@ -319,7 +338,9 @@ async function probeXlPipeline(
       {},
       {
         onProgress: () =>
-          log(`xl pipeline (${precision}): step ${++step}/${settings.steps} (peak RSS ${peakRssMb().toFixed(0)} MB)`),
+          log(
+            `xl pipeline (${precision}): step ${++step}/${settings.steps} (peak RSS ${peakRssMb().toFixed(0)} MB)`,
+          ),
       },
     );
     const total_s = (performance.now() - t0) / 1000;
@@ -374,7 +395,13 @@ async function probeXlLoad(path: string, opts: ProbeOptions): Promise<XlLoadResu
     log(`xl load: first load ${first_load_s.toFixed(1)} s`);
     const later_load_s = await load(false);
     log(`xl load: later load ${later_load_s.toFixed(1)} s`);
-    return { probe: 'SDXL load (text, unet, vae decoder)', first_load_s, later_load_s, notices, peak_rss_mb: peakRssMb() };
+    return {
+      probe: 'SDXL load (text, unet, vae decoder)',
+      first_load_s,
+      later_load_s,
+      notices,
+      peak_rss_mb: peakRssMb(),
+    };
   } finally {
     rmSync(cacheDir, { recursive: true, force: true });
   }
@@ -382,7 +409,11 @@ async function probeXlLoad(path: string, opts: ProbeOptions): Promise<XlLoadResu
 
 export type XlProbeResult = XlUNetResult | XlQualityResult | XlPipelineResult | XlLoadResult;
 
-export function runXlProbe(name: XlProbeName, opts: ProbeOptions, settings: XlSettings): Promise<XlProbeResult> {
+export function runXlProbe(
+  name: XlProbeName,
+  opts: ProbeOptions,
+  settings: XlSettings,
+): Promise<XlProbeResult> {
   const n = settings.xlLatent ?? 128;
   const xl: UNetShape = { batch: 2, h: n, w: n };
   const sd2: UNetShape = { batch: 2, h: (3 * n) / 4, w: (3 * n) / 4 };
@@ -392,7 +423,9 @@ export function runXlProbe(name: XlProbeName, opts: ProbeOptions, settings: XlSe
     case 'unet1024xl':
       return probeXlUNet(`sdxl unet ${8 * n}² b2`, settings.sdxlCheckpoint, opts, xl);
     case 'unet1024xlint8':
-      return probeXlUNet(`sdxl int8 unet ${8 * n}² b2`, settings.sdxlCheckpoint, opts, xl, { precision: 'int8' });
+      return probeXlUNet(`sdxl int8 unet ${8 * n}² b2`, settings.sdxlCheckpoint, opts, xl, {
+        precision: 'int8',
+      });
     case 'xlquality':
       return probeXlQuality(settings.sdxlCheckpoint, opts, xl);
     case 'xlpipeline':
@@ -404,7 +437,8 @@ export function runXlProbe(name: XlProbeName, opts: ProbeOptions, settings: XlSe
   }
 }
 
-const r3 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? null : Math.round(x * 1000) / 1000);
+const r3 = (x: number | undefined) =>
+  x === undefined || !Number.isFinite(x) ? null : Math.round(x * 1000) / 1000;
 
 /** The summary keys of the XL probes (null where not run). */
 export function xlSummary(results: Partial<Record<string, unknown>>) {

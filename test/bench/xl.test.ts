@@ -29,7 +29,11 @@ function baseCheckpoint(folder: string, fp16 = false): string {
     files: Record<string, unknown>;
   };
   const names = Object.keys(manifest.files).filter(
-    (f) => f.endsWith('.safetensors') && !f.startsWith('golden_') && !f.includes('refiner') && f.includes('fp16') === fp16,
+    (f) =>
+      f.endsWith('.safetensors') &&
+      !f.startsWith('golden_') &&
+      !f.includes('refiner') &&
+      f.includes('fp16') === fp16,
   );
   expect(names, folder).toHaveLength(1);
   return goldenPath(folder, names[0]!);
@@ -55,7 +59,11 @@ describe('SD 2.x / SDXL checkpoint layouts', () => {
         for (const name of src.keys()) {
           const info = src.info(name)!;
           const o = ours.get(name)!;
-          expect({ name, dtype: o.dtype, shape: o.shape }).toEqual({ name, dtype: info.dtype, shape: info.shape });
+          expect({ name, dtype: o.dtype, shape: o.shape }).toEqual({
+            name,
+            dtype: info.dtype,
+            shape: info.shape,
+          });
         }
       } finally {
         await src.close();

@@ -82,11 +82,17 @@ describe('overlay TensorSource', () => {
       await expect(plain.read('missing#q8')).rejects.toThrow(/"missing#q8" is not in/);
 
       const patched = Float32Array.from(W, (v) => v * 2);
-      const over = new PatchedTensorSource(base, new Map([['layer.weight', { shape: [3, 4], data: patched }]]));
+      const over = new PatchedTensorSource(
+        base,
+        new Map([['layer.weight', { shape: [3, 4], data: patched }]]),
+      );
       const q = new Int8WeightSource(over);
       expect(q.derivedFrom(key)).toBeUndefined();
       // Doubling every weight doubles the per-channel scales and leaves the int8 values as they were.
-      const [s0, s1] = [await plain.readFloat32(`layer.weight#q8scale`), await q.readFloat32(`layer.weight#q8scale`)];
+      const [s0, s1] = [
+        await plain.readFloat32(`layer.weight#q8scale`),
+        await q.readFloat32(`layer.weight#q8scale`),
+      ];
       s1.forEach((v, i) => expect(v).toBeCloseTo(2 * s0[i]!, 6));
       expect((await q.read(key)).data).toEqual((await plain.read(key)).data);
     });
