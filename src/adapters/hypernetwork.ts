@@ -8,6 +8,7 @@
  * the state-dict keys (`linear.0`, `linear.2`, …) follow.
  */
 import { readTorchFile } from '../formats/torch.js';
+import type { HnLayer } from '../models/hypernetwork-graph.js';
 import { toFloat32 } from '../formats/dtype.js';
 import type { Tensor } from '../formats/tensor.js';
 import { UserError } from '../util/errors.js';
@@ -88,12 +89,7 @@ export function activationLayer(name: string): HnLayer | undefined {
   return fn ? { kind: 'act', name, fn } : undefined;
 }
 
-export type HnLayer =
-  | { kind: 'linear'; weight: F32Tensor; bias: Float32Array }
-  | { kind: 'act'; name: string; fn: Act }
-  | { kind: 'prelu'; weight: Float32Array }
-  | { kind: 'layernorm'; weight: Float32Array; bias: Float32Array; eps: number }
-  | { kind: 'dropout'; p: number };
+export type { HnLayer };
 
 export interface Hypernetwork {
   name: string;

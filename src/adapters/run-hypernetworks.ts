@@ -10,7 +10,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UnetHypernetworks } from '../models/hypernetwork-graph.js';
 import type { ModelFamily } from '../models/config.js';
-import type { UnetStepHook } from '../pipeline/sample.js';
+import type { UnetStepHook } from '../runtime/diffusion-model.js';
 import { parseExtraNetworks } from '../prompt/extra-networks.js';
 import { loadHypernetwork } from './hypernetwork.js';
 import { listHypernetworkFiles } from './listing.js';

@@ -9,11 +9,21 @@
  * Weights are graph params under `hypernet.<i>.<width>.<0|1>.linear.<n>.…` (the file's own
  * numbering: 0 = keys, 1 = values), served by `HypernetWeightSource` over the checkpoint.
  */
-import type { HnLayer } from '../adapters/hypernetwork.js';
 import type { FileLocation, Tensor, TensorInfo, TensorSource } from '../formats/tensor.js';
 import { float32ArrayToTensor } from '../formats/dtype.js';
 import type { GraphBuilder, Value } from '../onnx/builder.js';
 import { add, gelu, layerNorm, linear, mul, sub } from '../onnx/ops.js';
+
+/**
+ * One layer of a hypernetwork MLP as the graph builds it (adapters/hypernetwork.ts reads them
+ * from the files; the evaluation there and the graph here follow the same list).
+ */
+export type HnLayer =
+  | { kind: 'linear'; weight: { shape: number[]; data: Float32Array }; bias: Float32Array }
+  | { kind: 'act'; name: string; fn: (x: number) => number }
+  | { kind: 'prelu'; weight: Float32Array }
+  | { kind: 'layernorm'; weight: Float32Array; bias: Float32Array; eps: number }
+  | { kind: 'dropout'; p: number };
 
 /** One network of a stack: its MLPs by width, [keys, values]. */
 export interface UnetHypernetwork {

@@ -7,6 +7,7 @@
  * or do work between steps: full/TAESD previews) and each finished sampler step. Generation,
  * previews and progress are hooks here; the coming add-ons plug in the same way.
  */
+import type { UnetStepHook } from '../runtime/diffusion-model.js';
 import type { Sd1Model, UNetInputs } from '../runtime/sd1.js';
 import {
   planSampling,
@@ -14,7 +15,6 @@ import {
   startLatent,
   type SamplerOptions,
   type SamplingPlan,
-  type StepInfo,
 } from '../sampling/index.js';
 import { BrownianNoise, imageRngNoise } from '../sampling/noise.js';
 import type { DiscreteSchedule } from '../sampling/schedules.js';
@@ -31,15 +31,8 @@ export interface StopFlags {
   skipped: boolean;
 }
 
-/** A per-step hook of the UNet call (see the module comment). */
-export interface UnetStepHook {
-  /** Once, when the pass is planned (before the first UNet call). */
-  start?(plan: SamplingPlan): void;
-  /** Before each UNet call, with the inputs it is about to run on (mutable). */
-  beforeUnet?(inputs: UNetInputs): void | Promise<void>;
-  /** After each sampler step. */
-  afterStep?(info: StepInfo): void;
-}
+/** A per-step hook of the UNet call (see the module comment; defined beside the model interface). */
+export type { UnetStepHook };
 
 /** What a pass needs of a model: the UNet, the noise schedule and what the UNet predicts. */
 export interface SamplingModel {

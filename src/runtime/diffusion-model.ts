@@ -6,6 +6,8 @@
  * `label_emb`, prediction type, latent scale — not in code paths.
  */
 import type { DiffusionConfig, ModelFamily, PredictionType, TextTower } from '../models/config.js';
+import type { SamplingPlan } from '../sampling/index.js';
+import type { StepInfo } from '../sampling/types.js';
 import type { TileOptions } from './tiling.js';
 import type { TensorF32, UNetInputs, VaePosterior } from './tensors.js';
 
@@ -42,4 +44,18 @@ export interface DiffusionModel {
   vaeDecode(z: TensorF32, tiled?: boolean | TileOptions): Promise<TensorF32>;
   vaeEncode(image: TensorF32, noise?: TensorF32, tiled?: boolean | TileOptions): Promise<VaePosterior>;
   release(): Promise<void>;
+}
+
+/**
+ * A per-step hook of the UNet call in a sampling pass (pipeline/sample.ts): previews and progress
+ * there, adapters (hypernetwork K/V context, ControlNet residuals) here — it lives with the model
+ * interface so adapters/ need not import pipeline/.
+ */
+export interface UnetStepHook {
+  /** Once, when the pass is planned (before the first UNet call). */
+  start?(plan: SamplingPlan): void;
+  /** Before each UNet call, with the inputs it is about to run on (mutable). */
+  beforeUnet?(inputs: UNetInputs): void | Promise<void>;
+  /** After each sampler step. */
+  afterStep?(info: StepInfo): void;
 }
