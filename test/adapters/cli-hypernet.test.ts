@@ -13,23 +13,12 @@ import { readGenerationInfo } from '../../src/infotext/image-metadata.js';
 import { encodePngWithInfotext } from '../../src/pipeline/outputs.js';
 import { infotextOf, runCli, tiny } from '../pipeline/cli-helpers.js';
 import { adapterPath, casesOf } from './helpers.js';
+import { txt2imgOne as one, pixels } from './cli-images.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
-
-async function pixels(path: string): Promise<Buffer> {
-  return sharp(path).raw().toBuffer();
-}
-
-async function one(args: string[], cwd: string): Promise<{ path: string; stderr: string }> {
-  const r = await runCli(['txt2img', ...args], cwd);
-  expect(r.code, r.stderr).toBe(0);
-  const paths = r.stdout.trim().split('\n');
-  expect(paths).toHaveLength(1);
-  return { path: paths[0]!, stderr: r.stderr };
-}
 
 describe('sdstudio txt2img with <hypernet:…>', () => {
   // The hypernetwork with the most widths: it reaches cross- and self-attention of the tiny UNet.

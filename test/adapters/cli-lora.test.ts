@@ -6,36 +6,17 @@
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseLoraTag } from '../../src/adapters/lora-tags.js';
 import { parseExtraNetworks } from '../../src/prompt/extra-networks.js';
 import { infotextOf, runCli, tiny } from '../pipeline/cli-helpers.js';
 import { adapterPath, casesOf } from './helpers.js';
+import { txt2imgOne as one, pixels, maxDiff } from './cli-images.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
-
-async function pixels(path: string): Promise<Buffer> {
-  return sharp(path).raw().toBuffer();
-}
-
-function maxDiff(a: Buffer, b: Buffer): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-
-async function one(args: string[], cwd: string): Promise<{ path: string; stderr: string }> {
-  const r = await runCli(['txt2img', ...args], cwd);
-  expect(r.code, r.stderr).toBe(0);
-  const paths = r.stdout.trim().split('\n');
-  expect(paths).toHaveLength(1);
-  return { path: paths[0]!, stderr: r.stderr };
-}
 
 describe('sdstudio txt2img with <lora:…>', () => {
   // A LoRA case that patches both the text encoder and the UNet without errors.

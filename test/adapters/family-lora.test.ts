@@ -10,7 +10,6 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listLoras } from '../../src/adapters/listing.js';
 import { loraFamily } from '../../src/adapters/lora-family.js';
@@ -38,6 +37,7 @@ import {
   type LoraLayout,
   type Target,
 } from './family-loras.js';
+import { txt2imgOne as one, pixels, maxDiff } from './cli-images.js';
 
 const SETS = ['tiny-sd2', 'tiny-sdxl'];
 const dirs: string[] = [];
@@ -262,25 +262,6 @@ describe('LoRA base model for list loras', () => {
 });
 
 // ---- end to end through the CLI -------------------------------------------------------------
-
-async function pixels(path: string): Promise<Buffer> {
-  return sharp(path).raw().toBuffer();
-}
-
-function maxDiff(a: Buffer, b: Buffer): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-
-async function one(args: string[], cwd: string): Promise<{ path: string; stderr: string }> {
-  const r = await runCli(['txt2img', ...args], cwd);
-  expect(r.code, r.stderr).toBe(0);
-  const paths = r.stdout.trim().split('\n');
-  expect(paths).toHaveLength(1);
-  return { path: paths[0]!, stderr: r.stderr };
-}
 
 /** A checkpoint with its sidecar yaml (the tiny towers' config lives there) copied beside `to`. */
 async function withSidecar(from: string, to: string): Promise<void> {
