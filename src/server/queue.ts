@@ -217,22 +217,25 @@ export class LocalJobQueue implements JobQueue {
     })();
   }
 
-  private async runJob(job: JobRecord): Promise<void> {
-    // Cancelled while waiting for the lock.
-    if (this.store.get(job.id)?.state !== 'queued') return;
-    const request = job.request;
-    if (isToolRequest(request)) return this.runTool(job, request);
+  /** Marks `job` running with a fresh progress record, makes it the running job and says so. */
+  private beginRun(
+    job: JobRecord,
+    first: { phase: string; steps: number; jobCount: number; tool: boolean },
+  ): {
+    progress: JobProgress;
+    stop: { interrupted: boolean; skipped: boolean };
+    run: { cancel: boolean };
+  } {
     const startedAt = Date.now();
     this.store.markRunning(job.id, startedAt);
     const stop = { interrupted: false, skipped: false };
-    const p = request.params;
     const progress: JobProgress = {
       jobId: job.id,
-      phase: 'queued',
+      phase: first.phase,
       step: 0,
-      steps: p.steps,
+      steps: first.steps,
       jobNo: 0,
-      jobCount: p.n_iter * (request.mode === 'txt2img' && p.enable_hr ? 2 : 1),
+      jobCount: first.jobCount,
       startedAt,
       fraction: 0,
       etaSeconds: 0,
@@ -240,8 +243,24 @@ export class LocalJobQueue implements JobQueue {
       interrupted: false,
       skipped: false,
     };
-    this.running = { id: job.id, progress, stop, cancel: false, tool: false };
+    const run = { id: job.id, progress, stop, cancel: false, tool: first.tool };
+    this.running = run;
     this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
+    return { progress, stop, run };
+  }
+
+  private async runJob(job: JobRecord): Promise<void> {
+    // Cancelled while waiting for the lock.
+    if (this.store.get(job.id)?.state !== 'queued') return;
+    const request = job.request;
+    if (isToolRequest(request)) return this.runTool(job, request);
+    const p = request.params;
+    const { progress, stop, run } = this.beginRun(job, {
+      phase: 'queued',
+      steps: p.steps,
+      jobCount: p.n_iter * (request.mode === 'txt2img' && p.enable_hr ? 2 : 1),
+      tool: false,
+    });
     // Each finished image is recorded at once, so a crash later keeps it in the store.
     const partial: JobResultInfo = { images: [], grid: null, interrupted: false, info: null };
     let writes: Promise<void> = Promise.resolve();
@@ -280,7 +299,7 @@ export class LocalJobQueue implements JobQueue {
           }
           const within = decoding ? 1 : pr.steps ? pr.step / pr.steps : 0;
           progress.fraction = Math.min(1, (pr.job + within) / Math.max(1, pr.jobCount));
-          const elapsed = (Date.now() - startedAt) / 1000;
+          const elapsed = (Date.now() - progress.startedAt) / 1000;
           progress.etaSeconds = progress.fraction > 0 ? elapsed / progress.fraction - elapsed : 0;
           progress.skipped = stop.skipped;
           this.emit(job.id, { type: 'progress', progress });
@@ -301,7 +320,7 @@ export class LocalJobQueue implements JobQueue {
       }
       partial.interrupted = out.interrupted;
       partial.info = out.info;
-      const cancelled = this.running.cancel;
+      const cancelled = run.cancel;
       this.store.finish(job.id, cancelled ? 'cancelled' : 'succeeded', partial, cancelled ? CANCELLED : null);
     } catch (e) {
       await writes.catch(() => undefined);
@@ -322,25 +341,12 @@ export class LocalJobQueue implements JobQueue {
    * cancelling throws from its progress callback, and the tool's writer removes its partial file.
    */
   private async runTool(job: JobRecord, request: ToolJobRequest): Promise<void> {
-    const startedAt = Date.now();
-    this.store.markRunning(job.id, startedAt);
-    const stop = { interrupted: false, skipped: false };
-    const progress: JobProgress = {
-      jobId: job.id,
+    const { progress, stop, run } = this.beginRun(job, {
       phase: request.task.tool,
-      step: 0,
       steps: 0,
-      jobNo: 0,
       jobCount: 1,
-      startedAt,
-      fraction: 0,
-      etaSeconds: 0,
-      preview: null,
-      interrupted: false,
-      skipped: false,
-    };
-    this.running = { id: job.id, progress, stop, cancel: false, tool: true };
-    this.emit(job.id, { type: 'state', job: this.store.get(job.id)! });
+      tool: true,
+    });
     const empty: JobResultInfo = { images: [], grid: null, interrupted: false, info: null };
     try {
       if (!this.opts.tools) throw new UserError('this server runs no tool jobs', 2, 501);
@@ -351,14 +357,14 @@ export class LocalJobQueue implements JobQueue {
           progress.step = done;
           progress.steps = total;
           progress.fraction = total > 0 ? Math.min(1, done / total) : 0;
-          const elapsed = (Date.now() - startedAt) / 1000;
+          const elapsed = (Date.now() - progress.startedAt) / 1000;
           progress.etaSeconds = progress.fraction > 0 ? elapsed / progress.fraction - elapsed : 0;
           this.emit(job.id, { type: 'progress', progress });
         },
       });
       this.store.finish(job.id, 'succeeded', { ...empty, tool }, null);
     } catch (e) {
-      if (e instanceof ToolCancelled || this.running.cancel) {
+      if (e instanceof ToolCancelled || run.cancel) {
         this.store.finish(job.id, 'cancelled', null, CANCELLED);
       } else {
         const message = e instanceof Error ? e.message : String(e);
